@@ -1,0 +1,124 @@
+"""The VM configuration of the contract (VMCONFIG) and its validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int
+
+VM_TYPES = ("default", "sw_protected", "tdx")
+GMEM_ORDERS = (0, 9, 18)
+SHARED_PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
+# The buddy allocator tracks blocks up to 1G; beyond that memory is just many 1G blocks.
+MAX_HOST_MEMORY = 1 << 50
+
+
+class ConfigError(ValueError):
+    """A VM config field is missing, unknown or out of range; `path` names it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@attrs.frozen(slots=True)
+class VMConfig:
+    type: str
+    host_memory: int = 16 << 30
+    gmem_max_order: int = 0
+    shared_page_size: int = 4096
+    tdx_private_max_level: int = LEVEL_4K
+    gpaw: int = 52
+    seed: int = 0
+
+    @property
+    def is_tdx(self) -> bool:
+        return self.type == "tdx"
+
+    @property
+    def has_private_mem(self) -> bool:
+        """kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX."""
+        return self.type != "default"
+
+    @property
+    def shared_bit_gfn(self) -> int:
+        """The TDX shared bit as a gfn bit (GPA bit 51 or 47)."""
+        return 1 << ((51 if self.gpaw == 52 else 47) - 12)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "vm") -> VMConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(path, "expected an object")
+        known = {
+            "type",
+            "host_memory",
+            "gmem_max_order",
+            "shared_page_size",
+            "tdx_private_max_level",
+            "gpaw",
+            "seed",
+        }
+        for key in d:
+            if key not in known:
+                raise ConfigError(f"{path}.{key}", "unknown field")
+        if "type" not in d:
+            raise ConfigError(f"{path}.type", "missing required field")
+        vm_type = d["type"]
+        if vm_type not in VM_TYPES:
+            raise ConfigError(
+                f"{path}.type", f"expected one of {', '.join(VM_TYPES)}, got {vm_type!r}"
+            )
+
+        def integer(name: str, default: int) -> int:
+            if name not in d:
+                return default
+            try:
+                return parse_int(d[name])
+            except ValueError as e:
+                raise ConfigError(f"{path}.{name}", str(e)) from None
+
+        host_memory = integer("host_memory", 16 << 30)
+        if host_memory <= 0 or host_memory % (2 << 20) or host_memory > MAX_HOST_MEMORY:
+            raise ConfigError(
+                f"{path}.host_memory", "must be a positive multiple of 2M and at most 1P"
+            )
+        order = integer("gmem_max_order", 0)
+        if order not in GMEM_ORDERS:
+            raise ConfigError(f"{path}.gmem_max_order", f"must be 0, 9 or 18, got {order}")
+        sps = d.get("shared_page_size", "4K")
+        if isinstance(sps, str) and sps.upper() in SHARED_PAGE_SIZES:
+            shared = SHARED_PAGE_SIZES[sps.upper()]
+        else:
+            try:
+                shared = parse_int(sps)
+            except ValueError as e:
+                raise ConfigError(f"{path}.shared_page_size", str(e)) from None
+            if shared not in SHARED_PAGE_SIZES.values():
+                raise ConfigError(f"{path}.shared_page_size", 'must be "4K", "2M" or "1G"')
+        lvl = d.get("tdx_private_max_level", "4K")
+        if lvl not in ("4K", "2M"):
+            raise ConfigError(f"{path}.tdx_private_max_level", f'must be "4K" or "2M", got {lvl!r}')
+        gpaw = integer("gpaw", 52)
+        if gpaw not in (48, 52):
+            raise ConfigError(f"{path}.gpaw", f"must be 48 or 52, got {gpaw}")
+        seed = integer("seed", 0)
+        if not 0 <= seed < (1 << 64):
+            raise ConfigError(f"{path}.seed", "must be between 0 and 2**64-1")
+        return cls(vm_type, host_memory, order, shared, LEVEL_BY_NAME[lvl], gpaw, seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical VMCONFIG (sizes as strings a human reads)."""
+        from imemviz.model.units import fmt_size
+
+        return {
+            "type": self.type,
+            "host_memory": fmt_size(self.host_memory),
+            "gmem_max_order": self.gmem_max_order,
+            "shared_page_size": fmt_size(self.shared_page_size),
+            "tdx_private_max_level": LEVEL_NAMES[self.tdx_private_max_level],
+            "gpaw": self.gpaw,
+            "seed": self.seed,
+        }

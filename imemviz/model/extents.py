@@ -1,0 +1,100 @@
+"""Ordered maps of half-open integer ranges: the workhorse that keeps a 4 TiB guest cheap.
+
+`ExtentMap` is a step function over [0, limit): a sorted list of start points
+and the value that holds from each start to the next.  Range assignment and
+range queries cost O(log n + k) plus a list splice (a C memmove), where n is
+the number of distinct extents, never the number of pages.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Hashable, Iterator
+
+
+class ExtentMap:
+    """A total map [0, limit) -> value, stored as coalesced runs."""
+
+    __slots__ = ("_starts", "_vals", "limit")
+
+    def __init__(self, default: Hashable, limit: int) -> None:
+        self._starts: list[int] = [0]
+        self._vals: list[Hashable] = [default]
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def get(self, x: int) -> Hashable:
+        return self._vals[bisect_right(self._starts, x) - 1]
+
+    def extent_at(self, x: int) -> tuple[int, int, Hashable]:
+        """The run containing x: (start, end, value)."""
+        i = bisect_right(self._starts, x) - 1
+        end = self._starts[i + 1] if i + 1 < len(self._starts) else self.limit
+        return self._starts[i], end, self._vals[i]
+
+    def is_uniform(self, start: int, end: int) -> bool:
+        """True when [start, end) lies inside one run."""
+        i = bisect_right(self._starts, start) - 1
+        return i + 1 >= len(self._starts) or self._starts[i + 1] >= end
+
+    def all_equal(self, start: int, end: int, value: Hashable) -> bool:
+        i = bisect_right(self._starts, start) - 1
+        return self._vals[i] == value and (i + 1 >= len(self._starts) or self._starts[i + 1] >= end)
+
+    def iter_range(self, start: int, end: int) -> Iterator[tuple[int, int, Hashable]]:
+        """Runs clipped to [start, end), in order."""
+        starts, vals = self._starts, self._vals
+        i = bisect_right(starts, start) - 1
+        n = len(starts)
+        while i < n and starts[i] < end:
+            run_end = starts[i + 1] if i + 1 < n else self.limit
+            yield max(starts[i], start), min(run_end, end), vals[i]
+            i += 1
+
+    def items(self) -> Iterator[tuple[int, int, Hashable]]:
+        return self.iter_range(0, self.limit)
+
+    def set_range(self, start: int, end: int, value: Hashable) -> None:
+        """Assign `value` to [start, end), coalescing with equal neighbours."""
+        if start >= end:
+            return
+        starts, vals = self._starts, self._vals
+        i = bisect_right(starts, start) - 1  # run containing start
+        j = bisect_right(starts, end) - 1  # run containing end (end may be its start)
+        tail_val = vals[j]
+        new_starts: list[int] = []
+        new_vals: list[Hashable] = []
+        if starts[i] < start:
+            if vals[i] != value:
+                new_starts.append(start)
+                new_vals.append(value)
+            lo = i + 1
+        else:
+            lo = i
+            if i == 0 or vals[i - 1] != value:
+                new_starts.append(start)
+                new_vals.append(value)
+        if end < self.limit and tail_val != value:
+            new_starts.append(end)
+            new_vals.append(tail_val)
+        starts[lo : j + 1] = new_starts
+        vals[lo : j + 1] = new_vals
+        # The run after the replaced block may now equal its predecessor.
+        k = lo + len(new_starts)
+        if 0 < k < len(starts) and vals[k] == vals[k - 1]:
+            del starts[k]
+            del vals[k]
+
+    def to_runs(self) -> list[tuple[int, int, Hashable]]:
+        return list(self.items())
+
+    @classmethod
+    def from_runs(
+        cls, runs: list[tuple[int, int, Hashable]], default: Hashable, limit: int
+    ) -> ExtentMap:
+        m = cls(default, limit)
+        for a, b, v in runs:
+            m.set_range(a, b, v)
+        return m

@@ -1,0 +1,283 @@
+"""guest_memfd ops: create, fallocate (allocate, PUNCH_HOLE), close, and memory failure.
+
+Follows virt/kvm/guest_memfd.c (kvm_gmem_create, kvm_gmem_fallocate,
+kvm_gmem_punch_hole, kvm_gmem_release, kvm_gmem_error_folio) and the generic
+checks of vfs_fallocate() that run first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from imemviz.model.guest_memfd import (
+    FOLIO_ORDERS,
+    GUEST_MEMFD_FLAG_INIT_SHARED,
+    GUEST_MEMFD_FLAG_MMAP,
+    Folio,
+    GmemFile,
+    GmemInode,
+)
+from imemviz.model.memslots import Memslot
+from imemviz.model.result import Result
+from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
+
+if TYPE_CHECKING:
+    from imemviz.model.vm import VM
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_UNSHARE_RANGE = 0x40
+FALLOC_FL_WRITE_ZEROES = 0x80
+_FALLOC_SUPPORTED = 0xFB  # every mode bit vfs_fallocate() knows (FALLOC_FL_SUPPORTED_MASK)
+_FALLOC_MODE_MASK = (
+    FALLOC_FL_PUNCH_HOLE
+    | FALLOC_FL_COLLAPSE_RANGE
+    | FALLOC_FL_ZERO_RANGE
+    | FALLOC_FL_INSERT_RANGE
+    | FALLOC_FL_UNSHARE_RANGE
+    | FALLOC_FL_WRITE_ZEROES
+)
+LLONG_MAX = (1 << 63) - 1
+STD_FDS = (0, 1, 2)
+
+
+def supported_flags(vm: VM) -> int:
+    """kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory."""
+    flags = GUEST_MEMFD_FLAG_MMAP
+    if not vm.has_private_mem:
+        flags |= GUEST_MEMFD_FLAG_INIT_SHARED
+    return flags
+
+
+def lowest_free_fd(vm: VM) -> int:
+    fd = 3
+    while fd in vm.files:
+        fd += 1
+    return fd
+
+
+def create_guest_memfd(vm: VM, op) -> Result:
+    if vm.dead:
+        return Result.fail("EIO")
+    if op.flags & ~supported_flags(vm):
+        return Result.fail("EINVAL")
+    size = op.size
+    if size >= 1 << 63 or size == 0 or size & 0xFFF:  # loff_t size <= 0 or unaligned
+        return Result.fail("EINVAL")
+    fd = lowest_free_fd(vm)
+    vm.files[fd] = GmemFile(fd, GmemInode(vm.next_ino, size, op.flags))
+    vm.next_ino += 1
+    vm.emit("kvm_gmem_create", fd, size, op.flags)
+    return Result.success(fd=fd)
+
+
+# -- folios ---------------------------------------------------------------------------------
+def pick_order(vm: VM, inode: GmemInode, index: int) -> int | None:
+    """The folio order guest_memfd would allocate for `index` now (contract 3.4 "Folio sizes")."""
+    for order in reversed(FOLIO_ORDERS):
+        if order > vm.config.gmem_max_order:
+            continue
+        n = 1 << order
+        head = index & ~(n - 1)
+        if head + n > inode.npages:
+            continue
+        if order and inode.any_folio_in(head, head + n):
+            continue
+        if vm.host.alloc.has_block(order):
+            return order
+    return None
+
+
+def alloc_folio(vm: VM, file: GmemFile, index: int) -> Folio | None:
+    order = pick_order(vm, file.inode, index)
+    if order is None:
+        return None
+    pfn = vm.host.allocate(order)
+    assert pfn is not None
+    folio = Folio(index & ~((1 << order) - 1), order, pfn)
+    file.inode.add(folio)
+    vm.emit("kvm_gmem_folio_alloc", file.fd, folio.index, order, pfn)
+    return folio
+
+
+def gmem_get_pfn(vm: VM, slot: Memslot, gfn: int) -> tuple[str | None, int, int]:
+    """kvm_gmem_get_pfn(): (errno or None, pfn, folio order); allocates on first use."""
+    file = slot.gmem_file
+    if file is None:
+        return "EFAULT", 0, 0
+    index = slot.gmem_index(gfn)
+    folio = file.inode.folio_at(index)
+    if folio is None:
+        folio = alloc_folio(vm, file, index)
+        if folio is None:
+            return "ENOMEM", 0, 0
+    if folio.hwpoison:
+        return "EHWPOISON", 0, 0
+    return None, folio.pfn + (index - folio.index), folio.order
+
+
+def _free_folios(vm: VM, file: GmemFile, start: int, end: int) -> None:
+    """truncate_inode_pages_range(): free folios in [start, end); split partial huge ones."""
+    inode = file.inode
+    for folio in inode.folios_in(start, end):
+        inode.remove(folio)
+        if start <= folio.index and folio.index + folio.npages <= end:
+            vm.host.release(folio.pfn, folio.order)
+            vm.emit("kvm_gmem_folio_free", file.fd, folio.index, folio.order, folio.pfn)
+            continue
+        # A huge folio straddling the range is split; the pages outside it stay.
+        for k in range(folio.npages):
+            idx = folio.index + k
+            if start <= idx < end:
+                vm.host.release(folio.pfn + k, 0)
+                vm.emit("kvm_gmem_folio_free", file.fd, idx, 0, folio.pfn + k)
+            else:
+                inode.add(Folio(idx, 0, folio.pfn + k, folio.hwpoison))
+
+
+def gmem_invalidate(
+    vm: VM, file: GmemFile, start: int, end: int, during: Callable[[], None] | None = None
+) -> None:
+    """kvm_gmem_invalidate_begin/end around `during` for the bound slots of [start, end)."""
+    inode = file.inode
+    attr_filter = FILTER_SHARED if inode.flags & GUEST_MEMFD_FLAG_INIT_SHARED else FILTER_PRIVATE
+    pieces = []
+    for b in file.bindings_in(start, end):
+        slot = vm.memslots.by_id[b.slot]
+        pieces.append(
+            (
+                slot.base_gfn + max(b.pgoff, start) - b.pgoff,
+                slot.base_gfn + min(b.pgoff + b.npages, end) - b.pgoff,
+            )
+        )
+    vm.emit("kvm_gmem_invalidate_begin", file.fd, start, min(end, 1 << 52))
+    if pieces:
+        invalidate(vm, pieces, attr_filter, during=during)
+    elif during is not None:
+        during()
+    vm.emit("kvm_gmem_invalidate_end", file.fd, start, min(end, 1 << 52))
+
+
+# -- fallocate ------------------------------------------------------------------------------
+def fallocate(vm: VM, op) -> Result:
+    fd, mode, offset, length = op.fd, op.mode, op.offset, op.len
+    file = vm.files.get(fd)
+    if file is None and (fd not in STD_FDS or fd in vm.closed_std_fds):
+        return Result.fail("EBADF")
+    # vfs_fallocate()
+    if offset < 0 or length <= 0:
+        return Result.fail("EINVAL")
+    if mode & ~_FALLOC_SUPPORTED:
+        return Result.fail("EOPNOTSUPP")
+    kind = mode & _FALLOC_MODE_MASK
+    if kind == FALLOC_FL_PUNCH_HOLE:
+        if not mode & FALLOC_FL_KEEP_SIZE:
+            return Result.fail("EOPNOTSUPP")
+    elif kind in (FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_WRITE_ZEROES):
+        if mode & FALLOC_FL_KEEP_SIZE:
+            return Result.fail("EOPNOTSUPP")
+    elif kind not in (0, FALLOC_FL_ZERO_RANGE, FALLOC_FL_UNSHARE_RANGE):
+        return Result.fail("EOPNOTSUPP")
+    if file is None:
+        return Result.fail("ENODEV")  # fds 0-2 are a terminal, not a regular file
+    if offset + length > LLONG_MAX:
+        return Result.fail("EFBIG")
+    # kvm_gmem_fallocate()
+    if not mode & FALLOC_FL_KEEP_SIZE:
+        return Result.fail("EOPNOTSUPP")
+    if mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE):
+        return Result.fail("EOPNOTSUPP")
+    if offset & 0xFFF or length & 0xFFF:
+        return Result.fail("EINVAL")
+    start, end = offset >> 12, (offset + length) >> 12
+    vm.emit("kvm_gmem_fallocate", fd, mode, start, end)
+    if mode & FALLOC_FL_PUNCH_HOLE:
+        gmem_invalidate(vm, file, start, end, during=lambda: _free_folios(vm, file, start, end))
+        return Result.success()
+    inode = file.inode
+    if offset + length > inode.size:
+        return Result.fail("EINVAL")
+    index = start
+    while index < end:
+        folio = inode.folio_at(index)
+        if folio is None:
+            folio = alloc_folio(vm, file, index)
+            if folio is None:
+                return Result.fail("ENOMEM")
+        index = folio.index + folio.npages
+    return Result.success()
+
+
+# -- close ----------------------------------------------------------------------------------
+def close(vm: VM, op) -> Result:
+    fd = op.fd
+    file = vm.files.get(fd)
+    if file is None:
+        if fd in STD_FDS and fd not in vm.closed_std_fds:
+            vm.closed_std_fds.add(fd)
+            return Result.success()
+        return Result.fail("EBADF")
+    release_file(vm, file)
+    return Result.success()
+
+
+def release_file(vm: VM, file: GmemFile) -> None:
+    """kvm_gmem_release() and, as the last reference, the inode's eviction (folios freed)."""
+    vm.emit("kvm_gmem_release", file.fd)
+    for b in file.bindings:
+        vm.memslots.by_id[b.slot].gmem_file = None
+    inode = file.inode
+    gmem_invalidate(vm, file, 0, 1 << 64)
+    for b in file.bindings:
+        vm.emit("kvm_gmem_unbind", file.fd, b.slot)
+    file.bindings.clear()
+    del vm.files[file.fd]
+    _free_folios(vm, file, 0, inode.npages)
+
+
+# -- memory failure -------------------------------------------------------------------------
+def find_gmem_folio(vm: VM, pfn: int) -> tuple[GmemFile, Folio] | None:
+    for file in vm.files.values():
+        for folio in file.inode.all_folios():
+            if folio.pfn <= pfn < folio.pfn + folio.npages:
+                return file, folio
+    return None
+
+
+def memory_failure(vm: VM, op) -> Result:
+    from imemviz.model import host_ops
+
+    pfn = op.pfn
+    host = vm.host
+    if pfn >= host.npages:
+        vm.emit("memory_failure_event", pfn, "outside kernel control", "failed")
+        return Result.fail("ENXIO")
+    if pfn in host.poisoned:
+        vm.emit("memory_failure_event", pfn, "already poisoned", "failed")
+        return Result.fail("EHWPOISON")
+    host.poisoned.add(pfn)
+    hit = find_gmem_folio(vm, pfn)
+    if hit is not None:
+        file, folio = hit
+        vm.emit("memory_failure_event", pfn, "guest_memfd page", "delayed")
+        vm.emit("kvm_gmem_error_folio", file.fd, folio.index, folio.order, folio.pfn)
+        gmem_invalidate(
+            vm,
+            file,
+            folio.index,
+            folio.index + folio.npages,
+            during=lambda: file.inode.set_hwpoison(folio),
+        )
+        return Result.success()
+    if host_ops.poison_shared_page(vm, pfn):
+        vm.emit("memory_failure_event", pfn, "dirty LRU page", "recovered")
+        return Result.success()
+    if host.alloc.take(pfn):
+        vm.emit("memory_failure_event", pfn, "free buddy page", "recovered")
+    else:
+        vm.emit("memory_failure_event", pfn, "kernel page", "ignored")
+    return Result.success()

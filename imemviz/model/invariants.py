@@ -1,0 +1,182 @@
+"""The model invariants of reference/kernel-core.md section 7 (plus host accounting).
+
+`check_invariants(vm)` returns every violation with the gfn/pfn it concerns.
+The tests run it after every op; `imemviz check` runs it on loaded states.
+Cost is linear in leaves, folios and host pages in use, never in guest size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from imemviz.model.mmu import MAPPED, PENDING
+from imemviz.model.units import LEVEL_4K, LEVEL_NAMES
+
+if TYPE_CHECKING:
+    from imemviz.model.vm import VM
+
+
+@attrs.frozen
+class Violation:
+    code: str  # I1..I7, HOST
+    message: str
+    gfn: int | None = None
+    pfn: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.gfn is not None:
+            where.append(f"gfn {self.gfn:#x}")
+        if self.pfn is not None:
+            where.append(f"pfn {self.pfn:#x}")
+        return f"{self.code}: {self.message}" + (f" ({', '.join(where)})" if where else "")
+
+
+def check_invariants(vm: VM) -> list[Violation]:
+    out: list[Violation] = []
+    _check_leaves(vm, out)
+    _check_bindings(vm, out)
+    _check_counters(vm, out)
+    _check_host(vm, out)
+    return out
+
+
+def _backing_pfn(vm: VM, gfn: int, private: bool) -> int | None:
+    """The pfn gfn must translate to: its gmem folio page, or the host page behind its hva."""
+    slot = vm.memslots.lookup(gfn)
+    if slot is None:
+        return None
+    if private or slot.gmem_only:
+        if slot.gmem_file is None:
+            return None
+        index = slot.gmem_index(gfn)
+        folio = slot.gmem_file.inode.folio_at(index)
+        return None if folio is None else folio.pfn + index - folio.index
+    from imemviz.model.host_ops import host_lookup
+
+    hvpn = slot.gfn_to_hva(gfn) >> 12
+    m = host_lookup(vm, hvpn)
+    return None if m is None else m[2] + hvpn - m[1]
+
+
+def _check_leaves(vm: VM, out: list[Violation]) -> None:
+    tables = ((vm.private, True), (vm.shared, False))
+    for table, private in tables:
+        for lf in table.all_leaves():
+            end = lf.gfn + lf.npages
+            attr = 8 if private else 0
+            if vm.has_private_mem and not vm.attributes.all_equal(lf.gfn, end, attr):
+                out.append(
+                    Violation(
+                        "I1",
+                        f"{'private' if private else 'shared'} {LEVEL_NAMES[lf.level]} leaf "
+                        f"over gfns whose attribute is not {'PRIVATE' if private else 'shared'}",
+                        lf.gfn,
+                        lf.pfn,
+                    )
+                )
+            slot = vm.memslots.lookup(lf.gfn)
+            if slot is None or end > slot.end_gfn:
+                out.append(Violation("I3", "leaf not inside one memslot", lf.gfn, lf.pfn))
+                continue
+            if lf.level > LEVEL_4K and (lf.gfn ^ lf.pfn) & (lf.npages - 1):
+                out.append(
+                    Violation("I3", "huge leaf with gfn and pfn not congruent", lf.gfn, lf.pfn)
+                )
+            for g in {lf.gfn, end - 1}:
+                want = _backing_pfn(vm, g, private)
+                if want != lf.pfn_of(g):
+                    what = "guest_memfd folio" if private or slot.gmem_only else "host page"
+                    out.append(
+                        Violation(
+                            "I2" if private else "I1",
+                            f"leaf maps pfn {lf.pfn_of(g):#x} but the {what} is "
+                            f"{'missing' if want is None else hex(want)}",
+                            g,
+                            lf.pfn_of(g),
+                        )
+                    )
+                    break
+            if vm.is_tdx and private:
+                if lf.level > vm.config.tdx_private_max_level:
+                    out.append(
+                        Violation("I7", f"S-EPT leaf at {LEVEL_NAMES[lf.level]}", lf.gfn, lf.pfn)
+                    )
+                if lf.state not in (MAPPED, PENDING):
+                    out.append(
+                        Violation("I7", "S-EPT leaf left BLOCKED between ops", lf.gfn, lf.pfn)
+                    )
+            elif lf.state != MAPPED:
+                out.append(Violation("I7", "non-S-EPT leaf with an S-EPT state", lf.gfn, lf.pfn))
+    if not vm.is_tdx:
+        # One direct root: a gfn has one SPTE, private or shared.
+        for lf in vm.private.all_leaves():
+            if vm.shared.touching(lf.gfn, lf.gfn + lf.npages):
+                out.append(
+                    Violation(
+                        "I1", "gfn mapped both private and shared in one root", lf.gfn, lf.pfn
+                    )
+                )
+
+
+def _check_bindings(vm: VM, out: list[Violation]) -> None:
+    for f in vm.files.values():
+        prev_end = 0
+        for b in sorted(f.bindings, key=lambda b: b.pgoff):
+            if b.pgoff < prev_end:
+                out.append(Violation("I5", f"overlapping bindings in guest_memfd fd {f.fd}"))
+            if b.pgoff + b.npages > f.inode.npages:
+                out.append(Violation("I5", f"binding past the end of guest_memfd fd {f.fd}"))
+            prev_end = b.pgoff + b.npages
+            slot = vm.memslots.by_id.get(b.slot)
+            if slot is None or slot.gmem_file is not f:
+                out.append(
+                    Violation(
+                        "I5",
+                        f"binding of fd {f.fd} to a slot that does not point back",
+                        slot.base_gfn if slot else None,
+                    )
+                )
+
+
+def _check_counters(vm: VM, out: list[Violation]) -> None:
+    if vm.inv.in_progress:
+        out.append(
+            Violation("I6", f"mmu_invalidate_in_progress is {vm.inv.in_progress} between ops")
+        )
+
+
+def _check_host(vm: VM, out: list[Violation]) -> None:
+    """Every host page is free, poisoned or used exactly once."""
+    used: list[tuple[int, int, str]] = []
+    for f in vm.files.values():
+        for folio in f.inode.all_folios():
+            used.append((folio.pfn, folio.npages, f"folio of fd {f.fd}"))
+    for level, idx in vm.hva_pages.items():
+        for _head, pfn in idx.items():
+            used.append((pfn, 1 << (9 * (level - 1)), "shared host page"))
+    for pfn in vm.private.tables.values():
+        used.append((pfn, 1, "S-EPT page"))
+    for pfn, order in vm.host.other.items():
+        used.append((pfn, 1 << order, "host page"))
+    for pfn, order in vm.host.alloc.free_blocks():
+        used.append((pfn, 1 << order, "free block"))
+    used.sort()
+    total = 0
+    prev_end, prev_what = 0, ""
+    for pfn, n, what in used:
+        if pfn < prev_end:
+            out.append(Violation("HOST", f"{what} overlaps {prev_what}", pfn=pfn))
+        prev_end, prev_what = max(prev_end, pfn + n), what
+        total += n
+    lost = {p for p in vm.host.poisoned if not any(a <= p < a + n for a, n, _ in used)}
+    if total + len(lost) != vm.host.npages:
+        out.append(
+            Violation(
+                "HOST",
+                f"{vm.host.npages - total - len(lost)} host pages are "
+                "neither free, poisoned nor in use",
+            )
+        )

@@ -1,0 +1,641 @@
+"""The contract's operations (section 3): one frozen attrs class per op.
+
+Each class carries the op's contract name in ``NAME`` and its fields under
+the contract's field names, every integer already normalised to a Python int
+(``-1`` in an unsigned field is stored as the all-ones value, flag-name lists
+as the OR of their bits, ``guest_accept.level`` as 1/2/3).
+
+`parse_op` turns one decoded JSON line into an op and is the only place that
+validates (contract 3.4): the constructors trust their caller, so that the
+engine, the app and the tests build ops for free and `imemviz run` spends its
+time in the engine rather than here.  `op_to_dict` gives the canonical JSON
+form the recorder writes; it parses back to an equal op.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from imemviz.model.units import LEVEL_BY_NAME, LEVEL_NAMES, U32_MAX, U64_MAX, parse_int
+
+__all__ = [
+    "OPS",
+    "REQUIRED",
+    "Close",
+    "CreateGuestMemfd",
+    "Fallocate",
+    "FieldSpec",
+    "GuestAccept",
+    "GuestAccess",
+    "HostAccess",
+    "Inspect",
+    "Madvise",
+    "MemoryFailure",
+    "Note",
+    "Op",
+    "OpError",
+    "SetMemoryAttributes",
+    "SetUserMemoryRegion",
+    "SetUserMemoryRegion2",
+    "Stats",
+    "TdxFinalizeVm",
+    "TdxInitMemRegion",
+    "VcpuResume",
+    "op_fields",
+    "op_to_dict",
+    "parse_op",
+]
+
+# The kernel's flag names, without their prefix (contract section 3).
+GMEM_FLAGS = {"MMAP": 1, "INIT_SHARED": 2}  # GUEST_MEMFD_FLAG_*
+MEM_FLAGS = {"LOG_DIRTY_PAGES": 1, "READONLY": 2, "GUEST_MEMFD": 4}  # KVM_MEM_*
+ATTRIBUTE_FLAGS = {"PRIVATE": 8}  # KVM_MEMORY_ATTRIBUTE_*
+ATTRIBUTES_OP_FLAGS: dict[str, int] = {}  # kvm_memory_attributes.flags: none defined
+FALLOC_FLAGS = {  # FALLOC_FL_*
+    "KEEP_SIZE": 1,
+    "PUNCH_HOLE": 2,
+    "COLLAPSE_RANGE": 8,
+    "ZERO_RANGE": 16,
+    "INSERT_RANGE": 32,
+}
+
+MAX_VCPUS = 1024  # KVM_MAX_VCPUS on x86
+C_INT_MIN, C_INT_MAX = -(1 << 31), (1 << 31) - 1
+LOFF_MIN, LOFF_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class OpError(ValueError):
+    """An op line is unusable; `field` names the culprit ("op" for the op itself).
+
+    `op` is the op's name once it is known, so a reader can say
+    ``set_memory_attributes.size: ...``.
+    """
+
+    def __init__(self, field: str, message: str, op: str | None = None) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.op = op
+
+
+class Op:
+    """Base of every op class: ``NAME`` is the contract's op name."""
+
+    __slots__ = ()
+    NAME: ClassVar[str]
+
+
+# ---------------------------------------------------------------- the ops
+# Field order is the contract's.  Constructors do not validate: use parse_op
+# for anything that comes from outside the program.
+
+
+@attrs.frozen(slots=True)
+class CreateGuestMemfd(Op):
+    NAME: ClassVar[str] = "create_guest_memfd"
+    size: int
+    flags: int = 0
+
+
+@attrs.frozen(slots=True)
+class SetUserMemoryRegion2(Op):
+    """KVM_SET_USER_MEMORY_REGION2.  `flags` is keyword-only (it sits between
+    required fields in the uAPI struct, which a Python signature cannot do)."""
+
+    NAME: ClassVar[str] = "set_user_memory_region2"
+    slot: int
+    flags: int = attrs.field(default=0, kw_only=True)
+    guest_phys_addr: int
+    memory_size: int
+    userspace_addr: int = 0
+    guest_memfd: int = 0
+    guest_memfd_offset: int = 0
+
+
+@attrs.frozen(slots=True)
+class SetUserMemoryRegion(Op):
+    """KVM_SET_USER_MEMORY_REGION (v1); `flags` is keyword-only as in v2."""
+
+    NAME: ClassVar[str] = "set_user_memory_region"
+    slot: int
+    flags: int = attrs.field(default=0, kw_only=True)
+    guest_phys_addr: int
+    memory_size: int
+    userspace_addr: int = 0
+
+
+@attrs.frozen(slots=True)
+class SetMemoryAttributes(Op):
+    NAME: ClassVar[str] = "set_memory_attributes"
+    address: int
+    size: int
+    attributes: int
+    flags: int = 0
+
+
+@attrs.frozen(slots=True)
+class Fallocate(Op):
+    NAME: ClassVar[str] = "fallocate"
+    fd: int
+    mode: int
+    offset: int
+    len: int
+
+
+@attrs.frozen(slots=True)
+class Close(Op):
+    NAME: ClassVar[str] = "close"
+    fd: int
+
+
+@attrs.frozen(slots=True)
+class GuestAccess(Op):
+    NAME: ClassVar[str] = "guest_access"
+    gpa: int
+    vcpu: int = 0
+    write: bool = False
+    value: int | None = None
+    private: bool | None = None
+    hold: bool = False
+
+
+@attrs.frozen(slots=True)
+class VcpuResume(Op):
+    NAME: ClassVar[str] = "vcpu_resume"
+    vcpu: int = 0
+
+
+@attrs.frozen(slots=True)
+class GuestAccept(Op):
+    """TDG.MEM.PAGE.ACCEPT; `level` is the kernel's PG_LEVEL (1=4K, 2=2M, 3=1G)."""
+
+    NAME: ClassVar[str] = "guest_accept"
+    gpa: int
+    level: int = 1
+
+
+@attrs.frozen(slots=True)
+class TdxInitMemRegion(Op):
+    NAME: ClassVar[str] = "tdx_init_mem_region"
+    gpa: int
+    nr_pages: int
+    measure: bool = True
+    value: int = 0
+
+
+@attrs.frozen(slots=True)
+class TdxFinalizeVm(Op):
+    NAME: ClassVar[str] = "tdx_finalize_vm"
+
+
+@attrs.frozen(slots=True)
+class HostAccess(Op):
+    NAME: ClassVar[str] = "host_access"
+    hva: int
+    write: bool = False
+    value: int | None = None
+
+
+@attrs.frozen(slots=True)
+class Madvise(Op):
+    NAME: ClassVar[str] = "madvise"
+    hva: int
+    len: int
+    advice: str = "DONTNEED"
+
+
+@attrs.frozen(slots=True)
+class MemoryFailure(Op):
+    NAME: ClassVar[str] = "memory_failure"
+    pfn: int
+
+
+@attrs.frozen(slots=True)
+class Note(Op):
+    NAME: ClassVar[str] = "note"
+    text: str
+
+
+@attrs.frozen(slots=True)
+class Inspect(Op):
+    NAME: ClassVar[str] = "inspect"
+    gpa: int
+
+
+@attrs.frozen(slots=True)
+class Stats(Op):
+    NAME: ClassVar[str] = "stats"
+
+
+# ------------------------------------------------------- field converters
+# A converter takes the decoded JSON value and returns the normalised Python
+# value, or raises _Invalid with a message that does not repeat the field's
+# name (parse_op adds it).  The common case, a plain in-range int, is the
+# first test in every integer converter.
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _json_type(v: object) -> str:
+    """How a JSON user would name the type of a decoded value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return f"integer {v}"
+    if isinstance(v, float):
+        return f"number {v!r}"
+    if isinstance(v, str):
+        return f"string {v!r}"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _to_int(v: object) -> int:
+    """The slow path of the integer converters: strings and type errors."""
+    if type(v) is str:
+        try:
+            return parse_int(v)
+        except ValueError as e:
+            raise _Invalid(str(e)) from None
+    if type(v) is int:
+        return v
+    raise _Invalid(f"expected an integer, got {_json_type(v)}")
+
+
+def _unsigned(top: int, what: str) -> Callable[[Any], int]:
+    """A C unsigned field: 0..top, and -1 for all ones as C allows."""
+
+    def conv(v: Any) -> int:
+        if type(v) is not int:
+            v = _to_int(v)
+        if 0 <= v <= top:
+            return v
+        if v == -1:
+            return top
+        raise _Invalid(f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {v}")
+
+    return conv
+
+
+def _ranged(lo: int, hi: int, what: str) -> Callable[[Any], int]:
+    def conv(v: Any) -> int:
+        if type(v) is not int:
+            v = _to_int(v)
+        if lo <= v <= hi:
+            return v
+        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {v}")
+
+    return conv
+
+
+def _flags(names: Mapping[str, int], as_int: Callable[[Any], int]) -> Callable[[Any], int]:
+    """An integer, or a list of the kernel's names for its bits."""
+    known = ", ".join(names) or "none are defined"
+
+    def conv(v: Any) -> int:
+        if type(v) is int:
+            return as_int(v)
+        if type(v) is list:
+            bits = 0
+            for item in v:
+                if type(item) is not str:
+                    raise _Invalid(f"flag names must be strings, got {_json_type(item)}")
+                bit = names.get(item)
+                if bit is None:
+                    raise _Invalid(f"unknown flag {item!r} (known: {known})")
+                bits |= bit
+            return bits
+        if type(v) is str:
+            return as_int(v)
+        raise _Invalid(f"expected an integer or a list of flag names, got {_json_type(v)}")
+
+    return conv
+
+
+def _bool(v: Any) -> bool:
+    if v is True or v is False:
+        return v
+    raise _Invalid(f"expected true or false, got {_json_type(v)}")
+
+
+def _optional_bool(v: Any) -> bool | None:
+    if v is None or v is True or v is False:
+        return v
+    raise _Invalid(f"expected true, false or null, got {_json_type(v)}")
+
+
+_byte = _ranged(0, 255, "a byte")
+
+
+def _optional_byte(v: Any) -> int | None:
+    return None if v is None else _byte(v)
+
+
+def _level(v: Any) -> int:
+    level = LEVEL_BY_NAME.get(v) if type(v) is str else None
+    if level is None:
+        raise _Invalid(f'expected "4K", "2M" or "1G", got {_json_type(v)}')
+    return level
+
+
+def _advice(v: Any) -> str:
+    if v == "DONTNEED" and type(v) is str:
+        return v
+    raise _Invalid(f'only "DONTNEED" is supported, got {_json_type(v)}')
+
+
+def _text(v: Any) -> str:
+    if type(v) is str:
+        return v
+    raise _Invalid(f"expected a string, got {_json_type(v)}")
+
+
+_u32 = _unsigned(U32_MAX, "u32")
+_u64 = _unsigned(U64_MAX, "u64")
+_c_int = _ranged(C_INT_MIN, C_INT_MAX, "a C int")
+_loff = _ranged(LOFF_MIN, LOFF_MAX, "loff_t")
+_vcpu = _ranged(0, MAX_VCPUS - 1, "a vcpu index")
+# fallocate(2) takes `int mode`; a negative mode is not a set of flags.
+_mode = _flags(FALLOC_FLAGS, _ranged(0, C_INT_MAX, "a fallocate mode"))
+
+
+# ------------------------------------------------- canonical (dump) forms
+# What the recorder writes: addresses in hex and sizes with a suffix, so a
+# recording attached to a bug report reads like the kernel's own traces.
+
+
+def _dump_plain(v: Any) -> Any:
+    return v
+
+
+def _dump_hex(v: int) -> Any:
+    return f"{v:#x}"
+
+
+def _dump_size(v: int) -> Any:
+    for suffix, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if v > 0 and v & ((1 << shift) - 1) == 0:
+            return f"{v >> shift}{suffix}"
+    return v
+
+
+def _dump_flags(names: Mapping[str, int]) -> Callable[[int], Any]:
+    def dump(v: int) -> Any:
+        picked = [name for name, bit in names.items() if v & bit]
+        covered = 0
+        for name in picked:
+            covered |= names[name]
+        return picked if picked and covered == v else v
+
+    return dump
+
+
+def _dump_level(v: int) -> str:
+    return LEVEL_NAMES[v]
+
+
+# ------------------------------------------------------------ field specs
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""The `default` of a FieldSpec for a field the op cannot do without."""
+
+
+@attrs.frozen(slots=True)
+class FieldSpec:
+    """One field of an op as scripts spell it.
+
+    `kind` is a short type name for docs and forms ("u32", "u64", "flags",
+    "bool", ...); `flag_names` the names a flag field accepts.
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    flag_names: Mapping[str, int] = attrs.field(factory=dict)
+    parse: Callable[[Any], Any] = attrs.field(default=_dump_plain, repr=False)
+    dump: Callable[[Any], Any] = attrs.field(default=_dump_plain, repr=False)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def _u32f(name: str, default: Any = REQUIRED) -> FieldSpec:
+    return FieldSpec(name, "u32", default, parse=_u32)
+
+
+def _addr(name: str, default: Any = REQUIRED) -> FieldSpec:
+    return FieldSpec(name, "u64", default, parse=_u64, dump=_dump_hex)
+
+
+def _size(name: str, default: Any = REQUIRED) -> FieldSpec:
+    return FieldSpec(name, "u64", default, parse=_u64, dump=_dump_size)
+
+
+def _flagf(name: str, names: Mapping[str, int], as_int: Callable[[Any], int]) -> FieldSpec:
+    return FieldSpec(name, "flags", 0, names, _flags(names, as_int), _dump_flags(names))
+
+
+def _boolf(name: str, default: bool) -> FieldSpec:
+    return FieldSpec(name, "bool", default, parse=_bool)
+
+
+_VALUE = FieldSpec("value", "byte", None, parse=_optional_byte)
+_VCPU = FieldSpec("vcpu", "vcpu", 0, parse=_vcpu)
+
+_FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
+    CreateGuestMemfd: (_size("size"), _flagf("flags", GMEM_FLAGS, _u64)),
+    SetUserMemoryRegion2: (
+        _u32f("slot"),
+        _flagf("flags", MEM_FLAGS, _u32),
+        _addr("guest_phys_addr"),
+        _size("memory_size"),
+        _addr("userspace_addr", 0),
+        _u32f("guest_memfd", 0),
+        _addr("guest_memfd_offset", 0),
+    ),
+    SetUserMemoryRegion: (
+        _u32f("slot"),
+        _flagf("flags", MEM_FLAGS, _u32),
+        _addr("guest_phys_addr"),
+        _size("memory_size"),
+        _addr("userspace_addr", 0),
+    ),
+    SetMemoryAttributes: (
+        _addr("address"),
+        _size("size"),
+        # Required, so not built with _flagf (whose default is 0).
+        FieldSpec(
+            "attributes",
+            "flags",
+            REQUIRED,
+            ATTRIBUTE_FLAGS,
+            _flags(ATTRIBUTE_FLAGS, _u64),
+            _dump_flags(ATTRIBUTE_FLAGS),
+        ),
+        _flagf("flags", ATTRIBUTES_OP_FLAGS, _u64),
+    ),
+    Fallocate: (
+        FieldSpec("fd", "int", parse=_c_int),
+        FieldSpec("mode", "flags", REQUIRED, FALLOC_FLAGS, _mode, _dump_flags(FALLOC_FLAGS)),
+        FieldSpec("offset", "loff_t", parse=_loff, dump=_dump_size),
+        FieldSpec("len", "loff_t", parse=_loff, dump=_dump_size),
+    ),
+    Close: (FieldSpec("fd", "int", parse=_c_int),),
+    GuestAccess: (
+        _addr("gpa"),
+        _VCPU,
+        _boolf("write", False),
+        _VALUE,
+        FieldSpec("private", "bool?", None, parse=_optional_bool),
+        _boolf("hold", False),
+    ),
+    VcpuResume: (_VCPU,),
+    GuestAccept: (_addr("gpa"), FieldSpec("level", "level", 1, parse=_level, dump=_dump_level)),
+    TdxInitMemRegion: (
+        _addr("gpa"),
+        FieldSpec("nr_pages", "u64", parse=_u64),
+        _boolf("measure", True),
+        FieldSpec("value", "byte", 0, parse=_byte),
+    ),
+    TdxFinalizeVm: (),
+    HostAccess: (_addr("hva"), _boolf("write", False), _VALUE),
+    Madvise: (
+        _addr("hva"),
+        _size("len"),
+        FieldSpec("advice", "advice", "DONTNEED", parse=_advice),
+    ),
+    MemoryFailure: (_addr("pfn"),),
+    Note: (FieldSpec("text", "str", parse=_text),),
+    Inspect: (_addr("gpa"),),
+    Stats: (),
+}
+
+OPS: dict[str, type[Op]] = {cls.NAME: cls for cls in _FIELDS}
+"""Contract op name -> op class."""
+
+
+def op_fields(op: str | type[Op]) -> tuple[FieldSpec, ...]:
+    """The fields of an op (by name or class), in the contract's order."""
+    return _FIELDS[OPS[op] if isinstance(op, str) else op]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _check_write_value(name: str, kwargs: dict[str, Any]) -> None:
+    """`value` goes with `write`: required when writing, refused otherwise."""
+    value = kwargs.get("value")
+    if kwargs.get("write", False):
+        if value is None:
+            raise OpError("value", "required when write is true", name)
+    elif value is not None:
+        raise OpError("value", "only allowed when write is true", name)
+
+
+_CHECKS: dict[type[Op], Callable[[str, dict[str, Any]], None]] = {
+    GuestAccess: _check_write_value,
+    HostAccess: _check_write_value,
+}
+
+
+def _make_parser(cls: type[Op]) -> Callable[[dict[str, Any]], Op]:
+    """A parser for one op class with everything it needs bound up front."""
+    name = cls.NAME
+    fields = _FIELDS[cls]
+    convs = {f.name: f.parse for f in fields}
+    required = tuple(f.name for f in fields if f.required)
+    check = _CHECKS.get(cls)
+
+    def parse(d: dict[str, Any]) -> Op:
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            conv = convs.get(key)
+            if conv is None:
+                if key == "op" or key == "t":
+                    continue
+                raise OpError(key, _unknown_field(key, convs), name)
+            try:
+                kwargs[key] = conv(value)
+            except _Invalid as e:
+                raise OpError(key, str(e), name) from None
+        for key in required:
+            if key not in kwargs:
+                raise OpError(key, "missing required field", name)
+        if check is not None:
+            check(name, kwargs)
+        return cls(**kwargs)
+
+    return parse
+
+
+def _unknown_field(key: str, known: Mapping[str, Any]) -> str:
+    if not known:
+        return "unknown field (this op takes none)"
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f'did you mean "{close[0]}"? ' if close else ""
+    return f"unknown field ({hint}fields: {', '.join(known)})"
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Op]] = {n: _make_parser(c) for n, c in OPS.items()}
+
+
+def parse_op(d: Any) -> Op:
+    """The op of one decoded script line, validated as contract 3.4 says.
+
+    Raises OpError naming the field at fault.  The optional "t" key is
+    accepted and ignored here (the script reader returns it).
+    """
+    if type(d) is not dict:
+        raise OpError("op", f'expected a JSON object like {{"op": ...}}, got {_json_type(d)}')
+    name = d.get("op")
+    parser = _PARSERS.get(name) if type(name) is str else None
+    if parser is None:
+        raise OpError("op", _bad_op_name(d))
+    return parser(d)
+
+
+def _bad_op_name(d: dict[str, Any]) -> str:
+    if "op" not in d:
+        return 'missing field "op"'
+    name = d["op"]
+    if type(name) is not str:
+        return f'"op" must be a string, got {_json_type(name)}'
+    close = difflib.get_close_matches(name, list(OPS), n=1)
+    if close:
+        return f'unknown op "{name}" (did you mean "{close[0]}"?)'
+    return f'unknown op "{name}" (ops: {", ".join(OPS)})'
+
+
+def op_to_dict(op: Op) -> dict[str, Any]:
+    """The canonical JSON object of an op: fields at their default are left out.
+
+    Addresses are written in hex, sizes with a suffix when they are whole
+    units, flags as names, levels as "4K"/"2M"/"1G"; `parse_op` reads it back
+    to an equal op.
+    """
+    d: dict[str, Any] = {"op": op.NAME}
+    for f in _FIELDS[type(op)]:
+        v = getattr(op, f.name)
+        # type() too: False == 0, and measure=1 is not the default True.
+        if f.default is not REQUIRED and v == f.default and type(v) is type(f.default):
+            continue
+        d[f.name] = f.dump(v)
+    return d

@@ -1,0 +1,125 @@
+"""The VM aggregate: all state of one VM, and `apply(op)`, the only way to change it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from imemviz.model import attr_ops, fault, gmem_ops, host_ops, memslot_ops, query, tdx_ops
+from imemviz.model import ops as O
+from imemviz.model.config import VMConfig
+from imemviz.model.events import EventLog
+from imemviz.model.extents import ExtentMap
+from imemviz.model.guest_memfd import GmemFile
+from imemviz.model.host_memory import HostMemory
+from imemviz.model.memslots import Memslots
+from imemviz.model.mmu import InvalidateState, LeafTable
+from imemviz.model.result import Result
+from imemviz.model.sparse import SparseIndex
+
+GFN_LIMIT = 1 << 52  # gfns of the 64-bit physical address space
+
+
+@attrs.define(slots=True, eq=False)
+class HeldFault:
+    """A fault stopped after it has its pfn, before it takes mmu_lock (`hold: true`)."""
+
+    vcpu: int
+    gpa: int
+    gfn: int
+    private_arg: bool | None  # the op's `private` field (None: follow the attribute)
+    is_private: bool
+    write: bool
+    value: int | None
+    mmu_seq: int
+    slot_id: int
+    slot_gen: int  # the slot object's identity, to see a delete/move while held
+    pfn: int
+    host_level: int  # backing level (folio order or host mapping level)
+    accept_level: int | None = None
+
+
+class VM:
+    """One VM's private-memory state.  Deterministic: same config + ops = same results."""
+
+    def __init__(self, config: VMConfig) -> None:
+        self.config = config
+        self.is_tdx = config.is_tdx
+        self.has_private_mem = config.has_private_mem
+        self.host = HostMemory(config.host_memory, config.seed)
+        self.attributes = ExtentMap(0, GFN_LIMIT)
+        self.memslots = Memslots()
+        self.files: dict[int, GmemFile] = {}
+        self.closed_std_fds: set[int] = set()
+        self.next_ino = 1
+        is_tdx = config.is_tdx
+        self.private = LeafTable("mirror" if is_tdx else "direct")
+        self.shared = LeafTable("direct")
+        self.inv = InvalidateState()
+        self.in_flight: dict[int, HeldFault] = {}
+        self.events = EventLog()
+        self.op_index = 0
+        self.dead = False
+        self.td_state: str | None = "BUILDING" if is_tdx else None
+        self.tdx_epoch = 0
+        # The VMM's anonymous memory behind memslots' userspace_addr: level -> hva page -> pfn.
+        self.hva_pages: dict[int, SparseIndex[int]] = {
+            1: SparseIndex(9),
+            2: SparseIndex(18),
+            3: SparseIndex(27),
+        }
+        self.poisoned_hva: set[int] = set()  # hva page numbers whose page was poisoned
+        self.slot_gen = 0  # bumped on every memslot change; held faults compare it
+        self.last_events: list[tuple] = []
+
+    # -- helpers shared by the op modules ------------------------------------------------
+    def emit(self, name: str, *fields: Any) -> None:
+        self.events.current.append((self.op_index, name, *fields))
+
+    def attr_private(self, gfn: int) -> bool:
+        return bool(self.attributes.get(gfn))
+
+    def mixed(self, gfn: int, level: int) -> bool:
+        """KVM_LPAGE_MIXED_FLAG: the huge page holding gfn has gfns of different attributes."""
+        n = 1 << (9 * (level - 1))
+        head = gfn & ~(n - 1)
+        return not self.attributes.is_uniform(head, head + n)
+
+    def kill(self, reason: str) -> None:
+        self.dead = True
+        self.emit("kvm_vm_dead", reason)
+
+    # -- the op path -----------------------------------------------------------------------
+    def apply(self, op: Any) -> Result:
+        handler = _HANDLERS.get(type(op))
+        if handler is None:
+            raise TypeError(f"not an op: {op!r}")
+        try:
+            result = handler(self, op)
+        finally:
+            self.last_events = self.events.commit()
+            self.op_index += 1
+        return result
+
+
+_HANDLERS: dict[type, Callable[[VM, Any], Result]] = {
+    O.CreateGuestMemfd: gmem_ops.create_guest_memfd,
+    O.Fallocate: gmem_ops.fallocate,
+    O.Close: gmem_ops.close,
+    O.MemoryFailure: gmem_ops.memory_failure,
+    O.SetUserMemoryRegion2: memslot_ops.set_user_memory_region2,
+    O.SetUserMemoryRegion: memslot_ops.set_user_memory_region,
+    O.SetMemoryAttributes: attr_ops.set_memory_attributes,
+    O.GuestAccess: fault.guest_access,
+    O.VcpuResume: fault.vcpu_resume,
+    O.GuestAccept: fault.guest_accept,
+    O.TdxInitMemRegion: tdx_ops.tdx_init_mem_region,
+    O.TdxFinalizeVm: tdx_ops.tdx_finalize_vm,
+    O.HostAccess: host_ops.host_access,
+    O.Madvise: host_ops.madvise,
+    O.Note: query.note,
+    O.Inspect: query.inspect,
+    O.Stats: query.stats,
+}
