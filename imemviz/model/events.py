@@ -98,8 +98,10 @@ class EventLog:
 
     def commit(self) -> list[tuple]:
         """Move the current op's events into the log and return them."""
-        cur = self.current
-        self.current = []
+        if not self.current:
+            return []
+        cur = self.current[:]
+        self.current.clear()  # the same list object: callers keep its bound append
         if cur:
             overflow = len(self.log) + len(cur) - self.maxlen
             if overflow > 0:

@@ -127,10 +127,9 @@ def guest_accept(vm: VM, op) -> Result:
         if isinstance(pf, Result):
             return pf
         out = _finish(vm, pf)
-        if out is not None:
+        if isinstance(out, Result):
             return out
-        leaf = table.lookup(gfn)
-        assert leaf is not None
+        leaf = out
     if (
         leaf.level > level
         and leaf.state in (PENDING, PENDING_BLOCKED)
@@ -173,7 +172,7 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
         if out is _RETRY:
             acc.retried = True
             continue
-        if out is not None:
+        if isinstance(out, Result):
             return out
 
 
@@ -260,8 +259,8 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
 _RETRY = Result(False, "RET_PF_RETRY")  # internal marker, never returned to the caller
 
 
-def _finish(vm: VM, pf: PendingFault) -> Result | None:
-    """Under mmu_lock: is_page_fault_stale(), the max-level rule, then the leaf."""
+def _finish(vm: VM, pf: PendingFault) -> Result | Leaf:
+    """Under mmu_lock: is_page_fault_stale(), the max-level rule, then the leaf installed."""
     acc, gfn = pf.access, pf.access.gfn
     slot = pf.slot
     if vm.memslots.by_id.get(slot.id) is not slot or slot.base_gfn != pf.slot_base:
@@ -290,12 +289,14 @@ def _finish(vm: VM, pf: PendingFault) -> Result | None:
             return Result.fail("ENOMEM")
         vm.emit("kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head)
         vm.emit("TDH.MEM.PAGE.AUG", head, level, pfn_head)
-        table.install(Leaf(head, level, pfn_head, PENDING))
+        leaf = Leaf(head, level, pfn_head, PENDING)
+        table.install(leaf)
     else:
-        install(vm, table, Leaf(head, level, pfn_head, MAPPED))
+        leaf = Leaf(head, level, pfn_head, MAPPED)
+        install(vm, table, leaf)
         vm.emit("kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head)
         vm.emit("kvm_mmu_set_spte", table.root, head, pfn_head, level)
-    return None
+    return leaf
 
 
 def max_mapping_level(

@@ -78,6 +78,8 @@ def create_guest_memfd(vm: VM, op) -> Result:
 # -- folios ---------------------------------------------------------------------------------
 def pick_order(vm: VM, inode: GmemInode, index: int) -> int | None:
     """The folio order guest_memfd would allocate for `index` now (contract 3.4 "Folio sizes")."""
+    if vm.config.gmem_max_order == 0:
+        return 0 if vm.host.alloc.free_pages else None
     for order in reversed(FOLIO_ORDERS):
         if order > vm.config.gmem_max_order:
             continue

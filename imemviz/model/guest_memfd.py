@@ -48,8 +48,11 @@ class GmemInode:
 
     def folio_at(self, index: int) -> Folio | None:
         for order in FOLIO_ORDERS:
+            idx = self.folios[order]
+            if not idx._len:
+                continue
             head = index & ~((1 << order) - 1)
-            v = self.folios[order].get(head)
+            v = idx.get(head)
             if v is not None:
                 return Folio(head, order, v >> 1, bool(v & 1))
         return None

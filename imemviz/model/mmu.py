@@ -42,7 +42,7 @@ class Leaf:
 
 
 class LeafTable:
-    __slots__ = ("leaves", "root", "tables")
+    __slots__ = ("_b1g", "_b2m", "_b4k", "leaves", "root", "tables")
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -55,19 +55,29 @@ class LeafTable:
         # -> host pfn.  Only tracked for the TDX mirror root, whose pages are S-EPT pages
         # taken from host memory (TDH.MEM.SEPT.ADD) and never freed while the TD runs.
         self.tables: dict[tuple[int, int], int] = {}
+        self._b4k = self.leaves[LEVEL_4K]._buckets
+        self._b2m = self.leaves[LEVEL_2M]._buckets
+        self._b1g = self.leaves[LEVEL_1G]._buckets
 
     def lookup(self, gfn: int) -> Leaf | None:
-        v = self.leaves[LEVEL_4K].get(gfn)
-        if v is not None:
-            return Leaf(gfn, LEVEL_4K, v >> 2, v & 3)
+        # Inlined SparseIndex.get(): this runs on every guest access.
+        b = self._b4k.get(gfn >> 9)
+        if b is not None:
+            v = b.get(gfn)
+            if v is not None:
+                return Leaf(gfn, LEVEL_4K, v >> 2, v & 3)
         head = gfn & ~0x1FF
-        v = self.leaves[LEVEL_2M].get(head)
-        if v is not None:
-            return Leaf(head, LEVEL_2M, v >> 2, v & 3)
+        b = self._b2m.get(head >> 18)
+        if b is not None:
+            v = b.get(head)
+            if v is not None:
+                return Leaf(head, LEVEL_2M, v >> 2, v & 3)
         head = gfn & ~0x3FFFF
-        v = self.leaves[LEVEL_1G].get(head)
-        if v is not None:
-            return Leaf(head, LEVEL_1G, v >> 2, v & 3)
+        b = self._b1g.get(head >> 27)
+        if b is not None:
+            v = b.get(head)
+            if v is not None:
+                return Leaf(head, LEVEL_1G, v >> 2, v & 3)
         return None
 
     def install(self, leaf: Leaf) -> None:

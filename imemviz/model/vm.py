@@ -60,6 +60,7 @@ class VM:
         self.inv = InvalidateState()
         self.in_flight: dict[int, HeldFault] = {}
         self.events = EventLog()
+        self._append = self.events.current.append
         self.op_index = 0
         self.dead = False
         self.td_state: str | None = "BUILDING" if is_tdx else None
@@ -76,7 +77,7 @@ class VM:
 
     # -- helpers shared by the op modules ------------------------------------------------
     def emit(self, name: str, *fields: Any) -> None:
-        self.events.current.append((self.op_index, name, *fields))
+        self._append((self.op_index, name, *fields))
 
     def attr_private(self, gfn: int) -> bool:
         return bool(self.attributes.get(gfn))

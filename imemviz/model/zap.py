@@ -162,6 +162,8 @@ def _new_table_page(vm: VM, table: LeafTable, level: int, gfn: int) -> int | Non
 
 def ensure_tables(vm: VM, table: LeafTable, gfn: int, level: int) -> bool:
     """TDX mirror: TDH.MEM.SEPT.ADD every missing S-EPT page on the walk to a `level` leaf."""
+    if (level, gfn >> (9 * level)) in table.tables:
+        return True  # tables are added top-down and never freed: the walk is complete
     top = 5 if vm.config.gpaw == 52 else 4  # the root table itself belongs to the TD
     for t in range(top - 1, level - 1, -1):
         key = (t, gfn >> (9 * t))
