@@ -174,6 +174,8 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
             continue
         if isinstance(out, Result):
             return out
+        # The guest re-executes the access; it now finds the leaf just installed.
+        return _complete(vm, acc, vm.private if pf.is_private else vm.shared, out)
 
 
 def _lookup(vm: VM, gfn: int, is_private: bool) -> tuple[LeafTable, Leaf | None]:
@@ -310,6 +312,8 @@ def max_mapping_level(
     mirror: LeafTable | None,
 ) -> int:
     """kvm_mmu_max_mapping_level() + kvm_mmu_hugepage_adjust()."""
+    if host_level == LEVEL_4K:
+        return LEVEL_4K  # the backing caps everything below (mainline gmem: always)
     level = min(fault_max, LEVEL_1G)
     if vm.is_tdx and is_private:
         # tdx_gmem_max_mapping_level(): 4K upstream, 2M with the S-EPT huge-page series.

@@ -10,6 +10,7 @@ bindings (pgoff range -> memslot) that invalidations consult.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import attrs
 
@@ -20,8 +21,7 @@ GUEST_MEMFD_FLAG_MMAP = 1
 GUEST_MEMFD_FLAG_INIT_SHARED = 2
 
 
-@attrs.frozen(slots=True)
-class Folio:
+class Folio(NamedTuple):
     index: int  # head index in the file
     order: int
     pfn: int  # head pfn

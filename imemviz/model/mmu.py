@@ -9,7 +9,7 @@ ignore the attribute filter (`zap_tables`).  A leaf is stored as
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 from imemviz.model.sparse import SparseIndex
 from imemviz.model.units import LEVEL_1G, LEVEL_2M, LEVEL_4K, LEVELS
@@ -26,8 +26,9 @@ STATE_NAMES = {
 INVALID_GFN = -1
 
 
-@attrs.frozen(slots=True)
-class Leaf:
+class Leaf(NamedTuple):
+    """One leaf SPTE (a tuple: millions are built and dropped on big zaps)."""
+
     gfn: int  # first gfn the leaf maps
     level: int
     pfn: int  # pfn of that first gfn
@@ -100,13 +101,15 @@ class LeafTable:
         return out
 
     def pop_touching(self, start: int, end: int) -> list[Leaf]:
-        out = []
+        """Remove and return the leaves whose span intersects [start, end), by gfn."""
+        out: list[Leaf] = []
         for level in LEVELS:
             n = 1 << (9 * (level - 1))
-            for g, v in self.leaves[level].pop_range(start & ~(n - 1), end):
-                out.append(Leaf(g, level, v >> 2, v & 3))
-        if len(out) > 1:
-            out.sort(key=lambda lf: lf.gfn)
+            out += [
+                Leaf(g, level, v >> 2, v & 3)
+                for g, v in self.leaves[level].pop_range(start & ~(n - 1), end)
+            ]
+        out.sort()
         return out
 
     def any_below(self, head: int, level: int) -> bool:

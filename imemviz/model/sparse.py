@@ -60,9 +60,10 @@ class SparseIndex(Generic[V]):
 
     def _bucket_ids(self, start: int, end: int) -> list[int]:
         lo, hi = start >> self.shift, (end - 1) >> self.shift
-        if hi - lo + 1 <= len(self._buckets):
-            return [i for i in range(lo, hi + 1) if i in self._buckets]
-        return sorted(i for i in self._buckets if lo <= i <= hi)
+        buckets = self._buckets
+        if hi - lo + 1 <= len(buckets):
+            return [i for i in range(lo, hi + 1) if i in buckets]
+        return [i for i in buckets if lo <= i <= hi]
 
     def items_in(self, start: int, end: int) -> list[tuple[int, V]]:
         """(key, value) with start <= key < end, sorted by key."""
@@ -72,9 +73,10 @@ class SparseIndex(Generic[V]):
         for bid in self._bucket_ids(start, end):
             b = self._buckets[bid]
             if start <= bid << self.shift and (bid + 1) << self.shift <= end:
-                out.extend(sorted(b.items()))
+                out += b.items()
             else:
-                out.extend(sorted((k, v) for k, v in b.items() if start <= k < end))
+                out += [(k, v) for k, v in b.items() if start <= k < end]
+        out.sort()
         return out
 
     def any_in(self, start: int, end: int) -> bool:
@@ -94,18 +96,18 @@ class SparseIndex(Generic[V]):
             return []
         out: list[tuple[int, V]] = []
         buckets = self._buckets
+        shift = self.shift
         for bid in self._bucket_ids(start, end):
-            b = buckets[bid]
-            if start <= bid << self.shift and (bid + 1) << self.shift <= end:
-                del buckets[bid]
-                out.extend(sorted(b.items()))
+            if start <= bid << shift and (bid + 1) << shift <= end:
+                out += buckets.pop(bid).items()
             else:
-                hit = sorted(k for k in b if start <= k < end)
-                for k in hit:
-                    out.append((k, b.pop(k)))
+                b = buckets[bid]
+                hit = [k for k in b if start <= k < end]
+                out += [(k, b.pop(k)) for k in hit]
                 if not b:
                     del buckets[bid]
         self._len -= len(out)
+        out.sort()
         return out
 
     def items(self) -> Iterator[tuple[int, V]]:

@@ -108,19 +108,26 @@ def zap_all(vm: VM) -> int:
 def _remove_private(vm: VM, leaves: list[Leaf]) -> None:
     """tdx_sept_remove_private_spte(): BLOCK -> TRACK -> REMOVE -> WBINVD -> clear, per leaf."""
     runnable = vm.td_state == "RUNNABLE"
-    emit = vm.events.current.append
+    events: list[tuple] = []
+    emit = events.append
     i = vm.op_index
-    clear = vm.host.clear
-    for lf in leaves:
-        emit((i, "TDH.MEM.RANGE.BLOCK", lf.gfn, lf.level))
+    epoch = vm.tdx_epoch
+    content = vm.host.content
+    for gfn, level, pfn, _state in leaves:
+        emit((i, "TDH.MEM.RANGE.BLOCK", gfn, level))
         if runnable:
-            vm.tdx_epoch += 1
-            emit((i, "TDH.MEM.TRACK", vm.tdx_epoch))
-        emit((i, "TDH.MEM.PAGE.REMOVE", lf.gfn, lf.level, lf.pfn))
-        emit((i, "TDH.PHYMEM.PAGE.WBINVD", lf.pfn))
-        emit((i, "kvm_tdp_mmu_spte_changed", "mirror", lf.gfn, lf.level, lf.pfn, -1))
+            epoch += 1
+            emit((i, "TDH.MEM.TRACK", epoch))
+        emit((i, "TDH.MEM.PAGE.REMOVE", gfn, level, pfn))
+        emit((i, "TDH.PHYMEM.PAGE.WBINVD", pfn))
+        emit((i, "kvm_tdp_mmu_spte_changed", "mirror", gfn, level, pfn, -1))
         # tdx_clear_page(): the page leaves the TD zeroed, its contents are gone.
-        clear(lf.pfn, lf.npages)
+        if level == 1:
+            content.pop(pfn)
+        else:
+            content.pop_range(pfn, pfn + (1 << (9 * (level - 1))))
+    vm.tdx_epoch = epoch
+    vm.events.current.extend(events)
 
 
 def _demote_partial(vm: VM, table: LeafTable, start: int, end: int) -> None:
