@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from imemviz.model import VM, VMConfig
+from imemviz.model.events import event_dict, format_event
 from imemviz.model.invariants import check_invariants
 from imemviz.model.ops import parse_op
 from tests.model.strategies import scenarios
@@ -18,6 +19,8 @@ def run(cfg, ops, check: bool) -> list:
         r = vm.apply(parse_op(d))
         out.append((r.ok, r.errno, r.ret, vm.last_events))
         if check:
+            for e in vm.last_events:  # every event matches its declared fields
+                assert event_dict(e) and format_event(e)
             bad = check_invariants(vm)
             assert not bad, f"after op {i} {d}: {[str(v) for v in bad]}"
     return out
