@@ -12,15 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from sortedcontainers import SortedList
+
 V = TypeVar("V")
 
 
 class SparseIndex(Generic[V]):
-    __slots__ = ("_buckets", "_len", "shift")
+    __slots__ = ("_buckets", "_ids", "_len", "shift")
 
     def __init__(self, shift: int = 9) -> None:
         self.shift = shift
         self._buckets: dict[int, dict[int, V]] = {}
+        # Bucket ids in order: range queries visit only the buckets that exist.
+        self._ids: SortedList = SortedList()
         self._len = 0
 
     def __len__(self) -> int:
@@ -41,6 +45,7 @@ class SparseIndex(Generic[V]):
         b = self._buckets.get(bid)
         if b is None:
             self._buckets[bid] = {key: value}
+            self._ids.add(bid)
             self._len += 1
         else:
             n = len(b)
@@ -56,14 +61,11 @@ class SparseIndex(Generic[V]):
         self._len -= 1
         if not b:
             del self._buckets[bid]
+            self._ids.remove(bid)
         return v
 
     def _bucket_ids(self, start: int, end: int) -> list[int]:
-        lo, hi = start >> self.shift, (end - 1) >> self.shift
-        buckets = self._buckets
-        if hi - lo + 1 <= len(buckets):
-            return [i for i in range(lo, hi + 1) if i in buckets]
-        return [i for i in buckets if lo <= i <= hi]
+        return list(self._ids.irange(start >> self.shift, (end - 1) >> self.shift))
 
     def items_in(self, start: int, end: int) -> list[tuple[int, V]]:
         """(key, value) with start <= key < end, sorted by key."""
@@ -97,24 +99,37 @@ class SparseIndex(Generic[V]):
         out: list[tuple[int, V]] = []
         buckets = self._buckets
         shift = self.shift
-        for bid in self._bucket_ids(start, end):
+        ids = self._bucket_ids(start, end)
+        emptied = []
+        for bid in ids:
             if start <= bid << shift and (bid + 1) << shift <= end:
                 out += buckets.pop(bid).items()
+                emptied.append(bid)
             else:
                 b = buckets[bid]
                 hit = [k for k in b if start <= k < end]
                 out += [(k, b.pop(k)) for k in hit]
                 if not b:
                     del buckets[bid]
+                    emptied.append(bid)
+        if len(emptied) == len(self._ids):
+            self._ids.clear()
+        elif len(emptied) > 64:
+            gone = set(emptied)
+            self._ids = SortedList(i for i in self._ids if i not in gone)
+        else:
+            for bid in emptied:
+                self._ids.remove(bid)
         self._len -= len(out)
         out.sort()
         return out
 
     def items(self) -> Iterator[tuple[int, V]]:
         """All items in key order."""
-        for bid in sorted(self._buckets):
+        for bid in list(self._ids):
             yield from sorted(self._buckets[bid].items())
 
     def clear(self) -> None:
         self._buckets.clear()
+        self._ids.clear()
         self._len = 0
