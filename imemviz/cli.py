@@ -1,0 +1,339 @@
+"""The ``imemviz`` command line (contract section 1).
+
+``run`` lives here; ``check``, ``diff`` and ``export-video`` are handed to
+their modules, and every other form starts the desktop app.  Everything is
+imported where it is needed: ``run``, ``check`` and ``diff`` never import
+Qt, and ``--version`` imports next to nothing.
+
+Unusable input ends with exit code 2 and exactly one line on stderr, never a
+traceback; argparse is made to follow that rule too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, NoReturn
+
+import imemviz
+
+if TYPE_CHECKING:
+    from imemviz.io.script import ScriptReader
+    from imemviz.model.vm import VM
+
+# Subcommands implemented in other modules: name -> (module, function(argv) -> int).
+DELEGATED = {
+    "check": ("imemviz.io.check", "main_check"),
+    "diff": ("imemviz.io.diff", "main_diff"),
+    "export-video": ("imemviz.app.video", "main_export"),
+}
+APP = ("imemviz.app.main", "run_app")
+QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
+
+# Results are written with one encoder made once: json.dumps(..., separators=...)
+# would build a new encoder for every line.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+# Results of a run to stdout stay in memory up to this size, then go to a temp file.
+_SPOOL_BYTES = 32 << 20
+
+
+class UsageError(Exception):
+    """The command line or its input is unusable: exit 2 with this one line."""
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line and never calls sys.exit itself."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "run":
+            return _cmd_run(args[1:])
+        if args and args[0] in DELEGATED:
+            module, func = DELEGATED[args[0]]
+            return _delegate(f"imemviz {args[0]}", module, func, args[1:])
+        return _cmd_app(args)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except _Exit as e:
+        return e.status
+    except KeyboardInterrupt:
+        print("imemviz: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """The console script."""
+    sys.exit(main())
+
+
+# ------------------------------------------------------------ delegation
+
+
+def _load(prog: str, module: str, func: str, what: str = "this command") -> Callable[..., int]:
+    """`module.func`, or a UsageError if this installation lacks it (or Qt)."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        ours = module == missing or module.startswith(missing + ".")
+        if ours or missing.split(".")[0] in QT_MODULES:
+            raise UsageError(
+                f"{prog}: {what} is not available in this installation ({e})"
+            ) from None
+        raise
+    return getattr(mod, func)
+
+
+def _delegate(prog: str, module: str, func: str, argv: list[str]) -> int:
+    command = _load(prog, module, func)
+    try:
+        return int(command(argv) or 0)
+    except SystemExit as e:  # a subcommand that lets its own argparse exit
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def _cmd_app(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="imemviz",
+        usage="imemviz [--screenshot PNG] [FILE]\n"
+        "       imemviz {run,check,diff,export-video} ...  (each with --help)",
+        description="Visualizer and simulator of KVM private memory. Without a "
+        "command, opens the desktop app on FILE (a state file or a recording) "
+        "or on the default scene.",
+    )
+    parser.add_argument("file", nargs="?", metavar="FILE", help="state file or recording to open")
+    parser.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="open without showing a window, save a PNG of the main window and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"imemviz {imemviz.__version__}")
+    ns = parser.parse_args(argv)
+    if ns.file is not None and not os.path.exists(ns.file):
+        # Most likely a mistyped command: say so before starting Qt.
+        raise UsageError(
+            f"imemviz: {ns.file}: no such file (commands: run, {', '.join(DELEGATED)})"
+        )
+    run_app = _load("imemviz", *APP, what="the desktop app")
+    return int(run_app(ns.file, ns.screenshot) or 0)
+
+
+# -------------------------------------------------------------------- run
+
+
+def _cmd_run(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="imemviz run",
+        description="Apply every op of a script or recording in order and write one "
+        "JSON result line per op. Never imports Qt.",
+    )
+    parser.add_argument("script", metavar="SCRIPT", help="script or recording (.jsonl)")
+    parser.add_argument(
+        "--results-out", metavar="RESULTS", help="write the results here instead of stdout"
+    )
+    parser.add_argument("--state-out", metavar="STATE", help="save the final state file here")
+    parser.add_argument(
+        "--from-state",
+        metavar="STATE",
+        help="start from this state file instead of the script header's start",
+    )
+    ns = parser.parse_args(argv)
+    from imemviz.io.script import ScriptError
+
+    try:
+        run_script(
+            ns.script,
+            results_out=ns.results_out,
+            state_out=ns.state_out,
+            from_state=ns.from_state,
+        )
+    except ScriptError as e:
+        raise UsageError(str(e)) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): nothing left to say to it.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def run_script(
+    script: str,
+    *,
+    results_out: str | None = None,
+    state_out: str | None = None,
+    from_state: str | None = None,
+    stdout: IO[str] | None = None,
+) -> int:
+    """Apply a script headlessly; returns the number of ops applied.
+
+    Results go to `results_out`, or to `stdout` (default sys.stdout) once
+    every line has been applied: a script that turns out to be malformed at
+    its last line prints nothing.  Output files appear only on success.
+    Raises ScriptError or UsageError for unusable input or outputs.
+    """
+    from imemviz.io.script import open_script, start_vm
+
+    to_stdout = results_out is None or results_out == "-"
+    outputs: list[_AtomicFile] = []
+    try:
+        # Claim the outputs first: an unwritable folder fails before the work.
+        results = None if to_stdout else _AtomicFile(results_out)
+        state = None if state_out is None else _AtomicFile(state_out)
+        outputs = [f for f in (results, state) if f is not None]
+        if results is not None:
+            sink: IO[str] = results.open_text()
+        else:
+            sink = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed below
+                max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="\n"
+            )
+        try:
+            with open_script(script) as reader:
+                if from_state is not None:
+                    vm = _load_state(from_state)
+                else:
+                    h = reader.header
+                    vm = start_vm(h.start, reader.source, h.line)
+                try:
+                    count = _apply_all(reader, vm, sink.write)
+                    sink.flush()
+                except OSError as e:  # the sink's disk is full, or gone
+                    where = results_out if results is not None else "temp file for stdout"
+                    raise UsageError(f"{where}: cannot write: {e.strerror or e}") from None
+            if state is not None:
+                _save_state(vm, state)
+            if to_stdout:
+                sink.seek(0)
+                out = sys.stdout if stdout is None else stdout
+                shutil.copyfileobj(sink, out, 1 << 20)
+                out.flush()
+        finally:
+            sink.close()
+        for f in outputs:
+            f.commit()
+        return count
+    finally:
+        for f in outputs:
+            f.discard()
+
+
+def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> int:
+    index = 0
+    apply = vm.apply
+    line = 0
+    try:
+        for line, op, _t in reader:  # noqa: B007 - `line` is read by the handler
+            write(_encode(apply(op).line(index, op.NAME)) + "\n")
+            index += 1
+    except Exception as e:
+        from imemviz.io.script import ScriptError
+
+        if not isinstance(e, ScriptError | OSError):
+            # An engine bug: keep the traceback, and say which op hit it.
+            e.add_note(f"while applying op {index} at {reader.source}:{line}")
+        raise
+    return index
+
+
+def _load_state(path: str) -> VM:
+    from imemviz.io.state import StateError, load_state
+
+    try:
+        return load_state(path)
+    except StateError as e:
+        raise UsageError(_name_file(path, str(e))) from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _save_state(vm: VM, out: _AtomicFile) -> None:
+    from imemviz.io.state import save_state
+
+    try:
+        save_state(vm, out.tmp)
+    except OSError as e:
+        raise UsageError(f"{out.path}: cannot write: {e.strerror or e}") from None
+
+
+def _name_file(path: str, message: str) -> str:
+    """`message` prefixed with `path` unless it already names it."""
+    return message if message.startswith(path) else f"{path}: {message}"
+
+
+class _AtomicFile:
+    """A temp file next to `path` that replaces it on `commit` and vanishes otherwise.
+
+    The temp name ends with the final name so that whatever picks a format
+    by extension (.json.gz, .json.zst) sees the same one.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        folder, name = os.path.split(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise UsageError(f"{path}: is a folder, not a file")
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=".imemviz-", suffix=f"-{name}", dir=folder)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
+        os.close(fd)
+        self._file: IO[str] | None = None
+        self._done = False
+
+    def open_text(self) -> IO[str]:
+        self._file = open(self.tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20)  # noqa: SIM115
+        return self._file
+
+    def commit(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        try:
+            os.chmod(self.tmp, _mode_for(self.path))
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise UsageError(f"{self.path}: cannot write: {e.strerror or e}") from None
+        self._done = True
+
+    def discard(self) -> None:
+        if self._done:
+            return
+        if self._file is not None:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+def _mode_for(path: str) -> int:
+    """The permissions a replaced file keeps, or a new file gets (mkstemp's are 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -1,0 +1,287 @@
+"""Reading scripts and recordings (contract section 2), and the VM they start from.
+
+A script is UTF-8 JSON Lines: blank lines and ``#`` comments are skipped, the
+first other line is the header, every later line is one op.  `ScriptReader`
+streams ``(line_no, op, t)`` one line at a time, so a million-line script
+never sits in memory; `read_script` is the whole-file convenience for small
+ones.  Every problem is a `ScriptError` whose text is one line,
+``FILE:LINE: message``, with physical 1-based line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
+
+import attrs
+
+from imemviz.model.config import ConfigError, VMConfig
+from imemviz.model.ops import Op, OpError, parse_op
+from imemviz.model.vm import VM
+
+FORMAT = "imemviz-recording"
+VERSION = 1
+START_KINDS = ("vm", "scene", "state")
+HEADER_FIELDS = ("format", "version", "start")
+
+# A scene is a recording and may itself start from a scene; this bounds a cycle.
+MAX_SCENE_DEPTH = 8
+
+ScriptOp = tuple[int, Op, float | None]
+"""One op of a script: its physical line number, the op, and its "t" (or None)."""
+
+
+class ScriptError(ValueError):
+    """A script cannot be used; `str()` is one line: ``SOURCE:LINE: message``."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.message = message
+
+
+@attrs.frozen
+class Header:
+    """The header line: `start` is the START object, with exactly one key."""
+
+    version: int
+    start: Mapping[str, Any]
+    line: int
+
+    @property
+    def kind(self) -> str:
+        """ "vm", "scene" or "state"."""
+        return next(iter(self.start))
+
+
+@attrs.frozen
+class Script:
+    """A whole script in memory (see `read_script`)."""
+
+    source: str
+    header: Header
+    ops: list[ScriptOp]
+
+
+class ScriptReader:
+    """Streams a script: the header is read on construction, then iterate for ops.
+
+    `lines` is any iterable of raw byte lines (a file opened in binary mode);
+    `source` names it in errors.  Use `open_script` for a path; as a context
+    manager the reader closes what it opened.
+    """
+
+    def __init__(self, lines: Iterable[bytes], source: str, *, closer: BinaryIO | None = None):
+        self.source = source
+        self._lines = iter(lines)
+        self._closer = closer
+        self._line_no = 0
+        self.header = self._read_header()
+
+    def __enter__(self) -> ScriptReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer.close()
+            self._closer = None
+
+    def _error(self, line: int | None, message: str) -> ScriptError:
+        return ScriptError(self.source, line, message)
+
+    def _objects(self) -> Iterator[tuple[int, Any]]:
+        """(line number, decoded JSON value) of every line that is not blank or a comment."""
+        source = self.source
+        line_no = self._line_no
+        try:
+            for raw in self._lines:
+                line_no += 1
+                self._line_no = line_no
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ScriptError(
+                        source, line_no, f"invalid UTF-8 (byte {e.start + 1} of the line)"
+                    ) from None
+                if line_no == 1 and text.startswith("\ufeff"):
+                    text = text[1:]  # editors on Windows start UTF-8 files with a BOM
+                # Op lines start with "{": only other lines need the comment test.
+                if text[:1] != "{":
+                    stripped = text.strip()
+                    if not stripped or stripped[0] == "#":
+                        continue
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as e:
+                    # Columns count within the line, without its line break.
+                    column = min(e.pos, len(text.rstrip("\r\n"))) + 1
+                    raise ScriptError(
+                        source, line_no, f"invalid JSON: {e.msg} (column {column})"
+                    ) from None
+                except RecursionError:
+                    raise ScriptError(source, line_no, "invalid JSON: nested too deeply") from None
+                yield line_no, value
+        except OSError as e:
+            raise ScriptError(source, line_no + 1, f"cannot read: {e.strerror or e}") from None
+
+    def _read_header(self) -> Header:
+        for line_no, value in self._objects():
+            return _parse_header(value, self.source, line_no)
+        raise self._error(max(self._line_no, 1), "no header: the script is empty")
+
+    def __iter__(self) -> Iterator[ScriptOp]:
+        source = self.source
+        for line_no, value in self._objects():
+            try:
+                op = parse_op(value)
+            except OpError as e:
+                where = f"{e.op}.{e.field}: " if e.op else ""
+                raise ScriptError(source, line_no, where + e.message) from None
+            yield line_no, op, _check_t(value["t"], source, line_no) if "t" in value else None
+
+
+def _check_t(t: Any, source: str, line_no: int) -> float:
+    if type(t) in (int, float) and math.isfinite(t) and t >= 0:
+        return float(t)
+    raise ScriptError(source, line_no, f"t: expected a non-negative number of seconds, got {t!r}")
+
+
+def _parse_header(value: Any, source: str, line_no: int) -> Header:
+    def fail(message: str) -> ScriptError:
+        return ScriptError(source, line_no, message)
+
+    example = '{"format": "imemviz-recording", "version": 1, "start": ...}'
+    if type(value) is not dict:
+        raise fail(f"the header must be a JSON object like {example}")
+    if "format" not in value:
+        if "op" in value:
+            raise fail(f"the first line must be the header {example}, not an op")
+        raise fail(f'header: missing "format" (expected {example})')
+    fmt = value["format"]
+    if fmt != FORMAT:
+        hint = "; this is a state file, not a recording" if fmt == "imemviz-state" else ""
+        raise fail(f'header.format: expected "{FORMAT}", got {json.dumps(fmt)}{hint}')
+    version = value.get("version")
+    if type(version) is not int:
+        raise fail(f"header.version: expected an integer, got {json.dumps(version)}")
+    if version > VERSION:
+        raise fail(
+            f"recording format version {version} is newer than this imemviz reads "
+            f"(version {VERSION}); update imemviz"
+        )
+    if version < 1:
+        raise fail(f"header.version: must be {VERSION}, got {version}")
+    for key in value:
+        if key not in HEADER_FIELDS:
+            raise fail(f"header.{key}: unknown field (fields: {', '.join(HEADER_FIELDS)})")
+    if "start" not in value:
+        raise fail('header: missing "start"')
+    start = value["start"]
+    if type(start) is not dict or len(start) != 1 or next(iter(start)) not in START_KINDS:
+        got = ", ".join(f'"{k}"' for k in start) if type(start) is dict else json.dumps(start)
+        raise fail(
+            'header.start: expected an object with exactly one of "vm", "scene", "state", '
+            f"got {got or 'an empty object'}"
+        )
+    return Header(version, start, line_no)
+
+
+# ------------------------------------------------------------------ API
+
+
+def open_script(path: str | os.PathLike[str]) -> ScriptReader:
+    """A reader over a script file; the header is checked before this returns."""
+    source = os.fspath(path)
+    try:
+        f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - the reader closes it
+    except OSError as e:
+        raise ScriptError(source, None, f"cannot open: {e.strerror or e}") from None
+    try:
+        return ScriptReader(f, source, closer=f)
+    except BaseException:
+        f.close()
+        raise
+
+
+def read_header(path: str | os.PathLike[str]) -> Header:
+    """Only the header of a script file."""
+    with open_script(path) as reader:
+        return reader.header
+
+
+def iter_ops(path: str | os.PathLike[str]) -> Iterator[ScriptOp]:
+    """The ops of a script file, one at a time, after checking its header."""
+    with open_script(path) as reader:
+        yield from reader
+
+
+def read_script(path: str | os.PathLike[str]) -> Script:
+    """A whole script in memory: for small files (scenes, tests, the app's open)."""
+    with open_script(path) as reader:
+        return Script(reader.source, reader.header, list(reader))
+
+
+def start_vm(start: Mapping[str, Any], source: str = "<script>", line: int = 1) -> VM:
+    """The VM a header's START describes; errors name `source` and `line` (the header's).
+
+    ``vm``: a fresh VM from VMCONFIG.  ``scene``: the built-in recording of
+    that name, replayed.  ``state``: an embedded state document.
+    """
+    return _start_vm(start, os.fspath(source), line, 0)
+
+
+def _start_vm(start: Mapping[str, Any], source: str, line: int, depth: int) -> VM:
+    if len(start) != 1:
+        raise ScriptError(
+            source, line, 'header.start: expected exactly one of "vm", "scene", "state"'
+        )
+    ((kind, value),) = start.items()
+    if kind == "vm":
+        try:
+            return VM(VMConfig.from_dict(value, path="start.vm"))
+        except ConfigError as e:
+            raise ScriptError(source, line, f"header.{e.path}: {e.message}") from None
+    if kind == "scene":
+        return _scene_vm(value, source, line, depth)
+    if kind == "state":
+        # Imported here: the state module is heavier and scripts rarely embed one.
+        from imemviz.io.state import StateError, vm_from_document
+
+        try:
+            return vm_from_document(value)
+        except StateError as e:
+            raise ScriptError(source, line, f"header.start.state: {e}") from None
+    raise ScriptError(source, line, f'header.start: unknown start "{kind}"')
+
+
+def _scene_vm(name: Any, source: str, line: int, depth: int) -> VM:
+    from imemviz import resources
+
+    if type(name) is not str:
+        raise ScriptError(
+            source, line, f"header.start.scene: expected a name, got {json.dumps(name)}"
+        )
+    path = resources.scene_path(name)
+    if path is None:
+        known = ", ".join(resources.scene_names()) or "none are installed"
+        raise ScriptError(source, line, f'unknown scene "{name}" (scenes: {known})')
+    if depth >= MAX_SCENE_DEPTH:
+        raise ScriptError(source, line, f'scene "{name}": scenes start from scenes too deeply')
+    try:
+        with open_script(path) as reader:
+            h = reader.header
+            vm = _start_vm(h.start, reader.source, h.line, depth + 1)
+            for _line, op, _t in reader:
+                vm.apply(op)
+    except ScriptError as e:
+        # Keep it one line: the outer header, then where the scene itself is broken.
+        raise ScriptError(source, line, f'scene "{name}": {e}') from None
+    return vm
