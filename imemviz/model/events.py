@@ -97,11 +97,14 @@ class EventLog:
         self.dropped = 0
 
     def commit(self) -> list[tuple]:
-        """Move the current op's events into the log and return them."""
+        """Move the current op's events into the log and return them.
+
+        `current` becomes a new list: whoever caches its `append` must take it again.
+        """
         if not self.current:
             return []
-        cur = self.current[:]
-        self.current.clear()  # the same list object: callers keep its bound append
+        cur = self.current
+        self.current = []
         if cur:
             overflow = len(self.log) + len(cur) - self.maxlen
             if overflow > 0:

@@ -40,7 +40,7 @@ class GmemInode:
         self.npages = size >> 12
         self.flags = flags
         # order -> head index -> (pfn << 1) | hwpoison
-        self.folios: dict[int, SparseIndex[int]] = {o: SparseIndex(9 + o) for o in FOLIO_ORDERS}
+        self.folios: dict[int, SparseIndex[int]] = {o: SparseIndex() for o in FOLIO_ORDERS}
 
     @property
     def size(self) -> int:
@@ -49,7 +49,7 @@ class GmemInode:
     def folio_at(self, index: int) -> Folio | None:
         for order in FOLIO_ORDERS:
             idx = self.folios[order]
-            if not idx._len:
+            if not idx:
                 continue
             head = index & ~((1 << order) - 1)
             v = idx.get(head)

@@ -130,7 +130,7 @@ class HostMemory:
         self.npages = nbytes >> 12
         self.alloc = BuddyAllocator(self.npages)
         # Zero is the default content: only pages written with a non-zero byte are stored.
-        self.content: SparseIndex[int] = SparseIndex(9)
+        self.content: SparseIndex[int] = SparseIndex()
         self.poisoned: set[int] = set()
         # Blocks held by "the rest of the host" (other processes, page cache): pfn -> order.
         self.other: dict[int, int] = {}

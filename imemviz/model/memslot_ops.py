@@ -130,7 +130,6 @@ def _set_region(
             old.base_gfn = base_gfn
             old.flags = flags
             vm.memslots.moved()
-            vm.slot_gen += 1
             return Result.success()
         if flags == old.flags:
             return Result.success()
@@ -151,7 +150,6 @@ def _set_region(
             slot.gmem_file.bindings = [b for b in slot.gmem_file.bindings if b.slot != slot_id]
         return Result.fail("EINVAL")
     vm.memslots.add(slot)
-    vm.slot_gen += 1
     vm.emit("kvm_set_memslot", slot_id, "CREATE", base_gfn, npages)
     if slot.gmem_file is not None:
         vm.emit("kvm_gmem_bind", gfd, slot_id, slot.gmem_pgoff, npages)
@@ -201,4 +199,3 @@ def _delete(vm: VM, slot: Memslot) -> None:
         file.bindings = [b for b in file.bindings if b.slot != slot.id]
         vm.emit("kvm_gmem_unbind", file.fd, slot.id)
     vm.memslots.remove(slot)
-    vm.slot_gen += 1

@@ -43,40 +43,36 @@ class Leaf(NamedTuple):
 
 
 class LeafTable:
-    __slots__ = ("_b1g", "_b2m", "_b4k", "leaves", "root", "tables")
+    __slots__ = ("_d1g", "_d2m", "_d4k", "leaves", "root", "tables")
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.leaves: dict[int, SparseIndex[int]] = {
-            LEVEL_4K: SparseIndex(9),
-            LEVEL_2M: SparseIndex(18),
-            LEVEL_1G: SparseIndex(27),
+            LEVEL_4K: SparseIndex(),
+            LEVEL_2M: SparseIndex(),
+            LEVEL_1G: SparseIndex(),
         }
         # Non-leaf page-table pages that exist: (level of the entries it holds, gfn >> shift)
         # -> host pfn.  Only tracked for the TDX mirror root, whose pages are S-EPT pages
         # taken from host memory (TDH.MEM.SEPT.ADD) and never freed while the TD runs.
         self.tables: dict[tuple[int, int], int] = {}
-        self._b4k = self.leaves[LEVEL_4K]._buckets
-        self._b2m = self.leaves[LEVEL_2M]._buckets
-        self._b1g = self.leaves[LEVEL_1G]._buckets
+        # The dicts behind the indexes, for the lookup on every guest access.
+        self._d4k = self.leaves[LEVEL_4K]._d
+        self._d2m = self.leaves[LEVEL_2M]._d
+        self._d1g = self.leaves[LEVEL_1G]._d
 
     def lookup(self, gfn: int) -> Leaf | None:
-        # Inlined SparseIndex.get(): this runs on every guest access.
-        b = self._b4k.get(gfn >> 9)
-        if b is not None:
-            v = b.get(gfn)
-            if v is not None:
-                return Leaf(gfn, LEVEL_4K, v >> 2, v & 3)
-        head = gfn & ~0x1FF
-        b = self._b2m.get(head >> 18)
-        if b is not None:
-            v = b.get(head)
+        v = self._d4k.get(gfn)
+        if v is not None:
+            return Leaf(gfn, LEVEL_4K, v >> 2, v & 3)
+        if self._d2m:
+            head = gfn & ~0x1FF
+            v = self._d2m.get(head)
             if v is not None:
                 return Leaf(head, LEVEL_2M, v >> 2, v & 3)
-        head = gfn & ~0x3FFFF
-        b = self._b1g.get(head >> 27)
-        if b is not None:
-            v = b.get(head)
+        if self._d1g:
+            head = gfn & ~0x3FFFF
+            v = self._d1g.get(head)
             if v is not None:
                 return Leaf(head, LEVEL_1G, v >> 2, v & 3)
         return None

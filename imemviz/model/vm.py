@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
-
-import attrs
 
 from imemviz.model import attr_ops, fault, gmem_ops, host_ops, memslot_ops, query, tdx_ops
 from imemviz.model import ops as O
 from imemviz.model.config import VMConfig
 from imemviz.model.events import EventLog
 from imemviz.model.extents import ExtentMap
+from imemviz.model.fault import PendingFault
 from imemviz.model.guest_memfd import GmemFile
 from imemviz.model.host_memory import HostMemory
 from imemviz.model.memslots import Memslots
@@ -20,25 +20,6 @@ from imemviz.model.result import Result
 from imemviz.model.sparse import SparseIndex
 
 GFN_LIMIT = 1 << 52  # gfns of the 64-bit physical address space
-
-
-@attrs.define(slots=True, eq=False)
-class HeldFault:
-    """A fault stopped after it has its pfn, before it takes mmu_lock (`hold: true`)."""
-
-    vcpu: int
-    gpa: int
-    gfn: int
-    private_arg: bool | None  # the op's `private` field (None: follow the attribute)
-    is_private: bool
-    write: bool
-    value: int | None
-    mmu_seq: int
-    slot_id: int
-    slot_gen: int  # the slot object's identity, to see a delete/move while held
-    pfn: int
-    host_level: int  # backing level (folio order or host mapping level)
-    accept_level: int | None = None
 
 
 class VM:
@@ -58,7 +39,7 @@ class VM:
         self.private = LeafTable("mirror" if is_tdx else "direct")
         self.shared = LeafTable("direct")
         self.inv = InvalidateState()
-        self.in_flight: dict[int, HeldFault] = {}
+        self.in_flight: dict[int, PendingFault] = {}  # held faults by vCPU
         self.events = EventLog()
         self._append = self.events.current.append
         self.op_index = 0
@@ -67,12 +48,11 @@ class VM:
         self.tdx_epoch = 0
         # The VMM's anonymous memory behind memslots' userspace_addr: level -> hva page -> pfn.
         self.hva_pages: dict[int, SparseIndex[int]] = {
-            1: SparseIndex(9),
-            2: SparseIndex(18),
-            3: SparseIndex(27),
+            1: SparseIndex(),
+            2: SparseIndex(),
+            3: SparseIndex(),
         }
         self.poisoned_hva: set[int] = set()  # hva page numbers whose page was poisoned
-        self.slot_gen = 0  # bumped on every memslot change; held faults compare it
         self.last_events: list[tuple] = []
 
     # -- helpers shared by the op modules ------------------------------------------------
@@ -97,11 +77,20 @@ class VM:
         handler = _HANDLERS.get(type(op))
         if handler is None:
             raise TypeError(f"not an op: {op!r}")
+        # A big zap builds ~150,000 short-lived tuples; letting the cyclic GC run a
+        # few hundred times in the middle of it costs a third of the op.  Ops make no
+        # reference cycles, so collection simply waits until the op is done.
+        gc_on = gc.isenabled()
+        if gc_on:
+            gc.disable()
         try:
             result = handler(self, op)
         finally:
             self.last_events = self.events.commit()
+            self._append = self.events.current.append
             self.op_index += 1
+            if gc_on:
+                gc.enable()
         return result
 
 

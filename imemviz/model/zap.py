@@ -83,10 +83,13 @@ def zap_range(vm: VM, start: int, end: int, attr_filter: int) -> int:
             _remove_private(vm, leaves)
         else:
             root = table.root
-            emit = vm.events.current.append
             i = vm.op_index
-            for lf in leaves:
-                emit((i, "kvm_tdp_mmu_spte_changed", root, lf.gfn, lf.level, lf.pfn, -1))
+            vm.events.current.extend(
+                [
+                    (i, "kvm_tdp_mmu_spte_changed", root, gfn, level, pfn, -1)
+                    for gfn, level, pfn, _state in leaves
+                ]
+            )
     return n
 
 
@@ -105,7 +108,7 @@ def zap_all(vm: VM) -> int:
     return n
 
 
-def _remove_private(vm: VM, leaves: list[Leaf]) -> None:
+def _remove_private(vm: VM, leaves: list[tuple[int, int, int, int]]) -> None:
     """tdx_sept_remove_private_spte(): BLOCK -> TRACK -> REMOVE -> WBINVD -> clear, per leaf."""
     runnable = vm.td_state == "RUNNABLE"
     events: list[tuple] = []
@@ -189,6 +192,6 @@ def install(vm: VM, table: LeafTable, leaf: Leaf) -> None:
     """Install a leaf; in the direct root a huge leaf replaces the smaller ones under it."""
     if leaf.level > LEVEL_4K and table.any_below(leaf.gfn, leaf.level):
         # The mirror root never gets here: the fault path refuses promotion there.
-        for old in table.pop_touching(leaf.gfn, leaf.gfn + leaf.npages):
-            vm.emit("kvm_tdp_mmu_spte_changed", table.root, old.gfn, old.level, old.pfn, -1)
+        for gfn, level, pfn, _state in table.pop_touching(leaf.gfn, leaf.gfn + leaf.npages):
+            vm.emit("kvm_tdp_mmu_spte_changed", table.root, gfn, level, pfn, -1)
     table.install(leaf)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imemviz.model.events import EVENT_FIELDS, format_event
-from tests.model.kit import HVA, G, gmem_slot, names, ok, td, vm_of
+from .kit import HVA, G, gmem_slot, names, ok, td, vm_of
 
 
 def test_private_fault_sequence_sw_protected() -> None:

@@ -7,7 +7,7 @@ import itertools
 import random
 
 from imemviz.model.host_memory import BuddyAllocator, HostMemory
-from tests.model.kit import HVA, G, M, do, gmem_slot, inspect, ok, stats, vm_of
+from .kit import HVA, G, M, do, gmem_slot, inspect, ok, stats, vm_of
 
 
 def test_buddy_lowest_first_split_and_merge() -> None:

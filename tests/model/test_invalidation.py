@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.model.kit import HVA, G, M, do, gmem_slot, inspect, names, ok, stats, vm_of
+from .kit import HVA, G, M, do, gmem_slot, inspect, names, ok, stats, vm_of
 
 
 def seq(vm) -> int:

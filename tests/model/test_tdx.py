@@ -3,7 +3,7 @@ an access to a PENDING page, the zap sequence, S-EPT pages, and the shared-bit a
 
 from __future__ import annotations
 
-from tests.model.kit import G, M, do, gmem_slot, inspect, names, ok, stats, td, vm_of
+from .kit import G, M, do, gmem_slot, inspect, names, ok, stats, td, vm_of
 
 SHARED = 1 << 51
 
