@@ -1,0 +1,361 @@
+"""State files (contract section 5): save a VM, load it back, exactly.
+
+A state file is one JSON document, ``{"format": "imemviz-state", "version": 1,
+...}``, plain (``.json``) or compressed by extension (``.gz``: gzip,
+``.zst``: zstandard).  Its schema is in ``docs/state-format.md``;
+`imemviz.io.state_doc` writes it and `imemviz.io.state_build` validates and
+reads it.  This module is the file side:
+
+- writing is canonical (fixed key order, compact separators, gzip mtime 0,
+  fixed zstd level: save -> load -> save gives the same bytes) and atomic
+  (temp file in the same folder, fsync, rename; on any error the old file is
+  untouched and the temp file removed);
+- reading stops at `MAX_DECOMPRESSED` bytes however small the file is
+  (decompression bombs), refuses foreign JSON and newer versions, and brings
+  older versions up to date through `MIGRATIONS`, the one place that knows
+  about them.  It parses plain JSON only: nothing in a file is ever run.
+
+Every problem with a file's content is a `StateError` naming the JSON path
+(``$.memslots[2].base_gfn``) or the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import gzip
+import io
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import zstandard
+
+from imemviz.model.vm import VM
+
+FORMAT = "imemviz-state"
+VERSION = 1
+"""The version this imemviz writes, and the newest it reads."""
+
+SUFFIXES = (".json", ".json.gz", ".json.zst")
+"""The file names state files are given (reading goes by content, writing by name)."""
+
+MAX_DECOMPRESSED = 512 << 20
+"""Largest (decompressed) state document read: 512 MiB."""
+
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_CHUNK = 1 << 20
+# Canonical JSON: compact separators, ASCII only (non-ASCII text as \u escapes).
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, check_circular=False, allow_nan=False
+)
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""version N -> a function turning a raw version-N document into a version N+1 one.
+
+Every released version but the newest has an entry; `migrate` chains them.
+Version 1 is the first released version, so the chain is empty for now.
+"""
+
+
+class StateError(ValueError):
+    """A state document is unusable; `path` is a JSON path or a file name.
+
+    ``str()`` is one line: ``PATH: MESSAGE``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        message = " ".join(message.split("\n"))
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+# ------------------------------------------------------------------ API
+
+
+def state_document(vm: VM) -> dict[str, Any]:
+    """The state document of `vm`: plain JSON values, keys in the canonical order."""
+    from imemviz.io.state_doc import document
+
+    return document(vm)
+
+
+def vm_from_document(doc: Any) -> VM:
+    """A new VM from a decoded state document (any supported version).
+
+    Checks the format and version, migrates, validates every field, and only
+    then builds; raises StateError naming the JSON path of the first problem.
+    """
+    from imemviz.io.state_build import build_vm
+
+    return build_vm(migrate(doc))
+
+
+def save_state(vm: VM, path: str | os.PathLike[str]) -> None:
+    """Write `vm`'s state file at `path` atomically; compression by extension."""
+    path = os.fspath(path)
+    data = encode(state_document(vm), compression_for(path))
+    write_atomic(path, data)
+
+
+def load_state(path: str | os.PathLike[str]) -> VM:
+    """A new VM from the state file at `path`.
+
+    Raises StateError for unusable content (the path of the error is a JSON
+    path, or the file name for problems with the file as a whole), OSError
+    when the file cannot be read.
+    """
+    return vm_from_document(read_document(path))
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic GC: making millions of small objects would start it over and over."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- write
+
+
+def compression_for(path: str) -> str:
+    """ "gzip", "zstd" or "none", from the file name's extension."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        return "gzip"
+    if name.endswith(".zst"):
+        return "zstd"
+    return "none"
+
+
+def encode(doc: dict[str, Any], compression: str = "none") -> bytes:
+    """The canonical bytes of a document: compact JSON, one final newline, compressed."""
+    data = (_ENCODER.encode(doc) + "\n").encode("ascii")
+    if compression == "gzip":
+        buf = io.BytesIO()
+        # filename="" and mtime=0: the header carries neither the temp name nor the time.
+        with gzip.GzipFile(
+            filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=GZIP_LEVEL
+        ) as gz:
+            gz.write(data)
+        return buf.getvalue()
+    if compression == "zstd":
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    return data
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace `path` with `data`: temp file in the same folder, fsync, rename.
+
+    On any error the temp file is removed and an existing file is untouched.
+    A replaced file keeps its permissions; a new one gets 0666 & ~umask.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _mode_for(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (the app saves from
+    a worker thread: setting the umask to read it would race with the other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# ----------------------------------------------------------------- read
+
+
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of a state file (any format and version: not yet checked).
+
+    The compression is recognised by its magic bytes, so a misnamed file
+    still opens.  Raises StateError (path: the file name) for a file that is
+    not readable JSON, OSError when it cannot be opened.
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        data = read_limited(f, name)
+    return parse_json(data, name)
+
+
+def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
+    """All of `f`, decompressed if it is gzip or zstd, refusing more than `limit` bytes."""
+    limit = MAX_DECOMPRESSED if limit is None else limit
+    head = f.read(4)
+    f.seek(-len(head), os.SEEK_CUR)
+    try:
+        if head[:2] == _GZIP_MAGIC:
+            reader: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb")
+        elif head == _ZSTD_MAGIC:
+            frame = f.read(18)
+            f.seek(-len(frame), os.SEEK_CUR)
+            zstandard.get_frame_parameters(frame)  # ZstdError for a broken frame header
+            reader = zstandard.ZstdDecompressor().stream_reader(f)
+        else:
+            reader = f
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = reader.read(min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise StateError(
+                    name,
+                    f"more than {_mib(limit)} of JSON once decompressed; "
+                    "refusing to read it (is it really a state file?)",
+                )
+        if not chunks and reader is not f:
+            raise EOFError("no data")
+        return b"".join(chunks)
+    except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:
+        kind = "gzip" if head[:2] == _GZIP_MAGIC else "zstd"
+        raise StateError(
+            name, f"corrupt or truncated {kind} data ({e or 'unexpected end'})"
+        ) from None
+
+
+def parse_json(data: bytes, name: str) -> Any:
+    """Decode UTF-8 JSON (plain json: no code, no custom types)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StateError(name, f"not a state file: not UTF-8 text (byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise StateError(name, "empty file")
+    try:
+        with no_gc():  # millions of small lists: the cyclic GC would run over and over
+            return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        _not_a_recording(text, e, name)
+        end = text.rstrip()
+        truncated = e.pos >= len(end) or not end.endswith(("}", "]"))
+        what = "truncated JSON (the file ends too early)" if truncated else "invalid JSON"
+        raise StateError(name, f"{what}: {e.msg} (line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise StateError(name, "invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal with thousands of digits
+        raise StateError(name, f"invalid JSON: {e}") from None
+
+
+def _not_a_recording(text: str, e: json.JSONDecodeError, name: str) -> None:
+    """JSON Lines where one document was expected: say so when it is a recording."""
+    if e.msg != "Extra data":
+        return
+    try:
+        first = json.loads(text[: e.pos])
+    except ValueError:
+        return
+    if isinstance(first, dict) and first.get("format") == "imemviz-recording":
+        raise StateError(
+            name,
+            "this is a recording (a script), not a state file: open it with "
+            "`imemviz FILE` or run it with `imemviz run`",
+        )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _mib(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+# ------------------------------------------------------------ versions
+
+
+def migrate(doc: Any) -> dict[str, Any]:
+    """Check format and version; bring an older document up to `VERSION`.
+
+    The one place that knows about old versions: each step is
+    ``MIGRATIONS[v]``, a function on the raw document that returns a
+    version v+1 document.
+    """
+    if not isinstance(doc, dict):
+        raise StateError("$", f'not a state file: expected a JSON object with "format": "{FORMAT}"')
+    fmt = doc.get("format")
+    if fmt != FORMAT:
+        if "format" not in doc:
+            raise StateError("$", f'not a state file: no "format" field (expected "{FORMAT}")')
+        hint = ""
+        if fmt == "imemviz-recording":
+            hint = "; this is a recording: open it with `imemviz FILE` or run it with `imemviz run`"
+        raise StateError(
+            "$.format", f'not a state file: format is {_short(fmt)}, expected "{FORMAT}"{hint}'
+        )
+    version = doc.get("version")
+    if type(version) is not int:
+        raise StateError("$.version", f"expected an integer, got {_short(version)}")
+    if version > VERSION:
+        raise StateError(
+            "$.version",
+            f"state file version {version} is newer than this "
+            f"imemviz (reads up to {VERSION}); update imemviz",
+        )
+    while version < VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise StateError(
+                "$.version",
+                f"state file version {version} is not supported "
+                f"(this imemviz reads versions {min(MIGRATIONS, default=VERSION)}"
+                f" to {VERSION})",
+            )
+        doc = step(doc)
+        if not isinstance(doc, dict) or doc.get("version") != version + 1:
+            raise AssertionError(f"migration from version {version} did not give {version + 1}")
+        version += 1
+    return doc
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 40 else s[:37] + "..."

@@ -1,0 +1,299 @@
+"""VM -> state document (version 1): every piece of engine state, in a canonical order.
+
+The layout and every field are described in ``docs/state-format.md``.  The
+per-page structures (leaves, folios, host pages, free blocks, page contents)
+are lists of short rows, ``[start, size, pfn, count, flag]``, sorted by
+address; a run of neighbours that continue each other (addresses and pfns
+contiguous, same size and flag) is one row with a ``count``, so a 4 TiB guest
+of 2M folios is a few rows.  Trailing columns at their default (count 1,
+state MAPPED, hwpoison false) are left out.  Addresses (gfn, pfn, hva, gpa,
+file index) are hex strings, small numbers JSON integers.
+
+Runs are found with numpy: a million scattered leaves cost a few array
+passes, not a Python loop per leaf.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from imemviz.io.state import FORMAT, VERSION, no_gc
+from imemviz.model.events import EventLog
+from imemviz.model.fault import PendingFault
+from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
+from imemviz.model.host_memory import HostMemory
+from imemviz.model.memslots import Memslot
+from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
+from imemviz.model.sparse import SparseIndex
+from imemviz.model.units import LEVEL_NAMES, LEVELS, level_pages
+from imemviz.model.vm import VM
+
+Row = list[Any]
+
+
+def pairs(idx: SparseIndex[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, values) of a sparse index as int64 arrays, sorted by key."""
+    keys, vals = idx.arrays()
+    n = len(keys)
+    return np.fromiter(keys, np.int64, n), np.fromiter(vals, np.int64, n)
+
+
+def runs(
+    keys: np.ndarray,
+    pfns: np.ndarray,
+    span: int | np.ndarray,
+    tags: np.ndarray | None = None,
+    pfn_step: int | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where runs start and how long they are.
+
+    Entry i continues entry i-1 when its key is i-1's key + span, its pfn is
+    i-1's pfn + `pfn_step` (default: span) and its tag is equal.  Returns
+    (indices of the first entries of runs, run lengths).
+    """
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    step = span if pfn_step is None else pfn_step
+    head = np.ones(n, bool)
+    if isinstance(span, np.ndarray):
+        cont = (np.diff(keys) == span[:-1]) & (span[1:] == span[:-1])
+    else:
+        cont = np.diff(keys) == span
+    cont &= np.diff(pfns) == (step[:-1] if isinstance(step, np.ndarray) else step)
+    if tags is not None:
+        cont &= tags[1:] == tags[:-1]
+    head[1:] = ~cont
+    starts = np.flatnonzero(head)
+    return starts, np.diff(np.append(starts, n))
+
+
+def _merge(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    """Concatenate per-level/order columns and order them by start (stable)."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return []
+    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    if len(parts) > 1:
+        order = np.argsort(cols[0], kind="stable")
+        cols = [c[order] for c in cols]
+    return cols
+
+
+def document(vm: VM) -> dict[str, Any]:
+    """The version-1 state document of `vm`."""
+    with no_gc():
+        return _document(vm)
+
+
+def _document(vm: VM) -> dict[str, Any]:
+    inv = vm.inv
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "vm": vm.config.to_dict(),
+        "op_index": vm.op_index,
+        "dead": vm.dead,
+        "td_state": vm.td_state,
+        "tdx_epoch": vm.tdx_epoch,
+        "next_ino": vm.next_ino,
+        "closed_std_fds": sorted(vm.closed_std_fds),
+        "invalidate": {
+            "seq": inv.seq,
+            "in_progress": inv.in_progress,
+            "range": None
+            if inv.range_start == INVALID_GFN
+            else [hex(inv.range_start), hex(inv.range_end)],
+        },
+        "host": _host(vm.host),
+        "attributes": [[hex(a), hex(b), v] for a, b, v in vm.attributes.items() if v],
+        "memslots": [_memslot(s) for s in vm.memslots.all()],
+        "gmem_files": [_gmem_file(vm.files[fd]) for fd in sorted(vm.files)],
+        "mappings": {
+            "private": _leaves(vm.private),
+            "shared": _leaves(vm.shared),
+            "sept_pages": _sept_pages(vm.private),
+        },
+        "hva_pages": _hva_pages(vm),
+        "poisoned_hva": [hex(p << 12) for p in sorted(vm.poisoned_hva)],
+        "in_flight": [_held(vm, vcpu, vm.in_flight[vcpu]) for vcpu in sorted(vm.in_flight)],
+        "events": _events(vm.events),
+    }
+
+
+def _blocks(items: list[tuple[int, int]]) -> list[Row]:
+    """(pfn, order) blocks, sorted by pfn -> [pfn, order, count?] rows."""
+    if not items:
+        return []
+    a = np.array(items, np.int64)
+    pfn, order = a[:, 0], a[:, 1]
+    span = np.left_shift(1, order)
+    first, count = runs(pfn, pfn, span, tags=order)
+    return _rows([pfn[first], order[first], count], (0,), 2)
+
+
+def _host(host: HostMemory) -> dict[str, Any]:
+    keys, vals = pairs(host.content)
+    first, count = runs(keys, keys, 1, tags=vals)
+    content = _rows([keys[first], vals[first], count], (0,), 2)
+    return {
+        "free": _blocks(host.alloc.free_blocks()),
+        "other": _blocks(sorted(host.other.items())),
+        "poisoned": [hex(p) for p in sorted(host.poisoned)],
+        "content": content,
+    }
+
+
+def _memslot(s: Memslot) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "flags": s.flags,
+        "base_gfn": hex(s.base_gfn),
+        "npages": s.npages,
+        "userspace_addr": hex(s.userspace_addr),
+        "gmem_file": None if s.gmem_file is None else s.gmem_file.fd,
+        "gmem_fd": s.gmem_fd,
+        "gmem_pgoff": hex(s.gmem_pgoff),
+        "gmem_only": s.gmem_only,
+    }
+
+
+def _rows(
+    cols: list[Any],
+    hexcols: tuple[int, ...],
+    count_col: int,
+    flag: list[Any] | None = None,
+    flag_default: Any = None,
+) -> list[Row]:
+    """Rows from columns (numpy arrays or lists): `hexcols` in hex, then count and flag.
+
+    The common row (count 1, flag at its default) is built by C-level
+    map/zip; only the others get their trailing columns appended.
+    """
+    fixed = []
+    for i, c in enumerate(cols[:count_col]):
+        c = c.tolist() if isinstance(c, np.ndarray) else c
+        fixed.append(list(map(hex, c)) if i in hexcols else c)
+    rows = list(map(list, zip(*fixed, strict=True)))
+    counts = np.asarray(cols[count_col])
+    for i in np.flatnonzero(counts != 1).tolist():
+        rows[i].append(int(counts[i]))
+    if flag is not None:
+        for i, f in enumerate(flag):
+            if f != flag_default:
+                if len(rows[i]) == count_col:
+                    rows[i].append(1)
+                rows[i].append(f)
+    return rows
+
+
+def _gmem_file(f: GmemFile) -> dict[str, Any]:
+    inode = f.inode
+    parts = []
+    for order in FOLIO_ORDERS:
+        keys, vals = pairs(inode.folios[order])
+        pfn, poison = vals >> 1, vals & 1
+        first, count = runs(keys, pfn, 1 << order, tags=poison)
+        parts.append((keys[first], np.full(len(first), order), pfn[first], count, poison[first]))
+    cols = _merge(parts)
+    rows = []
+    if cols:
+        poison = [bool(h) for h in cols[4].tolist()] if cols[4].any() else None
+        rows = _rows(cols, (0, 2), 3, poison, False)
+    return {
+        "fd": f.fd,
+        "ino": inode.ino,
+        "size": inode.size,
+        "flags": inode.flags,
+        "bindings": [
+            {"pgoff": hex(b.pgoff), "npages": b.npages, "slot": b.slot} for b in f.bindings
+        ],
+        "folios": rows,
+    }
+
+
+_LEVEL_NAME = np.array([None, *(LEVEL_NAMES[lv] for lv in LEVELS)], dtype=object)
+_STATE_NAME = np.array([STATE_NAMES[s] for s in sorted(STATE_NAMES)], dtype=object)
+
+
+def _named_levels(parts: list[tuple[np.ndarray, ...]]) -> list[list[Any]]:
+    cols = _merge(parts)
+    if cols:
+        cols[1] = _LEVEL_NAME[cols[1]].tolist()
+    return cols
+
+
+def _leaves(table: LeafTable) -> list[Row]:
+    parts = []
+    for level in LEVELS:
+        keys, vals = pairs(table.leaves[level])
+        pfn, state = vals >> 2, vals & 3
+        first, count = runs(keys, pfn, level_pages(level), tags=state)
+        parts.append((keys[first], np.full(len(first), level), pfn[first], count, state[first]))
+    cols = _named_levels(parts)
+    if not cols:
+        return []
+    states = None
+    if cols[4].any():
+        states = _STATE_NAME[cols[4]].tolist()
+    return _rows(cols, (0, 2), 3, states, "MAPPED")
+
+
+def _sept_pages(table: LeafTable) -> list[Row]:
+    """The mirror root's S-EPT table pages, [gfn, level, pfn, count?], by level then gfn.
+
+    `level` is the level of the entries the page holds (1: 4K leaves); a run
+    is consecutive tables of one level with consecutive pfns.
+    """
+    rows: list[Row] = []
+    for level in sorted({lv for (lv, _i) in table.tables}):
+        items = sorted((i, pfn) for (lv, i), pfn in table.tables.items() if lv == level)
+        a = np.array(items, np.int64)
+        first, count = runs(a[:, 0], a[:, 1], 1)
+        heads = a[first, 0] << (9 * level)
+        cols = [heads, [level] * len(heads), a[first, 1], count]
+        rows.extend(_rows(cols, (0, 2), 3))
+    return rows
+
+
+def _hva_pages(vm: VM) -> list[Row]:
+    parts = []
+    for level in LEVELS:
+        keys, pfn = pairs(vm.hva_pages[level])
+        first, count = runs(keys, pfn, level_pages(level))
+        parts.append((keys[first] << 12, np.full(len(first), level), pfn[first], count))
+    cols = _named_levels(parts)
+    return _rows(cols, (0, 2), 3) if cols else []
+
+
+def _held(vm: VM, vcpu: int, pf: PendingFault) -> dict[str, Any]:
+    acc = pf.access
+    return {
+        "vcpu": vcpu,
+        "gpa": hex(acc.gpa),
+        "gfn": hex(acc.gfn),
+        "alias": acc.alias,
+        "private": acc.private_arg,
+        "write": acc.write,
+        "value": acc.value,
+        "accept_level": None if acc.accept_level is None else LEVEL_NAMES[acc.accept_level],
+        "retried": acc.retried,
+        "is_private": pf.is_private,
+        "mmu_seq": pf.mmu_seq,
+        "slot": pf.slot.id,
+        "slot_live": vm.memslots.by_id.get(pf.slot.id) is pf.slot,
+        "slot_base": hex(pf.slot_base),
+        "pfn": hex(pf.pfn),
+        "host_level": LEVEL_NAMES[pf.host_level],
+    }
+
+
+def _events(ev: EventLog) -> dict[str, Any]:
+    return {
+        "maxlen": ev.maxlen,
+        "total": ev.total,
+        "dropped": ev.dropped,
+        "log": list(map(list, ev.log)),
+    }
