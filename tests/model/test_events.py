@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from imemviz.model.events import EVENT_FIELDS, format_event
+
 from .kit import HVA, G, gmem_slot, names, ok, td, vm_of
 
 

@@ -7,6 +7,7 @@ import itertools
 import random
 
 from imemviz.model.host_memory import BuddyAllocator, HostMemory
+
 from .kit import HVA, G, M, do, gmem_slot, inspect, ok, stats, vm_of
 
 

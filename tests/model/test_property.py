@@ -9,6 +9,7 @@ from imemviz.model import VM, VMConfig
 from imemviz.model.events import event_dict, format_event
 from imemviz.model.invariants import check_invariants
 from imemviz.model.ops import parse_op
+
 from .strategies import scenarios
 
 
