@@ -249,7 +249,15 @@ def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> 
     line = 0
     try:
         for line, op, _t in reader:  # noqa: B007 - `line` is read by the handler
-            write(_encode(apply(op).line(index, op.NAME)) + "\n")
+            r = apply(op)
+            # The result line, spelled out: one small encode instead of a dict of five.
+            if r.ok:
+                write(
+                    f'{{"index":{index},"op":"{op.NAME}","ok":true,"errno":null,'
+                    f'"ret":{_encode(r.ret)}}}\n'
+                )
+            else:
+                write(_encode(r.line(index, op.NAME)) + "\n")
             index += 1
     except Exception as e:
         from imemviz.io.script import ScriptError

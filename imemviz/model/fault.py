@@ -119,9 +119,10 @@ def guest_accept(vm: VM, op) -> Result:
     table = vm.private
     leaf = table.lookup(gfn)
     if leaf is None:
-        predicted = _predict_private_level(vm, gfn, level)
-        if predicted is not None and predicted < level:
-            return Result.fail("EINVAL", tdx_status="TDX_PAGE_SIZE_MISMATCH")
+        if level != LEVEL_4K:
+            predicted = _predict_private_level(vm, gfn, level)
+            if predicted is not None and predicted < level:
+                return Result.fail("EINVAL", tdx_status="TDX_PAGE_SIZE_MISMATCH")
         acc = Access(0, gfn << 12, gfn, False, True, False, None, accept_level=level)
         pf = _faultin(vm, acc, True)
         if isinstance(pf, Result):
@@ -147,7 +148,7 @@ def guest_accept(vm: VM, op) -> Result:
     table.set_state(leaf, MAPPED)
     vm.host.clear(leaf.pfn, leaf.npages)  # ACCEPT initialises the page to zero
     vm.emit("TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS")
-    return Result.success(level=LEVEL_NAMES[level])
+    return Result(True, None, {"level": LEVEL_NAMES[level]})
 
 
 # -- the access loop ------------------------------------------------------------------------
@@ -166,6 +167,8 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
                     pf.ret["retried"] = True
                 return pf
             if hold:
+                # The fault has its pfn and stops before mmu_lock.
+                vm.emit("kvm_faultin_pfn", acc.vcpu, acc.gfn, pf.pfn, int(pf.is_private))
                 vm.in_flight[acc.vcpu] = pf
                 return Result.success(in_flight=True)
         out = _finish(vm, pf)
@@ -254,7 +257,6 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         if err:
             vm.emit("kvm_userspace_exit", acc.vcpu, "error", err)
             return Result.fail(err)
-    vm.emit("kvm_faultin_pfn", acc.vcpu, gfn, pfn, int(is_private))
     return PendingFault(acc, is_private, mmu_seq, slot, slot.base_gfn, pfn, host_level)
 
 
@@ -334,8 +336,6 @@ def max_mapping_level(
 
 def _predict_private_level(vm: VM, gfn: int, want: int) -> int | None:
     """The level a private fault at gfn would map now, or None if it would not map."""
-    if want == LEVEL_4K:
-        return LEVEL_4K
     slot = vm.memslots.lookup(gfn)
     if slot is None or slot.gmem_file is None or not vm.attr_private(gfn):
         return None

@@ -14,7 +14,6 @@ def test_private_fault_sequence_sw_protected() -> None:
     assert names(vm) == [
         "kvm_page_fault",
         "kvm_gmem_folio_alloc",
-        "kvm_faultin_pfn",
         "kvm_mmu_spte_requested",
         "kvm_tdp_mmu_spte_changed",
         "kvm_mmu_set_spte",
@@ -27,7 +26,6 @@ def test_tdx_fault_and_accept_sequence() -> None:
     assert names(vm) == [
         "kvm_page_fault",
         "kvm_gmem_folio_alloc",
-        "kvm_faultin_pfn",
         "kvm_mmu_spte_requested",
         "TDH.MEM.SEPT.ADD",
         "kvm_tdp_mmu_spte_changed",
