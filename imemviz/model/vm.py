@@ -41,7 +41,6 @@ class VM:
         self.inv = InvalidateState()
         self.in_flight: dict[int, PendingFault] = {}  # held faults by vCPU
         self.events = EventLog()
-        self._append = self.events.current.append
         self.op_index = 0
         self.dead = False
         self.td_state: str | None = "BUILDING" if is_tdx else None
@@ -57,7 +56,7 @@ class VM:
 
     # -- helpers shared by the op modules ------------------------------------------------
     def emit(self, name: str, *fields: Any) -> None:
-        self._append((self.op_index, name, *fields))
+        self.events.current.append((self.op_index, name, *fields))
 
     def attr_private(self, gfn: int) -> bool:
         return bool(self.attributes.get(gfn))
@@ -87,7 +86,6 @@ class VM:
             result = handler(self, op)
         finally:
             self.last_events = self.events.commit()
-            self._append = self.events.current.append
             self.op_index += 1
             if gc_on:
                 gc.enable()

@@ -71,3 +71,13 @@ def test_every_op_but_queries_emits_and_fields_match() -> None:
         assert vm.last_events, op
         for e in vm.last_events:
             assert len(e) - 2 == len(EVENT_FIELDS[e[1]]), e
+
+
+def test_a_deep_copy_is_independent() -> None:
+    import copy
+
+    vm = td()
+    c = copy.deepcopy(vm)
+    ok(c, "guest_accept", gpa=0x1000)
+    assert "TDH.MEM.PAGE.AUG" in names(c)
+    assert vm.events.current == [] and vm.private.lookup(1) is None
