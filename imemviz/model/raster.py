@@ -252,33 +252,12 @@ def _intervals(
 
 
 def _index_items(idx: SparseIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys in [lo, hi) and their values from a SparseIndex, as int64 arrays (unsorted).
-
-    Reads the buckets directly: only buckets overlapping the range are visited
-    and keys/values are copied at C speed.
-    """
+    """Keys in [lo, hi) and their values from a SparseIndex, as sorted int64 arrays."""
     if lo >= hi or not len(idx):
         return _EMPTY, _EMPTY
-    buckets = idx._buckets
-    shift = idx.shift
-    blo, bhi = lo >> shift, (hi - 1) >> shift
-    if bhi - blo + 1 <= len(buckets):
-        ids = [b for b in range(blo, bhi + 1) if b in buckets]
-    else:
-        ids = [b for b in buckets if blo <= b <= bhi]
-    keys: list[int] = []
-    vals: list[int] = []
-    for b in ids:
-        d = buckets[b]
-        keys.extend(d)
-        vals.extend(d.values())
-    k = np.fromiter(keys, dtype=np.int64, count=len(keys))
-    v = np.fromiter(vals, dtype=np.int64, count=len(vals))
-    edge = (blo << shift) < lo or ((bhi + 1) << shift) > hi
-    if edge and len(k):
-        m = (k >= lo) & (k < hi)
-        k, v = k[m], v[m]
-    return k, v
+    keys, vals = idx.arrays_in(lo, hi)
+    n = len(keys)
+    return np.fromiter(keys, np.int64, n), np.fromiter(vals, np.int64, n)
 
 
 def _leaf_source(table, start: int, end: int) -> tuple[np.ndarray, ...]:
@@ -521,6 +500,17 @@ def pixel_bounds(start: int, end: int, npix: int) -> np.ndarray:
     return start + i * q + (i * r) // npix
 
 
+def _pixel_of(x: np.ndarray, start: int, q: int, r: int, npix: int) -> np.ndarray:
+    """For gfns x in [start, end): the pixel i with p_i <= x < p_i+1 (exact, vectorised)."""
+    span = q * npix + r
+    i = np.floor((x - start).astype(np.float64) * (npix / span)).astype(np.int64)
+    i = np.clip(i, 0, npix - 1)
+    p = start + i * q + (i * r) // npix
+    i = np.where(p > x, i - 1, i)
+    p = start + (i + 1) * q + ((i + 1) * r) // npix
+    return np.where(p <= x, i + 1, i)
+
+
 def reduce_to_pixels(
     bounds: np.ndarray, codes: np.ndarray, start: int, end: int, npix: int
 ) -> np.ndarray:
@@ -528,23 +518,34 @@ def reduce_to_pixels(
 
     A pixel covering several gfns gets the highest code among them (the
     module's significance rule); with fewer gfns than pixels, each pixel
-    shows the gfn at its left edge.
+    shows the gfn at its left edge.  Cost: O(runs in the window + npix),
+    with no per-pixel search.
     """
-    out = np.zeros(npix, dtype=np.uint8)
     if npix <= 0 or end <= start or not len(codes):
-        return out
-    p = pixel_bounds(start, end, npix)
-    if end - start <= npix:
-        j = np.searchsorted(bounds, p[:-1], side="right") - 1
-        return codes[np.clip(j, 0, len(codes) - 1)]
-    # First and last run touching each pixel [p_i, p_i+1).
-    first = np.searchsorted(bounds, p[:-1], side="right") - 1
-    last = np.searchsorted(bounds, p[1:], side="left") - 1
-    first = np.clip(first, 0, len(codes) - 1)
-    last = np.clip(last, 0, len(codes) - 1)
-    # reduceat: max over codes[first_i : first_i+1] (the last pixel: up to its last run).
-    red = np.maximum.reduceat(codes[: last[-1] + 1], first)
-    return np.maximum(red, codes[last])
+        return np.zeros(max(npix, 0), dtype=np.uint8)
+    # The runs inside the window: i0 holds start, i1 - 1 holds end - 1.
+    i0 = int(np.searchsorted(bounds, start, side="right")) - 1
+    i1 = int(np.searchsorted(bounds, end, side="left"))
+    i0 = max(i0, 0)
+    inner = bounds[i0 + 1 : i1]  # run starts strictly inside the window
+    wcodes = codes[i0:i1]
+    span = end - start
+    if span <= npix:
+        # Pixel i shows gfn start + floor(i * span / npix); run k starts at pixel
+        # ceil((b_k - start) * npix / span).
+        first_pix = -((-(inner - start) * npix) // span)
+        counts = np.diff(np.concatenate([[0], first_pix, [npix]]))
+        return np.repeat(wcodes, counts)
+    q, r = divmod(span, npix)
+    k = _pixel_of(inner, start, q, r, npix)  # the pixel each inner run starts in
+    p_k = start + k * q + (k * r) // npix
+    # Run at each pixel's left edge: runs starting at or before that edge.
+    edge = np.where(p_k == inner, k, k + 1)
+    cnt = np.bincount(edge, minlength=npix + 1)[:npix]
+    out = wcodes[np.cumsum(cnt)]
+    # Runs starting inside a pixel also touch it.
+    np.maximum.at(out, k, wcodes[1:])
+    return out
 
 
 def raster(vm: VM, start: int, end: int, npix: int) -> np.ndarray:
@@ -641,7 +642,6 @@ _NO_RASTER_CHANGE = frozenset(
         "kvm_mmu_invalidate_end",
         "kvm_mmu_page_fault_retry",
         "kvm_faultin_pfn",
-        "kvm_gmem_folio_alloc",
         "kvm_gmem_create",
         "kvm_gmem_release",
         "kvm_gmem_fallocate",
@@ -678,6 +678,10 @@ def changed_ranges(vm: VM, events: Iterable[tuple]) -> list[tuple[int, int]] | N
     """
     out: list[tuple[int, int]] = []
     add = out.append
+    events = list(events)
+    # New S-EPT table pages (TDH.MEM.SEPT.ADD) are announced as spte changes at their
+    # level too; they map nothing, so they change no pixel.
+    tables = {ev[4] for ev in events if ev[1] == "TDH.MEM.SEPT.ADD"}
     for ev in events:
         name = ev[1]
         f = ev[2:]
@@ -686,6 +690,8 @@ def changed_ranges(vm: VM, events: Iterable[tuple]) -> list[tuple[int, int]] | N
         if name in ("kvm_vm_set_mem_attributes", "kvm_mmu_invalidate_range_add"):
             add((f[0], f[1]))
         elif name == "kvm_tdp_mmu_spte_changed":
+            if f[3] == -1 and f[4] in tables:
+                continue
             add((f[1], f[1] + (1 << (9 * (f[2] - 1)))))
         elif name == "kvm_mmu_set_spte":
             add((f[1], f[1] + (1 << (9 * (f[3] - 1)))))

@@ -1,0 +1,124 @@
+"""Starting the desktop app: `run_app(file, screenshot)` (what `imemviz [FILE]` calls).
+
+Without FILE the app opens the built-in default scene (a 4 GiB TDX TD); if
+that scene is not installed it builds an equivalent TD from the new-VM
+layout.  With `screenshot` no window is shown (the offscreen platform is used
+unless QT_QPA_PLATFORM says otherwise): the app waits until the engine has
+loaded and the map has drawn, saves the whole main window as a PNG, exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+from imemviz.io.plans import qemu_layout
+
+SCREENSHOT_SIZE = (1600, 1000)
+SCREENSHOT_TIMEOUT_S = 120.0
+FALLBACK_CONFIG = {"type": "tdx", "host_memory": "16G"}
+
+
+# Harmless notes of the offscreen platform plugin: not worth a line on stderr.
+_QUIET = (
+    "does not support propagateSizeHints",
+    "does not support raise()",
+    "does not support setParent",
+)
+
+
+def _message_handler(mode, context, message: str) -> None:
+    if any(q in message for q in _QUIET):
+        return
+    sys.stderr.write(message + "\n")
+
+
+def _app(argv: list[str]):
+    from PySide6.QtCore import qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    qInstallMessageHandler(_message_handler)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv)
+        app.setApplicationName("imemviz")
+        app.setOrganizationName("imemviz")
+        app.setStyle("Fusion")
+    return app
+
+
+def load_initial(window, file: str | None) -> None:
+    """Open FILE, or the default scene (falling back to a built-in 4 GiB TD)."""
+    from imemviz import resources
+
+    engine = window.engine
+    if file:
+        engine.open(os.path.abspath(file))
+    elif resources.scene_path("default") is not None:
+        engine.load_scene("default")
+    else:
+        engine.new_vm(FALLBACK_CONFIG, tuple(qemu_layout("tdx", 4 << 30)))
+        window.show_message("The default scene is not installed: showing a fresh 4 GiB TD.")
+
+
+def wait_until(app, pred, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if pred():
+            return True
+        time.sleep(0.005)
+    return pred()
+
+
+def run_app(file: str | None = None, screenshot: str | None = None) -> int:
+    """Run the app on FILE (or the default scene); with `screenshot`, save a PNG and exit."""
+    if screenshot and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    # The engine thread holds the GIL in short bursts; switch often so the GUI stays smooth.
+    sys.setswitchinterval(0.002)
+    app = _app(sys.argv[:1])
+    from PySide6.QtCore import QSettings
+
+    from imemviz.app.window import MainWindow
+    from imemviz.app.worker import Engine
+
+    tmp = None
+    if screenshot:
+        # A screenshot never reads or writes the user's saved layout.
+        tmp = tempfile.TemporaryDirectory(prefix="imemviz-settings-")
+        settings = QSettings(os.path.join(tmp.name, "imemviz.ini"), QSettings.IniFormat)
+    else:
+        settings = QSettings("imemviz", "imemviz")
+    engine = Engine()
+    engine.start()
+    window = MainWindow(engine, settings)
+    failures: list[str] = []
+    engine.failed.connect(failures.append)
+    try:
+        load_initial(window, file)
+        if not screenshot:
+            window.show()
+            return int(app.exec())
+        window.resize(*SCREENSHOT_SIZE)
+        window.show()
+        ok = wait_until(app, lambda: window.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S)
+        if failures:
+            print(f"imemviz: {failures[0].splitlines()[0]}", file=sys.stderr)
+            return 2
+        if not ok:
+            print("imemviz: the app did not finish drawing in time", file=sys.stderr)
+            return 1
+        # Let the last paint and the axes settle.
+        wait_until(app, lambda: False, 0.2)
+        if not window.grab().save(screenshot):
+            print(f"imemviz: {screenshot}: cannot write the PNG", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        window.close()
+        engine.stop()
+        if tmp is not None:
+            tmp.cleanup()
