@@ -156,6 +156,7 @@ def test_every_vm_attribute_is_saved() -> None:
         "config",
         "is_tdx",
         "has_private_mem",
+        "shared_bit",  # derived from config
         "host",
         "attributes",
         "memslots",
@@ -167,7 +168,6 @@ def test_every_vm_attribute_is_saved() -> None:
         "inv",
         "in_flight",
         "events",
-        "_append",
         "op_index",
         "dead",
         "td_state",

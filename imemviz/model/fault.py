@@ -58,10 +58,9 @@ class PendingFault:
 
 def decode_gpa(vm: VM, gpa: int) -> tuple[int, bool]:
     gfn = gpa >> 12
-    if vm.is_tdx:
-        bit = vm.config.shared_bit_gfn
-        if gfn & bit:
-            return gfn & ~bit, True
+    bit = vm.shared_bit  # 0 unless TDX
+    if gfn & bit:
+        return gfn & ~bit, True
     return gfn, False
 
 

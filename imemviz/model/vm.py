@@ -29,6 +29,7 @@ class VM:
         self.config = config
         self.is_tdx = config.is_tdx
         self.has_private_mem = config.has_private_mem
+        self.shared_bit = config.shared_bit_gfn if self.is_tdx else 0  # TDX GPA alias bit
         self.host = HostMemory(config.host_memory, config.seed)
         self.attributes = ExtentMap(0, GFN_LIMIT)
         self.memslots = Memslots()
