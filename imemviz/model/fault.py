@@ -8,7 +8,7 @@ gmem or hva pfn, then the retry checks and the max-level rule under mmu_lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
@@ -43,8 +43,7 @@ class Access:
     retried: bool = False
 
 
-@attrs.define(slots=True, eq=False)
-class PendingFault:
+class PendingFault(NamedTuple):
     """A fault that has its pfn and has not taken mmu_lock yet (what `hold` freezes)."""
 
     access: Access
