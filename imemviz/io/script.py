@@ -22,6 +22,10 @@ from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.ops import Op, OpError, parse_op
 from imemviz.model.vm import VM
 
+# The C scanner behind json.loads, called directly for the common line that
+# starts with "{": json.loads' Python wrapper costs four times the parse.
+_scan_value = json.JSONDecoder().scan_once
+
 FORMAT = "imemviz-recording"
 VERSION = 1
 START_KINDS = ("vm", "scene", "state")
@@ -119,7 +123,7 @@ class ScriptReader:
                     if not stripped or stripped[0] == "#":
                         continue
                 try:
-                    value = json.loads(text)
+                    value = _fast_loads(text)
                 except json.JSONDecodeError as e:
                     # Columns count within the line, without its line break.
                     column = min(e.pos, len(text.rstrip("\r\n"))) + 1
@@ -146,6 +150,19 @@ class ScriptReader:
                 where = f"{e.op}.{e.field}: " if e.op else ""
                 raise ScriptError(source, line_no, where + e.message) from None
             yield line_no, op, _check_t(value["t"], source, line_no) if "t" in value else None
+
+
+def _fast_loads(text: str) -> Any:
+    """json.loads(text), faster for a line that starts with "{" and parses cleanly."""
+    if text[:1] == "{":
+        try:
+            value, end = _scan_value(text, 0)
+        except (StopIteration, json.JSONDecodeError, RecursionError):
+            pass  # json.loads names the error
+        else:
+            if end == len(text) or not text[end:].strip():
+                return value
+    return json.loads(text)
 
 
 def _check_t(t: Any, source: str, line_no: int) -> float:
