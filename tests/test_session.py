@@ -76,7 +76,12 @@ def test_undo_redo_restore_exact_states() -> None:
 
 
 def test_checkpoints_bound_replay() -> None:
-    s = td_session(min_checkpoint_seconds=0.0, max_ops_between_checkpoints=4)
+    # A clock that advances one "second" per reading: the checkpoint policy sees the
+    # same costs on every run, whatever the machine's load.
+    ticks = iter(range(1_000_000))
+    s = td_session(
+        min_checkpoint_seconds=0.0, max_ops_between_checkpoints=4, clock=lambda: float(next(ticks))
+    )
     for gfn in range(40):
         s.apply(O.GuestAccept(gfn << 12))
     assert len(s.checkpoints) >= 2

@@ -70,6 +70,7 @@ class Session:
         source: str | None = None,
         min_checkpoint_seconds: float = 0.25,
         max_ops_between_checkpoints: int = 256,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.start: dict[str, Any] = dict(start)
         self.vm: VM = vm if vm is not None else start_vm(self.start)
@@ -83,6 +84,7 @@ class Session:
         self._t0 = time.monotonic()
         self._min_ckpt_s = min_checkpoint_seconds
         self._max_ckpt_ops = max_ops_between_checkpoints
+        self._clock = clock  # times ops and checkpoints for the checkpoint policy
         self._checkpoints: dict[int, VM] = {}
         self._ckpt_cost = 0.0  # seconds the last checkpoint took
         self._since_ckpt = 0.0  # seconds of apply() since the last checkpoint
@@ -163,9 +165,9 @@ class Session:
         out = []
         vm = self.vm
         for op in ops:
-            t0 = time.perf_counter()
+            t0 = self._clock()
             r = vm.apply(op)
-            dt = time.perf_counter() - t0
+            dt = self._clock() - t0
             self._since_ckpt += dt
             out.append(r)
             self.ops.append(op)
@@ -220,18 +222,18 @@ class Session:
     def _rebuild(self, keep: int) -> None:
         base = max(k for k in self._checkpoints if k <= keep)
         vm = deepcopy_vm(self._checkpoints[base])
-        t0 = time.perf_counter()
+        t0 = self._clock()
         for op in self.ops[base:keep]:
             vm.apply(op)
         del self.ops[keep:], self.results[keep:], self.times[keep:]
         self.vm = vm
-        self._since_ckpt = time.perf_counter() - t0
+        self._since_ckpt = self._clock() - t0
         self._drop_checkpoints_after(keep)
 
     def _take_checkpoint(self) -> None:
-        t0 = time.perf_counter()
+        t0 = self._clock()
         self._checkpoints[len(self.ops)] = deepcopy_vm(self.vm)
-        self._ckpt_cost = time.perf_counter() - t0
+        self._ckpt_cost = self._clock() - t0
         self._since_ckpt = 0.0
 
     def _drop_checkpoints_after(self, n: int) -> None:

@@ -71,7 +71,9 @@ class StateError(ValueError):
     """
 
     def __init__(self, path: str, message: str) -> None:
-        message = " ".join(message.split("\n"))
+        # A key in the file may hold a line break; the message stays one line.
+        path = path.replace("\r", "\\r").replace("\n", "\\n")
+        message = " ".join(message.splitlines())
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message

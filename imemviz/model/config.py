@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -63,7 +64,8 @@ class VMConfig:
         }
         for key in d:
             if key not in known:
-                raise ConfigError(f"{path}.{key}", "unknown field")
+                name = key if key.isidentifier() else json.dumps(key)  # one line, always
+                raise ConfigError(f"{path}.{name}", "unknown field")
         if "type" not in d:
             raise ConfigError(f"{path}.type", "missing required field")
         vm_type = d["type"]
