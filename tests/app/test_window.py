@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMessageBox, QToolButton
 
 from imemviz.app.panes.inspector import InspectModel, rows_of
@@ -66,16 +66,20 @@ def test_a_refused_op_explains_itself_without_a_modal(window, qtbot) -> None:
 
 
 def test_a_slow_op_shows_busy_and_the_window_stays_responsive(window, qtbot) -> None:
-    gaps: list[float] = []
+    """The GUI thread keeps running its event loop while the engine thread works.
+
+    Counted, not timed: a 10 ms heartbeat must keep beating during a 0.4 s op;
+    were the GUI waiting on the engine it would not beat at all until the op
+    ended. (Stall durations are measured in benchmarks/bench_app.py.)
+    """
+    beats = [0]
+    during = [0]
     timer = QTimer()
-    clock = QElapsedTimer()
-    clock.start()
-    last = [0]
 
     def beat() -> None:
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        last[0] = now
+        beats[0] += 1
+        if window.busy.isVisible():
+            during[0] += 1
 
     timer.timeout.connect(beat)
     timer.start(10)
@@ -94,7 +98,7 @@ def test_a_slow_op_shows_busy_and_the_window_stays_responsive(window, qtbot) -> 
         qtbot.waitUntil(lambda: not window.busy.isVisible(), timeout=2000)
     finally:
         timer.stop()
-    assert max(gaps[1:]) < 100, f"GUI stalled {max(gaps[1:])} ms"
+    assert during[0] >= 3, f"only {during[0]} heartbeats while the engine was busy"
 
 
 def test_inspector_shows_the_selected_chain(make_window, qtbot) -> None:

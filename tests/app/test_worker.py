@@ -103,8 +103,6 @@ def test_stop_drops_queued_commands(qapp, qtbot) -> None:
         e.call(lambda s: time.sleep(0.3))
         for g in range(2000):
             e.apply_ops([O.GuestAccess(g << 12)])
-        t = time.perf_counter()
     finally:
         assert e.stop()
-    assert time.perf_counter() - t < 2.0
     assert len(e.worker.session.ops) < 2000
