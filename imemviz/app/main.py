@@ -82,22 +82,33 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
     app = _app(sys.argv[:1])
     from PySide6.QtCore import QSettings
 
+    from imemviz.app import crash
+    from imemviz.app import settings as user_settings
     from imemviz.app.window import MainWindow
     from imemviz.app.worker import Engine
 
     tmp = None
+    config_env = os.environ.get("IMEMVIZ_CONFIG_DIR")
     if screenshot:
-        # A screenshot never reads or writes the user's saved layout.
+        # A screenshot never reads or writes the user's saved layout or recent files.
         tmp = tempfile.TemporaryDirectory(prefix="imemviz-settings-")
+        os.environ["IMEMVIZ_CONFIG_DIR"] = tmp.name
         settings = QSettings(os.path.join(tmp.name, "imemviz.ini"), QSettings.IniFormat)
     else:
-        settings = QSettings("imemviz", "imemviz")
+        settings = user_settings.layout_qsettings()
+    user_settings.setup_logging()
     engine = Engine()
     engine.start()
     window = MainWindow(engine, settings)
+    user_settings.set_app_identity(app)
+    user_settings.follow_system_theme(app, window.user_settings, window)
+    # From here on an unexpected exception shows a dialog instead of ending the app.
+    crash.install_hooks(window.crash_reporter)
     failures: list[str] = []
     engine.failed.connect(failures.append)
     try:
+        if file and not screenshot:
+            window.recent.expect(os.path.abspath(file))
         load_initial(window, file)
         if not screenshot:
             window.show()
@@ -118,7 +129,12 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
             return 1
         return 0
     finally:
+        crash.uninstall_hooks()
         window.close()
         engine.stop()
         if tmp is not None:
             tmp.cleanup()
+            if config_env is None:
+                os.environ.pop("IMEMVIZ_CONFIG_DIR", None)
+            else:
+                os.environ["IMEMVIZ_CONFIG_DIR"] = config_env

@@ -13,12 +13,20 @@ class SelectionModel(QObject):
     """`gfn`: the selected page (None: nothing selected); `range`: [start, end) or None."""
 
     changed = Signal(object, object)  # gfn, range
+    # Cross-highlighting between panes: a `Highlight` (gfn, pfn and file ranges) or None.
+    highlighted = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.gfn: int | None = None
         self.range: tuple[int, int] | None = None
         self._anchor: int | None = None
+        self.highlight: object | None = None  # imemviz.app.highlight.Highlight
+
+    def set_highlight(self, hl: object | None) -> None:
+        """Highlight related items in every pane (a folio, a leaf, an event, a step)."""
+        self.highlight = hl
+        self.highlighted.emit(hl)
 
     def set_gfn(self, gfn: int | None, *, extend: bool = False) -> None:
         """Select one gfn; with `extend` the range grows from the anchor to it (Shift)."""

@@ -25,14 +25,17 @@ from PySide6.QtWidgets import (
 
 import imemviz
 from imemviz.app.actions import ActionRegistry
+from imemviz.app.crash import CrashReporter
 from imemviz.app.dialogs import NewVmDialog, OpDialog
 from imemviz.app.help import HelpDialog
 from imemviz.app.panes.gpa_map import GpaMapPane
 from imemviz.app.panes.inspector import InspectorPane
 from imemviz.app.panes.legend import LegendPane
 from imemviz.app.panes.log import LogPane
+from imemviz.app.present import install as install_presenter
 from imemviz.app.race import RaceDialog
 from imemviz.app.selection import SelectionModel
+from imemviz.app.settings import RecentFilesMenu, UserSettings, layout_qsettings, log_engine
 from imemviz.app.worker import Engine, OpRecord, Snapshot
 from imemviz.model.ops import OPS, Op
 
@@ -46,7 +49,7 @@ class MainWindow(QMainWindow):
         self.setObjectName("main_window")
         self.setWindowTitle("imemviz")
         self.engine = engine
-        self.settings = settings if settings is not None else QSettings("imemviz", "imemviz")
+        self.settings = settings if settings is not None else layout_qsettings()
         self.selection = SelectionModel(self)
         self.docks: dict[str, QDockWidget] = {}
         self._dialogs: dict[str, QWidget] = {}
@@ -75,6 +78,12 @@ class MainWindow(QMainWindow):
         self.registry.build_toolbar(self.toolbar, {"write": self.value})
         self.addToolBar(Qt.TopToolBarArea, self.toolbar)
         self._build_status()
+        # Part 2 panes: host folios, entries, event log, counters, step-through (panes2.py).
+        from imemviz.app.panes2 import install as install_panes2
+
+        self.panes2 = install_panes2(self)
+        # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
+        self.presenter = install_presenter(self)
 
         self.map.clicked.connect(self._on_map_click)
         self.map.contextMenuRequested.connect(self._on_context_menu)
@@ -90,6 +99,12 @@ class MainWindow(QMainWindow):
         self.resize(*DEFAULT_SIZE)
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._sized = self.restore_layout()
+        # Recent files, the log of ops and errors, the error dialog and bug-report
+        # bundles (imemviz/app/settings.py and crash.py).
+        self.user_settings = UserSettings()
+        self.recent = RecentFilesMenu(self, self.user_settings)
+        self.crash_reporter = CrashReporter(self)
+        log_engine(self)
 
     # ------------------------------------------------------------------ panes
     def add_pane(self, widget: QWidget, title: str, area=Qt.RightDockWidgetArea) -> QDockWidget:
@@ -231,6 +246,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ files
     def open_file(self, path: str) -> None:
         self.show_message(f"Opening {path}…")
+        self.recent.expect(path)  # File > Open recent, once it has opened
         self.engine.open(path)
 
     def load_default_scene(self) -> None:

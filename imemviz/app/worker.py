@@ -26,6 +26,7 @@ from imemviz.io.plans import Plan
 from imemviz.io.session import Session, SessionError
 from imemviz.model.config import VMConfig
 from imemviz.model.explain import explain
+from imemviz.model.op_stats import op_stats
 from imemviz.model.ops import Op
 from imemviz.model.query import inspect_gfn, stats_dict
 from imemviz.model.raster import StepCache, changed_ranges, guest_extent, merge_ranges
@@ -64,6 +65,7 @@ class OpRecord:
     changed: tuple[tuple[int, int], ...] | None  # gfn ranges; None: anything
     explanation: str
     seconds: float
+    stats: tuple[int, ...] = ()  # imemviz.model.op_stats after the op (Counters pane)
 
     @property
     def ok(self) -> bool:
@@ -166,6 +168,9 @@ class EngineWorker(QObject):
         self._version = 0
         self._session_no = 0
         self._stopping = False
+        # Extra feeds run on this thread after every publish: f(session, version, session_no,
+        # changed ranges).  Panes add them (imemviz.app.feeds); each emits its own signal.
+        self.feeds: list[Callable[[Session, int, int, Any], None]] = []
         self._wake.connect(self._drain)
 
     # ---------------------------------------------------------- thread-safe posts
@@ -271,6 +276,7 @@ class EngineWorker(QObject):
                     None if ch is None else tuple(ch),
                     explain(op.NAME, r.ok, r.errno, r.ret, events),
                     dt,
+                    op_stats(vm),
                 )
             )
 
@@ -307,8 +313,8 @@ class EngineWorker(QObject):
             changed = self._apply(s, list(ops), "layout")
             self._publish(changed)
 
-    def _cmd_session(self, session: Session) -> None:
-        self._set_session(session)
+    def _cmd_session(self, session: Session, announce: bool = True) -> None:
+        self._set_session(session, announce)
 
     def _cmd_save_state(self, path: str) -> None:
         self._need_session().save_state(path)
@@ -329,10 +335,13 @@ class EngineWorker(QObject):
             raise SessionError("no VM is loaded")
         return self.session
 
-    def _set_session(self, session: Session) -> None:
+    def _set_session(self, session: Session, announce: bool = True) -> None:
         self.session = session
         self._session_no += 1
         self._reset_cache()
+        if not announce:  # a replay seeking: no "Opened ..." line per seek
+            self._publish(None)
+            return
         notes = [ev[2] for ev in session.vm.events.log if ev[1] == "note"]
         where = session.source or (
             f"scene {session.start['scene']}" if "scene" in session.start else "a new VM"
@@ -407,6 +416,11 @@ class EngineWorker(QObject):
         for a in answers:
             if a is not None:
                 self.rasterReady.emit(a)
+        for feed in list(self.feeds):
+            try:
+                feed(s, self._version, self._session_no, ranges)
+            except Exception as e:  # a pane's feed must not stop the engine
+                self.failed.emit(f"feed: internal error: {e!r}\n{traceback.format_exc()}")
 
     def _raster(self, req: RasterRequest) -> None:
         a = self._raster_answer(req)
@@ -505,8 +519,8 @@ class Engine(QObject):
     def new_vm(self, config: Mapping[str, Any], ops: tuple[Op, ...] = ()) -> None:
         self._post("new", dict(config), tuple(ops))
 
-    def set_session(self, session: Session) -> None:
-        self._post("session", session)
+    def set_session(self, session: Session, announce: bool = True) -> None:
+        self._post("session", session, announce)
 
     def save_state(self, path: str) -> None:
         self._post("save_state", path)

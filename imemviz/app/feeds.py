@@ -1,0 +1,162 @@
+"""Data the part-2 panes need, built on the engine thread after every publish.
+
+`PaneFeed` adds one function to `EngineWorker.feeds`; it runs on the engine
+thread right after the snapshot and rasters are out and emits immutable numpy
+bundles through this object's signals (queued to the GUI thread, because the
+object lives there):
+
+- `leavesReady(LeafArrays)`: every leaf of both roots, plus the S-EPT pages;
+- `hostReady(HostSpaces)`: the host pfn space and each open guest_memfd's offsets;
+- `logReset((events, index_events(events)))`: the VM's bounded event log, when the VM object changed (an
+  open, a new VM, an undo); events of later ops come with each `OpRecord`;
+- `statsReset((session ops, VM ops, op_stats))`: the counters of such a VM, a first point
+  (the VM counts the ops of its scene too: events and the counters use its numbering).
+
+Nothing here holds a reference to engine objects after it returns.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import attrs
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from imemviz.app.worker import Engine
+from imemviz.model.host_raster import Space, file_space, pfn_space
+from imemviz.model.op_stats import op_stats
+from imemviz.model.protocols import index_events
+
+
+@attrs.frozen(eq=False)
+class LeafArrays:
+    """One row per leaf, sorted by (gfn, root); `root` 0 = private (S-EPT on a TD), 1 = shared."""
+
+    version: int
+    root: np.ndarray  # uint8
+    gfn: np.ndarray  # int64
+    level: np.ndarray  # uint8 (1 = 4K, 2 = 2M, 3 = 1G)
+    pfn: np.ndarray  # int64
+    state: np.ndarray  # uint8 (imemviz.model.mmu states)
+    slot: np.ndarray  # int32 memslot id, -1 none
+    tables: np.ndarray  # (n, 3) int64: S-EPT pages (level of its entries, first gfn, pfn)
+    is_tdx: bool
+    pfn_order: np.ndarray | None = None  # argsort of pfn, made on the engine thread
+    # Stable orders by the other sortable columns (entries model column -> order), also
+    # made on the engine thread: after every op the table re-sorts without GUI cost.
+    orders: dict[int, np.ndarray] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.gfn)
+
+
+@attrs.frozen(eq=False)
+class HostSpaces:
+    version: int
+    pfn: Space
+    files: dict[int, Space]
+
+
+def leaf_arrays(vm: Any, version: int, slots: Any) -> LeafArrays:
+    """Flat numpy arrays of every leaf (public SparseIndex.arrays(), no per-row objects)."""
+    parts = []
+    for root, table in ((0, vm.private), (1, vm.shared)):
+        for level, idx in table.leaves.items():
+            keys, vals = idx.arrays()
+            k = np.asarray(keys, np.int64)
+            v = np.asarray(vals, np.int64)
+            parts.append((np.full(len(k), root, np.uint8), k, np.full(len(k), level, np.uint8), v))
+    root = np.concatenate([p[0] for p in parts])
+    gfn = np.concatenate([p[1] for p in parts])
+    level = np.concatenate([p[2] for p in parts])
+    v = np.concatenate([p[3] for p in parts])
+    order = np.lexsort((root, gfn))
+    root, gfn, level, v = root[order], gfn[order], level[order], v[order]
+    bases = np.asarray([s.base_gfn for s in slots], np.int64)
+    ends = np.asarray([s.end_gfn for s in slots], np.int64)
+    ids = np.asarray([s.id for s in slots], np.int32)
+    so = np.argsort(bases)
+    bases, ends, ids = bases[so], ends[so], ids[so]
+    if len(bases):
+        i = np.clip(np.searchsorted(bases, gfn, side="right") - 1, 0, None)
+        slot = np.where((bases[i] <= gfn) & (gfn < ends[i]), ids[i], -1).astype(np.int32)
+    else:
+        slot = np.full(len(gfn), -1, np.int32)
+    tables = np.asarray(
+        [(lv, g << (9 * lv), pfn) for (lv, g), pfn in vm.private.tables.items()], np.int64
+    ).reshape(-1, 3)
+    pfn = v >> 2
+    state = (v & 3).astype(np.uint8)
+    # The one costly sort key (int64) is sorted here, off the GUI thread.
+    order = np.argsort(pfn, kind="stable")
+    orders = {
+        0: np.argsort(root, kind="stable"),
+        3: np.argsort(level, kind="stable"),
+        5: np.argsort(state, kind="stable"),
+        6: np.argsort(slot.astype(np.int16), kind="stable"),
+    }
+    return LeafArrays(
+        version, root, gfn, level, pfn, state, slot, tables, bool(vm.is_tdx), order, orders
+    )
+
+
+class PaneFeed(QObject):
+    leavesReady = Signal(object)
+    hostReady = Signal(object)
+    logReset = Signal(object)
+    # (session op count, VM op count, op_stats) of a VM the panes have not seen
+    statsReset = Signal(object)
+
+    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        # Only what a visible pane shows is built (a million leaves cost ~0.3 s per
+        # command); `always` builds everything (tests, screenshots).
+        self.want_leaves = False
+        self.want_host = False
+        self.always = False
+        self._stale = {"leaves": True, "host": True}
+        self._vm: weakref.ref | None = None  # the VM whose log the panes have
+        feeds, fn = engine.worker.feeds, self._feed
+        feeds.append(fn)
+        # A closed window's feed must not run on: it would emit through a deleted object.
+        self.destroyed.connect(lambda *_: fn in feeds and feeds.remove(fn))
+
+    def detach(self) -> None:
+        if self._feed in self.engine.worker.feeds:
+            self.engine.worker.feeds.remove(self._feed)
+
+    # Runs on the engine thread.
+    def _feed(self, session: Any, version: int, session_no: int, changed: Any) -> None:
+        vm = session.vm
+        if self._vm is None or self._vm() is not vm:
+            self._vm = weakref.ref(vm)
+            events = list(vm.events.log)
+            # Indexed here: 200,000 events would take the GUI thread ~50 ms.
+            self.logReset.emit((events, index_events(events)))
+            self.statsReset.emit((len(session.ops), vm.op_index, op_stats(vm)))
+        self._stale = {"leaves": True, "host": True}
+        self._build(vm, version)
+
+    def _build(self, vm: Any, version: int) -> None:
+        if self.want_leaves or self.always:
+            slots = [m for m in vm.memslots.all() if m.npages and m.as_id == 0]
+            self.leavesReady.emit(leaf_arrays(vm, version, slots))
+            self._stale["leaves"] = False
+        if self.want_host or self.always:
+            files = {fd: file_space(vm, fd) for fd in sorted(vm.files)}
+            self.hostReady.emit(HostSpaces(version, pfn_space(vm), files))
+            self._stale["host"] = False
+
+    def set_wanted(self, leaves: bool | None = None, host: bool | None = None) -> None:
+        """A pane became visible or hidden; a visible one with stale data gets it now."""
+        if leaves is not None:
+            self.want_leaves = leaves
+        if host is not None:
+            self.want_host = host
+        if (leaves and self._stale["leaves"]) or (host and self._stale["host"]):
+            worker = self.engine.worker
+            if self.engine.snapshot is not None:
+                self.engine.call(lambda s: self._build(s.vm, worker._version))

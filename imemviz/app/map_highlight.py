@@ -1,0 +1,61 @@
+"""The map's half of cross-highlighting: every gfn range of the current `Highlight`
+outlined in magenta on the GPA map (the selection only shows their bounding range).
+
+An overlay item in the map's view box, redrawn when the highlight changes and when
+the map's zoom changes (its items are in gfn coordinates: x = offset in the row,
+y = row), so the map module itself needs no change.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsPathItem
+
+from imemviz.app.highlight import Highlight
+from imemviz.app.panes.gpa_map import GpaMapPane
+from imemviz.app.panes.map_items import outline_path
+from imemviz.app.selection import SelectionModel
+
+MAX_RANGES = 256  # more would cost more to draw than they tell
+
+
+class MapHighlight(QObject):
+    def __init__(self, pane: GpaMapPane, selection: SelectionModel) -> None:
+        super().__init__(pane)
+        self.pane = pane
+        self.item = QGraphicsPathItem()
+        pen = QPen(QColor(200, 0, 140), 2.5)
+        pen.setCosmetic(True)  # a single page stays visible at any zoom
+        self.item.setPen(pen)
+        self.item.setBrush(QBrush(QColor(200, 0, 140, 60)))
+        self.item.setZValue(22)
+        pane.vb.addItem(self.item, ignoreBounds=True)
+        self.highlight: Highlight | None = None
+        self._row_gfns = 0
+        selection.highlighted.connect(self.set_highlight)
+        pane.viewChanged.connect(lambda _text: self._redraw_if_zoomed())
+
+    def set_highlight(self, hl: Highlight | None) -> None:
+        self.highlight = hl
+        self.redraw()
+
+    def _redraw_if_zoomed(self) -> None:
+        if self.pane.layout_.row_gfns != self._row_gfns:
+            self.redraw()
+
+    def redraw(self) -> None:
+        hl = self.highlight
+        row = self.pane.layout_.row_gfns
+        self._row_gfns = row
+        if hl is None or not hl.gfns:
+            self.item.hide()
+            return
+        self.item.setPath(outline_path(hl.gfns[:MAX_RANGES], row))
+        self.item.show()
+
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """What the overlay outlines (tests)."""
+        if self.highlight is None or not self.item.isVisible():
+            return ()
+        return self.highlight.gfns[:MAX_RANGES]

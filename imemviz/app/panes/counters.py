@@ -1,0 +1,134 @@
+"""Counters over the op count: leaves per level per root, folios per order,
+mmu_invalidate_seq, and the exits ops produced (memory fault, MMIO, errno failures).
+
+Every `OpRecord` carries `stats` (`imemviz.model.op_stats`); the pane appends
+one row per op to a growing numpy array and redraws the curves at most every
+`REDRAW_MS`, so a replay of a million ops does not repaint a million times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from imemviz.app.feeds import PaneFeed
+from imemviz.app.worker import Engine, OpRecord
+from imemviz.model.op_stats import STAT_NAMES
+
+EXIT_NAMES = ("memory-fault exits", "MMIO exits", "errno failures")
+COLUMNS = (*STAT_NAMES, *EXIT_NAMES)
+REDRAW_MS = 100
+
+# plot title -> (column, colour, dashed); the map's colours (private warm, shared cool)
+PLOTS = {
+    "leaves": (
+        ("private 4K", "#e69f00", False),
+        ("private 2M", "#d55e00", False),
+        ("private 1G", "#8c3b00", False),
+        ("shared 4K", "#56b4e9", True),
+        ("shared 2M", "#0072b2", True),
+        ("shared 1G", "#00355e", True),
+    ),
+    "guest_memfd folios / S-EPT pages": (
+        ("folios 4K", "#e69f00", False),
+        ("folios 2M", "#d55e00", False),
+        ("folios 1G", "#8c3b00", False),
+        ("S-EPT pages", "#009e73", True),
+    ),
+    "mmu_invalidate_seq and exits": (
+        ("mmu_invalidate_seq", "#000000", False),
+        ("memory-fault exits", "#cc79a7", True),
+        ("MMIO exits", "#56b4e9", True),
+        ("errno failures", "#b71c1c", True),
+    ),
+}
+
+
+class CountersPane(QWidget):
+    def __init__(self, engine: Engine, feed: PaneFeed, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("counters")
+        self.setToolTip("Counters after every op (x: op index)")
+        self.ops = np.zeros(0, np.int64)
+        self.data = np.zeros((0, len(COLUMNS)), np.int64)
+        self._rows: list[tuple[int, ...]] = []
+        self._idx: list[int] = []
+        self._exits = [0, 0, 0]
+        self._offset = 0
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.setBackground("w")
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        first = None
+        for k, (title, lines) in enumerate(PLOTS.items()):
+            plot = self.view.addPlot(row=k, col=0, title=title)
+            # One legend row, top left: three stacked rows would cover the small plots.
+            plot.addLegend(offset=(5, 1), labelTextSize="8pt", colCount=len(lines))
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setMenuEnabled(False)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            for name, colour, dashed in lines:
+                pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
+                self.curves[name] = plot.plot([], [], name=name, pen=pen, stepMode=None)
+        first.getAxis("bottom").setLabel("op")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.view)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.flush)
+        engine.opApplied.connect(self.on_op)
+        feed.statsReset.connect(self.reset)
+
+    def reset(self, first: tuple[int, int, tuple[int, ...]]) -> None:
+        """A new VM (open, new, undo): the curves start over from its current counters."""
+        session_ops, vm_ops, stats = first
+        # x is the VM's op number (as in the event log); OpRecord.index counts session ops.
+        self._offset = vm_ops - session_ops
+        op_count = vm_ops
+        self.ops = np.zeros(0, np.int64)
+        self.data = np.zeros((0, len(COLUMNS)), np.int64)
+        self._rows, self._idx, self._exits = [], [], [0, 0, 0]
+        if stats:
+            self._idx.append(op_count - 1)
+            self._rows.append((*stats, 0, 0, 0))
+        self.flush()
+
+    def on_op(self, rec: OpRecord) -> None:
+        if not rec.stats:
+            return
+        ret = rec.line.get("ret") or {}
+        reason = (ret.get("exit") or {}).get("reason")
+        if reason == "KVM_EXIT_MEMORY_FAULT":
+            self._exits[0] += 1
+        elif reason == "KVM_EXIT_MMIO":
+            self._exits[1] += 1
+        if not rec.ok:
+            self._exits[2] += 1
+        self._idx.append(rec.index + self._offset)
+        self._rows.append((*rec.stats, *self._exits))
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.ops = np.concatenate((self.ops, np.asarray(self._idx, np.int64)))
+            self.data = np.vstack((self.data, np.asarray(self._rows, np.int64)))
+            self._rows, self._idx = [], []
+        few = len(self.ops) < 60  # a handful of points: draw them, a line alone is not seen
+        for name, curve in self.curves.items():
+            col = COLUMNS.index(name)
+            curve.setData(self.ops, self.data[:, col])
+            curve.setSymbol("o" if few else None)
+            curve.setSymbolSize(5)
+            curve.setSymbolPen(curve.opts["pen"])
+            curve.setSymbolBrush(curve.opts["pen"].color())
+
+    def series(self, name: str) -> np.ndarray:
+        self.flush()
+        return self.data[:, COLUMNS.index(name)]
