@@ -6,6 +6,17 @@ import os
 
 # Before anything imports Qt: tests never need a real display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Settings, recent files and logs of the app (and of the `imemviz` processes tests
+# start) go to a folder of this test run, never to the real home.
+if not (os.environ.get("IMEMVIZ_CONFIG_DIR") and os.environ.get("IMEMVIZ_LOG_DIR")):
+    import atexit
+    import shutil
+    import tempfile
+
+    _user_dirs = tempfile.mkdtemp(prefix="imemviz-test-home-")
+    atexit.register(shutil.rmtree, _user_dirs, True)
+    os.environ.setdefault("IMEMVIZ_CONFIG_DIR", os.path.join(_user_dirs, "config"))
+    os.environ.setdefault("IMEMVIZ_LOG_DIR", os.path.join(_user_dirs, "log"))
 
 import pytest
 from hypothesis import HealthCheck, settings
