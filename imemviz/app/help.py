@@ -57,6 +57,17 @@ memslot, guest_memfd fd and index, folio (order, pfn, hwpoison), the private lea
 S-EPT state, the shared leaf, the byte each backing page holds, and whether a huge page
 could map it. <b>Log</b>: every op with its result; a refused op shows its errno and the
 kernel rule behind it. <b>Legend</b>: the colours.</p>
+<p><b>Host folios</b>: the host's pfn space (or one guest_memfd's offset space): folios by
+order, free memory, the VMM's shared pages, S-EPT pages and poisoned pages; click a folio
+to highlight the gfns it backs. <b>S-EPT / EPT entries</b>: every leaf of both roots
+(gfn, level, pfn, state), sortable and searchable by gfn or pfn, with a level tree that
+also lists the non-leaf S-EPT pages. <b>Event log</b>: every event the kernel would show
+(tracepoints, SEAMCALLs, guest_memfd invalidations), filterable by kind; click one to
+highlight what it touched, right-click to step through its op. <b>Counters</b>: leaves,
+folios, <code>mmu_invalidate_seq</code> and exits over the op count. <b>Step through</b>
+(F8): replays the last op's protocol one step at a time, with the kernel function behind
+each step. <b>Replay</b> (Replay menu, Scenarios menu): play a recording with captions;
+<b>Ctrl+R</b> records what you do.</p>
 
 <h3>Actions</h3>
 <p>Guest: read/write (as the attribute says, or forced private/shared), accept, accept and
