@@ -35,9 +35,7 @@ Row = list[Any]
 
 def pairs(idx: SparseIndex[int]) -> tuple[np.ndarray, np.ndarray]:
     """(keys, values) of a sparse index as int64 arrays, sorted by key."""
-    keys, vals = idx.arrays()
-    n = len(keys)
-    return np.fromiter(keys, np.int64, n), np.fromiter(vals, np.int64, n)
+    return idx.int_arrays()
 
 
 def runs(

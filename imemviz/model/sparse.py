@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Generic, TypeVar
+
+import numpy as np
 
 V = TypeVar("V")
 
@@ -32,10 +35,19 @@ class SparseIndex(Generic[V]):
         return key in self._d
 
     def _sorted(self) -> list[int]:
-        if self._pending:
-            self._keys += self._pending
-            self._keys.sort()  # timsort: a sorted run plus the new keys
-            self._pending.clear()
+        pending = self._pending
+        if pending:
+            if len(pending) > 4096:
+                # A million faults leave a million unsorted keys: numpy sorts them ~5x
+                # faster than list.sort (keys are gfns, pfns or pages: they fit int64).
+                n = len(self._keys) + len(pending)
+                merged = np.fromiter(chain(self._keys, pending), np.int64, n)
+                merged.sort(kind="stable")
+                self._keys[:] = merged.tolist()
+            else:
+                self._keys += pending
+                self._keys.sort()  # timsort: a sorted run plus the new keys
+            pending.clear()
         return self._keys
 
     def get(self, key: int, default: V | None = None) -> V | None:
@@ -109,6 +121,19 @@ class SparseIndex(Generic[V]):
         keys = self._sorted()
         keys = keys[bisect_left(keys, start) : bisect_left(keys, end)]
         return keys, list(map(self._d.__getitem__, keys))
+
+    def int_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, values) of an index of int values as int64 arrays sorted by key.
+
+        Reads the dict in its own order (sequential memory) and sorts with numpy:
+        several times faster than walking a million keys in sorted order.
+        """
+        d = self._d
+        n = len(d)
+        keys = np.fromiter(d.keys(), np.int64, n)
+        vals = np.fromiter(d.values(), np.int64, n)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], vals[order]
 
     def arrays(self) -> tuple[list[int], list[V]]:
         """(keys, values) of every item, as two lists sorted by key."""
