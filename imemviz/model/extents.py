@@ -28,12 +28,6 @@ class ExtentMap:
     def get(self, x: int) -> Hashable:
         return self._vals[bisect_right(self._starts, x) - 1]
 
-    def extent_at(self, x: int) -> tuple[int, int, Hashable]:
-        """The run containing x: (start, end, value)."""
-        i = bisect_right(self._starts, x) - 1
-        end = self._starts[i + 1] if i + 1 < len(self._starts) else self.limit
-        return self._starts[i], end, self._vals[i]
-
     def is_uniform(self, start: int, end: int) -> bool:
         """True when [start, end) lies inside one run."""
         i = bisect_right(self._starts, start) - 1
@@ -86,15 +80,3 @@ class ExtentMap:
         if 0 < k < len(starts) and vals[k] == vals[k - 1]:
             del starts[k]
             del vals[k]
-
-    def to_runs(self) -> list[tuple[int, int, Hashable]]:
-        return list(self.items())
-
-    @classmethod
-    def from_runs(
-        cls, runs: list[tuple[int, int, Hashable]], default: Hashable, limit: int
-    ) -> ExtentMap:
-        m = cls(default, limit)
-        for a, b, v in runs:
-            m.set_range(a, b, v)
-        return m

@@ -125,9 +125,6 @@ class Memslots:
                 return s
         return None
 
-    def by_hva(self, hva: int) -> list[Memslot]:
-        return [s for s in self.by_id.values() if s.userspace_addr <= hva < s.hva_end]
-
     def hva_in_any(self, hva: int) -> bool:
         return any(s.userspace_addr <= hva < s.hva_end for s in self.by_id.values() if s.npages)
 

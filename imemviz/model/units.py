@@ -19,11 +19,6 @@ U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
 
-def level_shift(level: int) -> int:
-    """Shift in pages of one mapping at `level` (0, 9, 18)."""
-    return 9 * (level - 1)
-
-
 def level_pages(level: int) -> int:
     """4K pages covered by one leaf at `level`."""
     return 1 << (9 * (level - 1))
