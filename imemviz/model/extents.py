@@ -8,7 +8,7 @@ the number of distinct extents, never the number of pages.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterator
 
 
@@ -46,6 +46,13 @@ class ExtentMap:
             run_end = starts[i + 1] if i + 1 < n else self.limit
             yield max(starts[i], start), min(run_end, end), vals[i]
             i += 1
+
+    def runs_in(self, start: int, end: int) -> tuple[list[int], list[Hashable]]:
+        """Starts and values of the runs meeting [start, end), as two lists; the first
+        start may lie before `start` (the run that contains it)."""
+        i0 = bisect_right(self._starts, start) - 1
+        i1 = bisect_left(self._starts, end)
+        return self._starts[i0:i1], self._vals[i0:i1]
 
     def items(self) -> Iterator[tuple[int, int, Hashable]]:
         return self.iter_range(0, self.limit)

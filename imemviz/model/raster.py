@@ -33,7 +33,6 @@ shared is cool (blue) and lighter-vs-darker separates them in grey too.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING
@@ -392,12 +391,10 @@ def step_function(vm: VM, start: int, end: int) -> tuple[np.ndarray, np.ndarray]
         [s.base_gfn for s in slots], [s.npages for s in slots], list(range(len(slots)))
     )
     # Attribute runs clipped to the window.
-    att = vm.attributes
-    i0 = bisect_right(att._starts, start) - 1
-    i1 = bisect_left(att._starts, end)
-    a_starts = np.array(att._starts[i0:i1], dtype=np.int64)
+    run_starts, run_vals = vm.attributes.runs_in(start, end)
+    a_starts = np.array(run_starts, dtype=np.int64)
     a_starts[0] = start
-    a_vals = (np.array(att._vals[i0:i1], dtype=np.int64) != 0).astype(np.int64)
+    a_vals = (np.array(run_vals, dtype=np.int64) != 0).astype(np.int64)
     a_ends = np.append(a_starts[1:], end)
     attr_src = (a_starts, a_ends, a_vals)
     priv_src = _leaf_source(vm.private, start, end)
