@@ -1,23 +1,25 @@
 """A sparse map of integer keys kept in key order, with fast range removal.
 
 Leaves, folios and page contents are keyed by gfn, file index or pfn.  They
-live in one dict (a point lookup is one probe) plus a sorted list of the keys,
-so a range query costs O(log n + k) and a range removal one slice deletion (a
-C memmove): a 1 TiB zap with 25,000 leaves in it touches those 25,000.  New
-keys wait in a side list until the next ordered query, so a million faults in
-a row pay a list append each; the merge is one sort of a mostly sorted list.
+live in one dict (a point lookup is one probe) plus the keys in a
+`sortedcontainers.SortedList` (O(log n) insert and remove, range slices), so
+a range query costs O(log n + k) and a range removal touches only what it
+removes: a 1 TiB zap with 25,000 leaves in it touches those 25,000.  New keys
+wait in a side list until the next ordered query, so a million faults in a
+row pay a list append each; a big merge is pre-sorted with numpy.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from itertools import chain
 from typing import Generic, TypeVar
 
 import numpy as np
+from sortedcontainers import SortedList
 
 V = TypeVar("V")
+
+_BULK = 4096  # pending keys beyond which a merge pre-sorts them with numpy
 
 
 class SparseIndex(Generic[V]):
@@ -25,7 +27,7 @@ class SparseIndex(Generic[V]):
 
     def __init__(self) -> None:
         self._d: dict[int, V] = {}
-        self._keys: list[int] = []
+        self._keys: SortedList = SortedList()
         self._pending: list[int] = []
 
     def __len__(self) -> int:
@@ -34,19 +36,17 @@ class SparseIndex(Generic[V]):
     def __contains__(self, key: int) -> bool:
         return key in self._d
 
-    def _sorted(self) -> list[int]:
+    def _sorted(self) -> SortedList:
         pending = self._pending
         if pending:
-            if len(pending) > 4096:
-                # A million faults leave a million unsorted keys: numpy sorts them ~5x
-                # faster than list.sort (keys are gfns, pfns or pages: they fit int64).
-                n = len(self._keys) + len(pending)
-                merged = np.fromiter(chain(self._keys, pending), np.int64, n)
-                merged.sort(kind="stable")
-                self._keys[:] = merged.tolist()
+            if len(pending) > _BULK:
+                # Keys are gfns, pfns or pages: they fit int64, and numpy sorts a
+                # million of them several times faster than list.sort.
+                arr = np.fromiter(pending, np.int64, len(pending))
+                arr.sort()
+                self._keys.update(arr.tolist())
             else:
-                self._keys += pending
-                self._keys.sort()  # timsort: a sorted run plus the new keys
+                self._keys.update(pending)
             pending.clear()
         return self._keys
 
@@ -63,23 +63,21 @@ class SparseIndex(Generic[V]):
         d = self._d
         if key not in d:
             return default
-        keys = self._sorted()
-        del keys[bisect_left(keys, key)]
+        self._sorted().remove(key)
         return d.pop(key)
 
     def items_in(self, start: int, end: int) -> list[tuple[int, V]]:
         """(key, value) with start <= key < end, sorted by key."""
-        if start >= end:
+        if start >= end or not self._d:
             return []
-        keys = self._sorted()
         d = self._d
-        return [(k, d[k]) for k in keys[bisect_left(keys, start) : bisect_left(keys, end)]]
+        return [(k, d[k]) for k in self._sorted().irange(start, end - 1)]
 
     def any_in(self, start: int, end: int) -> bool:
-        if start >= end:
+        if start >= end or not self._d:
             return False
         keys = self._sorted()
-        i = bisect_left(keys, start)
+        i = keys.bisect_left(start)
         return i < len(keys) and keys[i] < end
 
     def pop_range(self, start: int, end: int) -> list[tuple[int, V]]:
@@ -92,34 +90,18 @@ class SparseIndex(Generic[V]):
         if start >= end or not self._d:
             return [], []
         keys = self._sorted()
-        i, j = bisect_left(keys, start), bisect_left(keys, end)
+        i, j = keys.bisect_left(start), keys.bisect_left(end)
         if i == j:
             return [], []
-        hit = keys[i:j]
+        hit = list(keys.islice(i, j))
         del keys[i:j]
         return hit, list(map(self._d.pop, hit))
-
-    def items(self) -> Iterator[tuple[int, V]]:
-        """All items in key order."""
-        d = self._d
-        for k in list(self._sorted()):
-            yield k, d[k]
-
-    def keys(self) -> list[int]:
-        """All keys in order."""
-        return list(self._sorted())
-
-    def clear(self) -> None:
-        self._d.clear()
-        self._keys.clear()
-        self._pending.clear()
 
     def arrays_in(self, start: int, end: int) -> tuple[list[int], list[V]]:
         """(keys, values) with start <= key < end, as two lists sorted by key."""
         if start >= end or not self._d:
             return [], []
-        keys = self._sorted()
-        keys = keys[bisect_left(keys, start) : bisect_left(keys, end)]
+        keys = list(self._sorted().irange(start, end - 1))
         return keys, list(map(self._d.__getitem__, keys))
 
     def int_arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -148,9 +130,24 @@ class SparseIndex(Generic[V]):
         if self._d:
             raise ValueError("load_sorted needs an empty index")
         self._d.update(zip(keys, values, strict=True))
-        self._keys[:] = keys
+        self._keys.update(keys)
 
     def update(self, items: Iterable[tuple[int, V]]) -> None:
         """Insert many items."""
         for k, v in items:
             self.set(k, v)
+
+    def items(self) -> Iterator[tuple[int, V]]:
+        """All items in key order."""
+        d = self._d
+        for k in list(self._sorted()):
+            yield k, d[k]
+
+    def keys(self) -> list[int]:
+        """All keys in order."""
+        return list(self._sorted())
+
+    def clear(self) -> None:
+        self._d.clear()
+        self._keys.clear()
+        self._pending.clear()
