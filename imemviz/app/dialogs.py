@@ -47,6 +47,20 @@ FIELD_HELP = {
 }
 
 
+def _error_and_buttons(dlg: QDialog, outer: QVBoxLayout) -> tuple[QLabel, QDialogButtonBox]:
+    """The red validation line and OK/Cancel that every form dialog ends with."""
+    error = QLabel("")
+    error.setObjectName("error")
+    error.setWordWrap(True)
+    error.setStyleSheet("color: #b71c1c")
+    outer.addWidget(error)
+    buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+    buttons.accepted.connect(dlg.accept)
+    buttons.rejected.connect(dlg.reject)
+    outer.addWidget(buttons)
+    return error, buttons
+
+
 class OpDialog(QDialog):
     """A form for one op; `op` holds the parsed op after the dialog is accepted."""
 
@@ -82,15 +96,7 @@ class OpDialog(QDialog):
                 continue
             w = self._make(spec, values.get(spec.name, spec.default))
             form.addRow(spec.name, w)
-        self.error = QLabel("")
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b71c1c")
-        outer.addWidget(self.error)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        outer.addWidget(self.buttons)
+        self.error, self.buttons = _error_and_buttons(self, outer)
         self.validate()
 
     # ---------------------------------------------------------------- widgets
@@ -299,15 +305,7 @@ class NewVmDialog(QDialog):
             form.addRow(label, w)
         outer = QVBoxLayout(self)
         outer.addLayout(form)
-        self.error = QLabel("")
-        self.error.setObjectName("error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b71c1c")
-        outer.addWidget(self.error)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        outer.addWidget(self.buttons)
+        self.error, self.buttons = _error_and_buttons(self, outer)
         for w in (self.host, self.seed, self.ram):
             w.textChanged.connect(self.validate)
         for w in (self.type, self.order, self.shared, self.tdx_level, self.gpaw):
