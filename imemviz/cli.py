@@ -39,7 +39,6 @@ QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
 
 # Results are written with one encoder made once: json.dumps(..., separators=...)
 # would build a new encoder for every line.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # Results of a run to stdout stay in memory up to this size, then go to a temp file.
 _SPOOL_BYTES = 32 << 20
@@ -249,15 +248,7 @@ def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> 
     line = 0
     try:
         for line, op, _t in reader:  # noqa: B007 - `line` is read by the handler
-            r = apply(op)
-            # The result line, spelled out: one small encode instead of a dict of five.
-            if r.ok:
-                write(
-                    f'{{"index":{index},"op":"{op.NAME}","ok":true,"errno":null,'
-                    f'"ret":{_encode(r.ret)}}}\n'
-                )
-            else:
-                write(_encode(r.line(index, op.NAME)) + "\n")
+            write(apply(op).line_json(index, op.NAME) + "\n")
             index += 1
     except Exception as e:
         from imemviz.io.script import ScriptError

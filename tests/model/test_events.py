@@ -81,3 +81,18 @@ def test_a_deep_copy_is_independent() -> None:
     ok(c, "guest_accept", gpa=0x1000)
     assert "TDH.MEM.PAGE.AUG" in names(c)
     assert vm.events.current == [] and vm.private.lookup(1) is None
+
+
+def test_result_line_json_is_the_encoded_line() -> None:
+    import json
+
+    from imemviz.model.result import Result
+
+    for r in (
+        Result(True, None, {"level": "4K", "pfn": 7}),
+        Result(True, None, {}),
+        Result(False, "EIO", {"vm_dead": True}),
+    ):
+        assert r.line_json(3, "guest_accept") == json.dumps(
+            r.line(3, "guest_accept"), separators=(",", ":")
+        )
