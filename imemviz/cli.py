@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import shutil
 import sys
@@ -36,9 +35,6 @@ DELEGATED = {
 }
 APP = ("imemviz.app.main", "run_app")
 QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
-
-# Results are written with one encoder made once: json.dumps(..., separators=...)
-# would build a new encoder for every line.
 
 # Results of a run to stdout stay in memory up to this size, then go to a temp file.
 _SPOOL_BYTES = 32 << 20
