@@ -32,6 +32,7 @@ DELEGATED = {
     "check": ("imemviz.io.check", "main_check"),
     "diff": ("imemviz.io.diff", "main_diff"),
     "export-video": ("imemviz.app.video", "main_export"),
+    "import": ("imemviz.io.trace.importer", "main_import"),
 }
 APP = ("imemviz.app.main", "run_app")
 QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
@@ -116,7 +117,7 @@ def _cmd_app(argv: list[str]) -> int:
     parser = _Parser(
         prog="imemviz",
         usage="imemviz [--screenshot PNG] [FILE]\n"
-        "       imemviz {run,check,diff,export-video} ...  (each with --help)",
+        "       imemviz {run,check,diff,import,export-video} ...  (each with --help)",
         description="Visualizer and simulator of KVM private memory. Without a "
         "command, opens the desktop app on FILE (a state file or a recording) "
         "or on the default scene.",

@@ -1,0 +1,419 @@
+"""`imemviz import TRACE... -o OUT [--summary-json S]` (contract sections 1 and 6).
+
+One streaming pass: every file is read line by line (reader.py), the files are
+merged by time, every recognised event updates the observed state
+(observed.py) and is written to OUT with the state changes it implies
+(timeline.py).  Memory holds the state the trace describes (leaves,
+attribute runs, memslots), one pending event per file and a few counters; the
+summary's lists (faults, conversions, launch pages) are spooled to temp files
+and copied into the summary at the end.  With `--check`, the events are then
+run through the engine (model_check.py) and the disagreements are written
+into OUT as marks.
+
+Exit 2 only when no file can be read or none holds a recognised event: one
+line naming the file.  Outputs are written atomically and never replace an
+input or something that is not a regular file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import attrs
+
+from imemviz.io.trace.observed import Evidence, ObservedState
+from imemviz.io.trace.reader import FileStats, TraceReadError, merged, records
+from imemviz.io.trace.timeline import TimelineWriter
+
+PRESCAN_RECORDS = 20_000
+
+
+class ImportError_(Exception):
+    """Unusable input or output: exit 2 with this one line."""
+
+
+@attrs.define
+class ImportOptions:
+    vendor: str = "auto"
+    vm_type: str = "auto"
+    spte_layout: str = "auto"
+    gpaw: int = 0
+    from_vm_start: bool = False
+    check: bool = False
+    kernel: str = "mainline"
+    recording_out: str | None = None
+    vm_config: dict[str, Any] | None = None  # VMCONFIG fields for the check
+
+
+@attrs.define
+class ImportResult:
+    out: str
+    summary: dict[str, Any]  # without the long lists
+    disagreements: int = 0
+
+
+# ------------------------------------------------------------------ atomic output
+@contextlib.contextmanager
+def atomic_output(path: str, inputs: tuple[str, ...] = ()) -> Iterator[IO[str]]:
+    """A text file that replaces `path` only when the block succeeds (temp file in the
+    target folder, fsync, rename); refuses to replace an input or a non-regular file.
+
+    One small function on purpose: issue 13's shared atomic writer replaces it.
+    """
+    real = os.path.realpath(path)
+    if os.path.exists(path):
+        for i in inputs:
+            with contextlib.suppress(OSError):
+                if os.path.samefile(i, path):
+                    raise ImportError_(f"{path}: is one of the inputs; choose another output")
+    if os.path.lexists(path) and not os.path.isfile(real):
+        raise ImportError_(f"{path}: exists and is not a regular file; not replacing it")
+    folder = os.path.dirname(real) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=".imemviz-", suffix="-" + os.path.basename(real), dir=folder
+        )
+    except OSError as e:
+        raise ImportError_(f"{path}: cannot write: {e.strerror or e}") from None
+    ok = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
+            f.tmp_path = tmp  # type: ignore[attr-defined] - readers of the partial file
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        mode = 0o666 & ~_umask()
+        with contextlib.suppress(OSError):
+            mode = os.stat(real).st_mode & 0o7777
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+        ok = True
+    except OSError as e:
+        raise ImportError_(f"{path}: cannot write: {e.strerror or e}") from None
+    finally:
+        if not ok:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+# ------------------------------------------------------------------ the import
+def _prescan(paths: list[str], errors: dict[int, str]) -> Evidence:
+    ev = Evidence()
+    for i, p in enumerate(paths):
+        stats = FileStats(p)
+        try:
+            for n, r in enumerate(records(p, i, stats)):
+                ev.see(r)
+                if n >= PRESCAN_RECORDS:
+                    break
+        except TraceReadError as e:
+            errors[i] = str(e)
+    return ev
+
+
+def import_traces(
+    paths: list[str],
+    out: str,
+    summary_path: str | None = None,
+    options: ImportOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> ImportResult:
+    """Read `paths` into the observed timeline `out` (and the summary); see the module doc.
+
+    `progress(done, total)` is called as bytes are read; `stop()` is polled and a
+    true value cancels (ImportError_ "cancelled", nothing written).
+    """
+    opts = options or ImportOptions()
+    if not paths:
+        raise ImportError_("imemviz import: no trace file given")
+    errors: dict[int, str] = {}
+    evidence = _prescan(paths, errors)
+    if len(errors) == len(paths):
+        raise ImportError_(errors[0])
+    settings = evidence.settle(opts.vendor, opts.vm_type, opts.spte_layout, opts.gpaw)
+    settings["attr_default"] = 0 if opts.from_vm_start or settings["vm_type"] == "default" else None
+    sizes = []
+    for p in paths:
+        try:
+            sizes.append(max(os.path.getsize(p), 1))
+        except OSError:
+            sizes.append(1)
+    done = [0] * len(paths)
+
+    def tick(src: int, pos: int) -> None:
+        done[src] = min(pos, sizes[src])
+        if progress is not None:
+            progress(sum(done), sum(sizes))
+
+    stats = [FileStats(p) for p in paths]
+    state = ObservedState(settings, opts.from_vm_start)
+    cancelled = []
+
+    def should_stop() -> bool:
+        if stop is not None and stop():
+            cancelled.append(True)
+            return True
+        return False
+
+    inputs = tuple(paths)
+    spool = {
+        k: tempfile.TemporaryFile("w+", encoding="utf-8")
+        for k in ("faults", "conversions", "launch_updates")
+    }
+    try:
+        with atomic_output(out, inputs) as f:
+            header = {
+                "sources": [{"path": os.path.abspath(p), "index": i} for i, p in enumerate(paths)],
+                "settings": settings,
+                "options": {"from_vm_start": opts.from_vm_start},
+            }
+            w = TimelineWriter(f, header)
+            streams = []
+            for i, p in enumerate(paths):
+                if i in errors:
+                    stats[i].error = errors[i]
+                    continue
+                streams.append(records(p, i, stats[i], should_stop, tick))
+            dump = json.JSONEncoder(separators=(",", ":")).encode
+            write_fault = spool["faults"].write
+            write_conv = spool["conversions"].write
+            write_launch = spool["launch_updates"].write
+            apply = state.apply
+            event = w.event
+            try:
+                for r in merged(streams):
+                    fx, extra, gfn = apply(r)
+                    event(r, fx, gfn)
+                    if extra:
+                        if "fault" in extra:
+                            write_fault(dump(extra["fault"]) + "\n")
+                        c = extra.get("conversion")
+                        if c is not None and "same_as" not in c:
+                            write_conv(dump(c) + "\n")
+                        if "launch" in extra:
+                            write_launch(dump(extra["launch"]) + "\n")
+            except TraceReadError as e:
+                raise ImportError_(str(e)) from None
+            if cancelled:
+                raise ImportError_("import cancelled")
+            recognised = sum(s.recognised for s in stats)
+            if recognised == 0:
+                readable = [s for s in stats if s.error is None]
+                name = (
+                    readable[0].path if len(readable) == 1 else ", ".join(s.path for s in readable)
+                )
+                raise ImportError_(
+                    f"{name}: no recognised kvm, kvmmmu or QEMU event "
+                    f"({sum(s.lines for s in stats)} lines read)"
+                )
+            short = _summary(stats, state, settings, errors)
+            disagreements = 0
+            if opts.check:
+                from imemviz.io.trace.model_check import check_timeline
+
+                f.flush()
+                report = check_timeline(f.tmp_path, state, settings, opts)
+                for m in report.marks:
+                    w.raw({"mark": m})
+                short["check"] = report.summary()
+                disagreements = len(report.marks)
+            w.end({"events": w.n, **{k: short[k] for k in ("lines", "recognised", "skipped")}})
+        if summary_path is not None:
+            _write_summary(summary_path, short, state, spool, (*inputs, out))
+        if progress is not None:
+            progress(sum(sizes), sum(sizes))
+        return ImportResult(out, short, disagreements)
+    finally:
+        for s in spool.values():
+            s.close()
+
+
+def _summary(stats: list[FileStats], state: ObservedState, settings, errors) -> dict[str, Any]:
+    skipped: Counter[str] = Counter()
+    for s in stats:
+        skipped.update(s.skipped)
+    return {
+        "lines": sum(s.lines for s in stats),
+        "recognised": sum(s.recognised for s in stats),
+        "skipped": dict(sorted(skipped.items())),
+        "events": dict(sorted(state.events.items())),
+        "settings": settings,
+        "files": [
+            {
+                "path": s.path,
+                "lines": s.lines,
+                "recognised": s.recognised,
+                "skipped": dict(sorted(s.skipped.items())),
+                "read_via": s.via,
+                "framings": dict(s.framings),
+                "first_t": s.first_ts,
+                "last_t": s.last_ts,
+                "error": errors.get(i),
+            }
+            for i, s in enumerate(stats)
+        ],
+        "counts": dict(state.counts),
+    }
+
+
+def leaves_list(state: ObservedState) -> list[dict[str, Any]]:
+    """The contract's `leaves`: present leaves at the end, sorted by (as_id, gfn)."""
+    names = {1: "4K", 2: "2M", 3: "1G"}
+    out = []
+    for (as_id, gfn, level), (pfn, pv) in sorted(state.leaves.items()):
+        root = "direct"
+        if state.vm_type == "tdx":
+            root = "mirror" if pv == 1 else "direct" if pv == 0 else "unknown"
+        out.append(
+            {
+                "as_id": as_id,
+                "gfn": gfn,
+                "level": names.get(level, str(level)),
+                "pfn": pfn,
+                "private": None if pv is None else bool(pv),
+                "root": root,
+            }
+        )
+    return out
+
+
+def _write_summary(path: str, short, state, spool, inputs) -> None:
+    enc = json.JSONEncoder(separators=(", ", ": ")).encode
+    with atomic_output(path, inputs) as f:
+        f.write("{")
+        first = True
+        for k in ("lines", "recognised", "skipped", "events"):
+            f.write(("" if first else ", ") + f"{enc(k)}: {enc(short[k])}")
+            first = False
+        f.write(', "leaves": [')
+        for j, leaf in enumerate(leaves_list(state)):
+            f.write((", " if j else "") + enc(leaf))
+        f.write("]")
+        for k in ("faults", "conversions", "launch_updates"):
+            f.write(f', "{k}": [')
+            s = spool[k]
+            s.seek(0)
+            for j, line in enumerate(s):
+                f.write((", " if j else "") + line.rstrip("\n"))
+            f.write("]")
+        for k, v in short.items():
+            if k not in ("lines", "recognised", "skipped", "events"):
+                f.write(f", {enc(k)}: {enc(v)}")
+        f.write("}\n")
+
+
+# ------------------------------------------------------------------ command line
+def main_import(argv: list[str]) -> int:
+    from imemviz.cli import UsageError, _Parser
+
+    parser = _Parser(
+        prog="imemviz import",
+        description="Read kernel traces (tracefs trace, trace-cmd report, perf script, "
+        "trace.dat with trace-cmd installed) and QEMU trace logs of a real VM into an "
+        "observed timeline that `imemviz OUT` opens. Never imports Qt.",
+    )
+    parser.add_argument("traces", nargs="+", metavar="TRACE", help="trace files, merged by time")
+    parser.add_argument("-o", "--out", required=True, metavar="OUT", help="the observed timeline")
+    parser.add_argument("--summary-json", metavar="S", help="write what was reconstructed here")
+    parser.add_argument(
+        "--vendor",
+        choices=("auto", "intel", "amd", "snp", "tdx"),
+        default="auto",
+        help="how to read kvm_page_fault error codes (default: from the trace)",
+    )
+    parser.add_argument(
+        "--vm-type",
+        choices=("auto", "default", "sw_protected", "tdx", "snp"),
+        default="auto",
+        help="the VM type (default: from the trace)",
+    )
+    parser.add_argument(
+        "--spte-layout",
+        choices=("auto", "modern", "old"),
+        default="auto",
+        help="SPTE present bit: modern (bit 11, 5.13 on) or old (5.11, 5.12)",
+    )
+    parser.add_argument(
+        "--gpaw",
+        type=int,
+        choices=(48, 52),
+        default=0,
+        help="TDX guest physical address width (shared bit 47 or 51)",
+    )
+    parser.add_argument(
+        "--from-vm-start",
+        action="store_true",
+        help="the trace starts before the VM was created: every gfn starts shared",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run the trace's uAPI ops through the model and mark disagreements",
+    )
+    parser.add_argument(
+        "--kernel",
+        default="mainline",
+        metavar="NAME",
+        help="the kernel profile the model follows in --check (default mainline)",
+    )
+    parser.add_argument(
+        "--recording-out", metavar="R", help="with --check: write the derived ops as a recording"
+    )
+    parser.add_argument(
+        "--vm-config",
+        metavar="JSON",
+        help="with --check: VMCONFIG fields the trace cannot tell, e.g. "
+        '\'{"gmem_max_order": 9, "shared_page_size": "2M"}\'',
+    )
+    ns = parser.parse_args(argv)
+    vm_extra = None
+    if ns.vm_config:
+        try:
+            vm_extra = json.loads(ns.vm_config)
+        except ValueError:
+            vm_extra = None
+        if not isinstance(vm_extra, dict):
+            raise UsageError("imemviz import: --vm-config: expected a JSON object")
+        for k in ("type", "kernel"):
+            if k in vm_extra:
+                raise UsageError(
+                    f"imemviz import: --vm-config: give {k} with --{k.replace('type', 'vm-type')}"
+                )
+    opts = ImportOptions(
+        vendor=ns.vendor,
+        vm_type=ns.vm_type,
+        spte_layout=ns.spte_layout,
+        gpaw=ns.gpaw,
+        from_vm_start=ns.from_vm_start,
+        check=ns.check or bool(ns.recording_out),
+        kernel=ns.kernel,
+        recording_out=ns.recording_out,
+        vm_config=vm_extra,
+    )
+    try:
+        res = import_traces(ns.traces, ns.out, ns.summary_json, opts)
+    except ImportError_ as e:
+        raise UsageError(str(e)) from None
+    s = res.summary
+    skipped = sum(s["skipped"].values())
+    line = (
+        f"imemviz import: {s['recognised']} events from {s['lines']} lines "
+        f"({skipped} skipped) -> {ns.out}"
+    )
+    if opts.check:
+        line += f"; {res.disagreements} disagreements with the model"
+    print(line)
+    return 0
