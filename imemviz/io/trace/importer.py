@@ -170,7 +170,7 @@ def import_traces(
 
     inputs = tuple(paths)
     spool = {
-        k: tempfile.TemporaryFile("w+", encoding="utf-8")
+        k: tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finally
         for k in ("faults", "conversions", "launch_updates")
     }
     try:

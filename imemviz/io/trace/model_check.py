@@ -201,14 +201,19 @@ class _Checker:
         gpa = f["gpa"]
         if not self.tdx:
             gpa &= ~0xFFF
-        private = fault.private if self.vendor in ("snp",) else None
-        op = O.GuestAccess(
-            gpa & ~0xFFF if self.tdx else gpa,
-            vcpu=vcpu,
-            write=fault.write,
-            value=0 if fault.write else None,
-            private=private,
-        )
+        if self.tdx and fault.private:
+            # A TD touches new private memory through TDG.MEM.PAGE.ACCEPT: the EPT
+            # violation an accept takes is what the trace shows (tdx.c forces 0x2).
+            op: Any = O.GuestAccept(gpa & ~0xFFF)
+        else:
+            private = fault.private if self.vendor == "snp" else None
+            op = O.GuestAccess(
+                gpa & ~0xFFF if self.tdx else gpa,
+                vcpu=vcpu,
+                write=fault.write,
+                value=0 if fault.write else None,
+                private=private,
+            )
         r = self.apply(op, t)
         self.last_fault[d.get("pid")] = (fault.gfn, r, d["i"])
 

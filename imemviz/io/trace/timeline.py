@@ -331,7 +331,7 @@ def _set_run(runs: SortedDict, attrs: _Instances, i: int, s: int, e: int, v: int
     starts = []
     if pos >= 0:
         k = runs.keys()[pos]
-        if runs[k][0] > s:
+        if k < s and runs[k][0] > s:
             starts.append(k)
     starts.extend(runs.irange(s, e, inclusive=(True, False)))
     for k in starts:
