@@ -122,6 +122,12 @@ def _open(w: MainWindow) -> None:
         w.open_file(path)
 
 
+def _import_trace(w: MainWindow) -> None:
+    from imemviz.app.observed import import_dialog
+
+    w._dialogs["import_trace"] = import_dialog(w)
+
+
 def _select_all(w: MainWindow) -> None:
     snap = w.engine.snapshot
     if snap is not None:
@@ -172,6 +178,17 @@ SPECS: tuple[ActionSpec, ...] = (
         "",
         "Ctrl+Shift+S",
         needs="vm",
+    ),
+    ActionSpec(
+        "import_trace",
+        "&Import trace…",
+        "Read what a real host traced (ftrace, trace-cmd, perf, QEMU) into an observed "
+        "timeline and open it in its own window",
+        "&File",
+        _import_trace,
+        "",
+        "Ctrl+I",
+        group="scene",
     ),
     ActionSpec(
         "load_default",

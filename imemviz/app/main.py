@@ -80,6 +80,12 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
     # The engine thread holds the GIL in short bursts; switch often so the GUI stays smooth.
     sys.setswitchinterval(0.002)
     app = _app(sys.argv[:1])
+    from imemviz.io.trace.timeline import is_observed
+
+    if file and is_observed(file):  # what a real host traced (imemviz import)
+        from imemviz.app.observed import run_observed
+
+        return run_observed(app, file, screenshot)
     from PySide6.QtCore import QSettings
 
     from imemviz.app import crash

@@ -1,0 +1,253 @@
+"""The observed state at one point of a timeline, reduced to the map's pixel codes.
+
+The codes are the simulator's (`imemviz.model.raster.Code`) wherever the trace
+says as much as the simulator knows, with their colours and legend; four
+codes of its own stand for what a trace cannot tell:
+
+- `UNKNOWN`: no event has said whether the gfn is private or shared, and no
+  leaf maps it;
+- `LEAF_UNKNOWN_4K/2M/1G`: a leaf maps the gfn, but whether the access that
+  made it was private is unknown (an Intel trace before 6.17 without QEMU's
+  conversion events, say).
+
+What a trace never tells is not drawn as if known: without QEMU's memslot
+events there are no holes (memslots unknown, not absent); "shared, no leaf"
+and "private, no leaf" say nothing about folios or host pages (the trace has
+no event for them).  The significance order of the simulator's map holds,
+with unknown below everything known: a pixel shows the most significant
+state among its gfns.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from imemviz.model.raster import LEGEND_BY_CODE, Code, lut
+
+
+class ObservedCode(IntEnum):
+    UNKNOWN = 40
+    LEAF_UNKNOWN_1G = 41
+    LEAF_UNKNOWN_2M = 42
+    LEAF_UNKNOWN_4K = 43
+
+
+# Lowest first: the reduction keeps the most significant code of a pixel.
+RANKED = (
+    Code.OUTSIDE,
+    ObservedCode.UNKNOWN,
+    Code.HOLE,
+    Code.SHARED_EMPTY,
+    Code.PRIVATE_EMPTY,
+    Code.SHARED_1G,
+    Code.SHARED_2M,
+    Code.SHARED_4K,
+    ObservedCode.LEAF_UNKNOWN_1G,
+    ObservedCode.LEAF_UNKNOWN_2M,
+    ObservedCode.LEAF_UNKNOWN_4K,
+    Code.PRIVATE_1G,
+    Code.PRIVATE_2M,
+    Code.PRIVATE_4K,
+)
+_RANK_OF = np.zeros(256, dtype=np.uint8)
+for _r, _c in enumerate(RANKED):
+    _RANK_OF[int(_c)] = _r
+_CODE_OF = np.array([int(c) for c in RANKED], dtype=np.uint8)
+
+# (code, name, description, colour) of the observed view's legend.
+OBSERVED_LEGEND: tuple[tuple[int, str, str, tuple[int, int, int]], ...] = (
+    (
+        ObservedCode.UNKNOWN,
+        "unknown",
+        "the trace has not said whether the gfn is private or shared",
+        (236, 232, 244),
+    ),
+    (
+        ObservedCode.LEAF_UNKNOWN_1G,
+        "leaf 1G, kind unknown",
+        "a 1G leaf; private or shared not known",
+        (60, 60, 60),
+    ),
+    (
+        ObservedCode.LEAF_UNKNOWN_2M,
+        "leaf 2M, kind unknown",
+        "a 2M leaf; private or shared not known",
+        (105, 105, 105),
+    ),
+    (
+        ObservedCode.LEAF_UNKNOWN_4K,
+        "leaf 4K, kind unknown",
+        "a 4K leaf; private or shared not known",
+        (150, 150, 150),
+    ),
+)
+DESCRIPTIONS = {
+    int(Code.HOLE): "no memslot covers the gfn (QEMU's kvm_set_user_memory events say so)",
+    int(Code.SHARED_EMPTY): "shared, no leaf maps it (host pages are not in the trace)",
+    int(Code.PRIVATE_EMPTY): "private, no leaf maps it (guest_memfd folios are not in the trace)",
+}
+NAMES = {
+    int(Code.HOLE): "hole (no memslot)",
+    int(Code.SHARED_EMPTY): "shared, no leaf",
+    int(Code.PRIVATE_EMPTY): "private, no leaf",
+}
+
+
+def observed_lut() -> np.ndarray:
+    table = lut()
+    for code, _name, _desc, rgb in OBSERVED_LEGEND:
+        table[int(code)] = (*rgb, 255)
+    return table
+
+
+def code_name(code: int) -> str:
+    if code in NAMES:
+        return NAMES[code]
+    for c, name, _d, _rgb in OBSERVED_LEGEND:
+        if int(c) == code:
+            return name
+    try:
+        return LEGEND_BY_CODE[Code(code)].name
+    except ValueError:
+        return "?"
+
+
+def legend() -> list[tuple[int, str, str, tuple[int, int, int]]]:
+    """The entries the observed map uses, in significance order (lowest first)."""
+    out = []
+    for c in RANKED[1:]:
+        ci = int(c)
+        for oc, name, desc, rgb in OBSERVED_LEGEND:
+            if int(oc) == ci:
+                out.append((ci, name, desc, rgb))
+                break
+        else:
+            e = LEGEND_BY_CODE[Code(ci)]
+            out.append(
+                (ci, NAMES.get(ci, e.name), e.description if ci not in NAMES else NAMES[ci], e.rgb)
+            )
+    return out
+
+
+_LEAF_CODES = {
+    (1, 1): Code.PRIVATE_4K,
+    (2, 1): Code.PRIVATE_2M,
+    (3, 1): Code.PRIVATE_1G,
+    (1, 0): Code.SHARED_4K,
+    (2, 0): Code.SHARED_2M,
+    (3, 0): Code.SHARED_1G,
+    (1, -1): ObservedCode.LEAF_UNKNOWN_4K,
+    (2, -1): ObservedCode.LEAF_UNKNOWN_2M,
+    (3, -1): ObservedCode.LEAF_UNKNOWN_1G,
+}
+
+
+def _paint(
+    out: np.ndarray, lo_edge: np.ndarray, hi_edge: np.ndarray, starts, ends, rank: int
+) -> None:
+    """out[k] = max(out[k], rank) for every pixel k touching one of the intervals."""
+    if not len(starts):
+        return
+    n = len(out)
+    lo = np.searchsorted(hi_edge, starts, side="right")
+    hi = np.searchsorted(lo_edge, ends, side="left")
+    ok = hi > lo
+    if not ok.any():
+        return
+    diff = np.bincount(lo[ok], minlength=n + 1) - np.bincount(hi[ok], minlength=n + 1)
+    cover = np.cumsum(diff[:n]) > 0
+    np.maximum(out, np.where(cover, np.uint8(rank), np.uint8(0)), out=out)
+
+
+def raster_rows(
+    state: dict[str, dict[str, np.ndarray]],
+    start: int,
+    row_gfns: int,
+    rows: int,
+    cols: int,
+    extent: int,
+    attr_default: int | None,
+    slots_known: bool,
+) -> np.ndarray:
+    """Codes (uint8, rows x cols) of rows of `row_gfns` gfns from `start`, for one point.
+
+    Painted per pixel straight from the instance arrays, O(instances + pixels) per
+    significance level: no sort, so any point of a long timeline draws at once.  A
+    pixel narrower than a gfn shows the gfn at its left edge, as the simulator's map.
+    """
+    npix = rows * cols
+    end = start + rows * row_gfns
+    span = end - start
+    k = np.arange(npix + 1, dtype=np.int64)
+    q, r = divmod(span, npix)
+    bounds = start + k * q + (k * r) // npix
+    lo_edge = bounds[:-1]
+    hi_edge = np.maximum(bounds[1:], lo_edge + 1)  # pixel k covers [lo_edge, hi_edge)
+    out = np.zeros(npix, dtype=np.uint8)
+    inside = lo_edge < extent
+    base = (
+        _RANK_OF[ObservedCode.UNKNOWN]
+        if attr_default is None
+        else (_RANK_OF[Code.PRIVATE_EMPTY] if attr_default else _RANK_OF[Code.SHARED_EMPTY])
+    )
+    out[inside] = base
+    at = state["attrs"]
+    for v, code in ((0, Code.SHARED_EMPTY), (1, Code.PRIVATE_EMPTY)):
+        m = at["private"] == v
+        _paint(out, lo_edge, hi_edge, at["start"][m], at["end"][m], _RANK_OF[code])
+    if slots_known:
+        sl = state["slots"]
+        m = sl["as_id"] == 0
+        cov = np.zeros(npix, dtype=np.uint8)
+        _paint(cov, lo_edge, hi_edge, sl["base_gfn"][m], sl["base_gfn"][m] + sl["npages"][m], 1)
+        out[(cov == 0) & inside] = _RANK_OF[Code.HOLE]
+    lv = state["leaves"]
+    as0 = lv["as_id"] == 0
+    for (level, pv), code in _LEAF_CODES.items():
+        m = as0 & (lv["level"] == level) & (lv["private"] == pv)
+        if m.any():
+            g = lv["gfn"][m]
+            _paint(out, lo_edge, hi_edge, g, g + (1 << (9 * (level - 1))), _RANK_OF[code])
+    out[~inside] = 0
+    return _CODE_OF[out].reshape(rows, cols)
+
+
+def gfn_info(
+    state: dict[str, dict[str, np.ndarray]], gfn: int, attr_default: int | None, slots_known: bool
+) -> dict:
+    """What the trace tells about one gfn at this point (the map's tooltip)."""
+    sl, at, lv = state["slots"], state["attrs"], state["leaves"]
+    slot = None
+    for k in range(len(sl["base_gfn"])):
+        if sl["base_gfn"][k] <= gfn < sl["base_gfn"][k] + sl["npages"][k]:
+            slot = {
+                "as_id": int(sl["as_id"][k]),
+                "slot": int(sl["slot"][k]),
+                "base_gfn": int(sl["base_gfn"][k]),
+                "gmem_fd": int(sl["gmem_fd"][k]),
+            }
+    attr = attr_default
+    j = np.searchsorted(at["start"], gfn, side="right") - 1
+    if j >= 0 and gfn < at["end"][j]:
+        attr = int(at["private"][j])
+    leaves = []
+    span = np.int64(1) << (9 * (lv["level"] - 1))
+    hit = (lv["gfn"] <= gfn) & (gfn < lv["gfn"] + span)
+    for k in np.flatnonzero(hit):
+        p = int(lv["private"][k])
+        leaves.append(
+            {
+                "as_id": int(lv["as_id"][k]),
+                "level": {1: "4K", 2: "2M", 3: "1G"}[int(lv["level"][k])],
+                "pfn": int(lv["pfn"][k] + (gfn - lv["gfn"][k])),
+                "private": None if p < 0 else bool(p),
+            }
+        )
+    return {
+        "gfn": gfn,
+        "attribute": None if attr is None else ("private" if attr else "shared"),
+        "memslot": slot if slots_known else "unknown (no QEMU memslot events)",
+        "leaves": leaves,
+    }

@@ -1,0 +1,126 @@
+"""The observed-timeline window: map, scrubber, event log, vCPU filter, import with cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from imemviz.app.observed import ObservedWindow, import_dialog
+from imemviz.io.trace.importer import ImportOptions, import_traces
+from imemviz.io.trace.kernel_export import export_lines
+from imemviz.io.trace.observed_raster import ObservedCode
+from imemviz.model import ops as O
+from imemviz.model.config import VMConfig
+from imemviz.model.raster import Code
+from imemviz.model.vm import VM
+
+pytestmark = pytest.mark.qt
+WAIT_MS = 20_000
+
+
+def _trace(tmp_path: Path) -> str:
+    vm = VM(VMConfig.from_dict({"type": "sw_protected", "host_memory": "1G"}))
+    ops = [
+        O.CreateGuestMemfd(16 << 20),
+        O.SetUserMemoryRegion2(
+            0,
+            flags=4,
+            guest_phys_addr=0,
+            memory_size=16 << 20,
+            userspace_addr=0x7F0000000000,
+            guest_memfd=3,
+        ),
+        O.GuestAccess(0x10000, vcpu=0),
+        O.SetMemoryAttributes(0x20000, 0x4000, 8),
+        O.GuestAccess(0x20000, vcpu=1),
+        O.GuestAccess(0x21000, vcpu=1),
+    ]
+    p = tmp_path / "t.trace"
+    p.write_text("\n".join(export_lines(vm, ops)) + "\n")
+    return str(p)
+
+
+@pytest.fixture
+def observed(qtbot, tmp_path):
+    out = tmp_path / "o.jsonl"
+    import_traces([_trace(tmp_path)], str(out), options=ImportOptions())
+    w = ObservedWindow(str(out))
+    qtbot.addWidget(w)
+    w.resize(1280, 860)
+    w.show()
+    try:
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        yield w
+    finally:
+        w.engine.stop()
+
+
+def test_map_shows_the_observed_state_and_unknowns(observed) -> None:
+    w = observed
+    # A private leaf at 0x20 (the attribute said private), a leaf of unknown kind at
+    # 0x10 (no attribute event covers it, the trace does not start with the VM).
+    assert w.map.code_at(0x20) == Code.PRIVATE_4K
+    assert w.map.code_at(0x10) == ObservedCode.LEAF_UNKNOWN_4K
+    assert w.map.code_at(0x30) == ObservedCode.UNKNOWN
+    assert w.map.code_at(0x22) == Code.PRIVATE_EMPTY
+
+
+def test_scrubbing_goes_back_in_time(qtbot, observed) -> None:
+    w = observed
+    first_leaf = next(
+        i
+        for i in range(len(w.tl))
+        if w.tl.event_at(i)["fx"][:1] and w.tl.event_at(i)["fx"][0][0] == "L+"
+    )
+    w.go(first_leaf - 1)
+    qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+    assert w.map.code_at(0x10) == ObservedCode.UNKNOWN
+    w.go(first_leaf)
+    qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+    assert w.map.code_at(0x10) == ObservedCode.LEAF_UNKNOWN_4K
+    assert "event" in w.time_label.text()
+
+
+def test_vcpu_filter_and_event_log(qtbot, observed) -> None:
+    w = observed
+    total = w.events.rowCount()
+    assert total == len(w.tl)
+    w.vcpu_box.setCurrentIndex(w.vcpu_box.findData(1))
+    assert 0 < w.events.rowCount() < total
+    assert {w.events.data(w.events.index(r, 2)) for r in range(w.events.rowCount())} == {"1"}
+
+
+def test_import_dialog_runs_off_the_gui_thread_and_opens(qtbot, tmp_path) -> None:
+    trace = _trace(tmp_path)
+    out = tmp_path / "imp.jsonl"
+    dlg = import_dialog(None, [trace], str(out))
+    try:
+        qtbot.waitUntil(lambda: dlg.result_ is not None or bool(dlg.error), timeout=WAIT_MS)
+        assert dlg.error == "" and out.exists()
+    finally:
+        dlg.close()
+        from imemviz.app import observed as mod
+
+        for win in list(mod._OPEN_WINDOWS):
+            win.close()
+
+
+def test_import_dialog_cancel_leaves_nothing(qtbot, tmp_path) -> None:
+    big = tmp_path / "big.trace"
+    line = "CPU 0/KVM-1 [000] ..... {t:.6f}: kvm_page_fault: vcpu 0 rip 0x0 address 0x0000000000001000 error_code 0x181\n"
+    with open(big, "w") as f:
+        for i in range(300_000):
+            f.write(line.format(t=1 + i * 1e-6))
+    out = tmp_path / "never.jsonl"
+    dlg = import_dialog(None, [str(big)], str(out))
+    try:
+        dlg.cancel()
+        qtbot.waitUntil(lambda: bool(dlg.error) or dlg.result_ is not None, timeout=WAIT_MS)
+        assert "cancelled" in dlg.error
+        assert not out.exists()
+        assert [p for p in tmp_path.iterdir() if p.name.startswith(".imemviz-")] == []
+    finally:
+        dlg.close()
