@@ -125,9 +125,7 @@ def legend() -> list[tuple[int, str, str, tuple[int, int, int]]]:
                 break
         else:
             e = LEGEND_BY_CODE[Code(ci)]
-            out.append(
-                (ci, NAMES.get(ci, e.name), e.description if ci not in NAMES else NAMES[ci], e.rgb)
-            )
+            out.append((ci, NAMES.get(ci, e.name), DESCRIPTIONS.get(ci, e.description), e.rgb))
     return out
 
 
