@@ -128,6 +128,21 @@ def _import_trace(w: MainWindow) -> None:
     w._dialogs["import_trace"] = import_dialog(w)
 
 
+def _export_perfetto(w: MainWindow) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getSaveFileName(
+        w, "Export session as Perfetto trace", "", "Perfetto (*.pftrace)"
+    )
+    if not path:
+        return
+    if not path.endswith(".pftrace"):
+        path += ".pftrace"
+    from imemviz.io.trace.perfetto_export import export_session
+
+    w.engine.call(lambda s: export_session(s, path, w.engine.worker.message.emit))
+
+
 def _select_all(w: MainWindow) -> None:
     snap = w.engine.snapshot
     if snap is not None:
@@ -188,6 +203,17 @@ SPECS: tuple[ActionSpec, ...] = (
         _import_trace,
         "",
         "Ctrl+I",
+        group="scene",
+    ),
+    ActionSpec(
+        "export_perfetto",
+        "Export session as &Perfetto trace…",
+        "The session's events as a host would trace them, as a .pftrace for ui.perfetto.dev",
+        "&File",
+        _export_perfetto,
+        "",
+        "",
+        needs="vm",
         group="scene",
     ),
     ActionSpec(

@@ -60,7 +60,9 @@ class ImportResult:
 
 # ------------------------------------------------------------------ atomic output
 @contextlib.contextmanager
-def atomic_output(path: str, inputs: tuple[str, ...] = ()) -> Iterator[IO[str]]:
+def atomic_output(
+    path: str, inputs: tuple[str, ...] = (), binary: bool = False
+) -> Iterator[IO[Any]]:
     """A text file that replaces `path` only when the block succeeds (temp file in the
     target folder, fsync, rename); refuses to replace an input or a non-regular file.
 
@@ -83,8 +85,10 @@ def atomic_output(path: str, inputs: tuple[str, ...] = ()) -> Iterator[IO[str]]:
         raise ImportError_(f"{path}: cannot write: {e.strerror or e}") from None
     ok = False
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
-            f.tmp_path = tmp  # type: ignore[attr-defined] - readers of the partial file
+        kw: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": "\n"}
+        with os.fdopen(fd, "wb" if binary else "w", buffering=1 << 20, **kw) as f:
+            if not binary:
+                f.tmp_path = tmp  # type: ignore[attr-defined] - readers of the partial file
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -378,7 +382,19 @@ def main_import(argv: list[str]) -> int:
         help="with --check: VMCONFIG fields the trace cannot tell, e.g. "
         '\'{"gmem_max_order": 9, "shared_page_size": "2M"}\'',
     )
+    parser.add_argument(
+        "--perfetto",
+        metavar="PFTRACE",
+        help="also write the timeline as a Perfetto trace (needs the perfetto package)",
+    )
     ns = parser.parse_args(argv)
+    if ns.perfetto:
+        from imemviz.io.trace.perfetto_export import PerfettoMissing, _builder_cls
+
+        try:
+            _builder_cls()
+        except PerfettoMissing as e:
+            raise UsageError(f"imemviz import: --perfetto: {e}") from None
     vm_extra = None
     if ns.vm_config:
         try:
@@ -415,5 +431,10 @@ def main_import(argv: list[str]) -> int:
     )
     if opts.check:
         line += f"; {res.disagreements} disagreements with the model"
+    if ns.perfetto:
+        from imemviz.io.trace.perfetto_export import export_observed
+
+        export_observed(ns.out, ns.perfetto)
+        line += f"; Perfetto trace {ns.perfetto}"
     print(line)
     return 0
