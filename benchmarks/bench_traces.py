@@ -45,14 +45,27 @@ def write_trace(path: str, n: int) -> None:
             head = f"       CPU {v}/KVM-{4100 + v}  [{v:03d}] .....  {t:.6f}: "
             gfn = rnd.randrange(1 << 20)
             if i % 400 == 0:
-                w(f"  qemu-system-x86-4000  [000] .....  {t:.6f}: kvm_vm_set_mem_attributes: "
-                  + c_printf(at, gfn, gfn + 512, 8 * (i % 800 == 0)) + "\n")
+                w(
+                    f"  qemu-system-x86-4000  [000] .....  {t:.6f}: kvm_vm_set_mem_attributes: "
+                    + c_printf(at, gfn, gfn + 512, 8 * (i % 800 == 0))
+                    + "\n"
+                )
                 i += 1
                 continue
             spte = leaf_spte(0x100000 + gfn, 1)
-            w(head + "kvm_page_fault: " + c_printf(pf, v, 0xFFFFFFFF81000000, gfn << 12, 0x182) + "\n")
+            w(
+                head
+                + "kvm_page_fault: "
+                + c_printf(pf, v, 0xFFFFFFFF81000000, gfn << 12, 0x182)
+                + "\n"
+            )
             w(head + "kvm_tdp_mmu_spte_changed: " + c_printf(sc, 0, gfn, 1, NP, spte) + "\n")
-            w(head + "kvm_mmu_set_spte: " + c_printf(ss, gfn, spte, "r", "w", "x", "u", 1, 0x8A53B01FF8) + "\n")
+            w(
+                head
+                + "kvm_mmu_set_spte: "
+                + c_printf(ss, gfn, spte, "r", "w", "x", "u", 1, 0x8A53B01FF8)
+                + "\n"
+            )
             i += 3
 
 
@@ -62,7 +75,8 @@ def bench_import(trace: str, out: str, runs: int) -> tuple[list[float], int]:
         t = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "imemviz", "import", trace, "-o", out],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         times.append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -83,7 +97,9 @@ def bench_scrub(out: str) -> tuple[float, list[float]]:
         i = rnd.randrange(len(tl))
         t = time.perf_counter()
         st = tl.state_at(i)
-        OR.raster_rows(st, 0, max(1, ext // 512), 512, 1024, ext, tl.settings.get("attr_default"), False)
+        OR.raster_rows(
+            st, 0, max(1, ext // 512), 512, 1024, ext, tl.settings.get("attr_default"), False
+        )
         times.append(time.perf_counter() - t)
     tl.close()
     return load, times
@@ -150,14 +166,20 @@ def main() -> None:
         out = os.path.join(tmp, "out.jsonl")
         size = os.path.getsize(trace) / 1e6
         times, rss = bench_import(trace, out, ns.runs)
-        print(f"import {ns.lines} lines ({size:.0f} MB): median {statistics.median(times):.2f} s "
-              f"(runs {', '.join(f'{x:.2f}' for x in times)}), peak RSS {rss / 1024:.0f} MB, "
-              f"timeline {os.path.getsize(out) / 1e6:.0f} MB")
+        print(
+            f"import {ns.lines} lines ({size:.0f} MB): median {statistics.median(times):.2f} s "
+            f"(runs {', '.join(f'{x:.2f}' for x in times)}), peak RSS {rss / 1024:.0f} MB, "
+            f"timeline {os.path.getsize(out) / 1e6:.0f} MB"
+        )
         load, scrub = bench_scrub(out)
-        print(f"load timeline {load:.2f} s; show a point: median {statistics.median(scrub) * 1e3:.1f} ms, "
-              f"worst {max(scrub) * 1e3:.1f} ms")
+        print(
+            f"load timeline {load:.2f} s; show a point: median {statistics.median(scrub) * 1e3:.1f} ms, "
+            f"worst {max(scrub) * 1e3:.1f} ms"
+        )
         took, stall, cancel = bench_gui(trace, tmp)
-        print(f"app import {took:.2f} s; longest GUI stall {stall * 1e3:.1f} ms; cancel {cancel * 1e3:.0f} ms")
+        print(
+            f"app import {took:.2f} s; longest GUI stall {stall * 1e3:.1f} ms; cancel {cancel * 1e3:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

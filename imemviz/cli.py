@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 DELEGATED = {
     "check": ("imemviz.io.check", "main_check"),
     "diff": ("imemviz.io.diff", "main_diff"),
-    "export-video": ("imemviz.app.video", "main_export"),
     "import": ("imemviz.io.trace.importer", "main_import"),
+    "export-video": ("imemviz.app.video", "main_export"),
 }
 APP = ("imemviz.app.main", "run_app")
 QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")

@@ -395,3 +395,51 @@ def test_every_action_is_tested_and_described() -> None:
     assert not missing, f"actions without a test: {sorted(missing)}"
     for s in SPECS:
         assert len(s.tip) > 15, s.id
+
+
+def test_import_trace_and_export_perfetto(make_window, qtbot, tmp_path, monkeypatch) -> None:
+    """File > Import trace runs the import off the GUI thread and opens the timeline;
+    File > Export session as Perfetto trace writes a .pftrace of the session."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from imemviz.app import observed as obs
+    from imemviz.io.trace.kernel_export import export_lines
+    from imemviz.model import ops as O
+    from imemviz.model.config import VMConfig
+    from imemviz.model.vm import VM
+
+    vm = VM(VMConfig.from_dict({"type": "sw_protected", "host_memory": "1G"}))
+    trace = tmp_path / "t.trace"
+    trace.write_text(
+        "\n".join(
+            export_lines(
+                vm,
+                [
+                    O.CreateGuestMemfd(8 << 20),
+                    O.SetUserMemoryRegion2(
+                        0, flags=4, guest_phys_addr=0, memory_size=8 << 20, guest_memfd=3
+                    ),
+                    O.GuestAccess(0x1000),
+                ],
+            )
+        )
+        + "\n"
+    )
+    out = tmp_path / "t.observed.jsonl"
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(trace)], ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    w = make_window(sw_session())
+    trigger(w, "import_trace")
+    dlg = w._dialogs["import_trace"]
+    try:
+        qtbot.waitUntil(lambda: bool(obs._OPEN_WINDOWS), timeout=20_000)
+        assert out.exists() and dlg.error == ""
+    finally:
+        for win in list(obs._OPEN_WINDOWS):
+            win.close()
+    pytest.importorskip("perfetto")
+    pf = tmp_path / "s.pftrace"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(pf), ""))
+    trigger(w, "export_perfetto")
+    wait_idle(qtbot, w.engine)
+    assert pf.exists() and pf.stat().st_size > 100

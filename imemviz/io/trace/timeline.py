@@ -26,6 +26,7 @@ timeline costs the instances, never a replay.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from typing import IO, Any
@@ -179,6 +180,8 @@ class ObservedTimeline:
             f = open(path, "rb")  # noqa: SIM115 - kept open for event_at()
         except OSError as e:
             raise TimelineError(f"{path}: cannot read: {e.strerror or e}") from None
+        gc_on = gc.isenabled()
+        gc.disable()  # millions of small objects, no cycles: the GC would only rescan them
         try:
             size = max(1, f.seek(0, 2))
             f.seek(0)
@@ -186,6 +189,9 @@ class ObservedTimeline:
         except BaseException:
             f.close()
             raise
+        finally:
+            if gc_on:
+                gc.enable()
         tl._file = f
         return tl
 
