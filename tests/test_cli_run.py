@@ -388,7 +388,10 @@ def test_app_forms(
     assert code == 2
     code, out, err = run(capsys, "rnu")
     assert (code, out) == (2, "")
-    assert one_line(err) == "imemviz: rnu: no such file (commands: run, check, diff, import, export-video)"
+    assert (
+        one_line(err)
+        == "imemviz: rnu: no such file (commands: run, check, diff, import, export-video)"
+    )
     assert len(calls) == 5
 
 
