@@ -405,3 +405,22 @@ def test_kernel_profile_other_than_mainline_is_refused_until_it_exists(tmp_path:
     with pytest.raises(ImportError_, match="mainline"):
         run_import(tmp_path, trace, opts=ImportOptions(check=True, kernel="6.8"))
     assert not os.path.exists(tmp_path / "out.jsonl")
+
+
+@pytest.mark.parametrize("scene", ["td-boot", "qemu-conversion", "gmem-order-9", "memslot-delete"])
+def test_check_is_silent_on_the_scene_library(tmp_path: Path, scene: str) -> None:
+    """The built-in scenes whose every op shows in a trace, printed as a host would
+    trace them and imported with the scene's host settings, agree with the model."""
+    from imemviz import resources
+    from imemviz.io.trace.kernel_export import export_recording
+
+    path = resources.scene_path(scene)
+    trace = tmp_path / f"{scene}.trace"
+    trace.write_text("\n".join(export_recording(str(path))) + "\n")
+    header = next(json.loads(x) for x in Path(path).read_text().splitlines() if x.startswith("{"))
+    vm = dict(header["start"]["vm"])
+    vm.pop("type")
+    s = run_import(
+        tmp_path, str(trace), opts=ImportOptions(check=True, from_vm_start=True, vm_config=vm)
+    )
+    assert s["check"]["disagreements"] == 0, s["check"]["marks"]

@@ -64,15 +64,38 @@ def _qemu(clock: _Clock, event: str, payload: str) -> str:
     return _line(clock, "qemu-system-x86", 4000, 0, "tracing_mark_write", f"{event} {payload}")
 
 
+def _tdx_shared(evs: list[tuple], k: int, exit_flags: int | None) -> bool:
+    """Whether the TDX fault at evs[k] was a shared access: the leaf it made is in the
+    direct root, or its memory-fault exit says shared."""
+    for ev in evs[k + 1 :]:
+        if ev[1] == "kvm_page_fault":
+            break
+        if ev[1] in ("kvm_tdp_mmu_spte_changed", "kvm_mmu_set_spte"):
+            return ev[2] == "direct"
+        if ev[1] == "kvm_mmio":
+            return True
+    return exit_flags == 0
+
+
 def event_lines(
-    clock: _Clock, events: Iterable[tuple], vcpu: int | None, tdx: bool
+    clock: _Clock,
+    events: Iterable[tuple],
+    vcpu: int | None,
+    tdx: bool,
+    shared_bit_gpa: int = 0,
+    exit_flags: int | None = None,
 ) -> Iterator[str]:
     evs = list(events)
     for k, ev in enumerate(evs):
         name, f = ev[1], ev[2:]
         if name == "kvm_page_fault":
             v, gpa, code = f
-            if not tdx:
+            if tdx and (gpa & shared_bit_gpa or _tdx_shared(evs, k, exit_flags)):
+                # tdx_handle_ept_violation(): a shared GPA keeps its shared bit and
+                # traces the real exit qualification.
+                gpa |= shared_bit_gpa
+                code = 0x182 if code & 2 else 0x181
+            elif not tdx:
                 # What handle_ept_violation traces: the exit qualification (read 0x181,
                 # write 0x182, as on real hosts), not KVM's internal error code.
                 code = 0x182 if code & 2 else 0x181
@@ -143,8 +166,9 @@ def op_lines(clock: _Clock, op: Any, result: Any, events: list[tuple], vm: Any) 
     vcpu = getattr(op, "vcpu", None)
     if isinstance(op, O.GuestAccept | O.TdxInitMemRegion):
         vcpu = 0
-    yield from event_lines(clock, events, vcpu, vm.is_tdx)
     ex = result.ret.get("exit") if isinstance(result.ret, dict) else None
+    flags = ex.get("flags") if ex and ex.get("reason") == "KVM_EXIT_MEMORY_FAULT" else None
+    yield from event_lines(clock, events, vcpu, vm.is_tdx, vm.shared_bit << 12, flags)
     if ex and ex.get("reason") == "KVM_EXIT_MEMORY_FAULT":
         yield _qemu(
             clock,
