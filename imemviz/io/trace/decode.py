@@ -62,14 +62,22 @@ def spte_present(value: int, layout: str = "modern") -> bool:
 
 def decode_spte(value: int, level: int, layout: str = "modern") -> Spte:
     """What one SPTE value at `level` is: nothing, a table, a leaf, or frozen."""
+    return Spte(*spte_tuple(value, level, layout))
+
+
+def spte_tuple(value: int, level: int, layout: str = "modern") -> tuple[str, int | None]:
+    """decode_spte as a plain (kind, pfn) tuple: the import's hot path."""
     if value in FROZEN_SPTES:
-        return Spte(FROZEN, None)
-    if not spte_present(value, layout):
-        return Spte(NONE, None)
+        return FROZEN, None
+    if layout == "modern":
+        if not value & SPTE_MMU_PRESENT:
+            return NONE, None
+    elif not spte_present(value, layout):
+        return NONE, None
     pfn = (value & PFN_MASK) >> 12
     if level == 1 or value & PT_PAGE_SIZE:
-        return Spte(LEAF, pfn)
-    return Spte(TABLE, pfn)
+        return LEAF, pfn
+    return TABLE, pfn
 
 
 def guess_layout(value: int) -> str | None:
@@ -104,26 +112,31 @@ class Fault(NamedTuple):
 
 def decode_fault(vendor: str, gpa: int, error_code: int, shared_bit: int = 1 << 51) -> Fault:
     """What one kvm_page_fault says about the access, for `vendor` (one of VENDORS)."""
+    return Fault(*fault_tuple(vendor, gpa, error_code, shared_bit))
+
+
+def fault_tuple(
+    vendor: str, gpa: int, error_code: int, shared_bit: int = 1 << 51
+) -> tuple[int, bool, bool, bool | None, bool]:
+    """decode_fault as a plain tuple (Fault's fields): the import's hot path."""
     if vendor == "tdx":
         if gpa & shared_bit:
             gfn = (gpa & ~shared_bit) >> 12
-            return Fault(
-                gfn, bool(error_code & EPT_WRITE), bool(error_code & EPT_FETCH), False, False
-            )
+            return gfn, bool(error_code & EPT_WRITE), bool(error_code & EPT_FETCH), False, False
         # Private: the error code is forced to EPT_VIOLATION_ACC_WRITE (0x2).
-        return Fault(gpa >> 12, bool(error_code & EPT_WRITE), False, True, False)
+        return gpa >> 12, bool(error_code & EPT_WRITE), False, True, False
     if vendor in ("amd", "snp"):
         enc = bool(error_code & (PFERR_PRIVATE_ACCESS | PFERR_GUEST_ENC))
         # Only an SNP guest's C-bit says private; elsewhere the attribute decides.
         priv: bool | None = enc if vendor == "snp" else (True if enc else None)
-        return Fault(
+        return (
             gpa >> 12,
             bool(error_code & PFERR_WRITE),
             bool(error_code & PFERR_FETCH),
             priv,
             bool(error_code & PFERR_GUEST_RMP),
         )
-    return Fault(gpa >> 12, bool(error_code & EPT_WRITE), bool(error_code & EPT_FETCH), None, False)
+    return gpa >> 12, bool(error_code & EPT_WRITE), bool(error_code & EPT_FETCH), None, False
 
 
 def describe_error_code(vendor: str, error_code: int) -> str:

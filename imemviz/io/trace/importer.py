@@ -28,11 +28,14 @@ from typing import IO, Any
 
 import attrs
 
-from imemviz.io.trace.observed import Evidence, ObservedState
-from imemviz.io.trace.reader import FileStats, TraceReadError, merged, records
+from imemviz.io.trace import pipeline
+from imemviz.io.trace.observed import COMMIT, Evidence, ObservedState
+from imemviz.io.trace.reader import FileStats, TraceReadError
+from imemviz.io.trace.scanner import read_records
 from imemviz.io.trace.timeline import TimelineWriter
 
 PRESCAN_RECORDS = 20_000
+SMALL_INPUT = 4 << 20  # bytes of input below which it is read in this process
 
 
 class ImportError_(Exception):
@@ -50,6 +53,7 @@ class ImportOptions:
     kernel: str = "mainline"
     recording_out: str | None = None
     vm_config: dict[str, Any] | None = None  # VMCONFIG fields for the check
+    processes: int | None = None  # parsing processes (None: pipeline.processes_wanted)
 
 
 @attrs.define
@@ -119,10 +123,8 @@ def _prescan(paths: list[str], errors: dict[int, str]) -> Evidence:
     for i, p in enumerate(paths):
         stats = FileStats(p)
         try:
-            for n, r in enumerate(records(p, i, stats)):
+            for r in read_records(p, i, stats, PRESCAN_RECORDS):
                 ev.see(r)
-                if n >= PRESCAN_RECORDS:
-                    break
         except TraceReadError as e:
             errors[i] = str(e)
     return ev
@@ -178,6 +180,10 @@ def import_traces(
         k: tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in finally
         for k in ("faults", "conversions", "launch_updates")
     }
+    n_parsers = pipeline.processes_wanted() if opts.processes is None else opts.processes
+    if sum(sizes) < SMALL_INPUT:
+        n_parsers = 0  # starting processes costs more than reading a small trace
+    parsers = pipeline.Parsers(n_parsers)
     try:
         with atomic_output(out, inputs) as f:
             header = {
@@ -186,39 +192,24 @@ def import_traces(
                 "options": {"from_vm_start": opts.from_vm_start},
             }
             w = TimelineWriter(f, header)
-            streams = []
-            for i, p in enumerate(paths):
-                if i in errors:
-                    stats[i].error = errors[i]
-                    continue
-                streams.append(records(p, i, stats[i], should_stop, tick))
-            dump = json.JSONEncoder(separators=(",", ":")).encode
-            write_fault = spool["faults"].write
-            write_conv = spool["conversions"].write
-            write_launch = spool["launch_updates"].write
-            apply = state.apply
-            event = w.event
+            for i in errors:
+                stats[i].error = errors[i]
+            records, fixes = pipeline.rows(
+                paths, stats, settings, parsers, set(errors), should_stop, tick
+            )
             # No reference cycles are made here: the cyclic GC scanning the state's
             # growing containers would cost a third of the time.
             gc_on = gc.isenabled()
             gc.disable()
             try:
-                for r in merged(streams):
-                    fx, extra, gfn = apply(r)
-                    event(r, fx, gfn)
-                    if extra:
-                        if "fault" in extra:
-                            write_fault(dump(extra["fault"]) + "\n")
-                        c = extra.get("conversion")
-                        if c is not None and "same_as" not in c:
-                            write_conv(dump(c) + "\n")
-                        if "launch" in extra:
-                            write_launch(dump(extra["launch"]) + "\n")
+                _commit_all(records, state, w, spool)
             except TraceReadError as e:
                 raise ImportError_(str(e)) from None
             finally:
                 if gc_on:
                     gc.enable()
+            for fix in fixes:
+                state.events.update(fix.events)
             if cancelled:
                 raise ImportError_("import cancelled")
             recognised = sum(s.recognised for s in stats)
@@ -249,8 +240,40 @@ def import_traces(
             progress(sum(sizes), sum(sizes))
         return ImportResult(out, short, disagreements)
     finally:
+        parsers.close()
         for s in spool.values():
             s.close()
+
+
+def _commit_all(records, state: ObservedState, w: TimelineWriter, spool) -> None:
+    """Every record's op done to the state, in order; its timeline line and summary
+    entries written.  The hot loop of the import's process: kept small."""
+    commit = COMMIT
+    lines: list[str] = []
+    add = lines.append
+    listed: dict[str, list[str]] = {k: [] for k in spool}
+    i = w.n
+    for _ts, text, op, _kind, _vcpu, _gfn in records:
+        if op is None:
+            add(f'{{"i":{i},{text},"fx":[]}}')
+        else:
+            state.i = i
+            fx: list[str] = []
+            extra = commit[op[0]](state, op, fx)
+            add(f'{{"i":{i},{text},"fx":[{",".join(fx)}]}}')
+            if extra is not None:
+                listed[extra[0]].append(extra[1])
+        i += 1
+        if len(lines) >= 4096:
+            w.lines(lines)
+            lines.clear()
+            for k, v in listed.items():
+                if v:
+                    spool[k].write("".join(v))
+                    v.clear()
+    w.lines(lines)
+    for k, v in listed.items():
+        spool[k].write("".join(v))
 
 
 def _summary(stats: list[FileStats], state: ObservedState, settings, errors) -> dict[str, Any]:
@@ -285,7 +308,7 @@ def leaves_list(state: ObservedState) -> list[dict[str, Any]]:
     """The contract's `leaves`: present leaves at the end, sorted by (as_id, gfn)."""
     names = {1: "4K", 2: "2M", 3: "1G"}
     out = []
-    for (as_id, gfn, level), (pfn, pv) in sorted(state.leaves.items()):
+    for (as_id, gfn, level), (pfn, pv, _inst) in sorted(state.leaves.items()):
         root = "direct"
         if state.vm_type == "tdx":
             root = "mirror" if pv == 1 else "direct" if pv == 0 else "unknown"

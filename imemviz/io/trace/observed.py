@@ -28,30 +28,29 @@ Effects are small lists, written into the observed timeline:
 `["L+", as_id, gfn, level, pfn, private]`, `["L-", as_id, gfn, level]`,
 `["A", start_gfn, end_gfn, private]` and
 `["S", as_id, slot, base_gfn, npages, flags, gmem_fd, gmem_offset]` (npages 0
-deletes the slot).  `private` is 1, 0 or null (unknown).
+deletes the slot).  `private` is 1, 0 or null (unknown).  `apply` gives each
+as its JSON text (what the timeline writes), formatted here by hand: the
+import's hot path.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from typing import Any
 
 from sortedcontainers import SortedList
 
-from imemviz.io.trace import decode
+from imemviz.io.trace import decode, events
 from imemviz.io.trace.decode import FROZEN, LEAF, TABLE
-from imemviz.io.trace.formats import SNP_PAGE_TYPES
+from imemviz.io.trace.events import KVM_MEMORY_ATTRIBUTE_PRIVATE, event_gfn, span
 from imemviz.io.trace.reader import Record
 from imemviz.model.extents import ExtentMap
 
 GFN_LIMIT = 1 << 52
-KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
 KVM_MAP_GPA_RANGE_ENCRYPTED = 1 << 4
 VM_TYPES = ("default", "sw_protected", "tdx", "snp")
-
-
-def span(level: int) -> int:
-    return 1 << (9 * (level - 1))
+__all__ = ["KVM_MEMORY_ATTRIBUTE_PRIVATE", "Evidence", "ObservedState", "event_gfn", "span"]
 
 
 class Evidence:
@@ -136,9 +135,12 @@ class ObservedState:
         self.shared_bit = 1 << (51 if settings["gpaw"] == 52 else 47)
         known_shared = from_vm_start or self.vm_type == "default"
         self.attr: ExtentMap = ExtentMap(0 if known_shared else None, GFN_LIMIT)
-        # (as_id, gfn, level) -> (pfn, private); per as_id the sorted (gfn, level) keys.
-        self.leaves: dict[tuple[int, int, int], tuple[int, int | None]] = {}
+        # (as_id, gfn, level) -> (pfn, private, instance); per as_id the sorted (gfn, level) keys,
+        # and the keys added since they were last sorted (sorted only when a range of
+        # leaves is asked for: most traces never ask, and a SortedList add costs).
+        self.leaves: dict[tuple[int, int, int], tuple[int, int | None, int]] = {}
         self._keys: dict[int, SortedList] = {}
+        self._new_keys: dict[int, set[tuple[int, int]]] = {}
         self.slots: dict[tuple[int, int], tuple[int, int, int, int | None, int]] = {}
         self.gmem_extent: dict[int, int] = {}  # QEMU guest_memfd fd -> bytes its slots reach
         self.seen_tdp = False
@@ -147,6 +149,12 @@ class ObservedState:
         self.counts: Counter[str] = Counter()
         self._recent_conv: deque[tuple[str, int, int, str, int]] = deque(maxlen=64)
         self.conversions = 0
+        self.i = 0  # the index of the event being committed
+        # Where leaf instances are told as they are born and die (timeline_index.py), if
+        # anywhere: born(i, as_id, gfn, level, pfn, private) -> instance; died(instance, i).
+        self.born: Any = None
+        self.died: Any = None
+        self._decoder = events.Decoder(settings)
 
     # ------------------------------------------------------------------ helpers
     def attr_at(self, gfn: int) -> int | None:
@@ -158,25 +166,42 @@ class ObservedState:
         if old is not None:
             if old[0] == pfn:
                 return  # the same leaf with other permission or A/D bits
-            fx.append(["L-", as_id, gfn, level])
+            fx.append(f'["L-",{as_id},{gfn},{level}]')
         else:
-            keys = self._keys.get(as_id)
-            if keys is None:
-                keys = self._keys[as_id] = SortedList()
-            keys.add((gfn, level))
-        self.leaves[key] = (pfn, pv)
-        fx.append(["L+", as_id, gfn, level, pfn, pv])
+            new = self._new_keys.get(as_id)
+            if new is None:
+                new = self._new_keys[as_id] = set()
+                self._keys[as_id] = SortedList()
+            new.add((gfn, level))
+        if old is not None and self.died is not None:
+            self.died(old[2], self.i)
+        inst = 0 if self.born is None else self.born(self.i, as_id, gfn, level, pfn, pv)
+        self.leaves[key] = (pfn, pv, inst)
+        fx.append(f'["L+",{as_id},{gfn},{level},{pfn},{"null" if pv is None else pv}]')
 
     def _del_leaf(self, fx: list, as_id: int, gfn: int, level: int) -> tuple[int, Any] | None:
         old = self.leaves.pop((as_id, gfn, level), None)
         if old is not None:
-            self._keys[as_id].remove((gfn, level))
-            fx.append(["L-", as_id, gfn, level])
+            k = (gfn, level)
+            new = self._new_keys[as_id]
+            if k in new:
+                new.remove(k)
+            else:
+                self._keys[as_id].remove(k)
+            if self.died is not None:
+                self.died(old[2], self.i)
+            fx.append(f'["L-",{as_id},{gfn},{level}]')
         return old
 
     def _drop_below(self, fx: list, as_id: int, gfn: int, level: int) -> None:
         """A page table at `level` went away: every leaf below it in its range goes too."""
         keys = self._keys.get(as_id)
+        if keys is None:
+            return
+        new = self._new_keys[as_id]
+        if new:
+            keys.update(new)
+            new.clear()
         if not keys:
             return
         end = gfn + span(level)
@@ -186,12 +211,13 @@ class ObservedState:
         for g, lv in doomed:
             self._del_leaf(fx, as_id, g, lv)
 
-    def _private_of(self, r: Record, gfn: int, level: int) -> int | None:
-        lf = self.last_fault.get(r.pid)
-        if lf is not None and lf[1] is not None and gfn <= lf[0] < gfn + span(level):
+    def _private_of(self, pid: int | None, gfn: int, level: int) -> int | None:
+        lf = self.last_fault.get(pid)
+        n = 1 << (9 * (level - 1))
+        if lf is not None and lf[1] is not None and gfn <= lf[0] < gfn + n:
             return int(lf[1])
         a = self.attr.get(gfn)
-        if a is None or not self.attr.is_uniform(gfn, gfn + span(level)):
+        if a is None or (n > 1 and not self.attr.is_uniform(gfn, gfn + n)):
             return None
         return a
 
@@ -199,165 +225,143 @@ class ObservedState:
         if start >= end or end > GFN_LIMIT:
             return
         self.attr.set_range(start, end, private)
-        fx.append(["A", start, end, private])
+        fx.append(f'["A",{start},{end},{private}]')
 
-    def _conversion(self, src: str, gpa: int, size: int, to: str, t: float) -> dict | None:
-        """A conversion for the summary, unless it is the other source's report of one
-        already listed (QEMU traces kvm_convert_memory, then the kernel its ioctl)."""
-        for i, (s, g, sz, tt, idx) in enumerate(self._recent_conv):
+    def _conversion(
+        self, src: str, gpa: int, size: int, to: str, t: float
+    ) -> tuple[str, str] | None:
+        """A conversion's line of the summary, unless it is the other source's report of
+        one already listed (QEMU traces kvm_convert_memory, then the kernel its ioctl)."""
+        for i, (s, g, sz, tt, _idx) in enumerate(self._recent_conv):
             if s != src and g == gpa and sz == size and tt == to:
                 del self._recent_conv[i]
-                return {"same_as": idx}
+                return None
         idx = self.conversions
         self.conversions += 1
         self._recent_conv.append((src, gpa, size, to, idx))
-        return {"gpa": gpa, "size": size, "to": to, "source": src, "t": t}
+        c = {"gpa": gpa, "size": size, "to": to, "source": src, "t": t}
+        return "conversions", _dump(c) + "\n"
 
     # ------------------------------------------------------------------ apply
-    def apply(self, r: Record) -> tuple[list, dict[str, Any], int | None]:
-        """The effects of one event, what it adds to the summary lists, and its gfn."""
+    def commit(self, op: tuple | None) -> tuple[list[str], tuple[str, str] | None]:
+        """Do one event's op (events.py) to the state: its effects (each as its JSON
+        text) and what it adds to the summary's lists: (`"faults"`, `"conversions"` or
+        `"launch_updates"`, the JSON line), or None.  The caller counts the event in
+        `events` and sets `i`."""
+        fx: list[str] = []
+        if op is None:
+            return fx, None
+        return fx, COMMIT[op[0]](self, op, fx)
+
+    def apply(self, r: Record) -> tuple[list[str], tuple[str, str] | None]:
+        """prepare and commit one record (the import does the two in different places)."""
         self.events[r.event] += 1
-        fx: list = []
-        extra: dict[str, Any] = {}
-        f = r.fields
-        handler = _HANDLERS.get(r.kind)
-        if handler is not None:
-            handler(self, r, f, fx, extra)
-        gfn = f.get("gfn")
-        if gfn is None:
-            gpa = f.get("gpa")
-            if gpa is not None:
-                gfn = (gpa & ~self.shared_bit) >> 12
-            elif r.kind == "attributes":
-                gfn = f["start"]
-            elif r.kind in ("convert", "memory_fault"):
-                gfn = f["start"] >> 12
-        return fx, extra, gfn
+        return self.commit(self._decoder.prepare(r.kind, r.fields, r.pid, r.vcpu, r.ts))
 
 
-def _h_fault(st: ObservedState, r: Record, f, fx, extra) -> None:
-    d = decode.decode_fault(st.vendor, f["gpa"], f["error_code"], st.shared_bit)
-    st.last_fault[r.pid] = (d.gfn, d.private)
-    st.counts["faults"] += 1
-    extra["fault"] = {
-        "vcpu": r.vcpu,
-        "gpa": f["gpa"],
-        "error_code": f["error_code"],
-        "gfn": d.gfn,
-        "write": d.write,
-        "private": d.private,
-        "t": r.ts,
-    }
+_dump = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _h_spte(st: ObservedState, r: Record, f, fx, extra) -> None:
-    st.seen_tdp = True
-    as_id, gfn, level = f["as_id"], f["gfn"], f["level"]
-    old = decode.decode_spte(f["old_spte"], level, st.layout)
-    new = decode.decode_spte(f["new_spte"], level, st.layout)
-    if old.kind == LEAF and new.kind == TABLE:
-        # tdp_mmu_split_huge_page(): the children are made before the link, untraced.
-        prev = st._del_leaf(fx, as_id, gfn, level)
-        pv = prev[1] if prev else st._private_of(r, gfn, level)
-        n = span(level - 1)
-        for i in range(512):
-            st._add_leaf(fx, as_id, gfn + i * n, level - 1, old.pfn + i * n, pv)
-        st.counts["splits"] += 1
-        return
-    if old.kind == TABLE and new.kind != TABLE:
-        st._drop_below(fx, as_id, gfn, level)
-    if new.kind == LEAF:
-        if old.kind == LEAF and old.pfn == new.pfn and (as_id, gfn, level) in st.leaves:
-            return
-        st._add_leaf(fx, as_id, gfn, level, new.pfn, st._private_of(r, gfn, level))
-        if level > 1:
+class _Commit:
+    """ObservedState.commit's handlers, by op code (events.py): each appends the op's
+    effects to fx and returns what it adds to the summary's lists, as (list name,
+    JSON line), or None."""
+
+    @staticmethod
+    def fault(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        _, pid, gfn, private, line = op
+        st.last_fault[pid] = (gfn, private)
+        st.counts["faults"] += 1
+        return "faults", line
+
+    @staticmethod
+    def spte(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        _, pid, as_id, gfn, level, old, old_pfn, new, new_pfn = op
+        st.seen_tdp = True
+        if old == LEAF and new == TABLE:
+            # tdp_mmu_split_huge_page(): the children are made before the link, untraced.
+            prev = st._del_leaf(fx, as_id, gfn, level)
+            pv = prev[1] if prev else st._private_of(pid, gfn, level)
+            n = span(level - 1)
+            for i in range(512):
+                st._add_leaf(fx, as_id, gfn + i * n, level - 1, old_pfn + i * n, pv)
+            st.counts["splits"] += 1
+            return None
+        if old == TABLE and new != TABLE:
             st._drop_below(fx, as_id, gfn, level)
-    elif new.kind in (decode.NONE, FROZEN) and old.kind == LEAF:
-        st._del_leaf(fx, as_id, gfn, level)
+        if new == LEAF:
+            if old == LEAF and old_pfn == new_pfn and (as_id, gfn, level) in st.leaves:
+                return None
+            st._add_leaf(fx, as_id, gfn, level, new_pfn, st._private_of(pid, gfn, level))
+            if level > 1:
+                st._drop_below(fx, as_id, gfn, level)
+        elif old == LEAF and (new == decode.NONE or new == FROZEN):
+            st._del_leaf(fx, as_id, gfn, level)
+        return None
+
+    @staticmethod
+    def set_spte(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        if st.seen_tdp:
+            return None  # the TDP MMU's spte_changed events already said it, with the as_id
+        _, pid, gfn, level, pfn = op
+        st._add_leaf(fx, 0, gfn, level, pfn, st._private_of(pid, gfn, level))
+        return None
+
+    @staticmethod
+    def zap(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        if st.seen_tdp:
+            return None  # the TDP MMU traces every child it zaps
+        st._drop_below(fx, 0, op[1], op[2] + 1)
+        return None
+
+    @staticmethod
+    def attributes(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        _, start, end, private, ts = op
+        st._set_attr(fx, start, end, private)
+        to = "private" if private else "shared"
+        return st._conversion("kernel", start << 12, (end - start) << 12, to, ts)
+
+    @staticmethod
+    def convert(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        _, start, end, private, gpa, size, ts = op
+        st._set_attr(fx, start, end, private)
+        return st._conversion("qemu", gpa, size, "private" if private else "shared", ts)
+
+    @staticmethod
+    def memslot(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        _, as_id, slot, gpa, size, flags, fd, off = op
+        npages = size >> 12
+        if npages:
+            st.slots[(as_id, slot)] = (gpa >> 12, npages, flags, fd, off)
+            if fd is not None:
+                st.gmem_extent[fd] = max(st.gmem_extent.get(fd, 0), off + size)
+        else:
+            st.slots.pop((as_id, slot), None)
+        fx.append(
+            f'["S",{as_id},{slot},{gpa >> 12},{npages},{flags},{"null" if fd is None else fd},'
+            f"{off}]"
+        )
+        return None
+
+    @staticmethod
+    def launch(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        return "launch_updates", _dump(op[1]) + "\n"
+
+    @staticmethod
+    def memory_fault(st: ObservedState, op: tuple, fx: list) -> dict | None:
+        st.counts["memory_faults"] += 1
+        return None
 
 
-def _h_set_spte(st: ObservedState, r: Record, f, fx, extra) -> None:
-    if st.seen_tdp:
-        return  # the TDP MMU's spte_changed events already said it, with the as_id
-    level = f["level"]
-    s = decode.decode_spte(f["spte"], level, st.layout)
-    if s.kind == LEAF:
-        gfn = f["gfn"] & ~(span(level) - 1)
-        st._add_leaf(fx, 0, gfn, level, s.pfn, st._private_of(r, gfn, level))
-
-
-def _h_zap_page(st: ObservedState, r: Record, f, fx, extra) -> None:
-    if st.seen_tdp:
-        return  # the TDP MMU traces every child it zaps
-    st._drop_below(fx, 0, f["gfn"], f["role_level"] + 1)
-
-
-def _h_attributes(st: ObservedState, r: Record, f, fx, extra) -> None:
-    private = 1 if f["attr"] & KVM_MEMORY_ATTRIBUTE_PRIVATE else 0
-    st._set_attr(fx, f["start"], f["end"], private)
-    c = st._conversion(
-        "kernel",
-        f["start"] << 12,
-        (f["end"] - f["start"]) << 12,
-        "private" if private else "shared",
-        r.ts,
-    )
-    if c is not None:
-        extra["conversion"] = c
-
-
-def _h_convert(st: ObservedState, r: Record, f, fx, extra) -> None:
-    private = 1 if f["msg"] == "shared_to_private" else 0
-    start = f["start"] >> 12
-    st._set_attr(fx, start, (f["start"] + f["size"] + 0xFFF) >> 12, private)
-    c = st._conversion("qemu", f["start"], f["size"], "private" if private else "shared", r.ts)
-    if c is not None:
-        extra["conversion"] = c
-
-
-def _h_memslot(st: ObservedState, r: Record, f, fx, extra) -> None:
-    if f["ret"] != 0:
-        return
-    as_id, slot = f.get("addr_space", 0), f["slot"]
-    npages = f["size"] >> 12
-    fd = f.get("gmem_fd", -1)
-    fd = fd if fd >= 0 and f["flags"] & 4 else None
-    off = f.get("gmem_offset", 0)
-    if npages:
-        st.slots[(as_id, slot)] = (f["gpa"] >> 12, npages, f["flags"], fd, off)
-        if fd is not None:
-            st.gmem_extent[fd] = max(st.gmem_extent.get(fd, 0), off + f["size"])
-    else:
-        st.slots.pop((as_id, slot), None)
-    fx.append(["S", as_id, slot, f["gpa"] >> 12, npages, f["flags"], fd, off])
-
-
-def _h_launch(st: ObservedState, r: Record, f, fx, extra) -> None:
-    extra["launch"] = {
-        "gpa": f["gpa"],
-        "size": f["len"],
-        "type": SNP_PAGE_TYPES.get(f["page_type"], f["page_type"].upper()),
-        "t": r.ts,
-    }
-
-
-def _h_tdx_add(st: ObservedState, r: Record, f, fx, extra) -> None:
-    extra["launch"] = {"gpa": f["gpa"], "size": 4096, "type": "TDX_PAGE_ADD", "t": r.ts}
-
-
-def _h_memory_fault(st: ObservedState, r: Record, f, fx, extra) -> None:
-    st.counts["memory_faults"] += 1
-
-
-_HANDLERS = {
-    "fault": _h_fault,
-    "spte": _h_spte,
-    "set_spte": _h_set_spte,
-    "zap_page": _h_zap_page,
-    "attributes": _h_attributes,
-    "convert": _h_convert,
-    "memslot": _h_memslot,
-    "launch_update": _h_launch,
-    "tdx_page_add": _h_tdx_add,
-    "memory_fault": _h_memory_fault,
-}
+COMMIT = (
+    _Commit.fault,
+    _Commit.spte,
+    _Commit.set_spte,
+    _Commit.zap,
+    _Commit.attributes,
+    _Commit.convert,
+    _Commit.memslot,
+    _Commit.launch,
+    _Commit.memory_fault,
+)
+assert len(COMMIT) == events.MEMORY_FAULT + 1

@@ -20,6 +20,7 @@ import contextlib
 import gzip
 import heapq
 import io
+import itertools
 import shutil
 import subprocess
 from collections import Counter
@@ -50,6 +51,7 @@ class Record(NamedTuple):
     kind: str
     fields: dict[str, Any]
     payload: str  # the event's text as the trace printed it
+    text: str | None = None  # its timeline fields "t" to "p" (scanner.py), when rendered
 
 
 class FileStats:
@@ -67,7 +69,7 @@ class FileStats:
         self.last_ts: float | None = None
 
 
-def _open(path: str, stats: FileStats) -> tuple[IO[bytes], subprocess.Popen | None]:
+def open_trace(path: str, stats: FileStats) -> tuple[IO[bytes], subprocess.Popen | None]:
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as e:
@@ -139,82 +141,116 @@ def lines(stream: IO[bytes], stats: FileStats) -> Iterator[tuple[int, str, bool]
             yield n, b.decode("utf-8", "replace"), True
 
 
+class LineReader:
+    """The reference reading of one line: framing, payload row, time and vCPU.
+
+    Holds what reading carries from line to line in one file (the last time, for
+    lines without one; the vCPU of each thread).  `scanner.py`'s fast path reads
+    the common lines itself and hands every other line here, so both agree.
+    """
+
+    def __init__(self, src: int, stats: FileStats) -> None:
+        self.src = src
+        self.stats = stats
+        self.last_ts = 0.0
+        self.vcpu_by_pid: dict[int, int | None] = {}
+        # About the last line read: whether it had a time of its own, and whether its
+        # vCPU was looked up for a thread not seen before (scanner.Block tracks both).
+        self.timed = False
+        self.vcpu_missed = False
+
+    def line(self, n: int, text: str, bad: bool) -> Record | None:
+        """The record of line `n`, or None (the skip is counted in the stats)."""
+        stats = self.stats
+        m = _FTRACE.fullmatch(text)
+        if m is not None and m.group("event") not in _MARKERS:
+            # The common case, inlined: tracefs / trace-cmd report framing.
+            comm, pid_s, cpu_s, ts_s, event, payload = m.groups()
+            ts: float | None = float(ts_s)
+            pid: int | None = int(pid_s)
+            cpu: int | None = int(cpu_s)
+            framing = "ftrace"
+        else:
+            f = frame(text)
+            if not isinstance(f, Frame):
+                stats.skipped["bad_encoding" if bad and f != COMMENT else f] += 1
+                return None
+            ts, pid, cpu, comm, event, payload, framing = f
+        fields = None
+        fmt = None
+        for fmt in BY_EVENT.get(event, ()):
+            fields = fmt.parse(payload)
+            if fields is not None:
+                break
+        if fields is None or fmt is None:
+            if bad:
+                stats.skipped["bad_encoding"] += 1
+            elif event in BY_EVENT:
+                stats.skipped["malformed"] += 1
+            else:
+                stats.skipped["unknown_event"] += 1
+            return None
+        self.timed = ts is not None
+        if ts is None:
+            ts = self.last_ts
+        self.last_ts = ts
+        if stats.first_ts is None:
+            stats.first_ts = ts
+        stats.recognised += 1
+        stats.framings[framing] += 1
+        vcpu = fields.get("vcpu")
+        self.vcpu_missed = False
+        if pid is not None:
+            if vcpu is not None:
+                self.vcpu_by_pid[pid] = vcpu
+            else:
+                vcpu = self.vcpu_by_pid.get(pid, -1)
+                if vcpu == -1:
+                    vcpu = self.vcpu_by_pid[pid] = vcpu_of_comm(comm)
+                    self.vcpu_missed = True
+        return Record(ts, self.src, n, pid, cpu, vcpu, event, fmt.kind, fields, payload)
+
+    def finish(self) -> None:
+        self.stats.last_ts = self.last_ts if self.stats.first_ts is not None else None
+
+
 def records(
     path: str, src: int, stats: FileStats, stop: Any = None, tick: Any = None
 ) -> Iterator[Record]:
-    """The recognised events of one file, in file order; skips are counted in `stats`.
+    """The recognised events of one file, in file order, one line at a time (the
+    reference reading; the import uses `scanner.scan`, which reads the same).
 
     Every 4096 lines `stop()`, when given, is polled (a true value ends the file)
     and `tick(src, position)` is told how far into the file reading is.
     """
-    stream, proc = _open(path, stats)
-    skipped = stats.skipped
-    last_ts = 0.0
-    vcpu_by_pid: dict[int, int] = {}
+    stream, proc = open_trace(path, stats)
+    reader = LineReader(src, stats)
     try:
-        ftrace = _FTRACE.fullmatch
-        by_event = BY_EVENT
-        framings = stats.framings
+        read = reader.line
         for n, text, bad in lines(stream, stats):
             if not n & 0xFFF:
                 if stop is not None and stop():
                     return
                 if tick is not None:
-                    tick(src, _position(stream))
-            m = ftrace(text)
-            if m is not None and m.group("event") not in _MARKERS:
-                # The common case, inlined: tracefs / trace-cmd report framing.
-                comm, pid_s, cpu_s, ts_s, event, payload = m.groups()
-                ts: float | None = float(ts_s)
-                pid: int | None = int(pid_s)
-                cpu: int | None = int(cpu_s)
-                framing = "ftrace"
-            else:
-                f = frame(text)
-                if not isinstance(f, Frame):
-                    skipped["bad_encoding" if bad and f != COMMENT else f] += 1
-                    continue
-                ts, pid, cpu, comm, event, payload, framing = f
-            fields = None
-            for fmt in by_event.get(event, ()):
-                fields = fmt.parse(payload)
-                if fields is not None:
-                    break
-            if fields is None:
-                if bad:
-                    skipped["bad_encoding"] += 1
-                elif event in by_event:
-                    skipped["malformed"] += 1
-                else:
-                    skipped["unknown_event"] += 1
-                continue
-            if ts is None:
-                ts = last_ts
-            last_ts = ts
-            if stats.first_ts is None:
-                stats.first_ts = ts
-            stats.recognised += 1
-            framings[framing] += 1
-            vcpu = fields.get("vcpu")
-            if pid is not None:
-                if vcpu is not None:
-                    vcpu_by_pid[pid] = vcpu
-                else:
-                    vcpu = vcpu_by_pid.get(pid, -1)
-                    if vcpu == -1:
-                        vcpu = vcpu_by_pid[pid] = vcpu_of_comm(comm)
-            yield Record(ts, src, n, pid, cpu, vcpu, event, fmt.kind, fields, payload)
-        stats.last_ts = last_ts if stats.first_ts is not None else None
+                    tick(src, position(stream))
+            r = read(n, text, bad)
+            if r is not None:
+                yield r
+        reader.finish()
     finally:
+        close(stream, proc)
+
+
+def close(stream: IO[bytes], proc: subprocess.Popen | None) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()
+    if proc is not None:
         with contextlib.suppress(OSError):
-            stream.close()
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            proc.wait()
+            proc.kill()
+        proc.wait()
 
 
-def _position(stream: Any) -> int:
+def position(stream: Any) -> int:
     try:
         raw = getattr(stream, "fileobj", None) or stream  # gzip: the compressed position
         return int(raw.tell())
@@ -225,8 +261,9 @@ def _position(stream: Any) -> int:
 _MARKERS = frozenset({"tracing_mark_write", "print"})  # may carry QEMU's ftrace backend
 
 
-def merged(streams: list[Iterator[Record]]) -> Iterator[Record]:
-    """Several files' events merged by time (stable: equal times keep input order)."""
+def merged(streams: list[Iterator[list[Record]]]) -> Iterator[Record]:
+    """Several files' events (in lists, as scanner.scan yields them) merged by time
+    (stable: equal times keep input order)."""
     if len(streams) == 1:
-        return streams[0]
-    return heapq.merge(*streams, key=lambda r: r.ts)
+        return itertools.chain.from_iterable(streams[0])
+    return heapq.merge(*map(itertools.chain.from_iterable, streams), key=lambda r: r.ts)

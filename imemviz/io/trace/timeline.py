@@ -34,39 +34,11 @@ from typing import IO, Any
 import numpy as np
 from sortedcontainers import SortedDict
 
+from imemviz.io.trace.events import KIND_CODE
+
 FORMAT = "imemviz-observed"
 VERSION = 1
 NEVER = np.iinfo(np.int64).max
-
-KINDS = (
-    "fault",
-    "spte",
-    "set_spte",
-    "spte_requested",
-    "split",
-    "zap_page",
-    "get_page",
-    "attributes",
-    "unmap_hva",
-    "user_exit",
-    "vmexit",
-    "entry",
-    "hypercall",
-    "rmp_fault",
-    "ghcb_msr",
-    "memslot",
-    "convert",
-    "memory_fault",
-    "map_gpa_range",
-    "qemu_run_exit",
-    "launch_start",
-    "launch_update",
-    "launch_finish",
-    "tdx_page_add",
-    "tdx_page_aug",
-    "tdx_page_remove",
-)
-KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 
 
 class TimelineError(ValueError):
@@ -74,11 +46,6 @@ class TimelineError(ValueError):
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-_dumps = json.dumps
-
-
-def _j(v: int | None) -> str:
-    return "null" if v is None else str(v)
 
 
 class TimelineWriter:
@@ -89,14 +56,19 @@ class TimelineWriter:
         self.n = 0
         out.write(_encode({"format": FORMAT, "version": VERSION, **header}) + "\n")
 
-    def event(self, r, fx: list, gfn: int | None) -> None:
-        # Formatted by hand: json.dumps of a dict costs more than all the parsing.
-        self.out.write(
-            f'{{"i":{self.n},"t":{r.ts!r},"e":"{r.event}","k":"{r.kind}","src":{r.src},'
-            f'"ln":{r.line},"pid":{_j(r.pid)},"cpu":{_j(r.cpu)},"vcpu":{_j(r.vcpu)},'
-            f'"g":{_j(gfn)},"p":{_dumps(r.payload)},"fx":{_encode(fx) if fx else "[]"}}}\n'
-        )
+    def event(self, r, fx: list[str]) -> None:
+        # Formatted by hand (json.dumps of a dict costs more than all the parsing): the
+        # fields from "t" to "p" by the scanner (Record.text), the effects (each as its
+        # JSON text) by the observed state.
+        self.out.write(f'{{"i":{self.n},{r.text},"fx":[{",".join(fx)}]}}\n')
         self.n += 1
+
+    def lines(self, lines: list[str]) -> None:
+        """Event lines formatted by the caller (`{"i":N,...}`, no newline), in order."""
+        if lines:
+            self.out.write("\n".join(lines))
+            self.out.write("\n")
+            self.n += len(lines)
 
     def raw(self, obj: dict[str, Any]) -> None:
         self.out.write(_encode(obj) + "\n")

@@ -1,0 +1,254 @@
+"""The import's reading of its inputs: blocks of whole lines, read in parallel, put back
+in order and put right.
+
+The importing process reads each input (plain, gzip, zstd or `trace-cmd report`'s
+output) in blocks of about `scanner.BLOCK` bytes cut at a newline, numbers their
+lines, and hands them to `scanner.parse_block`: in parsing processes
+(`Parsers(n)`, a `multiprocessing` pool; at most a few blocks in flight, so memory
+stays bounded) or in this process (`Parsers(0)`).  A block is read with no
+knowledge of the lines before it; `FileFix` puts right, in file order, the two
+things those lines decide (see scanner.Block): the time of records before the
+block's first timed one, and the vCPU of records of a thread the block had not
+seen.  Where the reading in the block differs from what the lines before say,
+those records are read again here with the right state.  So the records are the
+same, byte for byte, whatever the number of processes and wherever blocks are cut
+(tests/trace/test_pipeline.py), and the same as reader.records gives.
+
+Bounds, as reader.lines: a line longer than MAX_LINE is skipped (`too_long`)
+without being held whole (one spanning reads is dropped as it streams by), a
+last line without its newline is `truncated`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from imemviz.io.trace.reader import MAX_LINE, FileStats, LineReader, close, open_trace, position
+from imemviz.io.trace.scanner import BLOCK, Block, _BlockParser, parse_block
+
+WINDOW = 3  # blocks in flight per parsing process
+
+
+def blocks_of(
+    path: str,
+    stats: FileStats,
+    stop: Callable[[], bool] | None = None,
+    tick: Callable[[int], None] | None = None,
+    block: int | None = None,
+) -> Iterator[tuple[bytes, int]]:
+    """(whole lines, number of the first) of one file, in order.  Counts in `stats` the
+    lines read, the too long ones that span reads and a truncated last line.  After
+    each read `stop()` is polled (true: stop reading) and `tick(position)` told."""
+    block = block or BLOCK
+    stream, proc = open_trace(path, stats)
+    try:
+        read = stream.read
+        n = 0  # lines so far
+        carry = b""
+        skipping = False  # inside a line longer than MAX_LINE, up to its newline
+        while True:
+            data = read(block)
+            if not data:
+                break
+            if skipping:
+                k = data.find(b"\n")
+                if k < 0:
+                    continue
+                data = data[k + 1 :]
+                skipping = False
+            buf = carry + data if carry else data
+            k = buf.rfind(b"\n")
+            if k < 0:
+                carry = buf
+            else:
+                carry = buf[k + 1 :]
+                whole = buf[: k + 1]
+                yield whole, n + 1
+                n += whole.count(b"\n")
+            if len(carry) > MAX_LINE:
+                n += 1
+                stats.skipped["too_long"] += 1
+                carry, skipping = b"", True
+            stats.lines = n
+            if stop is not None and stop():
+                return
+            if tick is not None:
+                tick(position(stream))
+        if carry:
+            n += 1
+            stats.skipped["truncated"] += 1
+        stats.lines = n
+    finally:
+        close(stream, proc)
+
+
+def processes_wanted() -> int:
+    """Parsing processes for this machine: one per core beyond the importing one's
+    share, at most 2 (more only adds copies of the blocks); 0 on one core."""
+    n = os.cpu_count() or 1
+    return 0 if n < 2 else 2
+
+
+class Parsers:
+    """Where blocks are parsed: `n` processes, or this one (n = 0)."""
+
+    def __init__(self, n: int = 0) -> None:
+        self.pool = None
+        if n > 0:
+            # fork is instant and safe in a process with one thread (the command line,
+            # the app's import process); elsewhere start clean processes.
+            method = "fork" if threading.active_count() == 1 and _has_fork() else "spawn"
+            ctx = multiprocessing.get_context(method)
+            self.pool = ctx.Pool(n)
+        self.window = max(1, n) * WINDOW
+
+    def map(self, tasks: Iterator[tuple]) -> Iterator[tuple[Block, bytes]]:
+        """parse_block over `tasks` (data, src, first_line, settings), in order, with
+        the data of each."""
+        if self.pool is None:
+            for t in tasks:
+                yield parse_block(t), t[0]
+            return
+        pending: deque = deque()
+        for t in tasks:
+            pending.append((self.pool.apply_async(parse_block, (t,)), t[0]))
+            if len(pending) >= self.window:
+                res, data = pending.popleft()
+                yield res.get(), data
+        while pending:
+            res, data = pending.popleft()
+            yield res.get(), data
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def _has_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class FileFix:
+    """One file's blocks, put right in order (see the module doc), and its stats."""
+
+    def __init__(self, src: int, stats: FileStats, settings: dict[str, Any]) -> None:
+        self.src = src
+        self.stats = stats
+        self.settings = settings
+        self.last_ts = 0.0  # the time before the next block (reader.LineReader's start)
+        self.vmap: dict[int, Any] = {}  # thread -> vCPU before the next block
+        self.events: dict[str, int] = {}
+
+    def fix(self, b: Block, data: bytes) -> None:
+        redo: dict[int, tuple[float | None, tuple[int, Any] | None]] = {}
+        if b.untimed and self.last_ts != 0.0:
+            for k in range(b.untimed):
+                redo[k] = (self.last_ts, None)
+        for pid, chain in b.chains.items():
+            if pid in self.vmap and self.vmap[pid] != chain[0]:
+                v = self.vmap[pid]
+                for k in chain[1:]:
+                    ts = redo.get(k, (None, None))[0]
+                    redo[k] = (ts, (pid, v))
+        if redo:
+            self._redo(b, data, redo)
+        # What this block leaves for the next: a thread first seen here without a vCPU
+        # and never given one keeps the vCPU it had before.
+        before = self.vmap
+        for pid, v in b.vmap.items():
+            if pid in b.open_chains and pid in before:
+                continue
+            before[pid] = v
+        st = self.stats
+        if b.ts and st.first_ts is None:
+            st.first_ts = b.ts[0]
+        if b.last_ts is not None:
+            self.last_ts = b.last_ts  # else every record inherited the time before
+        st.recognised += b.recognised
+        for k, v in b.skipped.items():
+            st.skipped[k] += v
+        for k, v in b.framings.items():
+            st.framings[k] += v
+        for k, v in b.events.items():
+            self.events[k] = self.events.get(k, 0) + v
+
+    def finish(self) -> None:
+        self.stats.last_ts = self.last_ts if self.stats.first_ts is not None else None
+
+    def _redo(self, b: Block, data: bytes, redo: dict) -> None:
+        """Read the records `redo` names again, with the time and vCPU the lines before
+        the block give, and put them in place."""
+        raw_lines = data.split(b"\n")
+        parser = _BlockParser.get(self.src, self.settings)
+        for k, (ts, thread) in sorted(redo.items()):
+            reader = LineReader(self.src, FileStats(""))
+            if ts is not None:
+                reader.last_ts = ts
+            if thread is not None:
+                reader.vcpu_by_pid[thread[0]] = thread[1]
+            n = b.line_of[k]
+            raw = raw_lines[n - b.first_line]
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            try:
+                text, bad = raw.decode("utf-8"), False
+            except UnicodeDecodeError:
+                text, bad = raw.decode("utf-8", "replace"), True
+            r = reader.line(n, text, bad)
+            assert r is not None, (n, text)  # it was read once already
+            one = Block(self.src, n)
+            parser.emit(one, r)
+            b.texts[k] = one.texts[0]
+            b.ops[k] = one.ops[0]
+            b.ts[k] = r.ts
+            b.vcpus[k] = one.vcpus[0]
+
+
+Row = tuple  # (ts, text, op, kind, vcpu, gfn): one record as the importer takes it
+
+
+def rows(
+    paths: list[str],
+    stats: list[FileStats],
+    settings: dict[str, Any],
+    parsers: Parsers,
+    skip: set[int],
+    stop: Callable[[], bool] | None = None,
+    tick: Callable[[int, int], None] | None = None,
+) -> tuple[Iterator[Row], list[FileFix]]:
+    """The records of every readable input (not in `skip`), merged by time (stable: equal
+    times keep input order), and each file's FileFix (its stats and events counts are
+    complete once the records are consumed)."""
+    fixes = []
+    streams = []
+    for src, path in enumerate(paths):
+        if src in skip:
+            continue
+        fix = FileFix(src, stats[src], settings)
+        fixes.append(fix)
+        streams.append(_file_rows(path, src, fix, settings, parsers, stop, tick))
+    if len(streams) == 1:
+        return streams[0], fixes
+    return heapq.merge(*streams, key=lambda r: r[0]), fixes
+
+
+def _file_rows(path, src, fix, settings, parsers, stop, tick) -> Iterator[Row]:
+    def on_tick(pos: int) -> None:
+        if tick is not None:
+            tick(src, pos)
+
+    tasks = (
+        (data, src, first, settings) for data, first in blocks_of(path, fix.stats, stop, on_tick)
+    )
+    for b, data in parsers.map(tasks):
+        fix.fix(b, data)
+        yield from zip(b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns, strict=True)
+    fix.finish()
