@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -33,6 +34,7 @@ from imemviz.io.trace.observed import COMMIT, Evidence, ObservedState
 from imemviz.io.trace.reader import FileStats, TraceReadError
 from imemviz.io.trace.scanner import read_records
 from imemviz.io.trace.timeline import TimelineWriter
+from imemviz.io.trace.timeline_index import IndexWriter, index_path
 
 PRESCAN_RECORDS = 20_000
 SMALL_INPUT = 4 << 20  # bytes of input below which it is read in this process
@@ -184,6 +186,8 @@ def import_traces(
     if sum(sizes) < SMALL_INPUT:
         n_parsers = 0  # starting processes costs more than reading a small trace
     parsers = pipeline.Parsers(n_parsers)
+    index = IndexWriter()
+    token = uuid.uuid4().hex
     try:
         with atomic_output(out, inputs) as f:
             header = {
@@ -191,7 +195,10 @@ def import_traces(
                 "settings": settings,
                 "options": {"from_vm_start": opts.from_vm_start},
             }
-            w = TimelineWriter(f, header)
+            w = TimelineWriter(f, header, index.cols["offset"])
+            state.leaf_log = index.cols["leaf"]
+            state.attr_log = index.cols["attr"]
+            state.slot_log = index.cols["slot"]
             for i in errors:
                 stats[i].error = errors[i]
             records, fixes = pipeline.rows(
@@ -202,7 +209,7 @@ def import_traces(
             gc_on = gc.isenabled()
             gc.disable()
             try:
-                _commit_all(records, state, w, spool)
+                _commit_all(records, state, w, spool, index)
             except TraceReadError as e:
                 raise ImportError_(str(e)) from None
             finally:
@@ -223,6 +230,7 @@ def import_traces(
                     f"({sum(s.lines for s in stats)} lines read)"
                 )
             short = _summary(stats, state, settings, errors)
+            tail = w.pos
             disagreements = 0
             if opts.check:
                 from imemviz.io.trace.model_check import check_timeline
@@ -233,7 +241,9 @@ def import_traces(
                     w.raw({"mark": m})
                 short["check"] = report.summary()
                 disagreements = len(report.marks)
-            w.end({"events": w.n, **{k: short[k] for k in ("lines", "recognised", "skipped")}})
+            totals = {k: short[k] for k in ("lines", "recognised", "skipped")}
+            w.end({"events": w.n, **totals, "index": token})
+        _write_index(out, index, token, w.n, tail)
         if summary_path is not None:
             _write_summary(summary_path, short, state, spool, (*inputs, out))
         if progress is not None:
@@ -241,19 +251,27 @@ def import_traces(
         return ImportResult(out, short, disagreements)
     finally:
         parsers.close()
+        index.close()
         for s in spool.values():
             s.close()
 
 
-def _commit_all(records, state: ObservedState, w: TimelineWriter, spool) -> None:
-    """Every record's op done to the state, in order; its timeline line and summary
-    entries written.  The hot loop of the import's process: kept small."""
+def _commit_all(records, state: ObservedState, w: TimelineWriter, spool, index) -> None:
+    """Every record's op done to the state, in order; its timeline line, index columns
+    and summary entries written.  The hot loop of the import's process: kept small."""
     commit = COMMIT
     lines: list[str] = []
     add = lines.append
     listed: dict[str, list[str]] = {k: [] for k in spool}
+    cols = index.cols
+    add_ts, add_kind = cols["ts"].append, cols["kind"].append
+    add_vcpu, add_gfn = cols["vcpu"].append, cols["gfn"].append
     i = w.n
-    for _ts, text, op, _kind, _vcpu, _gfn in records:
+    for ts, text, op, kind, vcpu, gfn in records:
+        add_ts(ts)
+        add_kind(kind)
+        add_vcpu(vcpu)
+        add_gfn(gfn)
         if op is None:
             add(f'{{"i":{i},{text},"fx":[]}}')
         else:
@@ -271,9 +289,21 @@ def _commit_all(records, state: ObservedState, w: TimelineWriter, spool) -> None
                 if v:
                     spool[k].write("".join(v))
                     v.clear()
+            index.flush()
     w.lines(lines)
     for k, v in listed.items():
         spool[k].write("".join(v))
+
+
+def _write_index(out: str, index: IndexWriter, token: str, events: int, tail: int) -> None:
+    """The timeline's index next to it (a cache: when it cannot be written, none is)."""
+    path = index_path(out)
+    try:
+        with atomic_output(path, (out,), binary=True) as f:
+            index.write(f, token, os.path.getsize(out), events, tail)
+    except (ImportError_, OSError):
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # a stale one would not match, but leave nothing misleading
 
 
 def _summary(stats: list[FileStats], state: ObservedState, settings, errors) -> dict[str, Any]:
@@ -308,7 +338,7 @@ def leaves_list(state: ObservedState) -> list[dict[str, Any]]:
     """The contract's `leaves`: present leaves at the end, sorted by (as_id, gfn)."""
     names = {1: "4K", 2: "2M", 3: "1G"}
     out = []
-    for (as_id, gfn, level), (pfn, pv, _inst) in sorted(state.leaves.items()):
+    for (as_id, gfn, level), (pfn, pv) in sorted(state.leaves.items()):
         root = "direct"
         if state.vm_type == "tdx":
             root = "mirror" if pv == 1 else "direct" if pv == 0 else "unknown"

@@ -135,10 +135,10 @@ class ObservedState:
         self.shared_bit = 1 << (51 if settings["gpaw"] == 52 else 47)
         known_shared = from_vm_start or self.vm_type == "default"
         self.attr: ExtentMap = ExtentMap(0 if known_shared else None, GFN_LIMIT)
-        # (as_id, gfn, level) -> (pfn, private, instance); per as_id the sorted (gfn, level) keys,
+        # (as_id, gfn, level) -> (pfn, private); per as_id the sorted (gfn, level) keys,
         # and the keys added since they were last sorted (sorted only when a range of
         # leaves is asked for: most traces never ask, and a SortedList add costs).
-        self.leaves: dict[tuple[int, int, int], tuple[int, int | None, int]] = {}
+        self.leaves: dict[tuple[int, int, int], tuple[int, int | None]] = {}
         self._keys: dict[int, SortedList] = {}
         self._new_keys: dict[int, set[tuple[int, int]]] = {}
         self.slots: dict[tuple[int, int], tuple[int, int, int, int | None, int]] = {}
@@ -150,10 +150,11 @@ class ObservedState:
         self._recent_conv: deque[tuple[str, int, int, str, int]] = deque(maxlen=64)
         self.conversions = 0
         self.i = 0  # the index of the event being committed
-        # Where leaf instances are told as they are born and die (timeline_index.py), if
-        # anywhere: born(i, as_id, gfn, level, pfn, private) -> instance; died(instance, i).
-        self.born: Any = None
-        self.died: Any = None
+        # The logs of effects the timeline's index keeps (timeline_index.py): arrays
+        # extended by rows of ints, or None.
+        self.leaf_log: Any = None
+        self.attr_log: Any = None
+        self.slot_log: Any = None
         self._decoder = events.Decoder(settings)
 
     # ------------------------------------------------------------------ helpers
@@ -167,16 +168,18 @@ class ObservedState:
             if old[0] == pfn:
                 return  # the same leaf with other permission or A/D bits
             fx.append(f'["L-",{as_id},{gfn},{level}]')
+            if self.leaf_log is not None:
+                opv = -1 if old[1] is None else old[1]
+                self.leaf_log.extend((self.i, -1, as_id, gfn, level, old[0], opv))
         else:
             new = self._new_keys.get(as_id)
             if new is None:
                 new = self._new_keys[as_id] = set()
                 self._keys[as_id] = SortedList()
             new.add((gfn, level))
-        if old is not None and self.died is not None:
-            self.died(old[2], self.i)
-        inst = 0 if self.born is None else self.born(self.i, as_id, gfn, level, pfn, pv)
-        self.leaves[key] = (pfn, pv, inst)
+        self.leaves[key] = (pfn, pv)
+        if self.leaf_log is not None:
+            self.leaf_log.extend((self.i, 1, as_id, gfn, level, pfn, -1 if pv is None else pv))
         fx.append(f'["L+",{as_id},{gfn},{level},{pfn},{"null" if pv is None else pv}]')
 
     def _del_leaf(self, fx: list, as_id: int, gfn: int, level: int) -> tuple[int, Any] | None:
@@ -188,8 +191,9 @@ class ObservedState:
                 new.remove(k)
             else:
                 self._keys[as_id].remove(k)
-            if self.died is not None:
-                self.died(old[2], self.i)
+            if self.leaf_log is not None:
+                opv = -1 if old[1] is None else old[1]
+                self.leaf_log.extend((self.i, -1, as_id, gfn, level, old[0], opv))
             fx.append(f'["L-",{as_id},{gfn},{level}]')
         return old
 
@@ -225,6 +229,8 @@ class ObservedState:
         if start >= end or end > GFN_LIMIT:
             return
         self.attr.set_range(start, end, private)
+        if self.attr_log is not None:
+            self.attr_log.extend((self.i, start, end, private))
         fx.append(f'["A",{start},{end},{private}]')
 
     def _conversion(
@@ -337,6 +343,9 @@ class _Commit:
                 st.gmem_extent[fd] = max(st.gmem_extent.get(fd, 0), off + size)
         else:
             st.slots.pop((as_id, slot), None)
+        if st.slot_log is not None:
+            fd_ = -1 if fd is None else fd
+            st.slot_log.extend((st.i, as_id, slot, gpa >> 12, npages, flags, fd_, off))
         fx.append(
             f'["S",{as_id},{slot},{gpa >> 12},{npages},{flags},{"null" if fd is None else fd},'
             f"{off}]"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable
+from itertools import accumulate
 from typing import IO, Any
 
 import numpy as np
@@ -49,32 +50,38 @@ _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 class TimelineWriter:
-    """Writes the header, then events, marks and the end line, to an open text file."""
+    """Writes the header, then events, marks and the end line, to an open text file.
 
-    def __init__(self, out: IO[str], header: dict[str, Any]) -> None:
+    Every line is ASCII (json's escapes), so `pos` counts bytes; `offsets`, when
+    given, is told where each event line starts (the index's column)."""
+
+    def __init__(self, out: IO[str], header: dict[str, Any], offsets: Any = None) -> None:
         self.out = out
         self.n = 0
-        out.write(_encode({"format": FORMAT, "version": VERSION, **header}) + "\n")
-
-    def event(self, r, fx: list[str]) -> None:
-        # Formatted by hand (json.dumps of a dict costs more than all the parsing): the
-        # fields from "t" to "p" by the scanner (Record.text), the effects (each as its
-        # JSON text) by the observed state.
-        self.out.write(f'{{"i":{self.n},{r.text},"fx":[{",".join(fx)}]}}\n')
-        self.n += 1
+        self.offsets = offsets
+        line = _encode({"format": FORMAT, "version": VERSION, **header}) + "\n"
+        out.write(line)
+        self.pos = len(line)
 
     def lines(self, lines: list[str]) -> None:
         """Event lines formatted by the caller (`{"i":N,...}`, no newline), in order."""
-        if lines:
-            self.out.write("\n".join(lines))
-            self.out.write("\n")
-            self.n += len(lines)
+        if not lines:
+            return
+        text = "\n".join(lines)
+        self.out.write(text)
+        self.out.write("\n")
+        if self.offsets is not None:
+            self.offsets.extend(accumulate((len(x) + 1 for x in lines[:-1]), initial=self.pos))
+        self.pos += len(text) + 1
+        self.n += len(lines)
 
     def raw(self, obj: dict[str, Any]) -> None:
-        self.out.write(_encode(obj) + "\n")
+        line = _encode(obj) + "\n"
+        self.out.write(line)
+        self.pos += len(line)
 
     def end(self, totals: dict[str, Any]) -> None:
-        self.out.write(_encode({"end": totals}) + "\n")
+        self.raw({"end": totals})
 
 
 def is_observed(path: str) -> bool:
@@ -145,7 +152,10 @@ class ObservedTimeline:
         path: str,
         progress: Callable[[int, int], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        use_index: bool = True,
     ) -> ObservedTimeline:
+        """Read a timeline: from its index (timeline_index.py) when it has one that
+        matches, else by parsing every line (with progress, and cancel by `stop`)."""
         tl = cls()
         tl.path = path
         try:
@@ -157,7 +167,9 @@ class ObservedTimeline:
         try:
             size = max(1, f.seek(0, 2))
             f.seek(0)
-            tl._read(f, size, progress, stop)
+            if not (use_index and tl._read_indexed(f, size)):
+                f.seek(0)
+                tl._read(f, size, progress, stop)
         except BaseException:
             f.close()
             raise
@@ -167,7 +179,7 @@ class ObservedTimeline:
         tl._file = f
         return tl
 
-    def _read(self, f, size, progress, stop) -> None:
+    def _read_head(self, f) -> None:
         path = self.path
         line = f.readline()
         try:
@@ -182,6 +194,56 @@ class ObservedTimeline:
                 f"this imemviz reads version {VERSION}"
             )
         self.header = head
+
+    def _read_indexed(self, f, size: int) -> bool:
+        """Read the timeline from its index; False (nothing read) when it has none that
+        matches it."""
+        from imemviz.io.trace import timeline_index as TI
+
+        ih = TI.read_head(self.path)
+        if ih is None or ih.get("timeline_size") != size or not 0 < ih["tail"] <= size:
+            return False
+        self._read_head(f)
+        f.seek(ih["tail"])
+        marks, end = [], {}
+        try:
+            for raw in f:
+                d = json.loads(raw)
+                if "mark" in d:
+                    marks.append(d["mark"])
+                elif "end" in d:
+                    end = d["end"]
+                else:
+                    return False
+        except ValueError:
+            return False
+        if not isinstance(end, dict) or end.get("index") != ih.get("token"):
+            return False
+        cols = TI.read_sections(self.path, ih)
+        if cols is None:
+            return False
+        self.marks, self.end = marks, end
+        self.ts = cols["ts"].astype(np.float64, copy=False)
+        self.kind = cols["kind"].astype(np.uint8, copy=False)
+        self.vcpu = cols["vcpu"].astype(np.int32)
+        self.offset = cols["offset"].astype(np.int64, copy=False)
+        self.gfn = cols["gfn"].astype(np.int64, copy=False)
+        self.leaves = TI.leaf_instances(cols["leaf"])
+        attrs = _Instances(("start", "end", "private"))
+        runs: SortedDict = SortedDict()
+        for i, s, e, v in cols["attr"].tolist():
+            _set_run(runs, attrs, i, s, e, v)
+        slots = _Instances(("as_id", "slot", "base_gfn", "npages", "flags", "gmem_fd"))
+        live_slot: dict[tuple[int, int], int] = {}
+        for i, as_id, slot, base, npages, flags, fd, _off in cols["slot"].tolist():
+            _slot_effect(slots, live_slot, i, as_id, slot, base, npages, flags, fd)
+        self.attrs = attrs.arrays("start")
+        self.slots = slots.arrays("base_gfn")
+        return True
+
+    def _read(self, f, size, progress, stop) -> None:
+        path = self.path
+        self._read_head(f)
         ts: list[float] = []
         kinds: list[int] = []
         vcpus: list[int] = []
@@ -237,14 +299,8 @@ class ObservedTimeline:
                     elif op == "A":
                         _set_run(runs, attrs, i, e[1], e[2], e[3])
                     elif op == "S":
-                        key = (e[1], e[2])
-                        j = live_slot.pop(key, None)
-                        if j is not None:
-                            slots.died[j] = i
-                        if e[4]:
-                            live_slot[key] = slots.add(
-                                i, e[1], e[2], e[3], e[4], e[5], -1 if e[6] is None else e[6]
-                            )
+                        fd = -1 if e[6] is None else e[6]
+                        _slot_effect(slots, live_slot, i, e[1], e[2], e[3], e[4], e[5], fd)
             except (KeyError, TypeError, IndexError, ValueError):
                 raise TimelineError(f"{path}:{n_line}: malformed event line") from None
         self.ts = np.asarray(ts, dtype=np.float64)
@@ -300,6 +356,16 @@ class ObservedTimeline:
             ends.append(int(self.attrs["end"][self.attrs["end"] < (1 << 40)].max(initial=0)))
         end = max(ends) or (1 << 20)
         return -(-end // 512) * 512
+
+
+def _slot_effect(slots, live_slot, i, as_id, slot, base, npages, flags, fd) -> None:
+    """A memslot set (npages > 0) or deleted at event i: instances of memslots."""
+    key = (as_id, slot)
+    j = live_slot.pop(key, None)
+    if j is not None:
+        slots.died[j] = i
+    if npages:
+        live_slot[key] = slots.add(i, as_id, slot, base, npages, flags, fd)
 
 
 def _set_run(runs: SortedDict, attrs: _Instances, i: int, s: int, e: int, v: int) -> None:
