@@ -148,6 +148,7 @@ def _file(f: GmemFile) -> dict[str, Any]:
         "size": fmt_size(f.inode.size),
         "flags": flag_names(f.inode.flags, GMEM_FLAGS),
         "bindings": [f"slot {b.slot & 0xFFFF} at {b.pgoff << 12:#x}" for b in f.bindings],
+        "kind": f.kind,
     }
 
 
@@ -255,7 +256,11 @@ def folio_items(f: GmemFile | None) -> Items:
 
 
 def hva_items(vm: VM) -> Items:
+    """The VMM's host pages: anonymous pages by level, and device pages (VM_PFNMAP) at 4K."""
     parts = []
+    keys, vals = pairs(vm.pfnmap)
+    n = len(keys)
+    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), vals >> 1, np.zeros(n, I64)))
     for level in LEVELS:
         keys, pfn = pairs(vm.hva_pages[level])
         n = len(keys)
