@@ -3,7 +3,7 @@ MIXED attributes, gfn/pfn congruence, the TDX cap, and huge leaves zapped whole.
 
 from __future__ import annotations
 
-from .kit import names, HVA, G, M, do, gmem_slot, inspect, ok, stats, td, vm_of
+from .kit import HVA, G, M, do, gmem_slot, inspect, names, ok, stats, td, vm_of
 
 
 def test_upstream_gmem_is_4k_even_on_aligned_slots() -> None:
