@@ -158,7 +158,6 @@ def test_every_vm_attribute_is_saved() -> None:
         "has_private_mem",
         "shared_bit",  # derived from config
         "kernel",  # derived from config (config.kernel)
-        "upm",  # derived from config
         "pfnmap",
         "host",
         "attributes",

@@ -436,9 +436,9 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
             if sid not in slot_ids:
                 fail(f"{q}.slot", f"no memslot has id {sid}")
             bindings.append(Binding(pgoff, n, sid))
-        # v8's private slots may take pages past an inaccessible memfd's i_size (shmem
-        # SGP_WRITE allocates there).
-        past_eof = kind == INACCESSIBLE
+        # A memfd may hold pages past i_size: fallocate(KEEP_SIZE) there, and v8's private
+        # slots (shmem SGP_WRITE allocates past i_size).
+        past_eof = kind != GUEST_MEMFD
         rows = _rows(
             ctx,
             e["folios"],

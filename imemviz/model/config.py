@@ -51,7 +51,7 @@ class VMConfig:
     def has_private_mem(self) -> bool:
         """kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX; under upm-v8 every VM
         (the series' HAVE_KVM_PRIVATE_MEM_TESTING setup, docs/kernels.md)."""
-        return self.type != "default" or self.kernel == "upm-v8"
+        return self.type != "default" or profile(self.kernel)["private_memslot"]
 
     @property
     def shared_bit_gfn(self) -> int:

@@ -272,7 +272,7 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         code = (PFERR_WRITE if acc.write else 0) | (PFERR_PRIVATE_ACCESS if is_private else 0)
     vm.emit("kvm_page_fault", acc.vcpu, acc.gpa, code)
     mmu_seq = vm.inv.seq
-    v8 = vm.upm
+    v8 = vm.kernel["private_fault_scope"] == "private slots"
     if not v8 and is_private != vm.attr_private(gfn):
         return _memory_fault_exit(vm, acc, is_private, "EFAULT")
     slot = vm.memslots.lookup(gfn)

@@ -58,6 +58,8 @@ def _populate(vm: VM, hvpn: int) -> tuple[int, int, int] | None:
                 continue
             if any(vm.hva_pages[lv].any_in(head, head + n) for lv in range(1, level)):
                 continue
+            if vm.pfnmap and vm.pfnmap.any_in(head, head + n):
+                continue  # device memory splits the VMA: no huge page across it
         pfn = vm.host.allocate(9 * (level - 1))
         if pfn is None:
             continue

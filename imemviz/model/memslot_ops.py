@@ -28,8 +28,8 @@ U64 = 1 << 64
 
 def nr_address_spaces(vm: VM) -> int:
     """kvm_arch_nr_memslot_as_ids(): SMM is unsupported for guests with private memory
-    (upm-v8 predates that rule: KVM_ADDRESS_SPACE_NUM is 2 on x86)."""
-    return 1 if vm.has_private_mem and not vm.upm else 2
+    (kernel rule private_mem_address_spaces: upm-v8 predates it)."""
+    return vm.kernel["private_mem_address_spaces"] if vm.has_private_mem else 2
 
 
 def max_gfn(vm: VM) -> int:
@@ -222,7 +222,7 @@ def _drop_private(vm: VM, slot: Memslot) -> None:
     """v8 kvm_free_memslot() of a private slot's old copy: kvm_private_mem_unregister() and
     fput(); a modified slot without KVM_MEM_PRIVATE is no longer private."""
     file = slot.gmem_file
-    if not vm.upm or file is None:
+    if not vm.kernel["private_memslot"] or file is None:
         return
     file.bindings = [b for b in file.bindings if b.slot != slot.id]
     slot.gmem_file = None
@@ -254,7 +254,7 @@ def _delete(vm: VM, slot: Memslot) -> None:
     if file is not None:
         file.bindings = [b for b in file.bindings if b.slot != slot.id]
         vm.emit("kvm_gmem_unbind", file.fd, slot.id)
-        if vm.upm:
+        if vm.kernel["private_memslot"]:
             from imemviz.model import upm
 
             upm.put_file(vm, file)

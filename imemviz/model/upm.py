@@ -74,7 +74,7 @@ def memfd_fallocate(vm: VM, file: GmemFile, mode: int, offset: int, length: int)
     if file.kind == INACCESSIBLE and punch and (offset & 0xFFF or length & 0xFFF):
         return Result.fail("EINVAL")
     result = _shmem_fallocate(vm, file, mode, offset, length)
-    if file.kind == INACCESSIBLE:
+    if file.kind == INACCESSIBLE and vm.kernel["memfile_notifier"]:
         # inaccessible_notifier_invalidate(data, offset, offset + len): byte offsets
         # handed to callbacks that take pgoff_t (docs/kernels.md, memfile_notifier).
         notifier_invalidate(vm, file, offset, offset + length)

@@ -40,7 +40,6 @@ class VM:
     def __init__(self, config: VMConfig) -> None:
         self.config = config
         self.kernel = config.profile  # the kernel's rules (imemviz.model.kernels)
-        self.upm = self.kernel.upm  # the 2022 design: v8's uAPI instead of guest_memfd
         self.is_tdx = config.is_tdx
         self.has_private_mem = config.has_private_mem
         self.shared_bit = config.shared_bit_gfn if self.is_tdx else 0  # TDX GPA alias bit
