@@ -96,7 +96,11 @@ def _check_leaves(vm: VM, out: list[Violation]) -> None:
                 want = _backing_pfn(vm, g, private)
                 if want != lf.pfn_of(g):
                     what = "guest_memfd folio" if private or slot.gmem_only else "host page"
-                    stale = " (a stale leaf: v8's notifier missed the punch)" if vm.kernel["memfile_notifier"] else ""
+                    stale = (
+                        " (a stale leaf: v8's notifier missed the punch)"
+                        if vm.kernel["memfile_notifier"]
+                        else ""
+                    )
                     out.append(
                         Violation(
                             "I2" if private else "I1",
