@@ -180,3 +180,15 @@ def test_readonly_private_slot_is_allowed() -> None:
     vm = upm()
     fd = ok(vm, "memfd_create", size=4 * M, flags=INACC)["fd"]
     assert private_slot(vm, 0, 0, 4 * M, fd, flags=["PRIVATE", "READONLY"]).ok
+
+
+def test_huge_private_pages_need_an_aligned_private_offset() -> None:
+    """v8 6/8 kvm_alloc_memslot_metadata(): ugfn |= private_offset >> PAGE_SHIFT, so a
+    private_offset that is not 2M-aligned with the gfn keeps the private slot at 4K. The
+    model gets there through gfn/pfn congruence (kvm_mmu_hugepage_adjust()): the memfd's
+    huge folios are naturally aligned in the file, so the two rules agree."""
+    for offset, level in ((0, "2M"), (4096 * 16, "4K")):
+        vm = upm(gmem_max_order=9)
+        fd = ok(vm, "memfd_create", size=8 * M, flags=INACC)["fd"]
+        private_slot(vm, 0, 0, 4 * M, fd, offset=offset)
+        assert ok(vm, "guest_access", gpa=2 * M)["level"] == level, offset
