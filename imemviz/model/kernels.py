@@ -121,6 +121,17 @@ RULES: tuple[Rule, ...] = (
         ("create_guest_memfd",),
     ),
     Rule(
+        "gmem_default_vm",
+        "A VM without private memory (DEFAULT) may bind a guest_memfd (KVM_MEM_GUEST_MEMFD "
+        "is a valid memslot flag for every VM); before 6.18 only VMs with private memory "
+        "could (check_memory_region_flags(): EINVAL).",
+        (("upm-v8", False), ("6.18", True)),
+        '6.18: "KVM: x86: Enable KVM_GUEST_MEMFD for all 64-bit builds" (Fuad Tabba, v16 09/22, '
+        "20250723104714.1674617-10-tabba), check_memory_region_flags(): "
+        "kvm_arch_has_private_mem(kvm) -> IS_ENABLED(CONFIG_KVM_GUEST_MEMFD)",
+        ("set_user_memory_region2",),
+    ),
+    Rule(
         "bind_overlap_errno",
         "The errno of a guest_memfd binding that overlaps another binding of the same file.",
         (("upm-v8", None), ("6.8", "EINVAL"), ("7.2", "EEXIST")),

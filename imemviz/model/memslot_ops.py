@@ -70,7 +70,9 @@ def _valid_flags(vm: VM, flags: int) -> bool:
     if vm.kernel["private_memslot"]:
         # v8 8/8: LOG_DIRTY_PAGES, PRIVATE (kvm_arch_has_private_mem()) and READONLY.
         return not flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_PRIVATE | KVM_MEM_READONLY)
-    valid = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD
+    valid = KVM_MEM_LOG_DIRTY_PAGES
+    if vm.has_private_mem or vm.kernel["gmem_default_vm"]:
+        valid |= KVM_MEM_GUEST_MEMFD
     if flags & KVM_MEM_GUEST_MEMFD:
         valid &= ~KVM_MEM_LOG_DIRTY_PAGES
     # READONLY needs kvm_arch_has_readonly_mem() (not for protected-state VMs) and no gmem.

@@ -315,3 +315,16 @@ def test_private_mem_address_spaces(kernel: str) -> None:
     r = do(vm, "set_user_memory_region", slot=(1 << 16) | 1, guest_phys_addr=0,
            memory_size=4096, userspace_addr=HVA)  # fmt: skip
     assert (r.ok, r.errno) == ((True, None) if kernel == "upm-v8" else (False, "EINVAL"))
+
+
+@pytest.mark.parametrize("kernel", GMEM_KERNELS)
+def test_default_vm_binds_guest_memfd_from_6_18(kernel: str) -> None:
+    """check_memory_region_flags(): KVM_MEM_GUEST_MEMFD valid only with
+    kvm_arch_has_private_mem() until 6.18 ("KVM: x86: Enable KVM_GUEST_MEMFD for all 64-bit
+    builds"); KVM_CREATE_GUEST_MEMFD itself never checked the VM type."""
+    vm = vm_of("default", kernel=kernel)
+    fd = ok(vm, "create_guest_memfd", size=4 * M)["fd"]
+    r = do(vm, "set_user_memory_region2", slot=0, flags=4, guest_phys_addr=0,
+           memory_size=4 * M, userspace_addr=HVA, guest_memfd=fd)  # fmt: skip
+    new = kernel in ("mainline", "7.1", "6.18")
+    assert (r.ok, r.errno) == ((True, None) if new else (False, "EINVAL"))
