@@ -68,7 +68,7 @@ def decode_gpa(vm: VM, gpa: int) -> tuple[int, bool]:
 def is_private_access(vm: VM, acc: Access) -> bool:
     if acc.alias:
         return False
-    if vm.kernel["private_fault_scope"] == "private slots":
+    if vm.kernel.v8_fault_scope:  # rule private_fault_scope
         # v8 (tested without TDX, HAVE_KVM_PRIVATE_MEM_TESTING): only a KVM_MEM_PRIVATE
         # slot can take a private fault (kvm_is_fault_private()).
         slot = vm.memslots.lookup(acc.gfn)
@@ -213,7 +213,7 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
             ret["retried"] = True
         return Result(False, "EIO", ret)
     pfn = leaf.pfn_of(acc.gfn)
-    if acc.write:
+    if acc.write and vm.memslots.readonly:
         slot = vm.memslots.lookup(acc.gfn)
         if slot is not None and slot.flags & KVM_MEM_READONLY:
             # The leaf of a READONLY slot is not writable: the write faults and is emulated.
@@ -272,7 +272,7 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         code = (PFERR_WRITE if acc.write else 0) | (PFERR_PRIVATE_ACCESS if is_private else 0)
     vm.emit("kvm_page_fault", acc.vcpu, acc.gpa, code)
     mmu_seq = vm.inv.seq
-    v8 = vm.kernel["private_fault_scope"] == "private slots"
+    v8 = vm.kernel.v8_fault_scope  # rule private_fault_scope
     if not v8 and is_private != vm.attr_private(gfn):
         return _memory_fault_exit(vm, acc, is_private, "EFAULT")
     slot = vm.memslots.lookup(gfn)

@@ -158,6 +158,7 @@ def _set_region(
         vm.emit("kvm_set_memslot", slot_id, "FLAGS_ONLY", base_gfn, npages)
         _drop_private(vm, old)
         old.flags = flags
+        vm.memslots.moved()
         return Result.success()
     if vm.memslots.overlapping(as_id, base_gfn, base_gfn + npages, -1):
         return Result.fail("EEXIST")
