@@ -213,11 +213,12 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
             ret["retried"] = True
         return Result(False, "EIO", ret)
     pfn = leaf.pfn_of(acc.gfn)
-    if acc.write and vm.memslots.readonly:
-        slot = vm.memslots.lookup(acc.gfn)
-        if slot is not None and slot.flags & KVM_MEM_READONLY:
-            # The leaf of a READONLY slot is not writable: the write faults and is emulated.
-            return _mmio_exit(vm, acc, acc.gfn)
+    if acc.write:
+        if vm.memslots.readonly:
+            slot = vm.memslots.lookup(acc.gfn)
+            if slot is not None and slot.flags & KVM_MEM_READONLY:
+                # The leaf of a READONLY slot is not writable: the write faults, is emulated.
+                return _mmio_exit(vm, acc, acc.gfn)
         vm.host.write(pfn, acc.value)
         value = acc.value
     else:
