@@ -47,6 +47,8 @@ def memfd_create(vm: VM, op) -> Result:
         known |= MFD_HUGE_MASK
     if flags & ~known:
         return Result.fail("EINVAL")
+    if not v8 and flags & MFD_INACCESSIBLE and flags & MFD_EXEC:
+        return Result.fail("EINVAL")  # 6.3 memfd_create(): MFD_EXEC with MFD_NOEXEC_SEAL
     inaccessible = v8 and bool(flags & MFD_INACCESSIBLE)
     if inaccessible and flags & (MFD_ALLOW_SEALING | MFD_HUGETLB):
         return Result.fail("EINVAL")  # v8 1/8: no sealing, "TODO: add hugetlb support"

@@ -192,3 +192,22 @@ def test_huge_private_pages_need_an_aligned_private_offset() -> None:
         fd = ok(vm, "memfd_create", size=8 * M, flags=INACC)["fd"]
         private_slot(vm, 0, 0, 4 * M, fd, offset=offset)
         assert ok(vm, "guest_access", gpa=2 * M)["level"] == level, offset
+
+
+def test_plain_memfd_on_merged_kernels() -> None:
+    """memfd_create() on 6.3+: bit 8 is MFD_NOEXEC_SEAL (with MFD_EXEC: EINVAL); the plain
+    memfd takes shmem's fallocate (pages past i_size with KEEP_SIZE, i_size grows without)
+    and KVM cannot use it as guest_memfd (EINVAL)."""
+    vm = vm_of("default", host_memory="64M")
+    assert apply(vm, "memfd_create", size=4096, flags=8 | 0x10).errno == "EINVAL"
+    free = ok(vm, "stats")["host_free_bytes"]
+    fd = ok(vm, "memfd_create", size=4096, flags=INACC)["fd"]
+    assert vm.files[fd].kind == "memfd"
+    ok(vm, "fallocate", fd=fd, mode=["KEEP_SIZE"], offset=0, len=8192)
+    assert ok(vm, "stats")["host_free_bytes"] == free - 8192
+    ok(vm, "fallocate", fd=fd, mode=0, offset=0, len=4 * 4096)
+    assert vm.files[fd].inode.size == 4 * 4096
+    assert apply(vm, "fallocate", fd=fd, mode=["KEEP_SIZE", "PUNCH_HOLE"], offset=100,
+                 len=5000).ok  # fmt: skip
+    ok(vm, "close", fd=fd)
+    assert ok(vm, "stats")["host_free_bytes"] == free
