@@ -169,7 +169,47 @@ def default_case() -> tuple[dict[str, Any], list[Step]]:
     return cfg, steps
 
 
-CASES = {"tdx": tdx_case, "sw": sw_case, "default": default_case}
+def upm_case() -> tuple[dict[str, Any], list[Step]]:
+    """The 2022 design (kernel upm-v8): an inaccessible memfd closed while its private slot
+    holds it (kept under -ino), a second one bound twice (v8 allows it), a plain memfd,
+    a stale leaf from v8's notifier, and device memory (VM_PFNMAP) over shared RAM."""
+    cfg = {"type": "default", "host_memory": "256M", "seed": 2, "kernel": "upm-v8"}
+    steps: list[Step] = [
+        O.MemfdCreate(4 * M, 8),
+        O.MemfdCreate(2 * M, 8),
+        O.MemfdCreate(5000, 0),
+        O.SetUserMemoryRegion(
+            0, flags=GMEM, guest_phys_addr=0, memory_size=4 * M, userspace_addr=HVA, private_fd=3
+        ),
+        O.SetUserMemoryRegion(
+            1,
+            flags=GMEM,
+            guest_phys_addr=G,
+            memory_size=2 * M,
+            userspace_addr=HVA + G,
+            private_fd=4,
+        ),
+        O.SetUserMemoryRegion(
+            2,
+            flags=GMEM,
+            guest_phys_addr=2 * G,
+            memory_size=2 * M,
+            userspace_addr=HVA + 2 * G,
+            private_fd=4,
+        ),
+        O.MemoryEncryptUnregRegion(2 * M, 2 * M),
+        O.GuestAccess(8 * K, write=True, value=5),
+        O.GuestAccess(G + 8 * K, write=True, value=6),
+        O.GuestAccess(2 * M + 4 * K, write=True, value=7),
+        O.Fallocate(4, PUNCH, 8 * K, 4 * K),  # the notifier misses it: a stale leaf
+        O.Close(3),
+        O.HostMmapPfnmap(HVA + 3 * M, 64 * K, False),
+        O.HostMmapPfnmap(HVA + 3 * M + 64 * K, 8 * K, True),
+    ]
+    return cfg, steps
+
+
+CASES = {"tdx": tdx_case, "sw": sw_case, "default": default_case, "upm": upm_case}
 
 
 def build(cfg: dict[str, Any], steps: list[Step]) -> tuple[VM, list[O.Op]]:

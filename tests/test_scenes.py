@@ -24,6 +24,16 @@ REQUIRED = {
     "gmem-close",
     "memslot-delete",
     "touch-before-accept",
+    # issue 11: kernel profiles, the 2022 design, the part-2 uAPI
+    "design-2022-upm-v8",
+    "design-2022-mainline",
+    "qemu-ovmf-pflash",
+    "td-pre-fault",
+    "virtio-gpu-blob-6.12",
+    "virtio-gpu-blob-6.16",
+    "gmem-mmap-in-place",
+    "accept-4k-fallback",
+    "accept-2m-huge-series",
 }
 EXPECT_RE = re.compile(r"^#\s*expect\s+(\{.*\})\s*$")
 

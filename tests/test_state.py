@@ -157,6 +157,8 @@ def test_every_vm_attribute_is_saved() -> None:
         "is_tdx",
         "has_private_mem",
         "shared_bit",  # derived from config
+        "kernel",  # derived from config (config.kernel)
+        "pfnmap",
         "host",
         "attributes",
         "memslots",

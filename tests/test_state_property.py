@@ -36,12 +36,25 @@ CONFIGS = {
     ],
     "sw_protected": [
         {"type": "sw_protected", "host_memory": "64M", "seed": 0},
+        {"type": "sw_protected", "host_memory": "64M", "seed": 4, "kernel": "6.12"},
+        {"type": "sw_protected", "host_memory": "64M", "seed": 6, "kernel": "6.8"},
         {
             "type": "sw_protected",
             "host_memory": "64M",
             "gmem_max_order": 9,
             "shared_page_size": "2M",
             "seed": 2,
+        },
+    ],
+    # The 2022 design: an inaccessible memfd behind KVM_MEM_PRIVATE slots.
+    "upm-v8": [
+        {"type": "default", "host_memory": "64M", "seed": 0, "kernel": "upm-v8"},
+        {
+            "type": "default",
+            "host_memory": "64M",
+            "seed": 3,
+            "kernel": "upm-v8",
+            "shared_page_size": "2M",
         },
     ],
     # Even seeds: the TD is finalized by the setup; odd: the ops may do it.
@@ -67,7 +80,25 @@ CONFIGS = {
 
 def setup_ops(vm_type: str, finalize: bool) -> list[O.Op]:
     """Two files, a 4M slot bound to fd 3 at gpa 0 and a 2M slot bound to fd 4 at 1G; the
-    first 2M of each slot private (sw_protected, TDX); a TD maybe finalized."""
+    first 2M of each slot private (sw_protected, TDX); a TD maybe finalized.  upm-v8: two
+    inaccessible memfds behind KVM_MEM_PRIVATE slots (memory starts private)."""
+    if vm_type == "upm-v8":
+        return [
+            O.MemfdCreate(4 * M, 8),
+            O.MemfdCreate(2 * M, 8),
+            O.SetUserMemoryRegion(
+                0, flags=4, guest_phys_addr=0, memory_size=4 * M, userspace_addr=HVA, private_fd=3
+            ),
+            O.SetUserMemoryRegion(
+                1,
+                flags=4,
+                guest_phys_addr=SLOT1_GPA,
+                memory_size=2 * M,
+                userspace_addr=HVA + G,
+                private_fd=4,
+            ),
+            O.MemoryEncryptUnregRegion(2 * M, 2 * M),
+        ]
     flags = 3 if vm_type == "default" else 0  # MMAP|INIT_SHARED only on VMs without private mem
     out = [
         O.CreateGuestMemfd(4 * M, flags),
@@ -115,6 +146,7 @@ def sizes() -> st.SearchStrategy[int]:
 
 def ops(vm_type: str) -> st.SearchStrategy[O.Op]:
     tdx = vm_type == "tdx"
+    upm = vm_type == "upm-v8"
     gpa = gpas()
     if tdx:
         gpa = st.one_of(gpa, gpas().map(lambda g: g | TDX_SHARED))
@@ -177,7 +209,34 @@ def ops(vm_type: str) -> st.SearchStrategy[O.Op]:
         ),
         (st.just(O.SetUserMemoryRegion2(1, guest_phys_addr=SLOT1_GPA, memory_size=0)), 1),
         (st.just(O.Stats()), 1),
+        (
+            st.builds(lambda g, n, v: O.PreFaultMemory(g & ~0xFFF, n, v), gpas(), sizes(), vcpu),
+            2,
+        ),
+        (st.builds(O.GuestMapGpaRange, gpas(), sizes(), st.booleans(), vcpu), 1),
+        (st.builds(lambda h, n, r: O.HostMmapPfnmap(h, n, r), hva, sizes(), st.booleans()), 1),
+        (st.builds(O.MemfdCreate, st.sampled_from([2 * M, 4096]), st.sampled_from([0, 8])), 1),
     ]
+    if upm:
+        choices += [
+            (st.builds(O.MemoryEncryptRegRegion, gpas(), sizes()), 2),
+            (st.builds(O.MemoryEncryptUnregRegion, gpas(), sizes()), 2),
+            (
+                st.builds(
+                    lambda fd: O.SetUserMemoryRegion(
+                        1,
+                        flags=4,
+                        guest_phys_addr=SLOT1_GPA,
+                        memory_size=2 * M,
+                        userspace_addr=HVA + G,
+                        private_fd=fd,
+                    ),
+                    st.sampled_from([4, 5]),
+                ),
+                1,
+            ),
+            (st.just(O.SetUserMemoryRegion(1, guest_phys_addr=SLOT1_GPA, memory_size=0)), 1),
+        ]
     if tdx:
         choices += [
             (st.builds(O.GuestAccept, gpa, st.sampled_from([1, 1, 2])), 5),
@@ -197,7 +256,8 @@ def ops(vm_type: str) -> st.SearchStrategy[O.Op]:
 
 def new_vm(cfg: dict[str, Any]) -> VM:
     vm = VM(VMConfig.from_dict(cfg))
-    for op in setup_ops(cfg["type"], cfg["seed"] % 2 == 0):
+    kind = "upm-v8" if cfg.get("kernel") == "upm-v8" else cfg["type"]
+    for op in setup_ops(kind, cfg["seed"] % 2 == 0):
         assert vm.apply(op).ok, op
     return vm
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from imemviz.io.plans import qemu_layout
 from imemviz.model.config import ConfigError, VMConfig
+from imemviz.model.kernels import PROFILES
 from imemviz.model.ops import REQUIRED, Op, OpError, op_fields, parse_op
 from imemviz.model.units import parse_int
 
@@ -255,6 +256,9 @@ class NewVmDialog(QDialog):
         ):
             self.type.addItem(t)
             self.type.setItemData(self.type.count() - 1, tip, Qt.ToolTipRole)
+        self.kernel = QComboBox()  # the kernel whose rules apply (docs/kernels.md)
+        for k in PROFILES:
+            self.kernel.addItem(k)
         self.host = QLineEdit("16G")
         self.order = QComboBox()
         for text, v in (
@@ -278,6 +282,8 @@ class NewVmDialog(QDialog):
         self.finalize.setChecked(True)
         tips = {
             self.type: "VM type (KVM_CREATE_VM type)",
+            self.kernel: "The kernel whose uAPI and rules the VM follows: a release, or upm-v8 "
+            "(the 2022 inaccessible-memfd design); see docs/kernels.md",
             self.host: "Host RAM the folio allocator manages, e.g. 16G",
             self.order: "gmem_max_order: the largest guest_memfd folio",
             self.shared: "Page size behind userspace_addr: 4K, 2M (THP) or 1G (hugetlb)",
@@ -292,6 +298,7 @@ class NewVmDialog(QDialog):
             w.setToolTip(tip)
         for label, w, name in (
             ("type", self.type, "type"),
+            ("kernel", self.kernel, "kernel"),
             ("host memory", self.host, "host"),
             ("gmem_max_order", self.order, "order"),
             ("shared_page_size", self.shared, "shared"),
@@ -308,7 +315,7 @@ class NewVmDialog(QDialog):
         self.error, self.buttons = _error_and_buttons(self, outer)
         for w in (self.host, self.seed, self.ram):
             w.textChanged.connect(self.validate)
-        for w in (self.type, self.order, self.shared, self.tdx_level, self.gpaw):
+        for w in (self.type, self.kernel, self.order, self.shared, self.tdx_level, self.gpaw):
             w.currentIndexChanged.connect(self.validate)
         self.finalize.toggled.connect(self.validate)
         self.validate()
@@ -320,6 +327,7 @@ class NewVmDialog(QDialog):
         self.finalize.setEnabled(is_tdx)
         cfg: dict[str, Any] = {
             "type": self.type.currentText(),
+            "kernel": self.kernel.currentText(),
             "host_memory": self.host.text().strip(),
             "gmem_max_order": self.order.currentData(),
             "shared_page_size": self.shared.currentData(),
@@ -345,7 +353,9 @@ class NewVmDialog(QDialog):
             self.config = None
             return False
         self.config = config.to_dict()
-        self.ops = tuple(qemu_layout(config.type, ram, finalize=self.finalize.isChecked()))
+        self.ops = tuple(
+            qemu_layout(config.type, ram, finalize=self.finalize.isChecked(), kernel=config.kernel)
+        )
         self.error.setText("")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
         return True

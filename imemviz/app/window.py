@@ -203,7 +203,7 @@ class MainWindow(QMainWindow):
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         st = snap.stats
-        parts = [snap.config.type]
+        parts = [snap.config.type, f"kernel {snap.config.kernel}"]
         if st.get("td_state"):
             parts.append(st["td_state"])
         if st.get("vm_dead"):

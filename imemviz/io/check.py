@@ -75,6 +75,8 @@ SLOT_FLAGS = {
     KVM_MEM_GUEST_MEMFD: "GUEST_MEMFD",
 }
 GMEM_FLAGS = {GUEST_MEMFD_FLAG_MMAP: "MMAP", GUEST_MEMFD_FLAG_INIT_SHARED: "INIT_SHARED"}
+# upm-v8: bit 2 is KVM_MEM_PRIVATE (docs/kernels.md)
+SLOT_FLAGS_V8 = {**SLOT_FLAGS, KVM_MEM_GUEST_MEMFD: "PRIVATE"}
 
 
 def state_counts(table: LeafTable) -> dict[str, int]:
@@ -100,7 +102,7 @@ def summary(vm: VM, name: str = "") -> str:
             if c.is_tdx
             else ""
         )
-        + f", seed {c.seed}"
+        + f", seed {c.seed}, kernel {c.kernel}"
     )
     td = f"td_state {vm.td_state}, " if vm.td_state is not None else ""
     lines.append(
@@ -115,14 +117,15 @@ def summary(vm: VM, name: str = "") -> str:
         if s.as_id:
             where = f"address space {s.as_id}, " + where
         if s.gmem_file is not None:
-            gmem = f"guest_memfd fd {s.gmem_file.fd} + {s.gmem_pgoff << 12:#x}"
+            what = "guest_memfd" if s.gmem_file.kind == "guest_memfd" else "inaccessible memfd"
+            gmem = f"{what} fd {s.gmem_file.fd} + {s.gmem_pgoff << 12:#x}"
         elif s.has_gmem:
             gmem = f"guest_memfd fd {s.gmem_fd} (closed)"
         else:
             gmem = "no guest_memfd"
         lines.append(
             f"  slot {s.id & 0xFFFF}: {where}, hva {s.userspace_addr:#x}, flags "
-            f"{flag_names(s.flags, SLOT_FLAGS)}, {gmem}"
+            f"{flag_names(s.flags, SLOT_FLAGS_V8 if c.profile.upm else SLOT_FLAGS)}, {gmem}"
         )
     lines.append(f"guest_memfd files: {len(vm.files)}")
     totals = dict.fromkeys(FOLIO_ORDERS, 0)
@@ -133,8 +136,9 @@ def summary(vm: VM, name: str = "") -> str:
             totals[o] += n
         bound = ", ".join(f"slot {b.slot & 0xFFFF}" for b in vm.files[fd].bindings) or "unbound"
         poisoned = sum(1 for f in inode.all_folios() if f.hwpoison) if vm.host.poisoned else 0
+        kind = "" if vm.files[fd].kind == "guest_memfd" else f" ({vm.files[fd].kind})"
         lines.append(
-            f"  fd {fd}: size {fmt_size(inode.size)}, flags "
+            f"  fd {fd}{kind}: size {fmt_size(inode.size)}, flags "
             f"{flag_names(inode.flags, GMEM_FLAGS)}, folios "
             + ", ".join(f"order {o}: {n}" for o, n in counts.items())
             + (f", {poisoned} hwpoisoned" if poisoned else "")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from imemviz.io.check import GMEM_FLAGS, SLOT_FLAGS, flag_names
-from imemviz.io.cmdline import CommandExit, Parser, load, output
+from imemviz.io.cmdline import CommandExit, Parser, output
 from imemviz.io.state_doc import pairs
 from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
@@ -43,16 +43,31 @@ def main_diff(argv: Sequence[str]) -> int:
         "config, memslots, attributes, guest_memfd folios, mappings, S-EPT states, "
         "counters. Exit 0: equal; 1: different; 2: unusable input.",
     )
-    parser.add_argument("a", metavar="A", help="the state before")
-    parser.add_argument("b", metavar="B", help="the state after")
+    parser.add_argument("a", metavar="A", help="the state before (or a script, which is run)")
+    parser.add_argument("b", metavar="B", nargs="?", help="the state after (or a script)")
+    parser.add_argument(
+        "--kernels",
+        metavar="K1,K2",
+        help="run the script A under two kernels and show what changed (results and states)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    from imemviz.io.run_diff import format_results, load_pair
+
     try:
         ns = parser.parse(argv)
-        a, b = load(ns.a), load(ns.b)
+        a, b, results, kernels, name_a, name_b = load_pair(ns.a, ns.b, ns.kernels, parser.error)
     except CommandExit as e:
         return e.status
     d = diff_vms(a, b)
-    output(json.dumps(d, indent=1) if ns.json else format_diff(d, ns.a, ns.b))
+    text = format_diff(d, name_a, name_b)
+    if results is not None:  # scripts were run: their results are compared too
+        if results and d["equal"]:
+            text = f"--- {name_a}\n+++ {name_b}\nstate: the same"
+        if results:
+            text += "\n" + format_results(results, kernels)
+        d["results"] = results
+        d["equal"] = d["equal"] and not results
+    output(json.dumps(d, indent=1) if ns.json else text)
     return 0 if d["equal"] else 1
 
 
@@ -148,6 +163,7 @@ def _file(f: GmemFile) -> dict[str, Any]:
         "size": fmt_size(f.inode.size),
         "flags": flag_names(f.inode.flags, GMEM_FLAGS),
         "bindings": [f"slot {b.slot & 0xFFFF} at {b.pgoff << 12:#x}" for b in f.bindings],
+        "kind": f.kind,
     }
 
 
@@ -255,7 +271,11 @@ def folio_items(f: GmemFile | None) -> Items:
 
 
 def hva_items(vm: VM) -> Items:
+    """The VMM's host pages: anonymous pages by level, and device pages (VM_PFNMAP) at 4K."""
     parts = []
+    keys, vals = pairs(vm.pfnmap)
+    n = len(keys)
+    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), vals >> 1, np.zeros(n, I64)))
     for level in LEVELS:
         keys, pfn = pairs(vm.hva_pages[level])
         n = len(keys)

@@ -190,17 +190,26 @@ def race_step(vm: VM, step: str, gfn: int, how: str = "convert", vcpu: int = 0) 
 
 
 def qemu_layout(
-    vm_type: str, ram: int, *, finalize: bool = True, low_limit: int = 2 << 30
+    vm_type: str,
+    ram: int,
+    *,
+    finalize: bool = True,
+    low_limit: int = 2 << 30,
+    kernel: str = "mainline",
 ) -> list[O.Op]:
     """Ops that give a new VM QEMU-style RAM: low RAM at 0, the rest above 4G.
 
     VMs with private memory get one guest_memfd bound to both memslots and
     all RAM private (as QEMU sets up a confidential guest); a TD also gets a
     few measured initial pages (TDH.MEM.PAGE.ADD, the firmware) and is
-    finalized when `finalize` is true.
+    finalized when `finalize` is true.  Under kernel upm-v8 (the 2022 design,
+    as its QEMU branch "memory-backend-memfd-private" did) the private memory is
+    an inaccessible memfd behind KVM_MEM_PRIVATE slots, private from the start.
     """
     if ram <= 0:
         return []
+    if kernel == "upm-v8":
+        return _upm_layout(ram, low_limit)
     private_mem = vm_type != "default"
     low = min(ram, low_limit)
     high = ram - low
@@ -240,4 +249,29 @@ def qemu_layout(
         ops.append(O.TdxInitMemRegion(gpa=low - (n << 12), nr_pages=n))
         if finalize:
             ops.append(O.TdxFinalizeVm())
+    return ops
+
+
+def _upm_layout(ram: int, low_limit: int) -> list[O.Op]:
+    low = min(ram, low_limit)
+    high = ram - low
+    hva = 0x7F0000000000
+    ops: list[O.Op] = [O.MemfdCreate(size=ram, flags=8)]  # MFD_INACCESSIBLE
+    ops.append(
+        O.SetUserMemoryRegion(
+            0, flags=4, guest_phys_addr=0, memory_size=low, userspace_addr=hva, private_fd=3
+        )
+    )
+    if high:
+        ops.append(
+            O.SetUserMemoryRegion(
+                1,
+                flags=4,
+                guest_phys_addr=4 << 30,
+                memory_size=high,
+                userspace_addr=hva + low,
+                private_fd=3,
+                private_offset=low,
+            )
+        )
     return ops

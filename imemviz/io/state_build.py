@@ -34,7 +34,15 @@ from imemviz.io.state_rows import Rows, RowSpec, expand, fill, read_rows
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.events import EVENT_FIELDS
 from imemviz.model.fault import Access, PendingFault
-from imemviz.model.guest_memfd import FOLIO_ORDERS, Binding, GmemFile, GmemInode
+from imemviz.model.guest_memfd import (
+    FILE_KINDS,
+    FOLIO_ORDERS,
+    GUEST_MEMFD,
+    INACCESSIBLE,
+    Binding,
+    GmemFile,
+    GmemInode,
+)
 from imemviz.model.host_memory import MAX_ORDER, BuddyAllocator
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES
@@ -136,7 +144,7 @@ def build_vm(doc: dict[str, Any]) -> VM:
 
 
 def _build_vm(doc: dict[str, Any]) -> VM:
-    obj(doc, "$", TOP_KEYS)
+    obj(doc, "$", TOP_KEYS, ("pfnmap",))
     try:
         config = VMConfig.from_dict(doc["vm"], path="$.vm")
     except ConfigError as e:
@@ -172,7 +180,25 @@ def _build_vm(doc: dict[str, Any]) -> VM:
     )
     vm.in_flight.update(_in_flight(vm, doc["in_flight"], ctx))
     _events(vm, doc["events"], ctx)
+    _pfnmap(vm, doc.get("pfnmap", []), ctx)
     return vm
+
+
+PFNMAP = RowSpec(
+    "device page",
+    "hva",
+    pfn=True,
+    flag="refcount",
+    flags={"none": 0, "refcounted": 1},
+    byte_addr=True,
+)
+
+
+def _pfnmap(vm: VM, v: Any, ctx: _Ctx) -> None:
+    """Device memory mapped with host_mmap_pfnmap (absent in files before it existed)."""
+    rows = _rows(ctx, v, "$.pfnmap", PFNMAP, HVA_PAGES, "the 64-bit address space")
+    hvpn, pfn, ref = expand(rows)
+    fill(vm.pfnmap, hvpn, (pfn << 1) | ref)
 
 
 def _closed_std_fds(v: Any) -> set[int]:
@@ -277,6 +303,7 @@ def _attributes(vm: VM, v: Any) -> None:
             )
         out.append((a, b, val))
         prev = b
+    vm.attributes.set_range(0, GFN_LIMIT, 0)  # the rows hold every run that is not 0
     for a, b, val in out:  # sorted: each run is appended at the end of the map
         vm.attributes.set_range(a, b, val)
 
@@ -335,7 +362,8 @@ def _memslots(v: Any) -> list[Memslot]:
         if gfd is not None:
             gfd = integer(gfd, f"{p}.gmem_fd", 0, FD_MAX, "gmem_fd")
         if e["gmem_file"] is not None:
-            integer(e["gmem_file"], f"{p}.gmem_file", 0, FD_MAX, "fd")
+            # below 0: an inaccessible memfd no descriptor refers to (upm-v8), keyed -ino
+            integer(e["gmem_file"], f"{p}.gmem_file", -U63, FD_MAX, "fd")
         pgoff = address(e["gmem_pgoff"], f"{p}.gmem_pgoff", HVA_PAGES - 1, "gmem_pgoff")
         only = boolean(e["gmem_only"], f"{p}.gmem_only")
         out.append(Memslot(sid, flags, base, npages, uaddr, None, gfd, pgoff, only))
@@ -366,11 +394,17 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
     slot_ids = {s.id for s in slots}
     files: dict[int, GmemFile] = {}
     inos: set[int] = set()
-    last_fd = -1
+    last_fd = -U63 - 1
     for i, e in enumerate(entries):
         p = f"$.gmem_files[{i}]"
-        obj(e, p, ("fd", "ino", "size", "flags", "bindings", "folios"))
-        fd = integer(e["fd"], f"{p}.fd", 3, FD_MAX, "fd")
+        obj(e, p, ("fd", "ino", "size", "flags", "bindings", "folios"), ("kind",))
+        kind = enum(e.get("kind", GUEST_MEMFD), f"{p}.kind", {k: k for k in FILE_KINDS}, "kind")
+        if kind == INACCESSIBLE and type(e["fd"]) is int and e["fd"] < 0:
+            fd = integer(e["fd"], f"{p}.fd", -U63, -1, "fd")
+            if fd != -integer(e["ino"], f"{p}.ino", 1, U63, "ino"):
+                fail(f"{p}.fd", "an inaccessible memfd without a descriptor is keyed -ino")
+        else:
+            fd = integer(e["fd"], f"{p}.fd", 3, FD_MAX, "fd")
         if fd <= last_fd:
             fail(f"{p}.fd", "out of order or repeated (files are sorted by fd)")
         ino = integer(
@@ -385,7 +419,7 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
             fail(f"{p}.ino", f"inode {ino} appears twice")
         inos.add(ino)
         last_fd = fd
-        size = integer(e["size"], f"{p}.size", 1, U63, "size")
+        size = integer(e["size"], f"{p}.size", 0 if kind != GUEST_MEMFD else 1, U63, "size")
         if size & 0xFFF:
             fail(f"{p}.size", f"size {size} is not a multiple of 4096")
         flags = integer(
@@ -402,18 +436,23 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
             if sid not in slot_ids:
                 fail(f"{q}.slot", f"no memslot has id {sid}")
             bindings.append(Binding(pgoff, n, sid))
+        # A memfd may hold pages past i_size: fallocate(KEEP_SIZE) there, and v8's private
+        # slots (shmem SGP_WRITE allocates past i_size).
+        past_eof = kind != GUEST_MEMFD
         rows = _rows(
             ctx,
             e["folios"],
             f"{p}.folios",
             FOLIOS,
-            inode.npages,
-            f"the end of the file ({hex(inode.npages)} pages)",
+            HVA_PAGES if past_eof else inode.npages,
+            "the 64-bit file offsets"
+            if past_eof
+            else f"the end of the file ({hex(inode.npages)} pages)",
         )
         for order in FOLIO_ORDERS:
             index, pfn, poison = expand(rows, rows.code == order)
             fill(inode.folios[order], index, (pfn << 1) | poison)
-        files[fd] = GmemFile(fd, inode, bindings)
+        files[fd] = GmemFile(fd, inode, bindings, kind)
     return files
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from imemviz.io.state import FORMAT, VERSION, no_gc
 from imemviz.model.events import EventLog
 from imemviz.model.fault import PendingFault
-from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
+from imemviz.model.guest_memfd import FOLIO_ORDERS, GUEST_MEMFD, GmemFile
 from imemviz.model.host_memory import HostMemory
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
@@ -118,6 +118,7 @@ def _document(vm: VM) -> dict[str, Any]:
         "poisoned_hva": [hex(p << 12) for p in sorted(vm.poisoned_hva)],
         "in_flight": [_held(vm, vcpu, vm.in_flight[vcpu]) for vcpu in sorted(vm.in_flight)],
         "events": _events(vm.events),
+        "pfnmap": _pfnmap(vm),
     }
 
 
@@ -200,7 +201,7 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
     if cols:
         poison = [bool(h) for h in cols[4].tolist()] if cols[4].any() else None
         rows = _rows(cols, (0, 2), 3, poison, False)
-    return {
+    out = {
         "fd": f.fd,
         "ino": inode.ino,
         "size": inode.size,
@@ -210,6 +211,9 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
         ],
         "folios": rows,
     }
+    if f.kind != GUEST_MEMFD:
+        out["kind"] = f.kind
+    return out
 
 
 _LEVEL_NAME = np.array([None, *(LEVEL_NAMES[lv] for lv in LEVELS)], dtype=object)
@@ -264,6 +268,21 @@ def _hva_pages(vm: VM) -> list[Row]:
         parts.append((keys[first] << 12, np.full(len(first), level), pfn[first], count))
     cols = _named_levels(parts)
     return _rows(cols, (0, 2), 3) if cols else []
+
+
+def _pfnmap(vm: VM) -> list[Row]:
+    """Device memory the VMM mapped: [hva, pfn, count?, "refcounted"?] (a run: consecutive
+    pages with consecutive pfns and one refcount kind)."""
+    keys, vals = pairs(vm.pfnmap)
+    pfn, ref = vals >> 1, vals & 1
+    first, count = runs(keys, pfn, 1, tags=ref)
+    if not len(first):
+        return []
+    flags = [PFNMAP_REFCOUNT[int(r)] for r in ref[first].tolist()] if ref.any() else None
+    return _rows([keys[first] << 12, pfn[first], count], (0, 1), 2, flags, "none")
+
+
+PFNMAP_REFCOUNT = {0: "none", 1: "refcounted"}
 
 
 def _held(vm: VM, vcpu: int, pf: PendingFault) -> dict[str, Any]:

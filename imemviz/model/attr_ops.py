@@ -24,6 +24,8 @@ def supported_attributes(vm: VM) -> int:
 def set_memory_attributes(vm: VM, op) -> Result:
     if vm.dead:
         return Result.fail("EIO")
+    if not vm.kernel["guest_memfd"]:
+        return Result.fail("ENOTTY")  # no KVM_SET_MEMORY_ATTRIBUTES: kvm_arch_vm_ioctl()
     if op.flags:
         return Result.fail("EINVAL")
     attributes = op.attributes

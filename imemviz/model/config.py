@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from imemviz.model.kernels import DEFAULT as DEFAULT_KERNEL
+from imemviz.model.kernels import PROFILES, Profile, profile
 from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int
 
 VM_TYPES = ("default", "sw_protected", "tdx")
@@ -34,6 +36,12 @@ class VMConfig:
     tdx_private_max_level: int = LEVEL_4K
     gpaw: int = 52
     seed: int = 0
+    kernel: str = DEFAULT_KERNEL
+
+    @property
+    def profile(self) -> Profile:
+        """The kernel whose rules this VM follows (imemviz.model.kernels)."""
+        return profile(self.kernel)
 
     @property
     def is_tdx(self) -> bool:
@@ -41,8 +49,9 @@ class VMConfig:
 
     @property
     def has_private_mem(self) -> bool:
-        """kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX."""
-        return self.type != "default"
+        """kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX; under upm-v8 every VM
+        (the series' HAVE_KVM_PRIVATE_MEM_TESTING setup, docs/kernels.md)."""
+        return self.type != "default" or profile(self.kernel)["private_memslot"]
 
     @property
     def shared_bit_gfn(self) -> int:
@@ -61,6 +70,7 @@ class VMConfig:
             "tdx_private_max_level",
             "gpaw",
             "seed",
+            "kernel",
         }
         for key in d:
             if key not in known:
@@ -73,6 +83,15 @@ class VMConfig:
             raise ConfigError(
                 f"{path}.type", f"expected one of {', '.join(VM_TYPES)}, got {vm_type!r}"
             )
+        kernel = d.get("kernel", DEFAULT_KERNEL)
+        if kernel not in PROFILES:
+            raise ConfigError(
+                f"{path}.kernel",
+                f"expected one of {', '.join(PROFILES)}, got {json.dumps(kernel)}",
+            )
+        refused = profile(kernel).vm_type_refusal(vm_type)
+        if refused:
+            raise ConfigError(f"{path}.type", refused)
 
         def integer(name: str, default: int) -> int:
             if name not in d:
@@ -109,7 +128,7 @@ class VMConfig:
         seed = integer("seed", 0)
         if not 0 <= seed < (1 << 64):
             raise ConfigError(f"{path}.seed", "must be between 0 and 2**64-1")
-        return cls(vm_type, host_memory, order, shared, LEVEL_BY_NAME[lvl], gpaw, seed)
+        return cls(vm_type, host_memory, order, shared, LEVEL_BY_NAME[lvl], gpaw, seed, kernel)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical VMCONFIG (sizes as strings a human reads)."""
@@ -123,4 +142,5 @@ class VMConfig:
             "tdx_private_max_level": LEVEL_NAMES[self.tdx_private_max_level],
             "gpaw": self.gpaw,
             "seed": self.seed,
+            "kernel": self.kernel,
         }

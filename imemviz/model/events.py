@@ -23,6 +23,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "kvm_mmio": ("vcpu", "gpa"),
     "kvm_vm_set_mem_attributes": ("start", "end", "attributes"),
     "kvm_unmap_hva_range": ("start", "end"),
+    "kvm_hypercall": ("nr", "a0", "a1", "a2"),
     # kvm_main.c / guest_memfd.c functions (no tracepoint upstream)
     "kvm_mmu_invalidate_begin": ("in_progress",),
     "kvm_mmu_invalidate_range_add": ("start", "end"),
@@ -43,12 +44,25 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "kvm_gmem_error_folio": ("fd", "index", "order", "pfn"),
     "kvm_gmem_populate": ("gfn", "pfn"),
     "kvm_vm_dead": ("reason",),
+    "kvm_pre_fault_memory": ("vcpu", "gpa", "size"),
+    "kvm_gmem_fault_user_mapping": ("fd", "index", "pfn"),
+    "tdx_map_gpa": ("gpa", "size", "private"),
+    "kvm_hypercall_refused": ("vcpu", "status"),
+    # the 2022 design (upm-v8) and plain memfds
+    "memfd_create": ("fd", "size", "flags", "kind"),
+    "memfd_close": ("fd",),
+    "shmem_fallocate": ("fd", "mode", "start", "end"),
+    "inaccessible_notifier_invalidate": ("fd", "start", "end"),
+    "kvm_private_mem_register": ("fd", "slot", "pgoff", "npages"),
+    "kvm_vm_ioctl_set_mem_attr": ("start", "end", "private"),
+    "kvm_zap_gfn_range": ("start", "end"),
     # mm
     "mm_page_alloc": ("pfn", "order", "hva"),
     "mm_page_free": ("pfn", "order", "hva"),
     "handle_mm_fault": ("hva", "pfn", "write"),
     "madvise": ("start", "end", "advice"),
     "memory_failure_event": ("pfn", "type", "result"),
+    "mmap_pfnmap": ("hva", "size", "pfn", "refcounted"),
     # TDX module calls (host side) and the guest's TDCALL
     "TDH.MEM.SEPT.ADD": ("gfn", "level", "pfn"),
     "TDH.MEM.PAGE.ADD": ("gfn", "pfn"),
@@ -81,6 +95,7 @@ _ADDR_FIELDS = {
     "size",
     "npages",
     "error_code",
+    "a0",
 }
 
 

@@ -32,6 +32,12 @@ TD_KILLED = (
     "guest accepts first. Undo (Ctrl+Z) brings the TD back."
 )
 
+NO_PFN = (
+    "KVM_RUN failed with EFAULT without a memory-fault exit: KVM could not get the pfn "
+    "behind the hva (kvm_handle_error_pfn()). Before 6.13 KVM refuses VM_PFNMAP pages whose "
+    "struct page is not refcounted (a virtio-gpu blob: kvm_try_get_pfn()); 6.13 maps them."
+)
+
 # (op, errno) -> rule; (None, errno) is the fallback for any op.
 RULES: dict[tuple[str | None, str], str] = {
     ("guest_access", "EFAULT"): "KVM_EXIT_MEMORY_FAULT: the access type (private or shared) "
@@ -86,11 +92,45 @@ RULES: dict[tuple[str | None, str], str] = {
     ("host_access", "EFAULT"): "The hva lies outside every memslot's userspace range.",
     ("host_access", "EHWPOISON"): "The host page behind this hva is poisoned (SIGBUS).",
     ("madvise", "EINVAL"): "madvise needs a page-aligned start (hugetlb: 1G aligned) and a "
-    "range that does not wrap.",
+    "range that does not wrap; device memory (VM_PFNMAP) refuses MADV_DONTNEED.",
     ("madvise", "ENOMEM"): "Part of the range is not mapped by the VMM (outside every "
     "memslot's userspace range); the mapped parts were still dropped.",
     ("memory_failure", "ENXIO"): "The pfn lies beyond the host's memory.",
     ("memory_failure", "EHWPOISON"): "The page is already poisoned.",
+    ("guest_access", "SIGBUS"): "The page the access reached is gone (SIGBUS).",
+    ("host_access", "SIGBUS"): "The hva is the VMM's mmap of a guest_memfd "
+    "(kvm_gmem_fault_user_mapping): without INIT_SHARED its memory is private and the host "
+    "may not touch it; past the file's end, or on a poisoned page, the fault is SIGBUS too.",
+    ("pre_fault_memory", "EINVAL"): "KVM_PRE_FAULT_MEMORY needs flags 0 and a non-empty, "
+    "page-aligned range that does not wrap, and no TDX shared-bit GPA; kernels before 6.10 "
+    "do not have the ioctl (kvm_arch_vcpu_ioctl() answers EINVAL).",
+    ("pre_fault_memory", "EOPNOTSUPP"): "A TD can be pre-faulted only once it is finalized "
+    "(kvm->arch.pre_fault_allowed is set by tdx_td_finalize()).",
+    ("pre_fault_memory", "ENOENT"): "No memslot covers the first page: the access would be "
+    "emulated MMIO (RET_PF_EMULATE), which KVM_PRE_FAULT_MEMORY cannot map.",
+    ("pre_fault_memory", "EFAULT"): "The first page is private but has no guest_memfd behind "
+    "it (no memslot, no GUEST_MEMFD flag, or the file was closed), or KVM refused its pfn.",
+    ("pre_fault_memory", "EBUSY"): "This vCPU has a held fault in flight: resume it first.",
+    ("pre_fault_memory", "EINTR"): "The host page is poisoned: KVM sends SIGBUS and the "
+    "pending signal ends KVM_PRE_FAULT_MEMORY.",
+    ("memfd_create", "EINVAL"): "memfd_create() refuses unknown flags; under upm-v8 "
+    "MFD_INACCESSIBLE excludes ALLOW_SEALING and HUGETLB and the size must be page aligned.",
+    ("memory_encrypt_reg_region", "ENOTTY"): "Only the 2022 design (kernel upm-v8) marks GPA "
+    "ranges private with KVM_MEMORY_ENCRYPT_REG_REGION; merged kernels use "
+    "KVM_SET_MEMORY_ATTRIBUTES (the ioctl is SEV's, ENOTTY on other VMs).",
+    ("memory_encrypt_unreg_region", "ENOTTY"): "Only the 2022 design (kernel upm-v8) marks "
+    "GPA ranges shared with KVM_MEMORY_ENCRYPT_UNREG_REGION; merged kernels use "
+    "KVM_SET_MEMORY_ATTRIBUTES.",
+    ("memory_encrypt_reg_region", "EINVAL"): "The range must be non-empty, page aligned and "
+    "must not wrap (kvm_vm_ioctl_set_mem_attr()).",
+    ("memory_encrypt_unreg_region", "EINVAL"): "The range must be non-empty, page aligned "
+    "and must not wrap (kvm_vm_ioctl_set_mem_attr()).",
+    ("host_mmap_pfnmap", "EINVAL"): "mmap(MAP_FIXED) needs a page-aligned address and a "
+    "non-zero length.",
+    ("host_mmap_pfnmap", "EFAULT"): "The range must lie inside memslots' userspace ranges "
+    "(the VMM memory the model tracks).",
+    (None, "ENOTTY"): "This kernel does not have the ioctl: it came later (see the VM's "
+    "kernel in docs/kernels.md), or it exists only in the 2022 design (upm-v8).",
     (None, "EIO"): VM_DEAD,
     (None, "EINVAL"): "The kernel refused the arguments (EINVAL).",
     (None, "EBADF"): "No open file has this descriptor.",
@@ -129,6 +169,8 @@ def explain(
                 f"{exit_.get('gpa', 0):#x}: " + base.split(": ", 1)[1]
             )
         return base
+    if op in ("guest_access", "vcpu_resume") and errno == "EFAULT":
+        return NO_PFN
     rule = RULES.get((op, errno or "")) or RULES.get((None, errno or ""))
     return rule or f"{op} failed with {errno}."
 
@@ -138,8 +180,22 @@ def _note(ret: Mapping[str, Any]) -> str:
     exit_ = ret.get("exit")
     if isinstance(exit_, Mapping) and exit_.get("reason") == "KVM_EXIT_MMIO":
         notes.append(
-            "No memslot covers this gpa: the access exits to the VMM as MMIO (KVM_EXIT_MMIO)."
+            "The access is emulated and exits to the VMM as MMIO (KVM_EXIT_MMIO): no memslot "
+            "covers this gpa, or it is a write to a READONLY memslot (memory is unchanged)."
         )
+    if isinstance(exit_, Mapping) and exit_.get("reason") == "KVM_EXIT_MEMORY_FAULT":
+        kind = "private" if exit_.get("flags", 0) & 1 else "shared"
+        notes.append(
+            f"upm-v8's KVM_EXIT_MEMORY_FAULT (exit 38, KVM_RUN returns 0) for a {kind} access: "
+            "the VMM converts with KVM_MEMORY_ENCRYPT_(UN)REG_REGION and re-enters."
+        )
+    if isinstance(exit_, Mapping) and exit_.get("reason") == "KVM_EXIT_HYPERCALL":
+        notes.append(
+            "The guest asked for a conversion (KVM_HC_MAP_GPA_RANGE): the VMM answers with "
+            "set_memory_attributes for args [gpa, pages, attributes (16: private)]."
+        )
+    if ret.get("guest_ret"):
+        notes.append(f"KVM refused the guest's request itself ({ret['guest_ret']}); no exit.")
     if ret.get("in_flight"):
         notes.append(
             "The fault is held after kvm_faultin_pfn() took its pfn and its "

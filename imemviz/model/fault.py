@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import attrs
 
 from imemviz.model import host_ops
-from imemviz.model.gmem_ops import gmem_get_pfn, pick_order
-from imemviz.model.memslots import Memslot
+from imemviz.model.gmem_ops import gmem_get_pfn
+from imemviz.model.memslots import KVM_MEM_READONLY, Memslot
 from imemviz.model.mmu import MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.result import Result
 from imemviz.model.units import LEVEL_1G, LEVEL_4K, LEVEL_NAMES, level_for_order
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 PFERR_WRITE = 1 << 1
 PFERR_PRIVATE_ACCESS = 1 << 49  # KVM's synthetic error-code bit
 KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3
+V8_MEMORY_EXIT_FLAG_PRIVATE = 1 << 0  # v8 3/8 (kvm_run.memory.flags)
 
 
 @attrs.define(slots=True, eq=False)
@@ -41,6 +42,7 @@ class Access:
     value: int | None
     accept_level: int | None = None
     retried: bool = False
+    prefetch: bool = False  # KVM_PRE_FAULT_MEMORY: no exit reaches the VMM
 
 
 class PendingFault(NamedTuple):
@@ -66,6 +68,12 @@ def decode_gpa(vm: VM, gpa: int) -> tuple[int, bool]:
 def is_private_access(vm: VM, acc: Access) -> bool:
     if acc.alias:
         return False
+    if vm.kernel.v8_fault_scope:  # rule private_fault_scope
+        # v8 (tested without TDX, HAVE_KVM_PRIVATE_MEM_TESTING): only a KVM_MEM_PRIVATE
+        # slot can take a private fault (kvm_is_fault_private()).
+        slot = vm.memslots.lookup(acc.gfn)
+        if slot is None or not slot.has_gmem:
+            return False
     if acc.private_arg is None:
         return vm.attr_private(acc.gfn)
     return acc.private_arg
@@ -88,7 +96,13 @@ def guest_access(vm: VM, op) -> Result:
     if refused:
         return refused
     gfn, alias = decode_gpa(vm, op.gpa)
-    acc = Access(op.vcpu, op.gpa, gfn, alias, op.private, op.write, op.value)
+    private = op.private
+    if vm.is_tdx and private is None and not alias:
+        # A TD's access type is its GPA (shared bit or not): the well-behaved guest picks the
+        # GPA the attribute asks for, and a re-executed access keeps that GPA, so a private
+        # GPA converted to shared meanwhile faults as private (flags 8).
+        private = vm.attr_private(gfn)
+    acc = Access(op.vcpu, op.gpa, gfn, alias, private, op.write, op.value)
     return _run(vm, acc, hold=op.hold)
 
 
@@ -117,10 +131,9 @@ def guest_accept(vm: VM, op) -> Result:
     table = vm.private
     leaf = table.lookup(gfn)
     if leaf is None:
-        if level != LEVEL_4K:
-            predicted = _predict_private_level(vm, gfn, level)
-            if predicted is not None and predicted < level:
-                return Result.fail("EINVAL", tdx_status="TDX_PAGE_SIZE_MISMATCH")
+        # The accept takes the EPT violation first (the accept level rides in the exit):
+        # KVM maps what it can there (mainline: 4K, tdx_sept_set_private_spte()) and the
+        # re-executed accept compares sizes below (contract 3.4).
         acc = Access(0, gfn << 12, gfn, False, True, False, None, accept_level=level)
         pf = _faultin(vm, acc, True)
         if isinstance(pf, Result):
@@ -201,6 +214,11 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
         return Result(False, "EIO", ret)
     pfn = leaf.pfn_of(acc.gfn)
     if acc.write:
+        if vm.memslots.readonly:
+            slot = vm.memslots.lookup(acc.gfn)
+            if slot is not None and slot.flags & KVM_MEM_READONLY:
+                # The leaf of a READONLY slot is not writable: the write faults, is emulated.
+                return _mmio_exit(vm, acc, acc.gfn)
         vm.host.write(pfn, acc.value)
         value = acc.value
     else:
@@ -212,6 +230,14 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
 
 
 def _memory_fault_exit(vm: VM, acc: Access, is_private: bool, errno: str) -> Result:
+    if acc.prefetch:
+        return Result.fail(errno, exit={"reason": "KVM_EXIT_MEMORY_FAULT"})
+    if vm.kernel["memory_fault_exit"] == "v8":
+        # v8 3/8 + 7/8: RET_PF_USER, KVM_RUN returns 0 with exit reason 38, flags bit 0.
+        vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_MEMORY_FAULT", "")
+        exit_ = {"reason": "KVM_EXIT_MEMORY_FAULT", "gpa": acc.gfn << 12, "size": 4096}
+        exit_["flags"] = V8_MEMORY_EXIT_FLAG_PRIVATE if is_private else 0
+        return Result(True, None, {"exit": exit_})
     vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_MEMORY_FAULT", errno)
     return Result.fail(
         errno,
@@ -224,6 +250,20 @@ def _memory_fault_exit(vm: VM, acc: Access, is_private: bool, errno: str) -> Res
     )
 
 
+def _mmio_exit(vm: VM, acc: Access, gfn: int) -> Result:
+    """The access is emulated and reaches the VMM as KVM_EXIT_MMIO (no slot, or a write to
+    a READONLY slot: kvm_handle_error_pfn() -> RET_PF_EMULATE)."""
+    gpa = (gfn << 12) | (acc.gpa & 0xFFF)
+    if acc.prefetch:
+        return Result.fail("ENOENT")  # kvm_tdp_page_prefault(): RET_PF_EMULATE -> -ENOENT
+    vm.emit("kvm_mmio", acc.vcpu, gpa)
+    vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_MMIO", "")
+    ret: dict = {"exit": {"reason": "KVM_EXIT_MMIO", "gpa": gpa}}
+    if acc.retried:
+        ret["retried"] = True
+    return Result(True, None, ret)
+
+
 def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
     """kvm_mmu_faultin_pfn(): up to the point where the fault has its pfn."""
     gfn = acc.gfn
@@ -233,27 +273,38 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         code = (PFERR_WRITE if acc.write else 0) | (PFERR_PRIVATE_ACCESS if is_private else 0)
     vm.emit("kvm_page_fault", acc.vcpu, acc.gpa, code)
     mmu_seq = vm.inv.seq
-    if is_private != vm.attr_private(gfn):
+    v8 = vm.kernel.v8_fault_scope  # rule private_fault_scope
+    if not v8 and is_private != vm.attr_private(gfn):
         return _memory_fault_exit(vm, acc, is_private, "EFAULT")
     slot = vm.memslots.lookup(gfn)
     if slot is None:
         if is_private:
             return _memory_fault_exit(vm, acc, is_private, "EFAULT")
-        gpa = (gfn << 12) | (acc.gpa & 0xFFF)
-        vm.emit("kvm_mmio", acc.vcpu, gpa)
-        vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_MMIO", "")
-        return Result.success(exit={"reason": "KVM_EXIT_MMIO", "gpa": gpa})
+        return _mmio_exit(vm, acc, gfn)
+    if v8 and slot.has_gmem and is_private != vm.attr_private(gfn):
+        # v8 7/8 kvm_faultin_pfn(): the check follows the slot lookup, private slots only.
+        return _memory_fault_exit(vm, acc, is_private, "EFAULT")
+    if acc.write and slot.flags & KVM_MEM_READONLY:
+        # __gfn_to_hva_many() -> KVM_HVA_ERR_RO_BAD, kvm_handle_error_pfn() -> RET_PF_EMULATE:
+        # the write is emulated and posted to the VMM; memory is unchanged.
+        return _mmio_exit(vm, acc, gfn)
     if is_private or slot.gmem_only:
         if not slot.has_gmem:
             return _memory_fault_exit(vm, acc, is_private, "EFAULT")
         err, pfn, order = gmem_get_pfn(vm, slot, gfn)
         if err:
+            if v8:
+                # kvm_faultin_pfn_private(): RET_PF_RETRY, the vCPU re-faults until the
+                # page can be had; the model ends the access with the errno instead.
+                vm.emit("kvm_userspace_exit", acc.vcpu, "error", err)
+                return Result.fail(err)
             return _memory_fault_exit(vm, acc, is_private, err)
         host_level = level_for_order(order)
     else:
         err, pfn, host_level = host_ops.faultin_hva(vm, slot.gfn_to_hva(gfn), acc.write)
         if err:
-            vm.emit("kvm_userspace_exit", acc.vcpu, "error", err)
+            if not acc.prefetch:
+                vm.emit("kvm_userspace_exit", acc.vcpu, "error", err)
             return Result.fail(err)
     return PendingFault(acc, is_private, mmu_seq, slot, slot.base_gfn, pfn, host_level)
 
@@ -330,19 +381,3 @@ def max_mapping_level(
         while level > LEVEL_4K and (level - 1, gfn >> (9 * (level - 1))) in mirror.tables:
             level -= 1
     return level
-
-
-def _predict_private_level(vm: VM, gfn: int, want: int) -> int | None:
-    """The level a private fault at gfn would map now, or None if it would not map."""
-    slot = vm.memslots.lookup(gfn)
-    if slot is None or slot.gmem_file is None or not vm.attr_private(gfn):
-        return None
-    inode = slot.gmem_file.inode
-    index = slot.gmem_index(gfn)
-    folio = inode.folio_at(index)
-    order = folio.order if folio is not None else pick_order(vm, inode, index)
-    if order is None:
-        return None
-    # A new folio is naturally aligned in pfn space as in index space.
-    pfn = folio.pfn + (index - folio.index) if folio is not None else index
-    return max_mapping_level(vm, slot, gfn, True, pfn, level_for_order(order), want, vm.private)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from imemviz.model.guest_memfd import (
     FOLIO_ORDERS,
+    GUEST_MEMFD,
     GUEST_MEMFD_FLAG_INIT_SHARED,
     GUEST_MEMFD_FLAG_MMAP,
     Folio,
@@ -46,7 +47,10 @@ STD_FDS = (0, 1, 2)
 
 
 def supported_flags(vm: VM) -> int:
-    """kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory."""
+    """kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory;
+    no flag at all before 6.18 (kernel rule gmem_flags)."""
+    if not vm.kernel["gmem_flags"]:
+        return 0
     flags = GUEST_MEMFD_FLAG_MMAP
     if not vm.has_private_mem:
         flags |= GUEST_MEMFD_FLAG_INIT_SHARED
@@ -63,6 +67,8 @@ def lowest_free_fd(vm: VM) -> int:
 def create_guest_memfd(vm: VM, op) -> Result:
     if vm.dead:
         return Result.fail("EIO")
+    if not vm.kernel["guest_memfd"]:
+        return Result.fail("ENOTTY")  # no KVM_CREATE_GUEST_MEMFD: kvm_arch_vm_ioctl()
     if op.flags & ~supported_flags(vm):
         return Result.fail("EINVAL")
     size = op.size
@@ -167,7 +173,7 @@ def gmem_invalidate(
 # -- fallocate ------------------------------------------------------------------------------
 def fallocate(vm: VM, op) -> Result:
     fd, mode, offset, length = op.fd, op.mode, op.offset, op.len
-    file = vm.files.get(fd)
+    file = vm.files.get(fd) if fd >= 0 else None  # below 0: files no descriptor refers to
     if file is None and (fd not in STD_FDS or fd in vm.closed_std_fds):
         return Result.fail("EBADF")
     # vfs_fallocate()
@@ -188,6 +194,10 @@ def fallocate(vm: VM, op) -> Result:
         return Result.fail("ENODEV")  # fds 0-2 are a terminal, not a regular file
     if offset + length > LLONG_MAX:
         return Result.fail("EFBIG")
+    if file.kind != GUEST_MEMFD:
+        from imemviz.model import upm
+
+        return upm.memfd_fallocate(vm, file, mode, offset, length)
     # kvm_gmem_fallocate()
     if not mode & FALLOC_FL_KEEP_SIZE:
         return Result.fail("EOPNOTSUPP")
@@ -217,12 +227,17 @@ def fallocate(vm: VM, op) -> Result:
 # -- close ----------------------------------------------------------------------------------
 def close(vm: VM, op) -> Result:
     fd = op.fd
-    file = vm.files.get(fd)
+    file = vm.files.get(fd) if fd >= 0 else None
     if file is None:
         if fd in STD_FDS and fd not in vm.closed_std_fds:
             vm.closed_std_fds.add(fd)
             return Result.success()
         return Result.fail("EBADF")
+    if file.kind != GUEST_MEMFD:
+        from imemviz.model import upm
+
+        upm.close_memfd(vm, file)
+        return Result.success()
     release_file(vm, file)
     return Result.success()
 
@@ -263,6 +278,13 @@ def memory_failure(vm: VM, op) -> Result:
         return Result.fail("EHWPOISON")
     host.poisoned.add(pfn)
     hit = find_gmem_folio(vm, pfn)
+    if hit is not None and hit[0].kind != GUEST_MEMFD:
+        # A shmem page (memfd, v8's inaccessible memfd): shmem keeps the poisoned page and
+        # v8 has no path that tells KVM; a later get_pfn fails.
+        file, folio = hit
+        vm.emit("memory_failure_event", pfn, "shmem page", "delayed")
+        file.inode.set_hwpoison(folio)
+        return Result.success()
     if hit is not None:
         file, folio = hit
         vm.emit("memory_failure_event", pfn, "guest_memfd page", "delayed")

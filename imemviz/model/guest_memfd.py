@@ -20,6 +20,12 @@ FOLIO_ORDERS = (0, 9, 18)
 GUEST_MEMFD_FLAG_MMAP = 1
 GUEST_MEMFD_FLAG_INIT_SHARED = 2
 
+# What a file descriptor of the VMM refers to (GmemFile.kind).
+GUEST_MEMFD = "guest_memfd"  # KVM_CREATE_GUEST_MEMFD
+INACCESSIBLE = "inaccessible"  # upm-v8: memfd_create(MFD_INACCESSIBLE)
+MEMFD = "memfd"  # a plain memfd (shmem): fallocate and close, nothing KVM can bind
+FILE_KINDS = (GUEST_MEMFD, INACCESSIBLE, MEMFD)
+
 
 class Folio(NamedTuple):
     index: int  # head index in the file
@@ -100,11 +106,18 @@ class Binding:
 
 @attrs.define(slots=True, eq=False)
 class GmemFile:
-    """One guest_memfd file descriptor's file: an inode plus this VM's bindings."""
+    """One guest_memfd file descriptor's file: an inode plus this VM's bindings.
+
+    `kind` says what the file is (guest_memfd, or under upm-v8 an inaccessible memfd,
+    whose bindings are the private memslots that registered a notifier on it; or a
+    plain memfd).  An inaccessible memfd closed while private memslots still hold it
+    lives on under the key ``-ino`` (no descriptor refers to it any more).
+    """
 
     fd: int
     inode: GmemInode
     bindings: list[Binding] = attrs.field(factory=list)
+    kind: str = GUEST_MEMFD
 
     def bindings_in(self, start: int, end: int) -> list[Binding]:
         return [b for b in self.bindings if b.pgoff < end and start < b.pgoff + b.npages]

@@ -1,6 +1,12 @@
 """The VMM's side: anonymous memory behind memslots' userspace_addr (first-touch allocation,
 THP/hugetlb-sized pages), host_access, madvise(MADV_DONTNEED) with its mmu-notifier
-invalidation, and poisoned shared pages."""
+invalidation, and poisoned shared pages.
+
+Two other things can sit behind a memslot's userspace range: device memory the
+VMM mapped with `host_mmap_pfnmap` (pfnmap.py), and, on a slot bound to a
+guest_memfd created with MMAP, the VMM's mmap of that guest_memfd, whose pages
+are the guest_memfd's own (kvm_gmem_fault_user_mapping(), contract 3.4 "Host
+view of guest_memfd")."""
 
 from __future__ import annotations
 
@@ -21,7 +27,12 @@ def _shared_level(vm: VM) -> int:
 
 
 def host_lookup(vm: VM, hvpn: int) -> tuple[int, int, int] | None:
-    """(level, first hva page, pfn of that page) of the host page mapping hva page `hvpn`."""
+    """(level, first hva page, pfn of that page) of the host page mapping hva page `hvpn`:
+    device memory (VM_PFNMAP) or the VMM's anonymous memory."""
+    if vm.pfnmap:
+        v = vm.pfnmap.get(hvpn)
+        if v is not None:
+            return LEVEL_4K, hvpn, v >> 1
     for level, idx in vm.hva_pages.items():
         head = hvpn & ~((1 << (9 * (level - 1))) - 1)
         pfn = idx.get(head)
@@ -47,6 +58,8 @@ def _populate(vm: VM, hvpn: int) -> tuple[int, int, int] | None:
                 continue
             if any(vm.hva_pages[lv].any_in(head, head + n) for lv in range(1, level)):
                 continue
+            if vm.pfnmap and vm.pfnmap.any_in(head, head + n):
+                continue  # device memory splits the VMA: no huge page across it
         pfn = vm.host.allocate(9 * (level - 1))
         if pfn is None:
             continue
@@ -61,6 +74,14 @@ def faultin_hva(vm: VM, hva: int, write: bool) -> tuple[str | None, int, int]:
     hvpn = hva >> 12
     if hvpn in vm.poisoned_hva:
         return "EHWPOISON", 0, 0
+    if vm.pfnmap:
+        v = vm.pfnmap.get(hvpn)
+        if v is not None:
+            if not v & 1 and not vm.kernel["pfnmap_noref"]:
+                # hva_to_pfn_remapped(): kvm_try_get_pfn() refuses a struct page with
+                # refcount 0 (before 6.13) -> KVM_PFN_ERR_FAULT -> -EFAULT from KVM_RUN.
+                return "EFAULT", 0, 0
+            return None, v >> 1, LEVEL_4K
     m = host_lookup(vm, hvpn) or _populate(vm, hvpn)
     if m is None:
         return "ENOMEM", 0, 0
@@ -72,14 +93,57 @@ def host_access(vm: VM, op) -> Result:
     hva = op.hva
     if not vm.memslots.hva_in_any(hva):
         return Result.fail("EFAULT")
-    err, pfn, _level = faultin_hva(vm, hva, op.write)
-    if err:
-        return Result.fail(err)
+    hvpn = hva >> 12
+    v = vm.pfnmap.get(hvpn) if vm.pfnmap else None
+    if v is not None:
+        pfn = v >> 1  # device memory: the VMM reaches it whatever its refcount
+    else:
+        slot = _gmem_mmap_slot(vm, hva)
+        if slot is not None:
+            err, pfn = gmem_user_fault(vm, slot, hva)
+        else:
+            err, pfn, _level = faultin_hva(vm, hva, op.write)
+        if err:
+            return Result.fail(err)
     vm.emit("handle_mm_fault", hva, pfn, int(op.write))
     if op.write:
         vm.host.write(pfn, op.value)
         return Result.success(value=op.value)
     return Result.success(value=vm.host.read(pfn))
+
+
+def _gmem_mmap_slot(vm: VM, hva: int):
+    """The gmem-only slot (guest_memfd with MMAP) whose userspace range holds `hva`: there
+    the range is the VMM's mmap of the guest_memfd."""
+    for s in vm.memslots.by_id.values():
+        if s.gmem_only and s.userspace_addr <= hva < s.hva_end:
+            return s
+    return None
+
+
+def gmem_user_fault(vm: VM, slot, hva: int) -> tuple[str | None, int]:
+    """kvm_gmem_fault_user_mapping(): the guest_memfd's own page, or SIGBUS."""
+    from imemviz.model.gmem_ops import alloc_folio
+    from imemviz.model.guest_memfd import GUEST_MEMFD_FLAG_INIT_SHARED
+
+    file = slot.gmem_file
+    if file is None:
+        return "SIGBUS", 0  # the model does not keep a closed guest_memfd alive for the mmap
+    inode = file.inode
+    index = slot.gmem_pgoff + ((hva - slot.userspace_addr) >> 12)
+    if index >= inode.npages:
+        return "SIGBUS", 0  # pgoff << PAGE_SHIFT >= i_size
+    if not inode.flags & GUEST_MEMFD_FLAG_INIT_SHARED:
+        return "SIGBUS", 0  # the memory is private: the host may not touch it
+    folio = inode.folio_at(index)
+    if folio is None:
+        folio = alloc_folio(vm, file, index)  # zeroed on first use (clear_highpage)
+        if folio is None:
+            return "ENOMEM", 0
+    if folio.hwpoison:
+        return "SIGBUS", 0  # a hwpoisoned page: VM_FAULT_HWPOISON
+    vm.emit("kvm_gmem_fault_user_mapping", file.fd, index, folio.pfn + index - folio.index)
+    return None, folio.pfn + index - folio.index
 
 
 def _mapped_intervals(vm: VM) -> list[tuple[int, int]]:
@@ -113,6 +177,13 @@ def madvise(vm: VM, op) -> Result:
             unmapped = True
         lo, hi = max(a, start), min(b, end)
         pos = hi
+        if vm.pfnmap and vm.pfnmap.any_in(lo >> 12, (hi + 0xFFF) >> 12):
+            # madvise_dontneed_free_valid_vma(): VM_PFNMAP is refused; the part before the
+            # device mapping was already processed.
+            first = min(k for k, _v in vm.pfnmap.items_in(lo >> 12, (hi + 0xFFF) >> 12))
+            if (first << 12) > lo:
+                _dontneed(vm, lo, first << 12)
+            return Result.fail("EINVAL")
         if vm.config.shared_page_size == 1 << 30:
             # madvise_dontneed_free_valid_vma(): hugetlb start aligned, end rounded down.
             if lo & ((1 << 30) - 1):
@@ -134,18 +205,20 @@ def _dontneed(vm: VM, lo: int, hi: int) -> None:
 def hva_invalidate(vm: VM, lo: int, hi: int, during) -> None:
     """kvm_mmu_notifier_invalidate_range_start/end: shared leaves of every overlapping slot."""
     pieces = []
+    other_as = []  # kvm_handle_hva_range() walks every address space; the model keeps
+    # leaves for address space 0 only, so the others only widen the in-progress range.
     for s in vm.memslots.all():
         a, b = max(lo, s.userspace_addr), min(hi, s.hva_end)
-        if a < b and s.as_id == 0:
-            pieces.append(
+        if a < b:
+            (pieces if s.as_id == 0 else other_as).append(
                 (
                     s.base_gfn + ((a - s.userspace_addr) >> 12),
                     s.base_gfn + ((b - s.userspace_addr + 0xFFF) >> 12),
                 )
             )
     vm.emit("kvm_unmap_hva_range", lo, hi)
-    if pieces:
-        invalidate(vm, pieces, FILTER_SHARED, during=during)
+    if pieces or other_as:
+        invalidate(vm, pieces, FILTER_SHARED, extra=other_as, during=during)
     else:
         during()
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imemviz.model.guest_memfd import GUEST_MEMFD
 from imemviz.model.mmu import MAPPED, PENDING
 from imemviz.model.units import LEVEL_4K, LEVEL_NAMES
 
@@ -63,11 +64,17 @@ def _backing_pfn(vm: VM, gfn: int, private: bool) -> int | None:
 
 def _check_leaves(vm: VM, out: list[Violation]) -> None:
     tables = ((vm.private, True), (vm.shared, False))
+    # upm-v8: the attributes speak only for KVM_MEM_PRIVATE slots (v8 7/8 kvm_faultin_pfn()).
+    attr_scope = vm.kernel["private_fault_scope"] == "private slots"
     for table, private in tables:
         for lf in table.all_leaves():
             end = lf.gfn + lf.npages
             attr = 8 if private else 0
-            if vm.has_private_mem and not vm.attributes.all_equal(lf.gfn, end, attr):
+            in_scope = vm.has_private_mem
+            if attr_scope:
+                s = vm.memslots.lookup(lf.gfn)
+                in_scope = s is not None and s.has_gmem
+            if in_scope and not vm.attributes.all_equal(lf.gfn, end, attr):
                 out.append(
                     Violation(
                         "I1",
@@ -89,11 +96,16 @@ def _check_leaves(vm: VM, out: list[Violation]) -> None:
                 want = _backing_pfn(vm, g, private)
                 if want != lf.pfn_of(g):
                     what = "guest_memfd folio" if private or slot.gmem_only else "host page"
+                    stale = (
+                        " (a stale leaf: v8's notifier missed the punch)"
+                        if vm.kernel["memfile_notifier"]
+                        else ""
+                    )
                     out.append(
                         Violation(
                             "I2" if private else "I1",
                             f"leaf maps pfn {lf.pfn_of(g):#x} but the {what} is "
-                            f"{'missing' if want is None else hex(want)}",
+                            f"{'missing' if want is None else hex(want)}{stale}",
                             g,
                             lf.pfn_of(g),
                         )
@@ -123,6 +135,8 @@ def _check_leaves(vm: VM, out: list[Violation]) -> None:
 
 def _check_bindings(vm: VM, out: list[Violation]) -> None:
     for f in vm.files.values():
+        if f.kind != GUEST_MEMFD:
+            continue  # v8's private slots may share file pages and reach past i_size
         prev_end = 0
         for b in sorted(f.bindings, key=lambda b: b.pgoff):
             if b.pgoff < prev_end:
@@ -159,6 +173,8 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
             used.append((pfn, 1 << (9 * (level - 1)), "shared host page"))
     for pfn in vm.private.tables.values():
         used.append((pfn, 1, "S-EPT page"))
+    for _hvpn, v in vm.pfnmap.items():
+        used.append((v >> 1, 1, "device page (VM_PFNMAP)"))
     for pfn, order in vm.host.other.items():
         used.append((pfn, 1 << order, "host page"))
     for pfn, order in vm.host.alloc.free_blocks():

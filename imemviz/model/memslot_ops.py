@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imemviz.model.guest_memfd import GUEST_MEMFD_FLAG_MMAP, Binding
+from imemviz.model.guest_memfd import GUEST_MEMFD, GUEST_MEMFD_FLAG_MMAP, INACCESSIBLE, Binding
 from imemviz.model.memslots import (
     KVM_MEM_GUEST_MEMFD,
     KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_PRIVATE,
     KVM_MEM_READONLY,
     Memslot,
 )
@@ -26,8 +27,9 @@ U64 = 1 << 64
 
 
 def nr_address_spaces(vm: VM) -> int:
-    """kvm_arch_nr_memslot_as_ids(): SMM is unsupported for guests with private memory."""
-    return 1 if vm.has_private_mem else 2
+    """kvm_arch_nr_memslot_as_ids(): SMM is unsupported for guests with private memory
+    (kernel rule private_mem_address_spaces: upm-v8 predates it)."""
+    return vm.kernel["private_mem_address_spaces"] if vm.has_private_mem else 2
 
 
 def max_gfn(vm: VM) -> int:
@@ -37,7 +39,15 @@ def max_gfn(vm: VM) -> int:
 
 def set_user_memory_region(vm: VM, op) -> Result:
     return _set_region(
-        vm, op.slot, op.flags, op.guest_phys_addr, op.memory_size, op.userspace_addr, 0, 0, v2=False
+        vm,
+        op.slot,
+        op.flags,
+        op.guest_phys_addr,
+        op.memory_size,
+        op.userspace_addr,
+        op.private_fd,
+        op.private_offset,
+        v2=False,
     )
 
 
@@ -57,7 +67,12 @@ def set_user_memory_region2(vm: VM, op) -> Result:
 
 def _valid_flags(vm: VM, flags: int) -> bool:
     """check_memory_region_flags()."""
-    valid = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_GUEST_MEMFD
+    if vm.kernel["private_memslot"]:
+        # v8 8/8: LOG_DIRTY_PAGES, PRIVATE (kvm_arch_has_private_mem()) and READONLY.
+        return not flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_PRIVATE | KVM_MEM_READONLY)
+    valid = KVM_MEM_LOG_DIRTY_PAGES
+    if vm.has_private_mem or vm.kernel["gmem_default_vm"]:
+        valid |= KVM_MEM_GUEST_MEMFD
     if flags & KVM_MEM_GUEST_MEMFD:
         valid &= ~KVM_MEM_LOG_DIRTY_PAGES
     # READONLY needs kvm_arch_has_readonly_mem() (not for protected-state VMs) and no gmem.
@@ -80,7 +95,10 @@ def _set_region(
 ) -> Result:
     if vm.dead:
         return Result.fail("EIO")
-    if not v2 and flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
+    v8 = vm.kernel["private_memslot"]
+    if v2 and not vm.kernel["guest_memfd"]:
+        return Result.fail("ENOTTY")  # no KVM_SET_USER_MEMORY_REGION2: kvm_arch_vm_ioctl()
+    if not v2 and not v8 and flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY):
         return Result.fail("EINVAL")
     if slot_arg & 0xFFFF >= KVM_USER_MEM_SLOTS:
         return Result.fail("EINVAL")
@@ -93,6 +111,7 @@ def _set_region(
     if uaddr & 0xFFF or uaddr + size > TASK_SIZE_MAX:
         return Result.fail("EINVAL")
     if flags & KVM_MEM_GUEST_MEMFD and (goff & 0xFFF or goff + size >= U64):
+        # v2: guest_memfd_offset; v8: private_offset (same place in the check order)
         return Result.fail("EINVAL")
     as_id, sid = slot_arg >> 16, slot_arg & 0xFFFF
     if as_id >= nr_address_spaces(vm) or sid >= KVM_MEM_SLOTS_NUM:
@@ -111,8 +130,9 @@ def _set_region(
         _delete(vm, old)
         return Result.success()
     if old is not None:
-        # Modify an existing slot: guest_memfd slots are immutable.
-        if flags & KVM_MEM_GUEST_MEMFD or old.has_gmem:
+        # Modify an existing slot: guest_memfd slots are immutable; v8 refuses only a request
+        # with KVM_MEM_PRIVATE ("Private memslots are immutable").
+        if flags & KVM_MEM_GUEST_MEMFD or (old.has_gmem and not v8):
             return Result.fail("EINVAL")
         if (
             uaddr != old.userspace_addr
@@ -127,6 +147,7 @@ def _set_region(
                 return Result.fail("EINVAL")
             _flush_slot(vm, old)
             vm.emit("kvm_set_memslot", slot_id, "MOVE", base_gfn, npages)
+            _drop_private(vm, old)
             old.base_gfn = base_gfn
             old.flags = flags
             vm.memslots.moved()
@@ -135,13 +156,15 @@ def _set_region(
             return Result.success()
         # Dirty-log toggles change no mapping here; new faults see the new flags (4K while logging).
         vm.emit("kvm_set_memslot", slot_id, "FLAGS_ONLY", base_gfn, npages)
+        _drop_private(vm, old)
         old.flags = flags
+        vm.memslots.moved()
         return Result.success()
     if vm.memslots.overlapping(as_id, base_gfn, base_gfn + npages, -1):
         return Result.fail("EEXIST")
     slot = Memslot(slot_id, flags, base_gfn, npages, uaddr)
     if flags & KVM_MEM_GUEST_MEMFD:
-        err = _bind(vm, slot, gfd, goff)
+        err = _register_private(vm, slot, gfd, goff) if v8 else _bind(vm, slot, gfd, goff)
         if err:
             return Result.fail(err)
     if base_gfn + npages > max_gfn(vm):
@@ -152,22 +175,25 @@ def _set_region(
     vm.memslots.add(slot)
     vm.emit("kvm_set_memslot", slot_id, "CREATE", base_gfn, npages)
     if slot.gmem_file is not None:
-        vm.emit("kvm_gmem_bind", gfd, slot_id, slot.gmem_pgoff, npages)
+        name = "kvm_private_mem_register" if v8 else "kvm_gmem_bind"
+        vm.emit(name, gfd, slot_id, slot.gmem_pgoff, npages)
     return Result.success()
 
 
 def _bind(vm: VM, slot: Memslot, fd: int, offset: int) -> str | None:
     """kvm_gmem_bind(): EBADF for a closed fd, EINVAL for the rest, EEXIST for an overlap."""
-    file = vm.files.get(fd)
+    file = vm.files.get(fd) if fd >= 0 else None
     if file is None:
         std_open = fd in (0, 1, 2) and fd not in vm.closed_std_fds
         return "EINVAL" if std_open else "EBADF"
+    if file.kind != GUEST_MEMFD:
+        return "EINVAL"  # file->f_op != &kvm_gmem_fops
     inode = file.inode
     if offset >= 1 << 63 or offset & 0xFFF or offset + (slot.npages << 12) > inode.size:
         return "EINVAL"
     start = offset >> 12
     if file.bindings_in(start, start + slot.npages):
-        return "EEXIST"
+        return vm.kernel["bind_overlap_errno"]
     file.bindings.append(Binding(start, slot.npages, slot.id))
     file.bindings.sort(key=lambda b: b.pgoff)
     slot.gmem_file = file
@@ -177,13 +203,46 @@ def _bind(vm: VM, slot: Memslot, fd: int, offset: int) -> str | None:
     return None
 
 
-def _flush_slot(vm: VM, slot: Memslot) -> None:
-    """kvm_arch_flush_shadow_memslot(): zap-all quirk for DEFAULT VMs, else the slot's leaves."""
-    if slot.as_id != 0:
+def _register_private(vm: VM, slot: Memslot, fd: int, offset: int) -> str | None:
+    """v8: new->private_file = fget(private_fd) (EINVAL when that fails), then
+    kvm_private_mem_register() adds the slot's notifier to the inaccessible memfd."""
+    file = vm.files.get(fd) if fd >= 0 else None
+    if file is None:
+        return "EINVAL"
+    if file.kind != INACCESSIBLE:
+        # v8 does not check the file type and would use any file's mapping as the
+        # notifier list (docs/kernels.md); the model refuses it.
+        return "EINVAL"
+    file.bindings.append(Binding(offset >> 12, slot.npages, slot.id))
+    file.bindings.sort(key=lambda b: (b.pgoff, b.slot))
+    slot.gmem_file = file
+    slot.gmem_fd = fd
+    slot.gmem_pgoff = offset >> 12
+    return None
+
+
+def _drop_private(vm: VM, slot: Memslot) -> None:
+    """v8 kvm_free_memslot() of a private slot's old copy: kvm_private_mem_unregister() and
+    fput(); a modified slot without KVM_MEM_PRIVATE is no longer private."""
+    file = slot.gmem_file
+    if not vm.kernel["private_memslot"] or file is None:
         return
-    if vm.config.type == "default":
+    file.bindings = [b for b in file.bindings if b.slot != slot.id]
+    slot.gmem_file = None
+    from imemviz.model import upm
+
+    upm.put_file(vm, file)
+
+
+def _flush_slot(vm: VM, slot: Memslot) -> None:
+    """kvm_arch_flush_shadow_memslot(): kvm_mmu_zap_all_fast() for DEFAULT VMs with the
+    KVM_X86_QUIRK_SLOT_ZAP_ALL quirk (every VM type before 6.12), else the slot's leaves.
+
+    The zap-all has no as_id check: deleting an SMM (address space 1) slot zaps every root.
+    """
+    if vm.kernel["slot_zap"] == "every" or vm.config.type == "default":
         zap_all(vm)
-    else:
+    elif slot.as_id == 0:
         zap_range(vm, slot.base_gfn, slot.end_gfn, FILTER_PRIVATE | FILTER_SHARED)
 
 
@@ -198,4 +257,8 @@ def _delete(vm: VM, slot: Memslot) -> None:
     if file is not None:
         file.bindings = [b for b in file.bindings if b.slot != slot.id]
         vm.emit("kvm_gmem_unbind", file.fd, slot.id)
+        if vm.kernel["private_memslot"]:
+            from imemviz.model import upm
+
+            upm.put_file(vm, file)
     vm.memslots.remove(slot)

@@ -12,6 +12,7 @@ from imemviz.model.units import LEVEL_4K
 KVM_MEM_LOG_DIRTY_PAGES = 1
 KVM_MEM_READONLY = 2
 KVM_MEM_GUEST_MEMFD = 4
+KVM_MEM_PRIVATE = 4  # upm-v8: the same bit, with private_fd/private_offset
 
 
 @attrs.define(slots=True, eq=False)
@@ -67,14 +68,16 @@ class Memslot:
 class Memslots:
     """The memslots of every address space; as 0 is what the guest's accesses use."""
 
-    __slots__ = ("_bases", "_sorted", "by_id")
+    __slots__ = ("_bases", "_sorted", "by_id", "readonly")
 
     def __init__(self) -> None:
         self.by_id: dict[int, Memslot] = {}
         self._bases: list[int] = []
         self._sorted: list[Memslot] = []
+        self.readonly = False  # some slot is READONLY (the write path checks only then)
 
     def _reindex(self) -> None:
+        self.readonly = any(s.flags & KVM_MEM_READONLY for s in self.by_id.values())
         self._sorted = sorted(
             (s for s in self.by_id.values() if s.as_id == 0), key=lambda s: s.base_gfn
         )

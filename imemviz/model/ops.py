@@ -31,13 +31,19 @@ __all__ = [
     "FieldSpec",
     "GuestAccept",
     "GuestAccess",
+    "GuestMapGpaRange",
     "HostAccess",
+    "HostMmapPfnmap",
     "Inspect",
     "Madvise",
+    "MemfdCreate",
+    "MemoryEncryptRegRegion",
+    "MemoryEncryptUnregRegion",
     "MemoryFailure",
     "Note",
     "Op",
     "OpError",
+    "PreFaultMemory",
     "SetMemoryAttributes",
     "SetUserMemoryRegion",
     "SetUserMemoryRegion2",
@@ -53,6 +59,11 @@ __all__ = [
 # The kernel's flag names, without their prefix (contract section 3).
 GMEM_FLAGS = {"MMAP": 1, "INIT_SHARED": 2}  # GUEST_MEMFD_FLAG_*
 MEM_FLAGS = {"LOG_DIRTY_PAGES": 1, "READONLY": 2, "GUEST_MEMFD": 4}  # KVM_MEM_*
+# KVM_SET_USER_MEMORY_REGION (v1): bit 2 is the 2022 design's KVM_MEM_PRIVATE (upm-v8); the
+# merged name GUEST_MEMFD is read as well, and written back as PRIVATE.
+MEM_FLAGS_V1 = {"LOG_DIRTY_PAGES": 1, "READONLY": 2, "PRIVATE": 4}
+MEM_FLAGS_V1_NAMES = {**MEM_FLAGS_V1, "GUEST_MEMFD": 4}
+MFD_FLAGS = {"INACCESSIBLE": 8}  # memfd_create(2): MFD_INACCESSIBLE of upm-v8
 ATTRIBUTE_FLAGS = {"PRIVATE": 8}  # KVM_MEMORY_ATTRIBUTE_*
 ATTRIBUTES_OP_FLAGS: dict[str, int] = {}  # kvm_memory_attributes.flags: none defined
 FALLOC_FLAGS = {  # FALLOC_FL_*
@@ -118,7 +129,8 @@ class SetUserMemoryRegion2(Op):
 
 @attrs.frozen(slots=True)
 class SetUserMemoryRegion(Op):
-    """KVM_SET_USER_MEMORY_REGION (v1); `flags` is keyword-only as in v2."""
+    """KVM_SET_USER_MEMORY_REGION (v1); `flags` is keyword-only as in v2.  `private_fd` and
+    `private_offset` are the upm-v8 extension (kvm_userspace_memory_region_ext)."""
 
     NAME: ClassVar[str] = "set_user_memory_region"
     slot: int
@@ -126,6 +138,8 @@ class SetUserMemoryRegion(Op):
     guest_phys_addr: int
     memory_size: int
     userspace_addr: int = 0
+    private_fd: int = 0
+    private_offset: int = 0
 
 
 @attrs.frozen(slots=True)
@@ -212,6 +226,67 @@ class Madvise(Op):
 class MemoryFailure(Op):
     NAME: ClassVar[str] = "memory_failure"
     pfn: int
+
+
+@attrs.frozen(slots=True)
+class PreFaultMemory(Op):
+    """KVM_PRE_FAULT_MEMORY (a vCPU ioctl): map [gpa, gpa + size) as a guest fault would."""
+
+    NAME: ClassVar[str] = "pre_fault_memory"
+    gpa: int
+    size: int
+    vcpu: int = 0
+    flags: int = 0
+
+
+@attrs.frozen(slots=True)
+class GuestMapGpaRange(Op):
+    """The guest asks the host to convert a range: TDX TDG.VP.VMCALL<MapGPA>,
+    KVM_HC_MAP_GPA_RANGE; KVM exits to the VMM with KVM_EXIT_HYPERCALL."""
+
+    NAME: ClassVar[str] = "guest_map_gpa_range"
+    gpa: int
+    size: int
+    private: bool
+    vcpu: int = 0
+
+
+@attrs.frozen(slots=True)
+class MemfdCreate(Op):
+    """memfd_create(2) plus the ftruncate that sizes it; flag INACCESSIBLE is upm-v8's."""
+
+    NAME: ClassVar[str] = "memfd_create"
+    size: int
+    flags: int = 0
+
+
+@attrs.frozen(slots=True)
+class MemoryEncryptRegRegion(Op):
+    """KVM_MEMORY_ENCRYPT_REG_REGION; under upm-v8 it marks a GPA range private."""
+
+    NAME: ClassVar[str] = "memory_encrypt_reg_region"
+    address: int
+    size: int
+
+
+@attrs.frozen(slots=True)
+class MemoryEncryptUnregRegion(Op):
+    """KVM_MEMORY_ENCRYPT_UNREG_REGION; under upm-v8 it marks a GPA range shared."""
+
+    NAME: ClassVar[str] = "memory_encrypt_unreg_region"
+    address: int
+    size: int
+
+
+@attrs.frozen(slots=True)
+class HostMmapPfnmap(Op):
+    """The VMM maps device memory (VM_PFNMAP, e.g. a virtio-gpu blob) at `hva`, over part of
+    a memslot's userspace range; `refcounted` false: struct pages without a refcount."""
+
+    NAME: ClassVar[str] = "host_mmap_pfnmap"
+    hva: int
+    size: int
+    refcounted: bool = False
 
 
 @attrs.frozen(slots=True)
@@ -473,10 +548,19 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
     ),
     SetUserMemoryRegion: (
         _u32f("slot"),
-        _flagf("flags", MEM_FLAGS, _u32),
+        FieldSpec(
+            "flags",
+            "flags",
+            0,
+            MEM_FLAGS_V1,
+            _flags(MEM_FLAGS_V1_NAMES, _u32),
+            _dump_flags(MEM_FLAGS_V1),
+        ),
         _addr("guest_phys_addr"),
         _size("memory_size"),
         _addr("userspace_addr", 0),
+        _u32f("private_fd", 0),
+        _addr("private_offset", 0),
     ),
     SetMemoryAttributes: (
         _addr("address"),
@@ -523,6 +607,17 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
         FieldSpec("advice", "advice", "DONTNEED", parse=_advice),
     ),
     MemoryFailure: (_addr("pfn"),),
+    PreFaultMemory: (_addr("gpa"), _size("size"), _VCPU, _flagf("flags", {}, _u64)),
+    GuestMapGpaRange: (
+        _addr("gpa"),
+        _size("size"),
+        FieldSpec("private", "bool", parse=_bool),
+        _VCPU,
+    ),
+    MemfdCreate: (_size("size"), _flagf("flags", MFD_FLAGS, _u32)),
+    MemoryEncryptRegRegion: (_addr("address"), _size("size")),
+    MemoryEncryptUnregRegion: (_addr("address"), _size("size")),
+    HostMmapPfnmap: (_addr("hva"), _size("size"), _boolf("refcounted", False)),
     Note: (FieldSpec("text", "str", parse=_text),),
     Inspect: (_addr("gpa"),),
     Stats: (),

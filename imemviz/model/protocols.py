@@ -143,6 +143,54 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "The guest accepts the page: PENDING -> MAPPED",
         "tdx_accept_memory() (guest)",
     ),
+    "kvm_hypercall": (
+        "The guest's VMCALL: KVM_HC_MAP_GPA_RANGE (a0 gpa, a1 pages, a2 attributes) exits to "
+        "the VMM",
+        "kvm_emulate_hypercall()",
+    ),
+    "kvm_hypercall_refused": (
+        "KVM refuses the guest's request and answers the guest itself: no exit",
+        "kvm_emulate_hypercall() / tdx_map_gpa()",
+    ),
+    "tdx_map_gpa": (
+        "The TD's TDG.VP.VMCALL<MapGPA>: KVM exits once per 2 MiB chunk",
+        "tdx_map_gpa()",
+    ),
+    "kvm_pre_fault_memory": (
+        "KVM_PRE_FAULT_MEMORY maps the range as guest faults would",
+        "kvm_vcpu_pre_fault_memory()",
+    ),
+    "kvm_gmem_fault_user_mapping": (
+        "The VMM touches its mmap of the guest_memfd: the guest_memfd's own page",
+        "kvm_gmem_fault_user_mapping()",
+    ),
+    "mmap_pfnmap": (
+        "The VMM maps device memory (VM_PFNMAP) over its RAM mapping",
+        "remap_pfn_range()",
+    ),
+    "memfd_create": ("memfd_create(): a new shmem file", "memfd_create()"),
+    "memfd_close": ("The memfd's descriptor is closed", "fput()"),
+    "shmem_fallocate": (
+        "fallocate() on the memfd's shmem file: allocate or punch",
+        "shmem_fallocate()",
+    ),
+    "inaccessible_notifier_invalidate": (
+        "v8: after shmem has freed the pages, each private memslot's notifier is called "
+        "with byte offsets it reads as page offsets",
+        "inaccessible_notifier_invalidate()",
+    ),
+    "kvm_private_mem_register": (
+        "v8: the private memslot registers its notifier on the inaccessible memfd",
+        "kvm_private_mem_register()",
+    ),
+    "kvm_vm_ioctl_set_mem_attr": (
+        "v8: KVM_MEMORY_ENCRYPT_(UN)REG_REGION stores private/shared for the range",
+        "kvm_vm_ioctl_set_mem_attr()",
+    ),
+    "kvm_zap_gfn_range": (
+        "Every leaf in the gfn range is zapped under one invalidation",
+        "kvm_zap_gfn_range()",
+    ),
     "note": ("A caption of the recording", ""),
 }
 
@@ -153,9 +201,14 @@ def group_of(name: str) -> str:
     """The event log's filter group of an event name."""
     if name.startswith(("TDH.", "TDG.")):
         return "TDX SEAMCALLs"
-    if name.startswith("kvm_gmem_"):
+    if name.startswith("kvm_gmem_") or name in (
+        "memfd_create",
+        "memfd_close",
+        "shmem_fallocate",
+        "inaccessible_notifier_invalidate",
+    ):
         return "guest_memfd"
-    if name.startswith(("mm_", "handle_mm_fault", "madvise", "memory_failure")):
+    if name.startswith(("mm_", "handle_mm_fault", "madvise", "memory_failure", "mmap_")):
         return "mm"
     if name == "note":
         return "captions"

@@ -35,7 +35,9 @@ def inspect_gfn(vm: VM, gfn: int) -> dict[str, Any]:
                 "hwpoison": folio.hwpoison,
             }
             content_private = vm.host.read(folio.pfn + index - folio.index)
-    if slot is not None:
+    if slot is not None and slot.gmem_only:
+        content_shared = content_private  # the VMM's mmap of the guest_memfd: the same page
+    elif slot is not None:
         from imemviz.model.host_ops import host_lookup
 
         m = host_lookup(vm, slot.gfn_to_hva(gfn) >> 12)

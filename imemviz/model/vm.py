@@ -6,7 +6,19 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
-from imemviz.model import attr_ops, fault, gmem_ops, host_ops, memslot_ops, query, tdx_ops
+from imemviz.model import (
+    attr_ops,
+    fault,
+    gmem_ops,
+    host_ops,
+    hypercall,
+    memslot_ops,
+    pfnmap,
+    prefault,
+    query,
+    tdx_ops,
+    upm,
+)
 from imemviz.model import ops as O
 from imemviz.model.config import VMConfig
 from imemviz.model.events import EventLog
@@ -27,11 +39,13 @@ class VM:
 
     def __init__(self, config: VMConfig) -> None:
         self.config = config
+        self.kernel = config.profile  # the kernel's rules (imemviz.model.kernels)
         self.is_tdx = config.is_tdx
         self.has_private_mem = config.has_private_mem
         self.shared_bit = config.shared_bit_gfn if self.is_tdx else 0  # TDX GPA alias bit
         self.host = HostMemory(config.host_memory, config.seed)
-        self.attributes = ExtentMap(0, GFN_LIMIT)
+        # v8 stores only SHARED entries: every gfn starts private (kernel rule default_private).
+        self.attributes = ExtentMap(8 if self.kernel["default_private"] else 0, GFN_LIMIT)
         self.memslots = Memslots()
         self.files: dict[int, GmemFile] = {}
         self.closed_std_fds: set[int] = set()
@@ -53,6 +67,8 @@ class VM:
             3: SparseIndex(),
         }
         self.poisoned_hva: set[int] = set()  # hva page numbers whose page was poisoned
+        # Device memory the VMM mapped (host_mmap_pfnmap): hva page -> pfn << 1 | refcounted.
+        self.pfnmap: SparseIndex[int] = SparseIndex()
         self.last_events: list[tuple] = []
 
     # -- helpers shared by the op modules ------------------------------------------------
@@ -108,6 +124,12 @@ _HANDLERS: dict[type, Callable[[VM, Any], Result]] = {
     O.TdxFinalizeVm: tdx_ops.tdx_finalize_vm,
     O.HostAccess: host_ops.host_access,
     O.Madvise: host_ops.madvise,
+    O.PreFaultMemory: prefault.pre_fault_memory,
+    O.GuestMapGpaRange: hypercall.guest_map_gpa_range,
+    O.MemfdCreate: upm.memfd_create,
+    O.MemoryEncryptRegRegion: upm.memory_encrypt_reg_region,
+    O.MemoryEncryptUnregRegion: upm.memory_encrypt_unreg_region,
+    O.HostMmapPfnmap: pfnmap.host_mmap_pfnmap,
     O.Note: query.note,
     O.Inspect: query.inspect,
     O.Stats: query.stats,

@@ -18,7 +18,41 @@ SLOT1 = (64 * M, 8 * M)  # shared-only (no guest_memfd)
 GMEM_SIZE = 64 * M
 
 
-def prologue(vm_type: str) -> list[dict[str, Any]]:
+# Every kernel profile with the VM types it can create (contract 3.5).
+KERNELS = {
+    "default": ["mainline", "7.1", "6.18", "6.16", "6.12", "6.8", "upm-v8"],
+    "sw_protected": ["mainline", "7.1", "6.18", "6.16", "6.12", "6.8"],
+    "tdx": ["mainline", "7.1", "6.18", "6.16"],
+}
+
+
+def upm_prologue() -> list[dict[str, Any]]:
+    """The 2022 design: an inaccessible memfd behind a KVM_MEM_PRIVATE slot (v1 + private_fd),
+    a shared-only slot; memory starts private under v8."""
+    return [
+        {"op": "memfd_create", "size": GMEM_SIZE, "flags": ["INACCESSIBLE"]},
+        {
+            "op": "set_user_memory_region",
+            "slot": 0,
+            "flags": ["PRIVATE"],
+            "guest_phys_addr": SLOT0[0],
+            "memory_size": SLOT0[1],
+            "userspace_addr": HVA,
+            "private_fd": 3,
+        },
+        {
+            "op": "set_user_memory_region",
+            "slot": 1,
+            "guest_phys_addr": SLOT1[0],
+            "memory_size": SLOT1[1],
+            "userspace_addr": HVA + SLOT1[0],
+        },
+    ]
+
+
+def prologue(vm_type: str, kernel: str = "mainline") -> list[dict[str, Any]]:
+    if kernel == "upm-v8":
+        return upm_prologue()
     ops: list[dict[str, Any]] = [
         {"op": "create_guest_memfd", "size": GMEM_SIZE},
         {
@@ -49,6 +83,7 @@ def prologue(vm_type: str) -> list[dict[str, Any]]:
 configs = st.fixed_dictionaries(
     {
         "type": st.sampled_from(["default", "sw_protected", "tdx"]),
+        "kernel": st.just("mainline"),
         "host_memory": st.sampled_from(["256M", "1G"]),
         "gmem_max_order": st.sampled_from([0, 9]),
         "shared_page_size": st.sampled_from(["4K", "2M"]),
@@ -72,7 +107,7 @@ def _gpa(page: int, alias: bool) -> int:
     return (page << 12) | ((1 << 51) if alias else 0)
 
 
-def ops_for(vm_type: str) -> st.SearchStrategy[dict[str, Any]]:
+def ops_for(vm_type: str, kernel: str = "mainline") -> st.SearchStrategy[dict[str, Any]]:
     access = st.builds(
         lambda p, w, v, priv, hold, alias: {
             "op": "guest_access",
@@ -132,6 +167,34 @@ def ops_for(vm_type: str) -> st.SearchStrategy[dict[str, Any]]:
             bytes_,
         ),
         st.just({"op": "vcpu_resume"}),
+        st.builds(
+            lambda p, n, f: {"op": "pre_fault_memory", "gpa": p << 12, "size": n, "flags": f},
+            pages,
+            lengths,
+            st.sampled_from([0, 0, 0, 1]),
+        ),
+        st.builds(
+            lambda p, n, priv: {
+                "op": "guest_map_gpa_range",
+                "gpa": p << 12,
+                "size": n,
+                "private": priv,
+            },
+            pages,
+            lengths,
+            st.booleans(),
+        ),
+        st.builds(
+            lambda p, n, ref: {
+                "op": "host_mmap_pfnmap",
+                "hva": HVA + SLOT1[0] + (p << 12),
+                "size": n,
+                "refcounted": ref,
+            },
+            st.integers(0, (SLOT1[1] >> 12) - 1),
+            lengths,
+            st.booleans(),
+        ),
         st.builds(lambda pfn: {"op": "memory_failure", "pfn": pfn}, st.integers(0, 4096)),
         st.builds(lambda p: {"op": "inspect", "gpa": p << 12}, pages),
         st.just({"op": "stats"}),
@@ -157,6 +220,39 @@ def ops_for(vm_type: str) -> st.SearchStrategy[dict[str, Any]]:
             ]
         ),
     ]
+    if kernel == "upm-v8":
+        choices += [
+            st.builds(
+                lambda p, n, reg: {
+                    "op": "memory_encrypt_reg_region" if reg else "memory_encrypt_unreg_region",
+                    "address": p << 12,
+                    "size": n,
+                },
+                pages,
+                lengths,
+                st.booleans(),
+            ),
+            st.sampled_from(
+                [
+                    {"op": "memfd_create", "size": 8 * M, "flags": ["INACCESSIBLE"]},
+                    {
+                        "op": "set_user_memory_region",
+                        "slot": 2,
+                        "flags": ["PRIVATE"],
+                        "guest_phys_addr": 96 * M,
+                        "memory_size": 4 * M,
+                        "userspace_addr": HVA + 96 * M,
+                        "private_fd": 4,
+                    },
+                    {
+                        "op": "set_user_memory_region",
+                        "slot": 0,
+                        "guest_phys_addr": 0,
+                        "memory_size": 0,
+                    },
+                ]
+            ),
+        ]
     if vm_type == "tdx":
         accept = st.builds(
             lambda p, lv: {"op": "guest_accept", "gpa": p << 12, "level": lv},
@@ -168,7 +264,15 @@ def ops_for(vm_type: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def scenarios(draw: Any, max_ops: int = 40) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    cfg = draw(configs)
-    ops = draw(st.lists(ops_for(cfg["type"]), min_size=1, max_size=max_ops))
-    return cfg, prologue(cfg["type"]) + ops
+def scenarios(
+    draw: Any, max_ops: int = 40, kernel: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A config and ops; `kernel` fixes the profile (else any profile the type allows)."""
+    cfg = dict(draw(configs))
+    if kernel is not None:
+        cfg["type"] = draw(st.sampled_from([t for t, ks in KERNELS.items() if kernel in ks]))
+        cfg["kernel"] = kernel
+    else:
+        cfg["kernel"] = draw(st.sampled_from(KERNELS[cfg["type"]]))
+    ops = draw(st.lists(ops_for(cfg["type"], cfg["kernel"]), min_size=1, max_size=max_ops))
+    return cfg, prologue(cfg["type"], cfg["kernel"]) + ops
