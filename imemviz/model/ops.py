@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 
 import attrs
 
-from imemviz.model.units import LEVEL_BY_NAME, LEVEL_NAMES, U32_MAX, U64_MAX, parse_int
+from imemviz.model.units import (
+    LEVEL_BY_NAME,
+    LEVEL_NAMES,
+    U32_MAX,
+    U64_MAX,
+    parse_int,
+    show_int,
+)
 
 __all__ = [
     "OPS",
@@ -249,7 +256,7 @@ def _json_type(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return f"integer {v}"
+        return f"integer {show_int(v)}"
     if isinstance(v, float):
         return f"number {v!r}"
     if isinstance(v, str):
@@ -283,7 +290,9 @@ def _unsigned(top: int, what: str) -> Callable[[Any], int]:
             return v
         if v == -1:
             return top
-        raise _Invalid(f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {v}")
+        raise _Invalid(
+            f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {show_int(v)}"
+        )
 
     return conv
 
@@ -294,7 +303,7 @@ def _ranged(lo: int, hi: int, what: str) -> Callable[[Any], int]:
             v = _to_int(v)
         if lo <= v <= hi:
             return v
-        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {v}")
+        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {show_int(v)}")
 
     return conv
 
