@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 import imemviz
 from imemviz.app import settings as user_settings
+from imemviz.io.atomic import AtomicFile
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -108,20 +109,18 @@ def write_bundle(
             "problems": problems,
             "ops": len(session.ops) if session is not None else 0,
         }
-        fd, tmp_zip = tempfile.mkstemp(prefix=".imemviz-bug-", suffix=".zip", dir=target.parent)
-        os.close(fd)
+        out = AtomicFile(target)
         try:
-            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
+            with zipfile.ZipFile(out.open("wb"), "w", zipfile.ZIP_DEFLATED) as z:
                 for src, name in parts:
                     z.write(src, name)
                 z.writestr(VERSIONS_NAME, json.dumps(info, indent=2) + "\n")
                 if tracebacks:
                     z.writestr("traceback.txt", "\n\n".join(tracebacks))
                 z.writestr("README.txt", _README)
-            os.replace(tmp_zip, target)
+            out.commit()
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_zip)
+            out.discard()
             raise
     # No logging here: on the engine's QThread a log record would make `threading`
     # register a dummy Python thread for good. CrashReporter logs on the GUI thread.

@@ -18,7 +18,6 @@ Never imports Qt.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import gzip
 import json
@@ -27,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
 from imemviz.model.config import VMConfig
@@ -253,9 +253,11 @@ class Session:
 
     def save_recording(self, path: str | os.PathLike[str], with_times: bool = True) -> None:
         """The contract's recording: the start header and every op; written atomically."""
-        _atomic_write_text(
-            os.fspath(path), "".join(line + "\n" for line in self.recording_lines(with_times))
-        )
+        p = os.fspath(path)
+        try:
+            write_text(p, "".join(line + "\n" for line in self.recording_lines(with_times)))
+        except OSError as e:
+            raise SessionError(str(e) if isinstance(e, OutputError) else _cannot(p, e)) from None
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
         """The current state as a state file (format by extension)."""
@@ -267,7 +269,7 @@ class Session:
         try:
             save_state(self.vm, p)
         except OSError as e:
-            raise SessionError(f"{p}: cannot write: {e.strerror or e}") from None
+            raise SessionError(str(e) if isinstance(e, OutputError) else _cannot(p, e)) from None
 
 
 def read_state_document(path: str) -> Any:
@@ -286,16 +288,5 @@ def read_state_document(path: str) -> Any:
     return json.loads(raw)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".imemviz-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise SessionError(f"{path}: cannot write: {e.strerror or e}") from None
+def _cannot(path: str, e: OSError) -> str:
+    return f"{path}: cannot write: {e.strerror or e}"

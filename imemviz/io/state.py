@@ -7,9 +7,9 @@ A state file is one JSON document, ``{"format": "imemviz-state", "version": 1,
 reads it.  This module is the file side:
 
 - writing is canonical (fixed key order, compact separators, gzip mtime 0,
-  fixed zstd level: save -> load -> save gives the same bytes) and atomic
-  (temp file in the same folder, fsync, rename; on any error the old file is
-  untouched and the temp file removed);
+  fixed zstd level: save -> load -> save gives the same bytes) and goes
+  through the one atomic writer, `imemviz.io.atomic` (on any error the old
+  file is untouched and the temp file removed);
 - reading stops at `MAX_DECOMPRESSED` bytes however small the file is
   (decompression bombs), refuses foreign JSON and newer versions, and brings
   older versions up to date through `MIGRATIONS`, the one place that knows
@@ -27,9 +27,8 @@ import gzip
 import io
 import json
 import os
-import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import zstandard
@@ -100,11 +99,27 @@ def vm_from_document(doc: Any) -> VM:
     return build_vm(migrate(doc))
 
 
-def save_state(vm: VM, path: str | os.PathLike[str]) -> None:
-    """Write `vm`'s state file at `path` atomically; compression by extension."""
-    path = os.fspath(path)
-    data = encode(state_document(vm), compression_for(path))
-    write_atomic(path, data)
+def save_state(
+    vm: VM, path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """Write `vm`'s state file at `path` with the atomic writer; compression by extension.
+
+    Raises OutputError (an OSError, one line) when it cannot be written.
+    """
+    from imemviz.io.atomic import AtomicFile
+
+    out = AtomicFile(path, inputs=inputs)
+    try:
+        out.write(encode_state(vm, out.real))
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
+
+
+def encode_state(vm: VM, name: str) -> bytes:
+    """The bytes of `vm`'s state file named `name` (compression by its extension)."""
+    return encode(state_document(vm), compression_for(os.fspath(name)))
 
 
 def load_state(path: str | os.PathLike[str]) -> VM:
@@ -156,55 +171,6 @@ def encode(doc: dict[str, Any], compression: str = "none") -> bytes:
     if compression == "zstd":
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
     return data
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data`: temp file in the same folder, fsync, rename.
-
-    On any error the temp file is removed and an existing file is untouched.
-    A replaced file keeps its permissions; a new one gets 0666 & ~umask.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def _mode_for(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (the app saves from
-    a worker thread: setting the umask to read it would race with the other threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
 
 
 # ----------------------------------------------------------------- read
@@ -287,20 +253,27 @@ def parse_json(data: bytes, name: str) -> Any:
         raise StateError(name, f"invalid JSON: {e}") from None
 
 
+RECORDING_HINT = (
+    "this is a recording (a script), not a state file: run it with `imemviz run FILE` "
+    "(add --state-out STATE to save its final state) or open it with `imemviz FILE`"
+)
+
+
 def _not_a_recording(text: str, e: json.JSONDecodeError, name: str) -> None:
-    """JSON Lines where one document was expected: say so when it is a recording."""
-    if e.msg != "Extra data":
+    """JSON Lines where one document was expected: say so when it is a script or recording."""
+    for line in text[: 1 << 20].splitlines()[:200]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            first = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(first, dict) and (
+            first.get("format") == "imemviz-recording" or isinstance(first.get("op"), str)
+        ):
+            raise StateError(name, RECORDING_HINT)
         return
-    try:
-        first = json.loads(text[: e.pos])
-    except ValueError:
-        return
-    if isinstance(first, dict) and first.get("format") == "imemviz-recording":
-        raise StateError(
-            name,
-            "this is a recording (a script), not a state file: open it with "
-            "`imemviz FILE` or run it with `imemviz run`",
-        )
 
 
 def _no_constant(name: str) -> Any:
@@ -326,10 +299,12 @@ def migrate(doc: Any) -> dict[str, Any]:
     fmt = doc.get("format")
     if fmt != FORMAT:
         if "format" not in doc:
+            if isinstance(doc.get("op"), str):
+                raise StateError("$", RECORDING_HINT)
             raise StateError("$", f'not a state file: no "format" field (expected "{FORMAT}")')
         hint = ""
         if fmt == "imemviz-recording":
-            hint = "; this is a recording: open it with `imemviz FILE` or run it with `imemviz run`"
+            hint = "; " + RECORDING_HINT
         raise StateError(
             "$.format", f'not a state file: format is {_short(fmt)}, expected "{FORMAT}"{hint}'
         )
