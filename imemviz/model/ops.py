@@ -326,6 +326,8 @@ def _flags(names: Mapping[str, int], as_int: Callable[[Any], int]) -> Callable[[
                 bits |= bit
             return bits
         if type(v) is str:
+            if v in names:
+                raise _Invalid(f'flag names go in a list: ["{v}"] (or the integer {names[v]})')
             return as_int(v)
         raise _Invalid(f"expected an integer or a list of flag names, got {_json_type(v)}")
 
