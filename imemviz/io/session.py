@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import gzip
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -75,6 +73,9 @@ class Session:
         self.start: dict[str, Any] = dict(start)
         self.vm: VM = vm if vm is not None else start_vm(self.start)
         self.source = source  # the file this session was opened from, if any
+        # One line the user must see about how the file was read (a recording cut short
+        # by a crash, replayed up to its last complete line), or None.
+        self.warning: str | None = None
         self.ops: list[Op] = []
         self.results: list[Result] = []
         self.times: list[float] = []  # seconds since the session started, per op
@@ -116,10 +117,14 @@ class Session:
     @classmethod
     def _open_recording(cls, path: str, progress: Progress | None) -> Session:
         try:
-            with open_script(path) as reader:
+            # A recording cut mid-line by a crash or kill -9 opens up to its last
+            # complete line (as `imemviz run --salvage` replays it), with a warning.
+            with open_script(path, salvage=True) as reader:
                 h = reader.header
+                assert h is not None
                 session = cls(h.start, start_vm(h.start, reader.source, h.line), source=path)
                 ops = [op for _line, op, _t in reader]
+                session.warning = reader.salvaged
         except ScriptError as e:
             raise SessionError(str(e)) from None
         for i, op in enumerate(ops):
@@ -131,14 +136,16 @@ class Session:
     @classmethod
     def _open_state(cls, path: str) -> Session:
         try:
-            from imemviz.io.state import load_state
+            from imemviz.io.state import read_document, vm_from_document
         except ImportError as e:
             raise SessionError(
                 f"{path}: state files are not supported by this build ({e})"
             ) from None
         try:
-            vm = load_state(path)
-            doc = read_state_document(path)
+            # One bounded read (decompression and value limits), one parse: the
+            # document is kept as the session's start, for recordings made from here.
+            doc = read_document(path)
+            vm = vm_from_document(doc)
         except OSError as e:
             raise SessionError(f"{path}: cannot read: {e.strerror or e}") from None
         except Exception as e:  # StateError and friends: one line for the user
@@ -270,22 +277,6 @@ class Session:
             save_state(self.vm, p)
         except OSError as e:
             raise SessionError(str(e) if isinstance(e, OutputError) else _cannot(p, e)) from None
-
-
-def read_state_document(path: str) -> Any:
-    """The JSON document of a state file (.json, .json.gz, .json.zst), to embed it in a header."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if path.endswith(".gz"):
-        raw = gzip.decompress(raw)
-    elif path.endswith(".zst"):
-        import io
-
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as r:
-            raw = r.read()
-    return json.loads(raw)
 
 
 def _cannot(path: str, e: OSError) -> str:

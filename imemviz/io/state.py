@@ -45,6 +45,13 @@ SUFFIXES = (".json", ".json.gz", ".json.zst")
 MAX_DECOMPRESSED = 512 << 20
 """Largest (decompressed) state document read: 512 MiB."""
 
+MAX_JSON_VALUES = 32_000_000
+"""Most JSON values (counted from the separators and brackets while decompressing, before
+anything is parsed) a state document may hold.  Parsed, a value costs 8 to 80 bytes
+of Python objects: this bounds the parse near 2 GB even for a document of tiny values
+(``[0,0,0,...]``: 268 million of them fit in 512 MiB).  A state of 3 million rows
+needs about 15 million."""
+
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -185,8 +192,9 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     """
     name = os.fspath(path)
     with open(name, "rb") as f:
-        data = read_limited(f, name)
-    return parse_json(data, name)
+        # The bytes are dropped once decoded: the parse runs with the text alone.
+        text = decode_text(read_limited(f, name), name)
+    return parse_text(text, name)
 
 
 def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
@@ -204,23 +212,31 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
             reader = zstandard.ZstdDecompressor().stream_reader(f)
         else:
             reader = f
-        chunks: list[bytes] = []
-        size = 0
+        buf = bytearray()
+        values = 0
         while True:
-            chunk = reader.read(min(_CHUNK, limit + 1 - size))
+            chunk = reader.read(min(_CHUNK, limit + 1 - len(buf)))
             if not chunk:
                 break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
+            buf += chunk
+            if len(buf) > limit:
                 raise StateError(
                     name,
                     f"more than {_mib(limit)} of JSON once decompressed; "
                     "refusing to read it (is it really a state file?)",
                 )
-        if not chunks and reader is not f:
+            # An upper bound of the values the chunk holds: every value but the first of
+            # a list or object follows a comma, and lists and objects are values too.
+            values += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+            if values > MAX_JSON_VALUES:
+                raise StateError(
+                    name,
+                    f"more than {MAX_JSON_VALUES:,} JSON values, more than any state "
+                    "this imemviz loads; refusing to parse it (is it really a state file?)",
+                )
+        if not buf and reader is not f:
             raise EOFError("no data")
-        return b"".join(chunks)
+        return bytes(buf) if len(buf) < _CHUNK else buf  # type: ignore[return-value]
     except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:
         kind = "gzip" if head[:2] == _GZIP_MAGIC else "zstd"
         raise StateError(
@@ -228,14 +244,22 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
         ) from None
 
 
-def parse_json(data: bytes, name: str) -> Any:
+def parse_json(data: bytes | bytearray, name: str) -> Any:
     """Decode UTF-8 JSON (plain json: no code, no custom types)."""
+    return parse_text(decode_text(data, name), name)
+
+
+def decode_text(data: bytes | bytearray, name: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise StateError(name, f"not a state file: not UTF-8 text (byte {e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    return text
+
+
+def parse_text(text: str, name: str) -> Any:
     if not text.strip():
         raise StateError(name, "empty file")
     try:
@@ -249,8 +273,9 @@ def parse_json(data: bytes, name: str) -> Any:
         raise StateError(name, f"{what}: {e.msg} (line {e.lineno} column {e.colno})") from None
     except RecursionError:
         raise StateError(name, "invalid JSON: nested too deeply") from None
-    except ValueError as e:  # e.g. an integer literal with thousands of digits
-        raise StateError(name, f"invalid JSON: {e}") from None
+    except ValueError as e:  # an integer literal of more than 4,300 digits
+        what = "an integer with more than 4,300 digits" if "digits" in str(e) else str(e)[:100]
+        raise StateError(name, f"invalid JSON: {what}") from None
 
 
 RECORDING_HINT = (
