@@ -80,7 +80,7 @@ class StateError(ValueError):
         # A key in the file may hold a line break; the message stays one line.
         path = path.replace("\r", "\\r").replace("\n", "\\n")
         message = " ".join(message.splitlines())
-        super().__init__(f"{path}: {message}")
+        super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
 
@@ -325,7 +325,7 @@ def migrate(doc: Any) -> dict[str, Any]:
     if fmt != FORMAT:
         if "format" not in doc:
             if isinstance(doc.get("op"), str):
-                raise StateError("$", RECORDING_HINT)
+                raise StateError("", RECORDING_HINT)  # about the file, not a JSON path
             raise StateError("$", f'not a state file: no "format" field (expected "{FORMAT}")')
         hint = ""
         if fmt == "imemviz-recording":
