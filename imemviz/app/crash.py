@@ -52,6 +52,7 @@ log = logging.getLogger("imemviz.crash")
 STATE_NAME = "state.json.zst"
 RECORDING_NAME = "recording.jsonl"
 VERSIONS_NAME = "versions.json"
+CHECK_NAME = "check.txt"
 MAX_TRACEBACKS = 20  # kept for the bundle; a loop raising forever must not eat memory
 
 
@@ -73,6 +74,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _write_check(session: Session, path: Path) -> None:
+    """What `imemviz check` prints for the state: its summary and every invariant."""
+    from imemviz.io.check import MAX_SHOWN, report, summary
+    from imemviz.model.invariants import count_violations
+
+    violations, total = count_violations(session.vm, MAX_SHOWN)
+    text = summary(session.vm, STATE_NAME) + "\n" + report(violations, total) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
 def write_bundle(
     path: str | os.PathLike[str],
     session: Session | None,
@@ -92,6 +103,7 @@ def write_bundle(
             for name, save in (
                 (STATE_NAME, session.save_state),
                 (RECORDING_NAME, session.save_recording),
+                (CHECK_NAME, lambda p: _write_check(session, p)),
             ):
                 p = Path(tmp) / name
                 try:
@@ -134,6 +146,7 @@ state.json.zst    the state when the report was made:  imemviz state.json.zst
                   (or imemviz check state.json.zst)
 recording.jsonl   the start and every op of the session: imemviz run recording.jsonl
                   replays to the same state
+check.txt         what `imemviz check state.json.zst` prints: a summary and the invariants
 versions.json     imemviz, Python, Qt, pyqtgraph, numpy and the platform
 traceback.txt     the unexpected error(s), when there was one
 log/              the app's log (ops applied, errors)
