@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, NoReturn
 import imemviz
 
 if TYPE_CHECKING:
+    from imemviz.io.atomic import AtomicFile
     from imemviz.io.script import ScriptReader
     from imemviz.model.vm import VM
 
@@ -156,9 +157,16 @@ def _cmd_run(argv: list[str]) -> int:
     parser.add_argument(
         "--from-state",
         metavar="STATE",
-        help="start from this state file instead of the script header's start",
+        help="start from this state file instead of the script header's start "
+        "(the script may then be ops only, without a header)",
     )
-    ns = parser.parse_args(argv)
+    parser.add_argument(
+        "--salvage",
+        action="store_true",
+        help="a recording cut short (a crash, kill -9): replay it up to its last "
+        "complete line, with a warning on stderr, instead of refusing it",
+    )
+    ns = parser.parse_intermixed_args(argv)
     from imemviz.io.script import ScriptError
 
     try:
@@ -167,14 +175,13 @@ def _cmd_run(argv: list[str]) -> int:
             results_out=ns.results_out,
             state_out=ns.state_out,
             from_state=ns.from_state,
+            salvage=ns.salvage,
         )
     except ScriptError as e:
         raise UsageError(str(e)) from None
     except BrokenPipeError:
         # The reader of stdout went away (`| head`): nothing left to say to it.
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
         return 1
     return 0
 
@@ -186,73 +193,117 @@ def run_script(
     state_out: str | None = None,
     from_state: str | None = None,
     stdout: IO[str] | None = None,
+    salvage: bool = False,
 ) -> int:
     """Apply a script headlessly; returns the number of ops applied.
 
     Results go to `results_out`, or to `stdout` (default sys.stdout) once
     every line has been applied: a script that turns out to be malformed at
-    its last line prints nothing.  Output files appear only on success.
-    Raises ScriptError or UsageError for unusable input or outputs.
+    its last line prints nothing.  Output files appear only on success, are
+    written by the one atomic writer (imemviz.io.atomic) and never name an
+    input.  Raises ScriptError or UsageError for unusable input or outputs.
     """
-    from imemviz.io.script import open_script, start_vm
+    from imemviz.io.atomic import AtomicFile, OutputError
+    from imemviz.io.script import open_script
 
     to_stdout = results_out is None or results_out == "-"
-    outputs: list[_AtomicFile] = []
+    outputs: list[AtomicFile] = []
+    inputs = (script, from_state)
     try:
         # Claim the outputs first: an unwritable folder fails before the work.
-        results = None if to_stdout else _AtomicFile(results_out)
-        state = None if state_out is None else _AtomicFile(state_out)
-        outputs = [f for f in (results, state) if f is not None]
+        results = None if to_stdout else AtomicFile(results_out, inputs=inputs)
         if results is not None:
-            sink: IO[str] = results.open_text()
+            outputs.append(results)
+        state = None
+        if state_out is not None:
+            state = AtomicFile(state_out, inputs=inputs)
+            outputs.append(state)
+            if results is not None and state.same_target(results):
+                raise UsageError(
+                    f"{state_out}: cannot write: it is also --results-out "
+                    "(two outputs cannot share one file)"
+                )
+        if results is not None:
+            sink: IO[str] = results.open("w")
         else:
             sink = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed below
                 max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="\n"
             )
         try:
-            with open_script(script) as reader:
-                if from_state is not None:
-                    vm = _load_state(from_state)
-                else:
-                    h = reader.header
-                    vm = start_vm(h.start, reader.source, h.line)
+            with open_script(script, ops_only=from_state is not None, salvage=salvage) as reader:
+                vm = _start(reader, from_state)
                 try:
                     count = _apply_all(reader, vm, sink.write)
                     sink.flush()
                 except OSError as e:  # the sink's disk is full, or gone
+                    if isinstance(e, OutputError):
+                        raise
                     where = results_out if results is not None else "temp file for stdout"
                     raise UsageError(f"{where}: cannot write: {e.strerror or e}") from None
+                if reader.salvaged is not None:
+                    print(f"imemviz run: {reader.salvaged}", file=sys.stderr)
             if state is not None:
                 _save_state(vm, state)
             if to_stdout:
                 sink.seek(0)
-                out = sys.stdout if stdout is None else stdout
-                shutil.copyfileobj(sink, out, 1 << 20)
-                out.flush()
+                _copy_stdout(sink, sys.stdout if stdout is None else stdout)
         finally:
             sink.close()
         for f in outputs:
             f.commit()
         return count
+    except OutputError as e:
+        raise UsageError(str(e)) from None
     finally:
         for f in outputs:
             f.discard()
 
 
+def _start(reader: ScriptReader, from_state: str | None) -> VM:
+    """The VM the ops apply to: the state file, or the script header's start."""
+    from imemviz.io.script import start_vm
+
+    if from_state is not None:
+        return _load_state(from_state)
+    h = reader.header
+    assert h is not None
+    return start_vm(h.start, reader.source, h.line)
+
+
+def _copy_stdout(src: IO[str], out: IO[str]) -> None:
+    """The staged results to stdout; a full disk or a closed stdout is exit 2, one line."""
+    try:
+        shutil.copyfileobj(src, out, 1 << 20)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _quiet_stdout()
+        raise UsageError(f"stdout: cannot write: {e.strerror or e}") from None
+
+
+def _quiet_stdout() -> None:
+    """Point fd 1 at /dev/null: what is still buffered for stdout is dropped at exit,
+    instead of a second error (and a traceback) from the interpreter's final flush."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> int:
     index = 0
     apply = vm.apply
-    line = 0
     try:
-        for line, op, _t in reader:  # noqa: B007 - `line` is read by the handler
+        for _line, op, _t in reader:
             write(apply(op).line_json(index, op.NAME) + "\n")
             index += 1
     except Exception as e:
         from imemviz.io.script import ScriptError
 
         if not isinstance(e, ScriptError | OSError):
-            # An engine bug: keep the traceback, and say which op hit it.
-            e.add_note(f"while applying op {index} at {reader.source}:{line}")
+            # An engine bug: keep the traceback, and say which op hit it (the
+            # reader's line is the op's own line, whichever stage failed).
+            e.add_note(f"while applying op {index} at {reader.source}:{reader.line}")
         raise
     return index
 
@@ -268,11 +319,11 @@ def _load_state(path: str) -> VM:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
-def _save_state(vm: VM, out: _AtomicFile) -> None:
-    from imemviz.io.state import save_state
+def _save_state(vm: VM, out: AtomicFile) -> None:
+    from imemviz.io.state import encode_state
 
     try:
-        save_state(vm, out.tmp)
+        out.write(encode_state(vm, out.real))
     except OSError as e:
         raise UsageError(f"{out.path}: cannot write: {e.strerror or e}") from None
 
@@ -280,56 +331,3 @@ def _save_state(vm: VM, out: _AtomicFile) -> None:
 def _name_file(path: str, message: str) -> str:
     """`message` prefixed with `path` unless it already names it."""
     return message if message.startswith(path) else f"{path}: {message}"
-
-
-class _AtomicFile:
-    """A temp file next to `path` that replaces it on `commit` and vanishes otherwise.
-
-    The temp name ends with the final name so that whatever picks a format
-    by extension (.json.gz, .json.zst) sees the same one.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        folder, name = os.path.split(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise UsageError(f"{path}: is a folder, not a file")
-        try:
-            fd, self.tmp = tempfile.mkstemp(prefix=".imemviz-", suffix=f"-{name}", dir=folder)
-        except OSError as e:
-            raise UsageError(f"{path}: cannot write: {e.strerror or e}") from None
-        os.close(fd)
-        self._file: IO[str] | None = None
-        self._done = False
-
-    def open_text(self) -> IO[str]:
-        self._file = open(self.tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20)  # noqa: SIM115
-        return self._file
-
-    def commit(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        try:
-            os.chmod(self.tmp, _mode_for(self.path))
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            raise UsageError(f"{self.path}: cannot write: {e.strerror or e}") from None
-        self._done = True
-
-    def discard(self) -> None:
-        if self._done:
-            return
-        if self._file is not None:
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
-
-
-def _mode_for(path: str) -> int:
-    """The permissions a replaced file keeps, or a new file gets (mkstemp's are 0600)."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask

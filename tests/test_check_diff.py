@@ -183,7 +183,10 @@ def test_diff_of_a_1tib_conversion_is_one_line(
         "sept_states",
         "host_pages",
         "host",
+        "host_blocks",
+        "process",
         "in_flight",
+        "truncated",
     }
 
 

@@ -235,8 +235,8 @@ def fake_state(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self, path: str, message: str) -> None:
             super().__init__(f"{path}: {message}")
 
-    def save_state(vm: VM, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"format": "imemviz-state", "vm": "sw_protected"}))
+    def encode_state(vm: VM, name: str) -> bytes:
+        return json.dumps({"format": "imemviz-state", "vm": "sw_protected"}).encode()
 
     def load_state(path: str | Path) -> VM:
         doc = json.loads(Path(path).read_text())
@@ -245,7 +245,7 @@ def fake_state(monkeypatch: pytest.MonkeyPatch) -> None:
         return VM(VMConfig.from_dict({"type": doc["vm"]}))
 
     module = types.ModuleType("imemviz.io.state")
-    for obj in (StateError, save_state, load_state):
+    for obj in (StateError, encode_state, load_state):
         setattr(module, obj.__name__, obj)
     monkeypatch.setitem(sys.modules, "imemviz.io.state", module)
 
@@ -452,7 +452,9 @@ def test_full_disk_is_one_line_and_leaves_nothing(
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(cli._AtomicFile, "open_text", lambda self: FullDisk())
+    from imemviz.io.atomic import AtomicFile
+
+    monkeypatch.setattr(AtomicFile, "open", lambda self, mode="wb": FullDisk())
     code, out, err = run(capsys, "run", demo, "--results-out", tmp_path / "r.jsonl")
     assert (code, out) == (2, "")
     assert one_line(err) == f"{tmp_path / 'r.jsonl'}: cannot write: No space left on device"

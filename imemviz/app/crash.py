@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 import imemviz
 from imemviz.app import settings as user_settings
+from imemviz.io.atomic import AtomicFile
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -51,6 +52,7 @@ log = logging.getLogger("imemviz.crash")
 STATE_NAME = "state.json.zst"
 RECORDING_NAME = "recording.jsonl"
 VERSIONS_NAME = "versions.json"
+CHECK_NAME = "check.txt"
 MAX_TRACEBACKS = 20  # kept for the bundle; a loop raising forever must not eat memory
 
 
@@ -72,6 +74,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _write_check(session: Session, path: Path) -> None:
+    """What `imemviz check` prints for the state: its summary and every invariant."""
+    from imemviz.io.check import MAX_SHOWN, report, summary
+    from imemviz.model.invariants import count_violations
+
+    violations, total = count_violations(session.vm, MAX_SHOWN)
+    text = summary(session.vm, STATE_NAME) + "\n" + report(violations, total) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
 def write_bundle(
     path: str | os.PathLike[str],
     session: Session | None,
@@ -91,6 +103,7 @@ def write_bundle(
             for name, save in (
                 (STATE_NAME, session.save_state),
                 (RECORDING_NAME, session.save_recording),
+                (CHECK_NAME, lambda p: _write_check(session, p)),
             ):
                 p = Path(tmp) / name
                 try:
@@ -108,20 +121,18 @@ def write_bundle(
             "problems": problems,
             "ops": len(session.ops) if session is not None else 0,
         }
-        fd, tmp_zip = tempfile.mkstemp(prefix=".imemviz-bug-", suffix=".zip", dir=target.parent)
-        os.close(fd)
+        out = AtomicFile(target)
         try:
-            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
+            with zipfile.ZipFile(out.open("wb"), "w", zipfile.ZIP_DEFLATED) as z:
                 for src, name in parts:
                     z.write(src, name)
                 z.writestr(VERSIONS_NAME, json.dumps(info, indent=2) + "\n")
                 if tracebacks:
                     z.writestr("traceback.txt", "\n\n".join(tracebacks))
                 z.writestr("README.txt", _README)
-            os.replace(tmp_zip, target)
+            out.commit()
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_zip)
+            out.discard()
             raise
     # No logging here: on the engine's QThread a log record would make `threading`
     # register a dummy Python thread for good. CrashReporter logs on the GUI thread.
@@ -135,6 +146,7 @@ state.json.zst    the state when the report was made:  imemviz state.json.zst
                   (or imemviz check state.json.zst)
 recording.jsonl   the start and every op of the session: imemviz run recording.jsonl
                   replays to the same state
+check.txt         what `imemviz check state.json.zst` prints: a summary and the invariants
 versions.json     imemviz, Python, Qt, pyqtgraph, numpy and the platform
 traceback.txt     the unexpected error(s), when there was one
 log/              the app's log (ops applied, errors)

@@ -63,6 +63,30 @@ def load_initial(window, file: str | None) -> None:
         window.show_message("The default scene is not installed: showing a fresh 4 GiB TD.")
 
 
+def quit_on_sigint(app, window) -> object:
+    """Ctrl+C in the terminal closes the window as File > Quit does (layout saved, engine
+    stopped) and the app exits 130.  Python runs signal handlers only when the main thread
+    executes bytecode, which Qt's event loop never does on its own: a timer wakes it up
+    every 200 ms.  Returns the timer (keep it)."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    interrupted: list[bool] = []
+
+    def handler(signum, frame) -> None:
+        interrupted.append(True)
+        window.close()
+        app.exit(130)
+
+    signal.signal(signal.SIGINT, handler)
+    timer = QTimer(window)
+    timer.setInterval(200)
+    timer.timeout.connect(lambda: None)  # lets the interpreter run pending handlers
+    timer.start()
+    return timer
+
+
 def wait_until(app, pred, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -118,7 +142,14 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
         load_initial(window, file)
         if not screenshot:
             window.show()
-            return int(app.exec())
+            import signal
+
+            old_sigint = signal.getsignal(signal.SIGINT)
+            _wakeup = quit_on_sigint(app, window)
+            try:
+                return int(app.exec())
+            finally:
+                signal.signal(signal.SIGINT, old_sigint)
         window.resize(*SCREENSHOT_SIZE)
         window.show()
         ok = wait_until(app, lambda: window.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S)

@@ -232,14 +232,14 @@ class Recorder(QObject):
             return
         del self._ops[keep:]
         path = self._writer.path
-        tmp = f"{path}.tmp-{os.getpid()}"
         self._writer.close()
-        writer = RecordingWriter(tmp, self._start, clock=None)
-        for op, t in self._ops:
-            writer.write(op, t)
-        os.replace(tmp, path)
-        writer.path = path  # the open file is now the one at `path`
-        self._writer = writer
+        self._writer = None
+        try:
+            # The atomic writer replaces the file: the old one or the new one, never a mix.
+            self._writer = RecordingWriter(path, self._start, clock=None, ops=self._ops)
+        except OSError as e:
+            self._failed.emit(f"Recording stopped: cannot write {path}: {e.strerror or e}")
+            return
         self.ops_written = len(self._ops)
 
     def shutdown(self) -> None:

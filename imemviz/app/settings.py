@@ -16,13 +16,14 @@ import json
 import logging
 import logging.handlers
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import platformdirs
+
+from imemviz.io.atomic import write_text
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
@@ -118,11 +119,7 @@ class UserSettings:
         """Write the file atomically (a crash mid-write keeps the old one)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.data, f, indent=2, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
         except OSError as e:  # a read-only home: the app works, it just forgets
             log.warning("cannot save settings to %s: %s", self.path, e)
 

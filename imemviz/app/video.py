@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from imemviz.io.atomic import AtomicFile
 from imemviz.io.replay import Timeline
 from imemviz.io.script import ScriptError
 
@@ -160,15 +161,24 @@ def export_video(
     from imemviz.app.window import MainWindow
     from imemviz.app.worker import Engine
 
-    app = _app(sys.argv[:1])
-    folder = os.path.dirname(os.path.abspath(out))
-    tmpdir = tempfile.TemporaryDirectory(prefix="imemviz-export-")
-    settings = QSettings(os.path.join(tmpdir.name, "imemviz.ini"), QSettings.IniFormat)
-    engine = Engine()
-    engine.start()
-    window = MainWindow(engine, settings)
-    window.setAttribute(Qt.WA_DontShowOnScreen, True)
-    tmp = os.path.join(folder, f".{os.path.basename(out)}.{os.getpid()}.part{ext}")
+    try:
+        # The one atomic writer: the encoder writes target.tmp (the name keeps OUT's
+        # extension), commit puts it at OUT; an output naming the recording is refused.
+        target = AtomicFile(out, inputs=(recording,))
+    except OSError as e:
+        raise ExportError(str(e)) from None
+    tmp = target.tmp
+    try:
+        app = _app(sys.argv[:1])
+        tmpdir = tempfile.TemporaryDirectory(prefix="imemviz-export-")
+        settings = QSettings(os.path.join(tmpdir.name, "imemviz.ini"), QSettings.IniFormat)
+        engine = Engine()
+        engine.start()
+        window = MainWindow(engine, settings)
+        window.setAttribute(Qt.WA_DontShowOnScreen, True)
+    except BaseException:
+        target.discard()
+        raise
     gen = None
     written = 0
     try:
@@ -204,14 +214,13 @@ def export_video(
                 raise ExportCancelled()
         gen.close()
         gen = None
-        os.replace(tmp, out)
+        target.commit()
         return written
     finally:
         if gen is not None:
             with contextlib.suppress(Exception):
                 gen.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        target.discard()
         window.close()
         engine.stop()
         window.deleteLater()

@@ -84,6 +84,10 @@ class MainWindow(QMainWindow):
         self.panes2 = install_panes2(self)
         # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
         self.presenter = install_presenter(self)
+        # State summary, File > Compare with..., copy as text (imemviz/app/report_tools.py).
+        from imemviz.app.report_tools import install as install_report_tools
+
+        self.report = install_report_tools(self)
 
         self.map.clicked.connect(self._on_map_click)
         self.map.contextMenuRequested.connect(self._on_context_menu)

@@ -301,7 +301,10 @@ class EngineWorker(QObject):
             self._publish(self._apply(s, None, s.redo_label))
 
     def _cmd_open(self, path: str) -> None:
-        self._set_session(Session.open(path, progress=self.progress.emit))
+        session = Session.open(path, progress=self.progress.emit)
+        self._set_session(session)
+        if session.warning:  # a recording cut short, replayed up to its last complete line
+            self.message.emit(session.warning)
 
     def _cmd_scene(self, name: str) -> None:
         self._set_session(Session.scene(name))

@@ -19,7 +19,7 @@ from imemviz.model.guest_memfd import (
     GUEST_MEMFD_FLAG_INIT_SHARED,
     GUEST_MEMFD_FLAG_MMAP,
 )
-from imemviz.model.invariants import Violation, check_invariants
+from imemviz.model.invariants import Violation, count_violations
 from imemviz.model.memslots import KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from imemviz.model.mmu import STATE_NAMES, LeafTable
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size
@@ -45,9 +45,9 @@ def main_check(argv: Sequence[str]) -> int:
         return e.status
     if not output(summary(vm, ns.state)):
         return 1
-    violations = check_invariants(vm)
-    output(report(violations))
-    return 1 if violations else 0
+    violations, total = count_violations(vm, MAX_SHOWN)
+    output(report(violations, total))
+    return 1 if total else 0
 
 
 def size(n: int) -> str:
@@ -135,7 +135,9 @@ def summary(vm: VM, name: str = "") -> str:
         for o, n in counts.items():
             totals[o] += n
         bound = ", ".join(f"slot {b.slot & 0xFFFF}" for b in vm.files[fd].bindings) or "unbound"
-        poisoned = sum(1 for f in inode.all_folios() if f.hwpoison) if vm.host.poisoned else 0
+        poisoned = (
+            sum(g.count for g in inode.iter_segments() if g.hwpoison) if vm.host.poisoned else 0
+        )
         kind = "" if vm.files[fd].kind == "guest_memfd" else f" ({vm.files[fd].kind})"
         lines.append(
             f"  fd {fd}{kind}: size {fmt_size(inode.size)}, flags "
@@ -173,13 +175,14 @@ def summary(vm: VM, name: str = "") -> str:
     return "\n".join(lines)
 
 
-def report(violations: list[Violation]) -> str:
-    """The invariant section: "invariants: OK" or each violation (up to MAX_SHOWN)."""
-    if not violations:
+def report(violations: list[Violation], total: int | None = None) -> str:
+    """The invariant section: "invariants: OK" or each violation (up to MAX_SHOWN); `total`
+    counts those not kept (default: the list's length)."""
+    n = len(violations) if total is None else total
+    if not n:
         return "invariants: OK"
-    n = len(violations)
     lines = [f"invariants: {n} violation{'s' if n != 1 else ''}"]
     lines += [f"  {v}" for v in violations[:MAX_SHOWN]]
-    if n > MAX_SHOWN:
-        lines.append(f"  ... and {n - MAX_SHOWN} more")
+    if n > min(len(violations), MAX_SHOWN):
+        lines.append(f"  ... and {n - min(len(violations), MAX_SHOWN)} more")
     return "\n".join(lines)

@@ -16,19 +16,21 @@ Exit 0 when the states are equal, 1 when they differ, 2 on unusable input.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from imemviz.io.check import GMEM_FLAGS, SLOT_FLAGS, flag_names
-from imemviz.io.cmdline import CommandExit, Parser, output
-from imemviz.io.state_doc import pairs
+from imemviz.io.cmdline import CommandExit, Parser, load, output
+from imemviz.io.state_doc import coalesce, pairs
 from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
 from imemviz.model.memslots import Memslot
-from imemviz.model.mmu import STATE_NAMES, LeafTable
+from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size, level_pages
 from imemviz.model.vm import VM
 
@@ -40,8 +42,9 @@ def main_diff(argv: Sequence[str]) -> int:
     parser = Parser(
         prog="imemviz diff",
         description="What differs between two state files: "
-        "config, memslots, attributes, guest_memfd folios, mappings, S-EPT states, "
-        "counters. Exit 0: equal; 1: different; 2: unusable input.",
+        "config, counters, memslots, attributes, guest_memfd folios, mappings, S-EPT states "
+        "and pages, host memory, held faults: every field that changes what the next op "
+        "does. Exit 0: equal; 1: different; 2: unusable input.",
     )
     parser.add_argument("a", metavar="A", help="the state before (or a script, which is run)")
     parser.add_argument("b", metavar="B", nargs="?", help="the state after (or a script)")
@@ -51,14 +54,40 @@ def main_diff(argv: Sequence[str]) -> int:
         help="run the script A under two kernels and show what changed (results and states)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    from imemviz.io.run_diff import format_results, load_pair
+    parser.add_argument(
+        "--max-ranges",
+        metavar="N",
+        type=int,
+        default=MAX_RANGES,
+        help=f"ranges listed per section (default {MAX_RANGES}; 0: all of them)",
+    )
+    from imemviz.io.run_diff import format_results, is_recording, load_pair
 
+    results = kernels = None
     try:
         ns = parser.parse(argv)
-        a, b, results, kernels, name_a, name_b = load_pair(ns.a, ns.b, ns.kernels, parser.error)
+        if ns.max_ranges < 0:
+            parser.error("--max-ranges: expected 0 or more")
+        name_a, name_b = ns.a, ns.b
+        if (
+            ns.kernels is None
+            and ns.b is not None
+            and not (is_recording(ns.a) or is_recording(ns.b))
+        ):
+            # Two state files: one state's engine at a time: only the columns diff
+            # needs of A are kept while B loads, so the peak is one loaded state, not two.
+            a = side(load(ns.a))
+            gc.collect()
+            b = side(load(ns.b))
+        else:
+            vm_a, vm_b, results, kernels, name_a, name_b = load_pair(
+                ns.a, ns.b, ns.kernels, parser.error
+            )
+            a, b = side(vm_a), side(vm_b)
+            del vm_a, vm_b
     except CommandExit as e:
         return e.status
-    d = diff_vms(a, b)
+    d = diff_sides(a, b, ns.max_ranges or None)
     text = format_diff(d, name_a, name_b)
     if results is not None:  # scripts were run: their results are compared too
         if results and d["equal"]:
@@ -73,42 +102,103 @@ def main_diff(argv: Sequence[str]) -> int:
 
 # ------------------------------------------------------------------ model
 
+MAX_RANGES = 1000
+"""Ranges listed per section by default; the others are counted (``truncated``)."""
 
-def diff_vms(a: VM, b: VM) -> dict[str, Any]:
-    """Every difference between two VMs' states, as plain JSON values.
 
-    ``equal`` is true when no section has anything; ranges are
-    ``{"start", "end"}`` with `end` inclusive, addresses in hex.
+@attrs.frozen(eq=False)
+class Side:
+    """What diff compares of one state, without the engine's per-page objects: the
+    small parts as plain JSON values (most of them as the state file spells them, so
+    nothing that the file holds escapes the comparison), the big ones as columns."""
+
+    config: dict[str, Any]
+    counters: dict[str, Any]
+    process: dict[str, Any]
+    slots: dict[int, dict[str, Any]]
+    attributes: ExtentMap
+    files: dict[int, dict[str, Any]]
+    folios: dict[int, Items]
+    leaves: dict[str, Items]
+    hva: Items
+    content: tuple[np.ndarray, np.ndarray]
+    poisoned: frozenset[int]
+    poisoned_hva: frozenset[int]
+    blocks: dict[str, list[tuple[Any, ...]]]
+    held: dict[int, dict[str, Any]]
+
+
+def side(vm: VM) -> Side:
+    """The parts of `vm` that diff compares."""
+    from imemviz.io import state_doc
+
+    host = state_doc._host(vm.host)
+    return Side(
+        config=vm.config.to_dict(),
+        counters=_counters(vm),
+        process={"closed_std_fds": sorted(vm.closed_std_fds)},
+        slots={s.id: _slot(s) for s in vm.memslots.all()},
+        attributes=vm.attributes,
+        files={fd: _file(f) for fd, f in sorted(vm.files.items())},
+        folios={fd: folio_items(f) for fd, f in vm.files.items()},
+        leaves={name: leaf_items(getattr(vm, name)) for name in ("private", "shared")},
+        hva=hva_items(vm),
+        content=pairs(vm.host.content),
+        poisoned=frozenset(vm.host.poisoned),
+        poisoned_hva=frozenset(vm.poisoned_hva),
+        blocks={
+            "free blocks": [tuple(r) for r in host["free"]],
+            "other host blocks": [tuple(r) for r in host["other"]],
+            "S-EPT table pages": [tuple(r) for r in state_doc._sept_pages(vm.private)],
+        },
+        held={v: state_doc._held(vm, v, vm.in_flight[v]) for v in sorted(vm.in_flight)},
+    )
+
+
+def diff_vms(a: VM, b: VM, max_ranges: int | None = MAX_RANGES) -> dict[str, Any]:
+    """Every difference between two VMs' states, as plain JSON values (see diff_sides)."""
+    return diff_sides(side(a), side(b), max_ranges)
+
+
+def diff_sides(a: Side, b: Side, max_ranges: int | None = MAX_RANGES) -> dict[str, Any]:
+    """Every difference between two states, as plain JSON values.
+
+    ``equal`` is true when no section has anything: then the two states give the
+    same result for every op (the event log is history and is not compared; its
+    counters are).  Ranges are ``{"start", "end"}`` with `end` inclusive,
+    addresses in hex; a section lists at most `max_ranges` ranges (None: all),
+    and ``truncated`` says how many each section had in all.
     """
-    mappings, states = _tables(a, b)
+    truncated: dict[str, int] = {}
+    mappings, states = _tables(a, b, max_ranges, truncated)
     out: dict[str, Any] = {
         "equal": True,
-        "config": _fields(a.config.to_dict(), b.config.to_dict()),
-        "counters": _fields(_counters(a), _counters(b)),
-        "memslots": _by_key(
-            {s.id: _slot(s) for s in a.memslots.all()},
-            {s.id: _slot(s) for s in b.memslots.all()},
-            "id",
-        ),
+        "config": _fields(a.config, b.config),
+        "counters": _fields(a.counters, b.counters),
+        "process": _fields(a.process, b.process),
+        "memslots": _by_key(a.slots, b.slots, "id"),
         "attributes": attribute_changes(a.attributes, b.attributes),
-        "gmem_files": _by_key(
-            {fd: _file(f) for fd, f in sorted(a.files.items())},
-            {fd: _file(f) for fd, f in sorted(b.files.items())},
-            "fd",
-        ),
-        "folios": _folios(a, b),
+        "gmem_files": _by_key(a.files, b.files, "fd"),
+        "folios": _folios(a, b, max_ranges, truncated),
         "mappings": mappings,
         "sept_states": states,
-        "host_pages": _host_pages(a, b),
+        "host_pages": _host_pages(a, b, max_ranges, truncated),
         "host": _host(a, b),
-        "in_flight": _by_key(
-            {v: _held(a, v) for v in sorted(a.in_flight)},
-            {v: _held(b, v) for v in sorted(b.in_flight)},
-            "vcpu",
-        ),
+        "host_blocks": _blocks(a, b, max_ranges, truncated),
+        "in_flight": _by_key(a.held, b.held, "vcpu"),
     }
     out["equal"] = not any(_nonempty(v) for k, v in out.items() if k != "equal")
+    out["truncated"] = truncated
     return out
+
+
+def _cap(
+    section: str, items: list[Any], max_ranges: int | None, truncated: dict[str, int]
+) -> list[Any]:
+    if max_ranges is not None and len(items) > max_ranges:
+        truncated[section] = len(items)
+        return items[:max_ranges]
+    return items
 
 
 def _nonempty(v: Any) -> bool:
@@ -134,13 +224,24 @@ def _by_key(
 
 
 def _counters(vm: VM) -> dict[str, Any]:
+    ev = vm.events
     return {
         "vm_dead": vm.dead,
         "td_state": vm.td_state,
         "mmu_invalidate_seq": vm.inv.seq,
         "mmu_invalidate_in_progress": vm.inv.in_progress,
+        "mmu_invalidate_range": None
+        if vm.inv.range_start == INVALID_GFN
+        else [hex(vm.inv.range_start), hex(vm.inv.range_end)],
         "host_free_bytes": vm.host.free_bytes,
         "sept_pages": len(vm.private.tables),
+        "tdx_epoch": vm.tdx_epoch,
+        "next_ino": vm.next_ino,
+        "ops_applied": vm.op_index,
+        # `stats` reports the events so far; the log keeps the last `event_log_size`.
+        "events_total": ev.total + len(ev.current),
+        "events_dropped": ev.dropped,
+        "event_log_size": ev.maxlen,
     }
 
 
@@ -153,6 +254,10 @@ def _slot(s: Memslot) -> dict[str, Any]:
         "flags": flag_names(s.flags, SLOT_FLAGS),
         "gmem_fd": None if s.gmem_file is None else s.gmem_file.fd,
         "gmem_offset": hex(s.gmem_pgoff << 12),
+        # The fd the binding was made with (the file may be closed since) and whether
+        # every fault takes its pfn from guest_memfd.
+        "bound_fd": s.gmem_fd,
+        "gmem_only": s.gmem_only,
     }
 
 
@@ -162,19 +267,12 @@ def _file(f: GmemFile) -> dict[str, Any]:
         "ino": f.inode.ino,
         "size": fmt_size(f.inode.size),
         "flags": flag_names(f.inode.flags, GMEM_FLAGS),
-        "bindings": [f"slot {b.slot & 0xFFFF} at {b.pgoff << 12:#x}" for b in f.bindings],
+        "bindings": [
+            f"slot {b.slot & 0xFFFF} at {b.pgoff << 12:#x} ({fmt_size(b.npages << 12)})"
+            + (f" (address space {b.slot >> 16})" if b.slot >> 16 else "")
+            for b in f.bindings
+        ],
         "kind": f.kind,
-    }
-
-
-def _held(vm: VM, vcpu: int) -> dict[str, Any]:
-    pf = vm.in_flight[vcpu]
-    return {
-        "vcpu": vcpu,
-        "gpa": hex(pf.access.gpa),
-        "private": pf.is_private,
-        "pfn": hex(pf.pfn),
-        "mmu_seq": pf.mmu_seq,
     }
 
 
@@ -213,7 +311,10 @@ def attribute_changes(a: ExtentMap, b: ExtentMap) -> list[dict[str, Any]]:
 
 
 class Items:
-    """A sorted set of (start, span, code, pfn, flag) items as int64 columns."""
+    """A sorted set of (start, span, code, pfn, flag) items as int64 columns; `weight` is
+    how many leaves or folios an item stands for (a run of folios is one item)."""
+
+    COLUMNS = ("start", "span", "code", "pfn", "flag", "weight")
 
     def __init__(
         self,
@@ -222,19 +323,21 @@ class Items:
         code: np.ndarray,
         pfn: np.ndarray,
         flag: np.ndarray,
+        weight: np.ndarray | None = None,
     ) -> None:
         self.start, self.span, self.code, self.pfn, self.flag = start, span, code, pfn, flag
+        self.weight = np.ones(len(start), I64) if weight is None else weight
 
     @classmethod
     def concat(cls, parts: list[Items]) -> Items:
         cols = [
             np.concatenate([getattr(p, c) for p in parts]) if parts else np.zeros(0, I64)
-            for c in ("start", "span", "code", "pfn", "flag")
+            for c in cls.COLUMNS
         ]
         return cls(*cols)
 
     def take(self, idx: np.ndarray) -> Items:
-        return Items(self.start[idx], self.span[idx], self.code[idx], self.pfn[idx], self.flag[idx])
+        return Items(*(getattr(self, c)[idx] for c in self.COLUMNS))
 
     def __len__(self) -> int:
         return len(self.start)
@@ -258,14 +361,25 @@ def leaf_items(table: LeafTable) -> Items:
 
 
 def folio_items(f: GmemFile | None) -> Items:
+    """A file's folios as maximal runs (however the page cache stores them): equal folio
+    sets give equal items, and 64 TiB of fallocated folios is a few items."""
     parts = []
     for order in FOLIO_ORDERS:
         if f is None:
             break
-        keys, vals = pairs(f.inode.folios[order])
-        n = len(keys)
+        keys, pfn, poison, counts = f.inode.columns(order)
+        span = np.full(len(keys), 1 << order, I64)
+        first, total = coalesce(keys, pfn, span, counts, poison)
+        n = len(first)
         parts.append(
-            Items(keys, np.full(n, 1 << order, I64), np.full(n, order, I64), vals >> 1, vals & 1)
+            Items(
+                keys[first],
+                total << order,
+                np.full(n, order, I64),
+                pfn[first],
+                poison[first],
+                total,
+            )
         )
     return Items.concat(parts)
 
@@ -300,27 +414,30 @@ def split(a: Items, b: Items, *, flags: bool = True) -> tuple[Items, Items, np.n
     """
     both = Items.concat([a, b])
     side = np.concatenate([np.zeros(len(a), I64), np.ones(len(b), I64)])
-    order = np.lexsort((side, both.flag, both.pfn, both.code, both.start))
+    order = np.lexsort((side, both.flag, both.pfn, both.span, both.code, both.start))
     s = both.take(order)
     same = np.zeros(len(s), bool)
     if len(s) > 1:
         eq = (
             (s.start[1:] == s.start[:-1])
             & (s.code[1:] == s.code[:-1])
+            & (s.span[1:] == s.span[:-1])
             & (s.pfn[1:] == s.pfn[:-1])
             & (s.flag[1:] == s.flag[:-1])
         )
         same[1:] |= eq
         same[:-1] |= eq
-    changed = np.zeros((0, 4), I64)
+    changed = np.zeros((0, 5), I64)
     rest = order[~same]
     if flags and len(rest) > 1:
         r = both.take(rest)
         rside = side[rest]
-        # Sorted by (start, code, pfn, flag, side): a pair differing only in flag is adjacent.
+        # Sorted by (start, code, span, pfn, flag, side): a pair differing only in flag
+        # is adjacent.
         eq = (
             (r.start[1:] == r.start[:-1])
             & (r.code[1:] == r.code[:-1])
+            & (r.span[1:] == r.span[:-1])
             & (r.pfn[1:] == r.pfn[:-1])
             & (rside[1:] != rside[:-1])
         )
@@ -329,7 +446,7 @@ def split(a: Items, b: Items, *, flags: bool = True) -> tuple[Items, Items, np.n
             first, second = hit, hit + 1
             old = np.where(rside[first] == 0, r.flag[first], r.flag[second])
             new = np.where(rside[first] == 0, r.flag[second], r.flag[first])
-            changed = np.stack([r.start[first], old, new, r.span[first]], axis=1)
+            changed = np.stack([r.start[first], old, new, r.span[first], r.weight[first]], axis=1)
             keep = np.ones(len(rest), bool)
             keep[first] = keep[second] = False
             rest = rest[keep]
@@ -344,8 +461,12 @@ def clusters(
     added: str,
     removed: str,
     flag_names: dict[int, str] | None = None,
+    max_ranges: int | None = None,
 ) -> list[dict[str, Any]]:
     """Coalesced ranges where a and b differ.
+
+    With `max_ranges`, at most that many ranges are built; when there were more,
+    the list ends with ``{"more": TOTAL}`` (the callers move it to ``truncated``).
 
     Items whose spans overlap form a cluster (a 2M leaf and the 4K leaves
     that replaced it); a cluster is `added` (only in b), `removed` (only in
@@ -362,6 +483,7 @@ def clusters(
     order = np.argsort(both.start, kind="stable")
     start, end = both.start[order], (both.start + both.span)[order]
     side, code, pfn, flag = side[order], both.code[order], both.pfn[order], both.flag[order]
+    weight = both.weight[order]
     reach = np.maximum.accumulate(end)
     head = np.ones(n, bool)
     head[1:] = start[1:] >= reach[:-1]
@@ -378,9 +500,15 @@ def clusters(
     g_start = c_start[groups]
     g_end = c_end[np.append(groups[1:], len(c_first)) - 1]
     g_kind = kind[groups]
+    more = 0
+    if max_ranges is not None and len(groups) > max_ranges:
+        # Only the listed ranges are summarised: a 3M-range diff costs arrays, not dicts.
+        more, cut = len(groups), lo[max_ranges]
+        lo, g_start, g_end, g_kind = (x[:max_ranges] for x in (lo, g_start, g_end, g_kind))
+        side, code, pfn, flag, weight = (x[:cut] for x in (side, code, pfn, flag, weight))
 
     def per_group(mask: np.ndarray) -> list[int]:
-        return np.add.reduceat(mask.astype(I64), lo).tolist()
+        return np.add.reduceat(np.where(mask, weight, 0), lo).tolist()
 
     sides = []
     for k in (0, 1):
@@ -410,16 +538,18 @@ def clusters(
                 summary["pfn"] = hex(lone[g])
             item[key] = summary
         out.append(item)
+    if more:
+        out.append({"more": more})
     return out
 
 
 def _flag_ranges(changed: np.ndarray, names: dict[int, str]) -> list[dict[str, Any]]:
     """Coalesced ranges of items whose flag (S-EPT state, hwpoison) changed; `changed`
-    rows are (start, old, new, span)."""
+    rows are (start, old, new, span, weight)."""
     if not len(changed):
         return []
     c = changed[np.argsort(changed[:, 0], kind="stable")]
-    start, old, new, span = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    start, old, new, span, weight = c[:, 0], c[:, 1], c[:, 2], c[:, 3], c[:, 4]
     head = np.ones(len(c), bool)
     head[1:] = (start[1:] != (start + span)[:-1]) | (old[1:] != old[:-1]) | (new[1:] != new[:-1])
     first = np.flatnonzero(head)
@@ -431,7 +561,7 @@ def _flag_ranges(changed: np.ndarray, names: dict[int, str]) -> list[dict[str, A
             (start + span)[last].tolist(),
             old[first].tolist(),
             new[first].tolist(),
-            (last - first + 1).tolist(),
+            np.add.reduceat(weight, first).tolist(),
             strict=True,
         )
     ]
@@ -442,51 +572,96 @@ ORDER_LABELS = {o: f"order {o}" for o in FOLIO_ORDERS}
 POISON_LABELS = {0: "ok", 1: "hwpoison"}
 
 
-def _tables(a: VM, b: VM) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+def _tables(
+    a: Side, b: Side, max_ranges: int | None, truncated: dict[str, int]
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Leaf ranges per root, and the S-EPT state changes of the private one."""
     ranges, states = {}, []
     for name in ("private", "shared"):
-        only_a, only_b, changed = split(leaf_items(getattr(a, name)), leaf_items(getattr(b, name)))
-        ranges[name] = clusters(only_a, only_b, LEVEL_LABELS, "mapped", "unmapped", STATE_NAMES)
+        only_a, only_b, changed = split(a.leaves[name], b.leaves[name])
+        ranges[name] = clusters(
+            only_a, only_b, LEVEL_LABELS, "mapped", "unmapped", STATE_NAMES, max_ranges
+        )
+        if len(ranges[name]) and ranges[name][-1].get("more"):
+            truncated[f"mappings.{name}"] = ranges[name].pop()["more"]
         if name == "private":
-            states = _flag_ranges(changed, STATE_NAMES)
+            states = _cap("sept_states", _flag_ranges(changed, STATE_NAMES), max_ranges, truncated)
     return ranges, states
 
 
-def _folios(a: VM, b: VM) -> dict[str, Any]:
+def _folios(a: Side, b: Side, max_ranges: int | None, truncated: dict[str, int]) -> dict[str, Any]:
     """Per fd (a file missing on one side has no folios there): folio ranges, hwpoison."""
     out: dict[str, Any] = {}
-    for fd in sorted(set(a.files) | set(b.files)):
-        only_a, only_b, flags = split(folio_items(a.files.get(fd)), folio_items(b.files.get(fd)))
-        ranges = clusters(only_a, only_b, ORDER_LABELS, "allocated", "freed", POISON_LABELS)
-        poison = _flag_ranges(flags, POISON_LABELS)
+    empty = Items.concat([])
+    for fd in sorted(set(a.folios) | set(b.folios)):
+        only_a, only_b, flags = split(a.folios.get(fd, empty), b.folios.get(fd, empty))
+        ranges = clusters(
+            only_a, only_b, ORDER_LABELS, "allocated", "freed", POISON_LABELS, max_ranges
+        )
+        if ranges and ranges[-1].get("more"):
+            truncated[f"folios.{fd}"] = ranges.pop()["more"]
+        poison = _cap(
+            f"folios.{fd}.hwpoison", _flag_ranges(flags, POISON_LABELS), max_ranges, truncated
+        )
         if ranges or poison:
             out[str(fd)] = {"ranges": ranges, "hwpoison": poison}
     return out
 
 
-def _host_pages(a: VM, b: VM) -> list[dict[str, Any]]:
-    only_a, only_b, _f = split(hva_items(a), hva_items(b), flags=False)
-    out = clusters(only_a, only_b, LEVEL_LABELS, "allocated", "freed")
+def _host_pages(
+    a: Side, b: Side, max_ranges: int | None, truncated: dict[str, int]
+) -> list[dict[str, Any]]:
+    only_a, only_b, _f = split(a.hva, b.hva, flags=False)
+    out = clusters(only_a, only_b, LEVEL_LABELS, "allocated", "freed", None, max_ranges)
+    if out and out[-1].get("more"):
+        truncated["host_pages"] = out.pop()["more"]
     for r in out:  # hva page numbers -> byte addresses
         r["start"] = hex(int(r["start"], 16) << 12)
         r["end"] = hex(((int(r["end"], 16) + 1) << 12) - 1)
     return out
 
 
-def _host(a: VM, b: VM) -> dict[str, Any]:
-    ka, va = pairs(a.host.content)
-    kb, vb = pairs(b.host.content)
+def _host(a: Side, b: Side) -> dict[str, Any]:
+    ka, va = a.content
+    kb, vb = b.content
     keys = np.union1d(ka, kb)
     old = np.zeros(len(keys), I64)
     new = np.zeros(len(keys), I64)
     old[np.searchsorted(keys, ka)] = va
     new[np.searchsorted(keys, kb)] = vb
     return {
-        "poisoned_added": [hex(p) for p in sorted(b.host.poisoned - a.host.poisoned)],
-        "poisoned_removed": [hex(p) for p in sorted(a.host.poisoned - b.host.poisoned)],
+        "poisoned_added": [hex(p) for p in sorted(b.poisoned - a.poisoned)],
+        "poisoned_removed": [hex(p) for p in sorted(a.poisoned - b.poisoned)],
+        "poisoned_hva_added": [hex(p << 12) for p in sorted(b.poisoned_hva - a.poisoned_hva)],
+        "poisoned_hva_removed": [hex(p << 12) for p in sorted(a.poisoned_hva - b.poisoned_hva)],
         "content_pages_changed": int((old != new).sum()),
     }
+
+
+def _blocks(
+    a: Side, b: Side, max_ranges: int | None, truncated: dict[str, int]
+) -> dict[str, dict[str, list[Any]]]:
+    """Rows of the host's block lists (as the state file writes them) only on one side:
+    where the allocator's free memory, the rest of the host and the S-EPT pages lie
+    decides which pfns later allocations get."""
+    out = {}
+    for name in a.blocks:
+        ra, rb = set(a.blocks[name]), set(b.blocks[name])
+        if ra == rb:
+            continue
+        out[name] = {
+            "removed": _cap(
+                f"host_blocks.{name}.removed", sorted(ra - rb, key=_row_key), max_ranges, truncated
+            ),
+            "added": _cap(
+                f"host_blocks.{name}.added", sorted(rb - ra, key=_row_key), max_ranges, truncated
+            ),
+        }
+    return out
+
+
+def _row_key(row: tuple[Any, ...]) -> tuple[int, ...]:
+    return tuple(int(x, 16) if isinstance(x, str) else int(x) for x in row)
 
 
 # ------------------------------------------------------------------- text
@@ -503,40 +678,77 @@ def format_diff(d: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:
             lines.append(f"{title}:")
             lines.extend(f"  {x}" for x in body)
 
+    more = d.get("truncated", {})
+
+    def ranges(key: str, body: list[str]) -> list[str]:
+        if key in more:
+            body.append(
+                f"... and {more[key] - len(body):,} more ranges (--max-ranges 0 lists them all)"
+            )
+        return body
+
     section("config", [f"{k}: {a} -> {b}" for k, (a, b) in d["config"].items()])
     section("counters", [f"{k}: {a} -> {b}" for k, (a, b) in d["counters"].items()])
+    section("process", [f"{k}: {a} -> {b}" for k, (a, b) in d.get("process", {}).items()])
     section("memslots", _keyed_lines(d["memslots"], "slot", "id", _slot_text))
     section("attributes", [f"{_range(r)}: {r['a']} -> {r['b']}" for r in d["attributes"]])
     section("guest_memfd files", _keyed_lines(d["gmem_files"], "fd", "fd", _file_text))
     for fd, f in d["folios"].items():
         section(
             f"fd {fd} folios (file index ranges)",
-            [_cluster_text(r) for r in f["ranges"]]
+            ranges(f"folios.{fd}", [_cluster_text(r) for r in f["ranges"]])
             + [f"{_range(r)}: {r['a']} -> {r['b']} ({r['count']} folios)" for r in f["hwpoison"]],
         )
-    for root, ranges in d["mappings"].items():
-        section(f"{root} mappings (gfn ranges)", [_cluster_text(r) for r in ranges])
+    for root, rs in d["mappings"].items():
+        section(
+            f"{root} mappings (gfn ranges)",
+            ranges(f"mappings.{root}", [_cluster_text(r) for r in rs]),
+        )
     section(
         "S-EPT states (gfn ranges)",
-        [f"{_range(r)}: {r['a']} -> {r['b']} ({r['count']} leaves)" for r in d["sept_states"]],
+        ranges(
+            "sept_states",
+            [f"{_range(r)}: {r['a']} -> {r['b']} ({r['count']} leaves)" for r in d["sept_states"]],
+        ),
     )
-    section("shared host pages (hva ranges)", [_cluster_text(r) for r in d["host_pages"]])
+    section(
+        "shared host pages (hva ranges)",
+        ranges("host_pages", [_cluster_text(r) for r in d["host_pages"]]),
+    )
     host = d["host"]
     section(
         "host memory",
         [f"poisoned: +{p}" for p in host["poisoned_added"]]
         + [f"poisoned: -{p}" for p in host["poisoned_removed"]]
+        + [f"poisoned hva: +{p}" for p in host.get("poisoned_hva_added", [])]
+        + [f"poisoned hva: -{p}" for p in host.get("poisoned_hva_removed", [])]
         + (
             [f"page contents: {host['content_pages_changed']} host pages differ"]
             if host["content_pages_changed"]
             else []
         ),
     )
+    for name, rows in d.get("host_blocks", {}).items():
+        section(
+            f"{name} (rows as the state file writes them)",
+            [f"- {_row_text(r)}" for r in rows["removed"]]
+            + [f"+ {_row_text(r)}" for r in rows["added"]],
+        )
     section(
         "held faults",
-        _keyed_lines(d["in_flight"], "vCPU", "vcpu", lambda h: f"gpa {h['gpa']}, pfn {h['pfn']}"),
+        _keyed_lines(d["in_flight"], "vCPU", "vcpu", _held_text),
     )
     return "\n".join(lines)
+
+
+def _row_text(row: Any) -> str:
+    return "[" + ", ".join(str(x) for x in row) + "]"
+
+
+def _held_text(h: dict[str, Any]) -> str:
+    if "changes" in h:
+        return ""
+    return f"gpa {h['gpa']}, pfn {h['pfn']}"
 
 
 def _range(r: dict[str, Any]) -> str:

@@ -11,11 +11,37 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any, TextIO
 
+from imemviz.io.atomic import AtomicFile
 from imemviz.io.script import FORMAT, START_KINDS, VERSION
 from imemviz.model.ops import Op, op_to_dict
+
+
+def _op_lines(ops: Iterable[tuple[Op, float | None]]) -> Iterator[str]:
+    for op, t in ops:
+        yield op_line(op, t)
+
+
+def _create(path: str, text: str) -> TextIO:
+    """`path` holding `text`, written atomically, then open for appending."""
+    out = AtomicFile(path)
+    if out.special:
+        # A FIFO or a device is a stream: write to it as one, from the start.
+        out.discard()
+        f = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        f.write(text)
+        f.flush()
+        return f
+    try:
+        out.write(text)
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
+    return open(out.real, "a", encoding="utf-8", newline="\n")
 
 
 def header_line(start: Mapping[str, Any]) -> str:
@@ -41,9 +67,13 @@ def op_line(op: Op, t: float | None = None) -> str:
 class RecordingWriter:
     """Appends ops to a new recording at `path` (replacing any file there).
 
-    With a `clock` (default: time.monotonic) each line gets "t", the seconds
-    since the writer was created; pass ``clock=None`` for a script without
-    timing.  Use as a context manager or call `close`.
+    The file is created by the one atomic writer (imemviz.io.atomic) with the
+    header and the `ops` given (op, t) already in it, so a replaced recording
+    is the old one or the new one, never a mix; a symlink stays a symlink and
+    a device or FIFO is written in place.  Every later op is appended and
+    flushed.  With a `clock` (default: time.monotonic) each line gets "t", the
+    seconds since the writer was created; pass ``clock=None`` for a script
+    without timing.  Use as a context manager or call `close`.
     """
 
     def __init__(
@@ -52,13 +82,14 @@ class RecordingWriter:
         start: Mapping[str, Any],
         *,
         clock: Callable[[], float] | None = time.monotonic,
+        ops: Iterable[tuple[Op, float | None]] = (),
     ) -> None:
-        header = header_line(start)  # before opening: a bad start leaves no file
+        # Built before anything is opened: a bad start leaves no file.
+        text = "".join(line + "\n" for line in chain([header_line(start)], _op_lines(ops)))
         self.path = os.fspath(path)
         self._clock = clock
         self._t0 = clock() if clock is not None else 0.0
-        self._file: TextIO | None = open(self.path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-        self._write(header)
+        self._file: TextIO | None = _create(self.path, text)
 
     def _write(self, line: str) -> None:
         if self._file is None:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any, BinaryIO
 
 import attrs
@@ -33,6 +34,13 @@ HEADER_FIELDS = ("format", "version", "start")
 
 # A scene is a recording and may itself start from a scene; this bounds a cycle.
 MAX_SCENE_DEPTH = 8
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_STATE_HINT = (
+    "this is a state file, not a script: open it with `imemviz FILE`, "
+    "or continue from it with `imemviz run SCRIPT --from-state FILE`"
+)
 
 ScriptOp = tuple[int, Op, float | None]
 """One op of a script: its physical line number, the op, and its "t" (or None)."""
@@ -63,6 +71,9 @@ class Header:
         return next(iter(self.start))
 
 
+_READING: Any = Header(0, {}, 0)  # ScriptReader.header while the header is being read
+
+
 @attrs.frozen
 class Script:
     """A whole script in memory (see `read_script`)."""
@@ -78,14 +89,38 @@ class ScriptReader:
     `lines` is any iterable of raw byte lines (a file opened in binary mode);
     `source` names it in errors.  Use `open_script` for a path; as a context
     manager the reader closes what it opened.
+
+    `ops_only`: the header is optional (``run --from-state`` takes its start
+    from a state file); `header` is None when the first line is an op.
+    `salvage`: a last line cut short (no line break and not valid JSON: a
+    crash or kill -9 while recording) ends the ops instead of being an error;
+    `salvaged` then says so in one line.  `line` is the physical line number
+    of the line read last: during iteration, the line of the op just yielded.
     """
 
-    def __init__(self, lines: Iterable[bytes], source: str, *, closer: BinaryIO | None = None):
+    def __init__(
+        self,
+        lines: Iterable[bytes],
+        source: str,
+        *,
+        closer: BinaryIO | None = None,
+        ops_only: bool = False,
+        salvage: bool = False,
+    ):
         self.source = source
         self._lines = iter(lines)
         self._closer = closer
         self._line_no = 0
-        self.header = self._read_header()
+        self._salvage = salvage
+        self.salvaged: str | None = None
+        self._first: tuple[int, Any] | None = None  # an op line read in place of a header
+        self._ops_read = 0
+        self.header: Header | None = _READING
+        self.header = self._read_header(ops_only)
+
+    @property
+    def line(self) -> int:
+        return self._line_no
 
     def __enter__(self) -> ScriptReader:
         return self
@@ -101,6 +136,26 @@ class ScriptReader:
     def _error(self, line: int | None, message: str) -> ScriptError:
         return ScriptError(self.source, line, message)
 
+    def _cut(self, line_no: int, why: str) -> bool:
+        """A last line without a line break failed to read: True to stop (salvage)."""
+        if not self._salvage or self.header is _READING:
+            return False
+        count = self._ops_read
+        self.salvaged = (
+            f"{self.source}:{line_no}: warning: the last line is cut short ({why}); "
+            f"replayed the {count} complete op line{'s' if count != 1 else ''} before it"
+        )
+        return True
+
+    def _cut_error(self, line_no: int, why: str) -> ScriptError:
+        return ScriptError(
+            self.source,
+            line_no,
+            f"{why}; the last line is cut short (no line break): the recording was "
+            "interrupted (a crash, kill -9?). Replay its complete lines with "
+            "`imemviz run --salvage`; the app opens it up to there",
+        )
+
     def _objects(self) -> Iterator[tuple[int, Any]]:
         """(line number, decoded JSON value) of every line that is not blank or a comment."""
         source = self.source
@@ -109,17 +164,23 @@ class ScriptReader:
             for raw in self._lines:
                 line_no += 1
                 self._line_no = line_no
+                last = not raw.endswith(b"\n")  # only the file's last line lacks one
+                if line_no == 1 and raw.startswith((_GZIP_MAGIC, _ZSTD_MAGIC)):
+                    raise ScriptError(source, None, _STATE_HINT)
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise ScriptError(
-                        source, line_no, f"invalid UTF-8 (byte {e.start + 1} of the line)"
-                    ) from None
+                    why = f"invalid UTF-8 (byte {e.start + 1} of the line)"
+                    if last and raw.strip():
+                        if self._cut(line_no, why):
+                            return
+                        raise self._cut_error(line_no, why) from None
+                    raise ScriptError(source, line_no, why) from None
                 if line_no == 1 and text.startswith("\ufeff"):
                     text = text[1:]  # editors on Windows start UTF-8 files with a BOM
                 # Op lines start with "{": only other lines need the comment test.
                 if text[:1] != "{":
-                    stripped = text.strip()
+                    stripped = text.strip().strip("\x00")
                     if not stripped or stripped[0] == "#":
                         continue
                 try:
@@ -127,29 +188,54 @@ class ScriptReader:
                 except json.JSONDecodeError as e:
                     # Columns count within the line, without its line break.
                     column = min(e.pos, len(text.rstrip("\r\n"))) + 1
-                    raise ScriptError(
-                        source, line_no, f"invalid JSON: {e.msg} (column {column})"
-                    ) from None
+                    why = f"invalid JSON: {e.msg} (column {column})"
+                    if last:
+                        if self._cut(line_no, why):
+                            return
+                        raise self._cut_error(line_no, why) from None
+                    raise ScriptError(source, line_no, why) from None
                 except RecursionError:
                     raise ScriptError(source, line_no, "invalid JSON: nested too deeply") from None
+                except ValueError as e:  # an integer of more than 4,300 digits
+                    raise ScriptError(
+                        source, line_no, f"invalid JSON: {_short_reason(e)}"
+                    ) from None
                 yield line_no, value
         except OSError as e:
             raise ScriptError(source, line_no + 1, f"cannot read: {e.strerror or e}") from None
 
-    def _read_header(self) -> Header:
+    def _read_header(self, ops_only: bool) -> Header | None:
         for line_no, value in self._objects():
+            if ops_only and type(value) is dict and "format" not in value and "op" in value:
+                self._first = (line_no, value)
+                return None
             return _parse_header(value, self.source, line_no)
+        if ops_only:
+            return None
         raise self._error(max(self._line_no, 1), "no header: the script is empty")
 
     def __iter__(self) -> Iterator[ScriptOp]:
         source = self.source
-        for line_no, value in self._objects():
+        objects = self._objects()
+        if self._first is not None:
+            objects = chain([self._first], objects)
+            self._first = None
+        for line_no, value in objects:
+            self._line_no = line_no
             try:
                 op = parse_op(value)
             except OpError as e:
                 where = f"{e.op}.{e.field}: " if e.op else ""
                 raise ScriptError(source, line_no, where + e.message) from None
+            self._ops_read += 1
             yield line_no, op, _check_t(value["t"], source, line_no) if "t" in value else None
+
+
+def _short_reason(e: ValueError) -> str:
+    text = str(e).split(";")[0]  # "Exceeds the limit (4300 digits) ...; use sys.set_..."
+    if "digits" in text:
+        return "an integer with more than 4,300 digits"
+    return text[:120]
 
 
 def _fast_loads(text: str) -> Any:
@@ -184,7 +270,7 @@ def _parse_header(value: Any, source: str, line_no: int) -> Header:
         raise fail(f'header: missing "format" (expected {example})')
     fmt = value["format"]
     if fmt != FORMAT:
-        hint = "; this is a state file, not a recording" if fmt == "imemviz-state" else ""
+        hint = "; " + _STATE_HINT if fmt == "imemviz-state" else ""
         raise fail(f'header.format: expected "{FORMAT}", got {json.dumps(fmt)}{hint}')
     version = value.get("version")
     if type(version) is not int:
@@ -214,15 +300,18 @@ def _parse_header(value: Any, source: str, line_no: int) -> Header:
 # ------------------------------------------------------------------ API
 
 
-def open_script(path: str | os.PathLike[str]) -> ScriptReader:
-    """A reader over a script file; the header is checked before this returns."""
+def open_script(
+    path: str | os.PathLike[str], *, ops_only: bool = False, salvage: bool = False
+) -> ScriptReader:
+    """A reader over a script file; the header is checked before this returns
+    (see ScriptReader for `ops_only` and `salvage`)."""
     source = os.fspath(path)
     try:
         f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - the reader closes it
     except OSError as e:
         raise ScriptError(source, None, f"cannot open: {e.strerror or e}") from None
     try:
-        return ScriptReader(f, source, closer=f)
+        return ScriptReader(f, source, closer=f, ops_only=ops_only, salvage=salvage)
     except BaseException:
         f.close()
         raise

@@ -18,15 +18,13 @@ Never imports Qt.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
-import gzip
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
 from imemviz.model.config import VMConfig
@@ -75,6 +73,9 @@ class Session:
         self.start: dict[str, Any] = dict(start)
         self.vm: VM = vm if vm is not None else start_vm(self.start)
         self.source = source  # the file this session was opened from, if any
+        # One line the user must see about how the file was read (a recording cut short
+        # by a crash, replayed up to its last complete line), or None.
+        self.warning: str | None = None
         self.ops: list[Op] = []
         self.results: list[Result] = []
         self.times: list[float] = []  # seconds since the session started, per op
@@ -116,10 +117,14 @@ class Session:
     @classmethod
     def _open_recording(cls, path: str, progress: Progress | None) -> Session:
         try:
-            with open_script(path) as reader:
+            # A recording cut mid-line by a crash or kill -9 opens up to its last
+            # complete line (as `imemviz run --salvage` replays it), with a warning.
+            with open_script(path, salvage=True) as reader:
                 h = reader.header
+                assert h is not None
                 session = cls(h.start, start_vm(h.start, reader.source, h.line), source=path)
                 ops = [op for _line, op, _t in reader]
+                session.warning = reader.salvaged
         except ScriptError as e:
             raise SessionError(str(e)) from None
         for i, op in enumerate(ops):
@@ -131,14 +136,16 @@ class Session:
     @classmethod
     def _open_state(cls, path: str) -> Session:
         try:
-            from imemviz.io.state import load_state
+            from imemviz.io.state import read_document, vm_from_document
         except ImportError as e:
             raise SessionError(
                 f"{path}: state files are not supported by this build ({e})"
             ) from None
         try:
-            vm = load_state(path)
-            doc = read_state_document(path)
+            # One bounded read (decompression and value limits), one parse: the
+            # document is kept as the session's start, for recordings made from here.
+            doc = read_document(path)
+            vm = vm_from_document(doc)
         except OSError as e:
             raise SessionError(f"{path}: cannot read: {e.strerror or e}") from None
         except Exception as e:  # StateError and friends: one line for the user
@@ -253,9 +260,11 @@ class Session:
 
     def save_recording(self, path: str | os.PathLike[str], with_times: bool = True) -> None:
         """The contract's recording: the start header and every op; written atomically."""
-        _atomic_write_text(
-            os.fspath(path), "".join(line + "\n" for line in self.recording_lines(with_times))
-        )
+        p = os.fspath(path)
+        try:
+            write_text(p, "".join(line + "\n" for line in self.recording_lines(with_times)))
+        except OSError as e:
+            raise SessionError(str(e) if isinstance(e, OutputError) else _cannot(p, e)) from None
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
         """The current state as a state file (format by extension)."""
@@ -267,35 +276,8 @@ class Session:
         try:
             save_state(self.vm, p)
         except OSError as e:
-            raise SessionError(f"{p}: cannot write: {e.strerror or e}") from None
+            raise SessionError(str(e) if isinstance(e, OutputError) else _cannot(p, e)) from None
 
 
-def read_state_document(path: str) -> Any:
-    """The JSON document of a state file (.json, .json.gz, .json.zst), to embed it in a header."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if path.endswith(".gz"):
-        raw = gzip.decompress(raw)
-    elif path.endswith(".zst"):
-        import io
-
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as r:
-            raw = r.read()
-    return json.loads(raw)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".imemviz-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise SessionError(f"{path}: cannot write: {e.strerror or e}") from None
+def _cannot(path: str, e: OSError) -> str:
+    return f"{path}: cannot write: {e.strerror or e}"

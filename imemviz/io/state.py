@@ -7,9 +7,9 @@ A state file is one JSON document, ``{"format": "imemviz-state", "version": 1,
 reads it.  This module is the file side:
 
 - writing is canonical (fixed key order, compact separators, gzip mtime 0,
-  fixed zstd level: save -> load -> save gives the same bytes) and atomic
-  (temp file in the same folder, fsync, rename; on any error the old file is
-  untouched and the temp file removed);
+  fixed zstd level: save -> load -> save gives the same bytes) and goes
+  through the one atomic writer, `imemviz.io.atomic` (on any error the old
+  file is untouched and the temp file removed);
 - reading stops at `MAX_DECOMPRESSED` bytes however small the file is
   (decompression bombs), refuses foreign JSON and newer versions, and brings
   older versions up to date through `MIGRATIONS`, the one place that knows
@@ -27,9 +27,8 @@ import gzip
 import io
 import json
 import os
-import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import zstandard
@@ -45,6 +44,13 @@ SUFFIXES = (".json", ".json.gz", ".json.zst")
 
 MAX_DECOMPRESSED = 512 << 20
 """Largest (decompressed) state document read: 512 MiB."""
+
+MAX_JSON_VALUES = 32_000_000
+"""Most JSON values (counted from the separators and brackets while decompressing, before
+anything is parsed) a state document may hold.  Parsed, a value costs 8 to 80 bytes
+of Python objects: this bounds the parse near 2 GB even for a document of tiny values
+(``[0,0,0,...]``: 268 million of them fit in 512 MiB).  A state of 3 million rows
+needs about 15 million."""
 
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
@@ -74,7 +80,7 @@ class StateError(ValueError):
         # A key in the file may hold a line break; the message stays one line.
         path = path.replace("\r", "\\r").replace("\n", "\\n")
         message = " ".join(message.splitlines())
-        super().__init__(f"{path}: {message}")
+        super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
 
@@ -100,11 +106,27 @@ def vm_from_document(doc: Any) -> VM:
     return build_vm(migrate(doc))
 
 
-def save_state(vm: VM, path: str | os.PathLike[str]) -> None:
-    """Write `vm`'s state file at `path` atomically; compression by extension."""
-    path = os.fspath(path)
-    data = encode(state_document(vm), compression_for(path))
-    write_atomic(path, data)
+def save_state(
+    vm: VM, path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """Write `vm`'s state file at `path` with the atomic writer; compression by extension.
+
+    Raises OutputError (an OSError, one line) when it cannot be written.
+    """
+    from imemviz.io.atomic import AtomicFile
+
+    out = AtomicFile(path, inputs=inputs)
+    try:
+        out.write(encode_state(vm, out.real))
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
+
+
+def encode_state(vm: VM, name: str) -> bytes:
+    """The bytes of `vm`'s state file named `name` (compression by its extension)."""
+    return encode(state_document(vm), compression_for(os.fspath(name)))
 
 
 def load_state(path: str | os.PathLike[str]) -> VM:
@@ -158,55 +180,6 @@ def encode(doc: dict[str, Any], compression: str = "none") -> bytes:
     return data
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data`: temp file in the same folder, fsync, rename.
-
-    On any error the temp file is removed and an existing file is untouched.
-    A replaced file keeps its permissions; a new one gets 0666 & ~umask.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def _mode_for(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (the app saves from
-    a worker thread: setting the umask to read it would race with the other threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
 # ----------------------------------------------------------------- read
 
 
@@ -219,8 +192,9 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     """
     name = os.fspath(path)
     with open(name, "rb") as f:
-        data = read_limited(f, name)
-    return parse_json(data, name)
+        # The bytes are dropped once decoded: the parse runs with the text alone.
+        text = decode_text(read_limited(f, name), name)
+    return parse_text(text, name)
 
 
 def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
@@ -238,23 +212,31 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
             reader = zstandard.ZstdDecompressor().stream_reader(f)
         else:
             reader = f
-        chunks: list[bytes] = []
-        size = 0
+        buf = bytearray()
+        values = 0
         while True:
-            chunk = reader.read(min(_CHUNK, limit + 1 - size))
+            chunk = reader.read(min(_CHUNK, limit + 1 - len(buf)))
             if not chunk:
                 break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
+            buf += chunk
+            if len(buf) > limit:
                 raise StateError(
                     name,
                     f"more than {_mib(limit)} of JSON once decompressed; "
                     "refusing to read it (is it really a state file?)",
                 )
-        if not chunks and reader is not f:
+            # An upper bound of the values the chunk holds: every value but the first of
+            # a list or object follows a comma, and lists and objects are values too.
+            values += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+            if values > MAX_JSON_VALUES:
+                raise StateError(
+                    name,
+                    f"more than {MAX_JSON_VALUES:,} JSON values, more than any state "
+                    "this imemviz loads; refusing to parse it (is it really a state file?)",
+                )
+        if not buf and reader is not f:
             raise EOFError("no data")
-        return b"".join(chunks)
+        return bytes(buf) if len(buf) < _CHUNK else buf  # type: ignore[return-value]
     except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:
         kind = "gzip" if head[:2] == _GZIP_MAGIC else "zstd"
         raise StateError(
@@ -262,14 +244,22 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
         ) from None
 
 
-def parse_json(data: bytes, name: str) -> Any:
+def parse_json(data: bytes | bytearray, name: str) -> Any:
     """Decode UTF-8 JSON (plain json: no code, no custom types)."""
+    return parse_text(decode_text(data, name), name)
+
+
+def decode_text(data: bytes | bytearray, name: str) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise StateError(name, f"not a state file: not UTF-8 text (byte {e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    return text
+
+
+def parse_text(text: str, name: str) -> Any:
     if not text.strip():
         raise StateError(name, "empty file")
     try:
@@ -283,24 +273,32 @@ def parse_json(data: bytes, name: str) -> Any:
         raise StateError(name, f"{what}: {e.msg} (line {e.lineno} column {e.colno})") from None
     except RecursionError:
         raise StateError(name, "invalid JSON: nested too deeply") from None
-    except ValueError as e:  # e.g. an integer literal with thousands of digits
-        raise StateError(name, f"invalid JSON: {e}") from None
+    except ValueError as e:  # an integer literal of more than 4,300 digits
+        what = "an integer with more than 4,300 digits" if "digits" in str(e) else str(e)[:100]
+        raise StateError(name, f"invalid JSON: {what}") from None
+
+
+RECORDING_HINT = (
+    "this is a recording (a script), not a state file: run it with `imemviz run FILE` "
+    "(add --state-out STATE to save its final state) or open it with `imemviz FILE`"
+)
 
 
 def _not_a_recording(text: str, e: json.JSONDecodeError, name: str) -> None:
-    """JSON Lines where one document was expected: say so when it is a recording."""
-    if e.msg != "Extra data":
+    """JSON Lines where one document was expected: say so when it is a script or recording."""
+    for line in text[: 1 << 20].splitlines()[:200]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            first = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(first, dict) and (
+            first.get("format") == "imemviz-recording" or isinstance(first.get("op"), str)
+        ):
+            raise StateError(name, RECORDING_HINT)
         return
-    try:
-        first = json.loads(text[: e.pos])
-    except ValueError:
-        return
-    if isinstance(first, dict) and first.get("format") == "imemviz-recording":
-        raise StateError(
-            name,
-            "this is a recording (a script), not a state file: open it with "
-            "`imemviz FILE` or run it with `imemviz run`",
-        )
 
 
 def _no_constant(name: str) -> Any:
@@ -326,10 +324,12 @@ def migrate(doc: Any) -> dict[str, Any]:
     fmt = doc.get("format")
     if fmt != FORMAT:
         if "format" not in doc:
+            if isinstance(doc.get("op"), str):
+                raise StateError("", RECORDING_HINT)  # about the file, not a JSON path
             raise StateError("$", f'not a state file: no "format" field (expected "{FORMAT}")')
         hint = ""
         if fmt == "imemviz-recording":
-            hint = "; this is a recording: open it with `imemviz FILE` or run it with `imemviz run`"
+            hint = "; " + RECORDING_HINT
         raise StateError(
             "$.format", f'not a state file: format is {_short(fmt)}, expected "{FORMAT}"{hint}'
         )

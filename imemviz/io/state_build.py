@@ -16,6 +16,8 @@ from itertools import chain, pairwise
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
+
 from imemviz.io.state import no_gc
 from imemviz.io.state_fields import (
     address,
@@ -42,6 +44,7 @@ from imemviz.model.guest_memfd import (
     Binding,
     GmemFile,
     GmemInode,
+    Segment,
 )
 from imemviz.model.host_memory import MAX_ORDER, BuddyAllocator
 from imemviz.model.memslots import Memslot
@@ -49,8 +52,11 @@ from imemviz.model.mmu import INVALID_GFN, STATE_NAMES
 from imemviz.model.units import LEVEL_BY_NAME, LEVELS
 from imemviz.model.vm import GFN_LIMIT, VM
 
-MAX_ENTRIES = 50_000_000
-"""Most leaves, folios, pages, blocks and events a document may describe, runs expanded."""
+MAX_ENTRIES = 10_000_000
+"""Most entries the loaded engine may hold one by one: leaves, pages, blocks, events,
+single folios and folio runs (about 120 bytes each: ~1.2 GB at most).  Runs of folios
+and of top-order free blocks count one each however long they are: the engine keeps
+them as runs.  Checked from the row counts before anything is built."""
 
 TOP_KEYS = (
     "format",
@@ -119,7 +125,11 @@ LEAVES = RowSpec("leaf", "gfn", "level", LEVEL_SIZES, pfn=True, flag="state", fl
 HVA = RowSpec("host page", "hva", "level", LEVEL_SIZES, pfn=True, byte_addr=True)
 
 
-def _rows(ctx: _Ctx, rows: Any, path: str, spec: RowSpec, limit: int, beyond: str) -> Rows:
+def _rows(
+    ctx: _Ctx, rows: Any, path: str, spec: RowSpec, limit: int, beyond: str, *, runs: bool = False
+) -> Rows:
+    """A checked row list, its cost spent from the budget before anything is built:
+    every member of every run, or (`runs`: kept as runs) one per row."""
     r = read_rows(
         rows,
         path,
@@ -130,7 +140,7 @@ def _rows(ctx: _Ctx, rows: Any, path: str, spec: RowSpec, limit: int, beyond: st
         pfn_beyond=ctx.pfn_beyond,
         max_rows=MAX_ENTRIES,
     )
-    ctx.spend(int(r.count.sum()) if len(r.count) else 0, path)
+    ctx.spend(len(r.count) if runs else (int(r.count.sum()) if len(r.count) else 0), path)
     return r
 
 
@@ -181,6 +191,7 @@ def _build_vm(doc: dict[str, Any]) -> VM:
     vm.in_flight.update(_in_flight(vm, doc["in_flight"], ctx))
     _events(vm, doc["events"], ctx)
     _pfnmap(vm, doc.get("pfnmap", []), ctx)
+    _engine_invariants(vm, doc)
     return vm
 
 
@@ -199,6 +210,35 @@ def _pfnmap(vm: VM, v: Any, ctx: _Ctx) -> None:
     rows = _rows(ctx, v, "$.pfnmap", PFNMAP, HVA_PAGES, "the 64-bit address space")
     hvpn, pfn, ref = expand(rows)
     fill(vm.pfnmap, hvpn, (pfn << 1) | ref)
+
+
+def _engine_invariants(vm: VM, doc: dict[str, Any]) -> None:
+    """Refuse what the engine relies on and no single field shows (I5: a binding and its
+    memslot point at each other); `imemviz check` reports the other invariants."""
+    for i, f in enumerate(doc["gmem_files"]):
+        fd = f["fd"]
+        for j, b in enumerate(vm.files[fd].bindings):
+            slot = vm.memslots.by_id.get(b.slot)
+            if slot is None or slot.gmem_file is not vm.files[fd]:
+                fail(
+                    f"$.gmem_files[{i}].bindings[{j}].slot",
+                    f"slot {b.slot} does not point back at fd {fd} (invariant I5: a "
+                    "binding and its memslot name each other)",
+                )
+            if slot.npages != b.npages or slot.gmem_pgoff != b.pgoff:
+                fail(
+                    f"$.gmem_files[{i}].bindings[{j}]",
+                    f"does not match slot {b.slot}'s npages and gmem_pgoff (invariant I5)",
+                )
+    for i, s in enumerate(doc["memslots"]):
+        slot = vm.memslots.by_id[s["id"]]
+        f = slot.gmem_file
+        if f is not None and not any(b.slot == slot.id for b in f.bindings):
+            fail(
+                f"$.memslots[{i}].gmem_file",
+                f"fd {f.fd} has no binding for slot {slot.id} (invariant I5: a binding "
+                "and its memslot name each other)",
+            )
 
 
 def _closed_std_fds(v: Any) -> set[int]:
@@ -234,6 +274,15 @@ def _invalidate(vm: VM, v: Any) -> None:
     inv.in_progress = integer(
         d["in_progress"], "$.invalidate.in_progress", 0, (1 << 31) - 1, "in_progress"
     )
+    if inv.in_progress:
+        # Every invalidation begins and ends inside one op, so a state (saved between
+        # ops) has none in progress; the engine relies on it: a fault in the range
+        # would retry until an end that never comes.
+        fail(
+            "$.invalidate.in_progress",
+            f"is {inv.in_progress}, must be 0 (invariant I6: no invalidation is in "
+            "progress between ops; a fault in its range would retry forever)",
+        )
     r = d["range"]
     if r is None:
         inv.range_start = inv.range_end = INVALID_GFN
@@ -252,13 +301,16 @@ def _host(vm: VM, v: Any, ctx: _Ctx) -> None:
     d = obj(v, "$.host", ("free", "other", "poisoned", "content"))
     host = vm.host
     npages = host.npages
-    free = _rows(ctx, d["free"], "$.host.free", FREE, npages, ctx.pfn_beyond)
+    free = _rows(ctx, d["free"], "$.host.free", FREE, npages, ctx.pfn_beyond, runs=True)
+    # Top-order blocks stay runs (intervals); the others are kept one by one: spend them.
+    low = free.code < MAX_ORDER
+    ctx.spend(int(free.count[low].sum()) - int(low.sum()), "$.host.free")
     other = _rows(ctx, d["other"], "$.host.other", OTHER, npages, ctx.pfn_beyond)
-    pfn, _p, order = expand(free._replace(extra=free.code))
     _adopt(
         host.alloc,
-        BuddyAllocator.from_free_blocks(
-            npages, list(zip(pfn.tolist(), order.tolist(), strict=True))
+        BuddyAllocator.from_free_runs(
+            npages,
+            list(zip(free.start.tolist(), free.code.tolist(), free.count.tolist(), strict=True)),
         ),
     )
     pfn, _p, order = expand(other._replace(extra=other.code))
@@ -448,10 +500,23 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
             "the 64-bit file offsets"
             if past_eof
             else f"the end of the file ({hex(inode.npages)} pages)",
+            runs=True,
         )
+        # Single folios go to the sparse index; a run row stays one run (never expanded).
+        single = rows.count == 1
         for order in FOLIO_ORDERS:
-            index, pfn, poison = expand(rows, rows.code == order)
-            fill(inode.folios[order], index, (pfn << 1) | poison)
+            m = single & (rows.code == order)
+            fill(inode.folios[order], rows.start[m], (rows.pfn[m] << 1) | rows.extra[m])
+        for i in np.flatnonzero(~single).tolist():
+            inode.add_segment(
+                Segment(
+                    int(rows.start[i]),
+                    int(rows.code[i]),
+                    int(rows.pfn[i]),
+                    bool(rows.extra[i]),
+                    int(rows.count[i]),
+                )
+            )
         files[fd] = GmemFile(fd, inode, bindings, kind)
     return files
 

@@ -68,6 +68,27 @@ def runs(
     return starts, np.diff(np.append(starts, n))
 
 
+def coalesce(
+    keys: np.ndarray, pfns: np.ndarray, span: np.ndarray, counts: np.ndarray, tags: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of entries that are themselves runs: entry i (`counts[i]` items of `span[i]`
+    pages) continues i-1 when keys and pfns go on where i-1's end and span and tag are
+    equal.  Returns (indices of the first entries of runs, total counts)."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    step = counts * span
+    head = np.ones(n, bool)
+    head[1:] = ~(
+        (keys[1:] == keys[:-1] + step[:-1])
+        & (pfns[1:] == pfns[:-1] + step[:-1])
+        & (span[1:] == span[:-1])
+        & (tags[1:] == tags[:-1])
+    )
+    starts = np.flatnonzero(head)
+    return starts, np.add.reduceat(counts, starts)
+
+
 def _merge(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     """Concatenate per-level/order columns and order them by start (stable)."""
     parts = [p for p in parts if len(p[0])]
@@ -122,14 +143,14 @@ def _document(vm: VM) -> dict[str, Any]:
     }
 
 
-def _blocks(items: list[tuple[int, int]]) -> list[Row]:
-    """(pfn, order) blocks, sorted by pfn -> [pfn, order, count?] rows."""
+def _blocks(items: list[tuple[int, int, int]]) -> list[Row]:
+    """(pfn, order, count) blocks, sorted by pfn -> [pfn, order, count?] rows."""
     if not items:
         return []
     a = np.array(items, np.int64)
     pfn, order = a[:, 0], a[:, 1]
     span = np.left_shift(1, order)
-    first, count = runs(pfn, pfn, span, tags=order)
+    first, count = coalesce(pfn, pfn, span, a[:, 2], order)
     return _rows([pfn[first], order[first], count], (0,), 2)
 
 
@@ -138,8 +159,8 @@ def _host(host: HostMemory) -> dict[str, Any]:
     first, count = runs(keys, keys, 1, tags=vals)
     content = _rows([keys[first], vals[first], count], (0,), 2)
     return {
-        "free": _blocks(host.alloc.free_blocks()),
-        "other": _blocks(sorted(host.other.items())),
+        "free": _blocks(host.alloc.free_runs()),
+        "other": _blocks(sorted((p, o, 1) for p, o in host.other.items())),
         "poisoned": [hex(p) for p in sorted(host.poisoned)],
         "content": content,
     }
@@ -192,9 +213,9 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
     inode = f.inode
     parts = []
     for order in FOLIO_ORDERS:
-        keys, vals = pairs(inode.folios[order])
-        pfn, poison = vals >> 1, vals & 1
-        first, count = runs(keys, pfn, 1 << order, tags=poison)
+        keys, pfn, poison, counts = inode.columns(order)
+        span = np.full(len(keys), 1 << order, np.int64)
+        first, count = coalesce(keys, pfn, span, counts, poison)
         parts.append((keys[first], np.full(len(first), order), pfn[first], count, poison[first]))
     cols = _merge(parts)
     rows = []

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn, TypeVar
 
 from imemviz.io.state import StateError
+from imemviz.model.units import show_int
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ def json_type(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return f"the integer {v}" if abs(v) < 1 << 64 else "a huge integer"
+        return f"the integer {v}" if abs(v) < 1 << 64 else f"the integer {show_int(v)}"
     if isinstance(v, float):
         return f"the number {v!r}"
     if isinstance(v, str):
@@ -103,9 +104,9 @@ def _range(n: int, path: str, lo: int, hi: int, what: str, beyond: str | None) -
     if n < lo:
         fail(
             path,
-            f"{what} must not be negative, got {n}"
+            f"{what} must not be negative, got {show_int(n)}"
             if lo == 0 and n < 0
-            else f"{what} must be at least {lo}, got {n}",
+            else f"{what} must be at least {lo}, got {show_int(n)}",
         )
     if n > hi:
         shown = hex(n) if n.bit_length() <= 80 else f"a {n.bit_length()}-bit number"
@@ -169,5 +170,5 @@ def count(v: Any, path: str, hi: int) -> int:
     if v < 1:
         fail(path, f"count must be at least 1, got {v}")
     if v > hi:
-        fail(path, f"count {v} is absurd (at most {hi:,} here)")
+        fail(path, f"count {show_int(v)} is absurd (at most {hi:,} here)")
     return v

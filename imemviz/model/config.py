@@ -9,13 +9,22 @@ import attrs
 
 from imemviz.model.kernels import DEFAULT as DEFAULT_KERNEL
 from imemviz.model.kernels import PROFILES, Profile, profile
-from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int
+from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int, show_int
 
 VM_TYPES = ("default", "sw_protected", "tdx")
 GMEM_ORDERS = (0, 9, 18)
 SHARED_PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
 # The buddy allocator tracks blocks up to 1G; beyond that memory is just many 1G blocks.
 MAX_HOST_MEMORY = 1 << 50
+
+
+def _short(v: Any) -> str:
+    """A JSON value for a one-line message, cut short."""
+    try:
+        text = json.dumps(v)
+    except ValueError:  # an integer past the digit limit
+        text = "a huge number"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class ConfigError(ValueError):
@@ -81,13 +90,13 @@ class VMConfig:
         vm_type = d["type"]
         if vm_type not in VM_TYPES:
             raise ConfigError(
-                f"{path}.type", f"expected one of {', '.join(VM_TYPES)}, got {vm_type!r}"
+                f"{path}.type", f"expected one of {', '.join(VM_TYPES)}, got {_short(vm_type)}"
             )
         kernel = d.get("kernel", DEFAULT_KERNEL)
         if kernel not in PROFILES:
             raise ConfigError(
                 f"{path}.kernel",
-                f"expected one of {', '.join(PROFILES)}, got {json.dumps(kernel)}",
+                f"expected one of {', '.join(PROFILES)}, got {_short(kernel)}",
             )
         refused = profile(kernel).vm_type_refusal(vm_type)
         if refused:
@@ -108,7 +117,9 @@ class VMConfig:
             )
         order = integer("gmem_max_order", 0)
         if order not in GMEM_ORDERS:
-            raise ConfigError(f"{path}.gmem_max_order", f"must be 0, 9 or 18, got {order}")
+            raise ConfigError(
+                f"{path}.gmem_max_order", f"must be 0, 9 or 18, got {show_int(order)}"
+            )
         sps = d.get("shared_page_size", "4K")
         if isinstance(sps, str) and sps.upper() in SHARED_PAGE_SIZES:
             shared = SHARED_PAGE_SIZES[sps.upper()]
@@ -121,10 +132,12 @@ class VMConfig:
                 raise ConfigError(f"{path}.shared_page_size", 'must be "4K", "2M" or "1G"')
         lvl = d.get("tdx_private_max_level", "4K")
         if lvl not in ("4K", "2M"):
-            raise ConfigError(f"{path}.tdx_private_max_level", f'must be "4K" or "2M", got {lvl!r}')
+            raise ConfigError(
+                f"{path}.tdx_private_max_level", f'must be "4K" or "2M", got {_short(lvl)}'
+            )
         gpaw = integer("gpaw", 52)
         if gpaw not in (48, 52):
-            raise ConfigError(f"{path}.gpaw", f"must be 48 or 52, got {gpaw}")
+            raise ConfigError(f"{path}.gpaw", f"must be 48 or 52, got {show_int(gpaw)}")
         seed = integer("seed", 0)
         if not 0 <= seed < (1 << 64):
             raise ConfigError(f"{path}.seed", "must be between 0 and 2**64-1")

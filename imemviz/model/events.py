@@ -41,6 +41,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "kvm_gmem_fallocate": ("fd", "mode", "start", "end"),
     "kvm_gmem_folio_alloc": ("fd", "index", "order", "pfn"),
     "kvm_gmem_folio_free": ("fd", "index", "order", "pfn"),
+    # `count` folios of one order in a row (consecutive index and pfn), in one event
+    "kvm_gmem_folios_alloc": ("fd", "index", "order", "pfn", "count"),
+    "kvm_gmem_folios_free": ("fd", "index", "order", "pfn", "count"),
     "kvm_gmem_error_folio": ("fd", "index", "order", "pfn"),
     "kvm_gmem_populate": ("gfn", "pfn"),
     "kvm_vm_dead": ("reason",),

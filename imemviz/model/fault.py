@@ -163,7 +163,16 @@ def guest_accept(vm: VM, op) -> Result:
 
 
 # -- the access loop ------------------------------------------------------------------------
+# A retry is the kernel's RET_PF_RETRY: the vCPU re-enters the guest and faults again.
+# Between two retries of one op nothing else runs in this model, so a second retry
+# means the fault can make no progress (an invalidation that never ends): KVM_RUN
+# would spin until the VMM signals the vCPU thread, and return -EINTR
+# (KVM_EXIT_INTR).  Loaded states never have one in progress (invariant I6).
+MAX_RETRIES = 8
+
+
 def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -> Result:
+    retries = 0
     while True:
         if held is not None:
             pf, held = held, None
@@ -185,6 +194,10 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
         out = _finish(vm, pf)
         if out is _RETRY:
             acc.retried = True
+            retries += 1
+            if retries > MAX_RETRIES:
+                vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_INTR", "EINTR")
+                return Result.fail("EINTR", exit={"reason": "KVM_EXIT_INTR"}, retried=True)
             continue
         if isinstance(out, Result):
             return out

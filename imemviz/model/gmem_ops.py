@@ -18,6 +18,7 @@ from imemviz.model.guest_memfd import (
     Folio,
     GmemFile,
     GmemInode,
+    Segment,
 )
 from imemviz.model.memslots import Memslot
 from imemviz.model.result import Result
@@ -128,23 +129,89 @@ def gmem_get_pfn(vm: VM, slot: Memslot, gfn: int) -> tuple[str | None, int, int]
     return None, folio.pfn + (index - folio.index), folio.order
 
 
+class FolioEvents:
+    """The folio events of one op: neighbours (consecutive index and pfn, one order) in a
+    row are one event, ``kvm_gmem_folios_alloc``/``_free`` with their count, and a lone
+    folio is ``kvm_gmem_folio_alloc``/``_free``.  The grouping depends on the folios
+    alone, never on how the page cache stores them, so a loaded state and the live
+    engine emit the same events; and 64 TiB of folios is a handful of events."""
+
+    __slots__ = ("fd", "kind", "pending", "vm")
+
+    def __init__(self, vm: VM, fd: int, kind: str) -> None:
+        self.vm, self.fd, self.kind = vm, fd, kind
+        self.pending: tuple[int, int, int, int] | None = None
+
+    def add(self, index: int, order: int, pfn: int, count: int) -> None:
+        p = self.pending
+        if p is not None and p[1] == order:
+            step = p[3] << order
+            if p[0] + step == index and p[2] + step == pfn:
+                self.pending = (p[0], order, p[2], p[3] + count)
+                return
+        self.flush()
+        self.pending = (index, order, pfn, count)
+
+    def flush(self) -> None:
+        p, self.pending = self.pending, None
+        if p is None:
+            return
+        index, order, pfn, count = p
+        if count == 1:
+            self.vm.emit(f"kvm_gmem_folio_{self.kind}", self.fd, index, order, pfn)
+        else:
+            self.vm.emit(f"kvm_gmem_folios_{self.kind}", self.fd, index, order, pfn, count)
+
+
 def _free_folios(vm: VM, file: GmemFile, start: int, end: int) -> None:
-    """truncate_inode_pages_range(): free folios in [start, end); split partial huge ones."""
+    """truncate_inode_pages_range(): free folios in [start, end); split partial huge ones.
+
+    Works on runs of folios (a fallocated range is one): the whole folios inside
+    the range go back to the allocator as one pfn range each; only a huge folio
+    that straddles an end of the range is split page by page.
+    """
     inode = file.inode
-    for folio in inode.folios_in(start, end):
-        inode.remove(folio)
-        if start <= folio.index and folio.index + folio.npages <= end:
-            vm.host.release(folio.pfn, folio.order)
-            vm.emit("kvm_gmem_folio_free", file.fd, folio.index, folio.order, folio.pfn)
-            continue
-        # A huge folio straddling the range is split; the pages outside it stay.
-        for k in range(folio.npages):
-            idx = folio.index + k
-            if start <= idx < end:
-                vm.host.release(folio.pfn + k, 0)
-                vm.emit("kvm_gmem_folio_free", file.fd, idx, 0, folio.pfn + k)
-            else:
-                inode.add(Folio(idx, 0, folio.pfn + k, folio.hwpoison))
+    events = FolioEvents(vm, file.fd, "free")
+    for seg in inode.segments_in(start, end):
+        order, n = seg.order, 1 << seg.order
+        a = max(0, (start - seg.index) >> order)
+        b = min(seg.count, -((seg.index - end) // n))
+        _cut(inode, seg, a, b)
+        whole_a = a if seg.index + (a << order) >= start else a + 1
+        whole_b = b if seg.index + (b << order) <= end else b - 1
+        if whole_a > a:
+            _split_free(vm, inode, events, seg.folio(a), start, end)
+        if whole_a < whole_b:
+            f = seg.folio(whole_a)
+            vm.host.release_range(f.pfn, (whole_b - whole_a) << order)
+            events.add(f.index, order, f.pfn, whole_b - whole_a)
+        if whole_b < b and (whole_b > a or whole_a == a):
+            _split_free(vm, inode, events, seg.folio(b - 1), start, end)
+    events.flush()
+
+
+def _cut(inode: GmemInode, seg: Segment, a: int, b: int) -> None:
+    """Remove folios a..b-1 of a segment from the page cache; the others stay."""
+    if seg.count == 1:
+        inode.folios[seg.order].pop(seg.index)
+        return
+    inode.runs[seg.order].pop(seg.index)
+    inode.add_segment(seg._replace(count=a))
+    rest = seg.folio(b)
+    inode.add_segment(Segment(rest.index, seg.order, rest.pfn, seg.hwpoison, seg.count - b))
+
+
+def _split_free(
+    vm: VM, inode: GmemInode, events: FolioEvents, folio: Folio, start: int, end: int
+) -> None:
+    """A huge folio straddling the range is split; the pages outside it stay (order 0)."""
+    lo, hi = max(start, folio.index), min(end, folio.index + folio.npages)
+    before, after = lo - folio.index, folio.index + folio.npages - hi
+    inode.add_segment(Segment(folio.index, 0, folio.pfn, folio.hwpoison, before))
+    pfn = folio.pfn + before
+    vm.host.release_range(pfn, hi - lo)
+    events.add(lo, 0, pfn, hi - lo)
+    inode.add_segment(Segment(hi, 0, pfn + hi - lo, folio.hwpoison, after))
 
 
 def gmem_invalidate(
@@ -210,17 +277,56 @@ def fallocate(vm: VM, op) -> Result:
     if mode & FALLOC_FL_PUNCH_HOLE:
         gmem_invalidate(vm, file, start, end, during=lambda: _free_folios(vm, file, start, end))
         return Result.success()
-    inode = file.inode
-    if offset + length > inode.size:
+    if offset + length > file.inode.size:
         return Result.fail("EINVAL")
+    return _allocate(vm, file, start, end)
+
+
+def _allocate(vm: VM, file: GmemFile, start: int, end: int) -> Result:
+    """kvm_gmem_allocate(): a folio for every index of [start, end) that has none.
+
+    The same folios, pfns and errno as one kvm_gmem_get_folio() per index, but in
+    runs: where the same folio order is picked for many indexes in a row, the
+    allocator hands out all of them at once (BuddyAllocator.alloc_many), so a
+    64 TiB fallocate costs the free blocks it takes, not its 16 billion pages.
+    On ENOMEM what was allocated stays, as in the kernel.
+    """
+    inode = file.inode
+    larger = [o for o in FOLIO_ORDERS if o <= vm.config.gmem_max_order]
+    events = FolioEvents(vm, file.fd, "alloc")
     index = start
-    while index < end:
-        folio = inode.folio_at(index)
-        if folio is None:
-            folio = alloc_folio(vm, file, index)
-            if folio is None:
+    try:
+        while index < end:
+            folio = inode.folio_at(index)
+            if folio is not None:
+                index = folio.index + folio.npages
+                continue
+            order = pick_order(vm, inode, index)
+            if order is None:
                 return Result.fail("ENOMEM")
-        index = folio.index + folio.npages
+            n = 1 << order
+            head = index & ~(n - 1)
+            # pick_order() gives `order` again for the next index while the blocks stay
+            # inside the file, before the next folio, and inside the aligned block of
+            # the next larger order (whose own test may come out otherwise there).
+            limit = inode.npages
+            nxt = inode.next_folio(head)
+            if nxt is not None:
+                limit = min(limit, nxt)
+            bigger = [o for o in larger if o > order]
+            if bigger:
+                limit = min(limit, (head | ((1 << bigger[0]) - 1)) + 1)
+            k = max(1, min((limit - head) >> order, -((head - end) // n)))
+            runs = vm.host.alloc.alloc_many(order, k)
+            if not runs:
+                return Result.fail("ENOMEM")
+            for pfn, count in runs:
+                inode.add_segment(Segment(head, order, pfn, False, count))
+                events.add(head, order, pfn, count)
+                head += count << order
+            index = head
+    finally:
+        events.flush()
     return Result.success()
 
 
@@ -259,9 +365,9 @@ def release_file(vm: VM, file: GmemFile) -> None:
 # -- memory failure -------------------------------------------------------------------------
 def find_gmem_folio(vm: VM, pfn: int) -> tuple[GmemFile, Folio] | None:
     for file in vm.files.values():
-        for folio in file.inode.all_folios():
-            if folio.pfn <= pfn < folio.pfn + folio.npages:
-                return file, folio
+        for seg in file.inode.iter_segments():
+            if seg.pfn <= pfn < seg.pfn + (seg.count << seg.order):
+                return file, seg.folio((pfn - seg.pfn) >> seg.order)
     return None
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import attrs
+import numpy as np
+from sortedcontainers import SortedList
 
 from imemviz.model.sparse import SparseIndex
 
@@ -38,8 +40,77 @@ class Folio(NamedTuple):
         return 1 << self.order
 
 
+class Segment(NamedTuple):
+    """`count` folios of one order at index, index + 2**order, ... with pfns pfn, pfn +
+    2**order, ... (a run that one fallocate allocated, or a single folio: count 1)."""
+
+    index: int
+    order: int
+    pfn: int
+    hwpoison: bool
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.index + (self.count << self.order)
+
+    def folio(self, k: int) -> Folio:
+        n = k << self.order
+        return Folio(self.index + n, self.order, self.pfn + n, self.hwpoison)
+
+
+class RunIndex:
+    """Runs of two or more folios of one order, keyed by the index of their first folio."""
+
+    __slots__ = ("_d", "_keys", "folios")
+
+    def __init__(self) -> None:
+        self._d: dict[int, tuple[int, int, bool]] = {}  # start -> (count, pfn, hwpoison)
+        self._keys: SortedList = SortedList()
+        self.folios = 0  # folios in all runs
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def add(self, start: int, count: int, pfn: int, hwpoison: bool) -> None:
+        self._d[start] = (count, pfn, hwpoison)
+        self._keys.add(start)
+        self.folios += count
+
+    def pop(self, start: int) -> tuple[int, int, bool]:
+        count, pfn, hw = self._d.pop(start)
+        self._keys.remove(start)
+        self.folios -= count
+        return count, pfn, hw
+
+    def floor(self, key: int) -> int | None:
+        """The largest start <= key, or None."""
+        i = self._keys.bisect_right(key)
+        return self._keys[i - 1] if i else None
+
+    def starts_in(self, a: int, b: int) -> list[int]:
+        return list(self._keys.irange(a, b - 1)) if a < b else []
+
+    def get(self, start: int) -> tuple[int, int, bool]:
+        return self._d[start]
+
+    def items(self) -> Iterator[tuple[int, int, int, bool]]:
+        d = self._d
+        for k in list(self._keys):
+            yield (k, *d[k])
+
+
 class GmemInode:
-    __slots__ = ("flags", "folios", "ino", "npages")
+    """The page cache of one guest_memfd inode.
+
+    Folios made one at a time (faults) live in `folios`, one sparse index per
+    order; runs of folios made together (fallocate over a range, a state file's
+    run rows) live in `runs` as one entry each, so 64 TiB of 4K folios is a
+    few entries.  Every query treats both alike: what exists is the set of
+    folios, however stored.
+    """
+
+    __slots__ = ("flags", "folios", "ino", "npages", "runs")
 
     def __init__(self, ino: int, size: int, flags: int) -> None:
         self.ino = ino
@@ -47,54 +118,178 @@ class GmemInode:
         self.flags = flags
         # order -> head index -> (pfn << 1) | hwpoison
         self.folios: dict[int, SparseIndex[int]] = {o: SparseIndex() for o in FOLIO_ORDERS}
+        self.runs: dict[int, RunIndex] = {o: RunIndex() for o in FOLIO_ORDERS}
 
     @property
     def size(self) -> int:
         return self.npages << 12
 
+    def _run_at(self, order: int, head: int) -> Segment | None:
+        """The run of `order` holding the folio whose head is `head`."""
+        runs = self.runs[order]
+        if not runs.folios:
+            return None
+        start = runs.floor(head)
+        if start is None:
+            return None
+        count, pfn, hw = runs.get(start)
+        seg = Segment(start, order, pfn, hw, count)
+        return seg if head < seg.end else None
+
     def folio_at(self, index: int) -> Folio | None:
         for order in FOLIO_ORDERS:
             idx = self.folios[order]
-            if not idx:
-                continue
             head = index & ~((1 << order) - 1)
-            v = idx.get(head)
-            if v is not None:
-                return Folio(head, order, v >> 1, bool(v & 1))
+            if idx:
+                v = idx.get(head)
+                if v is not None:
+                    return Folio(head, order, v >> 1, bool(v & 1))
+            if self.runs[order].folios:
+                seg = self._run_at(order, head)
+                if seg is not None:
+                    return seg.folio((head - seg.index) >> order)
         return None
 
     def any_folio_in(self, start: int, end: int) -> bool:
         for order, idx in self.folios.items():
             if idx.any_in(start & ~((1 << order) - 1), end):
                 return True
+        for order, runs in self.runs.items():
+            if runs.folios and (
+                self._run_at(order, start & ~((1 << order) - 1)) is not None
+                or runs.starts_in(start, end)
+            ):
+                return True
         return False
+
+    def next_folio(self, index: int) -> int | None:
+        """The lowest index >= `index` that a folio covers (None: none)."""
+        if self.folio_at(index) is not None:
+            return index
+        best = None
+        for order in FOLIO_ORDERS:
+            head = index & ~((1 << order) - 1)
+            k = self.folios[order].first_at_or_after(head)
+            if k is not None:
+                best = k if best is None else min(best, k)
+            runs = self.runs[order]
+            if runs.folios:
+                starts = runs._keys
+                i = starts.bisect_left(head)
+                if i < len(starts):
+                    best = starts[i] if best is None else min(best, starts[i])
+        return None if best is None else max(best, index)
 
     def add(self, folio: Folio) -> None:
         self.folios[folio.order].set(folio.index, (folio.pfn << 1) | folio.hwpoison)
 
+    def add_segment(self, seg: Segment) -> None:
+        """Store `count` folios (where no folio is): one entry, whatever the count."""
+        if seg.count <= 0:
+            return
+        if seg.count == 1:
+            self.add(seg.folio(0))
+        else:
+            self.runs[seg.order].add(seg.index, seg.count, seg.pfn, seg.hwpoison)
+
+    def _take(self, folio: Folio) -> Segment | None:
+        """Take `folio` out of the run that holds it (the rest of the run stays); the run."""
+        seg = self._run_at(folio.order, folio.index)
+        if seg is None:
+            return None
+        self.runs[folio.order].pop(seg.index)
+        k = (folio.index - seg.index) >> folio.order
+        self.add_segment(Segment(seg.index, seg.order, seg.pfn, seg.hwpoison, k))
+        after = seg.folio(k + 1)
+        self.add_segment(
+            Segment(after.index, seg.order, after.pfn, seg.hwpoison, seg.count - k - 1)
+        )
+        return seg
+
     def remove(self, folio: Folio) -> None:
-        self.folios[folio.order].pop(folio.index)
+        if self.folios[folio.order].pop(folio.index) is None:
+            self._take(folio)
 
     def set_hwpoison(self, folio: Folio) -> None:
+        if folio.index not in self.folios[folio.order]:
+            self._take(folio)
         self.folios[folio.order].set(folio.index, (folio.pfn << 1) | 1)
 
-    def folios_in(self, start: int, end: int) -> list[Folio]:
-        """Every folio overlapping [start, end), by index."""
+    def runs_in(self, start: int, end: int) -> list[Segment]:
+        """The runs (not the single folios) with a folio overlapping [start, end)."""
+        out = []
+        for order, runs in self.runs.items():
+            if not runs.folios:
+                continue
+            first = self._run_at(order, start & ~((1 << order) - 1))
+            if first is not None:
+                out.append(first)
+            for s in runs.starts_in(start, end):
+                if first is None or s != first.index:
+                    count, pfn, hw = runs.get(s)
+                    out.append(Segment(s, order, pfn, hw, count))
+        return out
+
+    def segments_in(self, start: int, end: int) -> list[Segment]:
+        """Every single folio and run with a folio overlapping [start, end), by index."""
         out = []
         for order, idx in self.folios.items():
             for head, v in idx.items_in(start & ~((1 << order) - 1), end):
                 if head + (1 << order) > start:
-                    out.append(Folio(head, order, v >> 1, bool(v & 1)))
-        out.sort(key=lambda f: f.index)
+                    out.append(Segment(head, order, v >> 1, bool(v & 1), 1))
+        out += self.runs_in(start, end)
+        out.sort(key=lambda g: g.index)
+        return out
+
+    def iter_segments(self) -> Iterator[Segment]:
+        """Every single folio and run, in no particular order."""
+        for order, idx in self.folios.items():
+            for head, v in idx.items():
+                yield Segment(head, order, v >> 1, bool(v & 1), 1)
+        for order, runs in self.runs.items():
+            for start, count, pfn, hw in runs.items():
+                yield Segment(start, order, pfn, hw, count)
+
+    def segments(self) -> list[Segment]:
+        """Every single folio and run, by index."""
+        return self.segments_in(0, 1 << 64)
+
+    def folios_in(self, start: int, end: int) -> list[Folio]:
+        """Every folio overlapping [start, end), by index (runs expanded: small ranges)."""
+        out = []
+        for seg in self.segments_in(start, end):
+            n = 1 << seg.order
+            k0 = max(0, (start - seg.index) >> seg.order)
+            k1 = min(seg.count, -((seg.index - end) // n))
+            out.extend(seg.folio(k) for k in range(k0, k1))
         return out
 
     def all_folios(self) -> Iterator[Folio]:
-        for order, idx in self.folios.items():
-            for head, v in idx.items():
-                yield Folio(head, order, v >> 1, bool(v & 1))
+        """Every folio, runs expanded: costs the folios (use `segments` for big files)."""
+        for seg in self.segments():
+            for k in range(seg.count):
+                yield seg.folio(k)
+
+    def columns(self, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(head index, head pfn, hwpoison, count) of the order's singles and runs as int64
+        arrays sorted by index: every folio of the order, with no run expanded."""
+        keys, vals = self.folios[order].int_arrays()
+        runs = self.runs[order]
+        if not runs:
+            return keys, vals >> 1, vals & 1, np.ones(len(keys), np.int64)
+        r = np.array([(k, p, int(h), c) for k, c, p, h in runs.items()], np.int64).reshape(-1, 4)
+        idx = np.concatenate([keys, r[:, 0]])
+        order_ = np.argsort(idx, kind="stable")
+        cols = (
+            idx,
+            np.concatenate([vals >> 1, r[:, 1]]),
+            np.concatenate([vals & 1, r[:, 2]]),
+            np.concatenate([np.ones(len(keys), np.int64), r[:, 3]]),
+        )
+        return tuple(c[order_] for c in cols)  # type: ignore[return-value]
 
     def count(self, order: int) -> int:
-        return len(self.folios[order])
+        return len(self.folios[order]) + self.runs[order].folios
 
 
 @attrs.define(slots=True, eq=False)

@@ -11,23 +11,105 @@ from __future__ import annotations
 
 import heapq
 import random
+from bisect import bisect_right
 
 from imemviz.model.sparse import SparseIndex
 
 MAX_ORDER = 18  # 1G: the largest block the allocator tracks
 
 
+TOP = 1 << MAX_ORDER  # pages in a top-order block
+
+
+class TopBlocks:
+    """The free blocks of the top order, as sorted, disjoint, coalesced pfn intervals.
+
+    A host of 1 PiB is a million 1G blocks; kept one by one they cost a
+    second and a hundred megabytes to set up, as intervals a few bytes.
+    Starts and ends are multiples of `TOP`.
+    """
+
+    __slots__ = ("_a", "_b", "blocks")
+
+    def __init__(self) -> None:
+        self._a: list[int] = []
+        self._b: list[int] = []
+        self.blocks = 0
+
+    def __bool__(self) -> bool:
+        return self.blocks > 0
+
+    def add_range(self, a: int, b: int) -> None:
+        """Mark [a, b) free (it must not overlap a free interval)."""
+        if a >= b:
+            return
+        starts, ends = self._a, self._b
+        i = bisect_right(starts, a)
+        if i and ends[i - 1] == a:  # continues the interval before
+            i -= 1
+            ends[i] = b
+        else:
+            starts.insert(i, a)
+            ends.insert(i, b)
+        if i + 1 < len(starts) and starts[i + 1] == ends[i]:  # meets the interval after
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        self.blocks += (b - a) >> MAX_ORDER
+
+    def contains(self, pfn: int) -> bool:
+        i = bisect_right(self._a, pfn) - 1
+        return i >= 0 and pfn < self._b[i]
+
+    def remove(self, pfn: int) -> None:
+        """Take the free block at `pfn` out (it must be free)."""
+        i = bisect_right(self._a, pfn) - 1
+        a, b = self._a[i], self._b[i]
+        if a == pfn:
+            self._a[i] = pfn + TOP
+        elif pfn + TOP == b:
+            self._b[i] = pfn
+        else:
+            self._b[i] = pfn
+            self._a.insert(i + 1, pfn + TOP)
+            self._b.insert(i + 1, b)
+        if self._a[i] == self._b[i]:
+            del self._a[i], self._b[i]
+        self.blocks -= 1
+
+    def take_lowest(self, n: int) -> tuple[int, int]:
+        """Up to `n` consecutive blocks from the lowest interval: (pfn, count)."""
+        a, b = self._a[0], self._b[0]
+        k = min(n, (b - a) >> MAX_ORDER)
+        self._a[0] = a + (k << MAX_ORDER)
+        if self._a[0] == b:
+            del self._a[0], self._b[0]
+        self.blocks -= k
+        return a, k
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(pfn, blocks) of every interval, by pfn."""
+        return [(a, (b - a) >> MAX_ORDER) for a, b in zip(self._a, self._b, strict=True)]
+
+
 class BuddyAllocator:
-    __slots__ = ("_free", "_heaps", "free_pages", "npages")
+    """Free blocks by order: sets (with a heap for the lowest) below the top order,
+    intervals (`TopBlocks`) at the top order."""
+
+    __slots__ = ("_free", "_heaps", "_top", "free_pages", "npages")
 
     def __init__(self, npages: int) -> None:
         self.npages = npages
-        self._free: list[set[int]] = [set() for _ in range(MAX_ORDER + 1)]
-        self._heaps: list[list[int]] = [[] for _ in range(MAX_ORDER + 1)]
+        self._free: list[set[int]] = [set() for _ in range(MAX_ORDER)]
+        self._heaps: list[list[int]] = [[] for _ in range(MAX_ORDER)]
+        self._top = TopBlocks()
         self.free_pages = 0
-        pfn = 0
+        # Whole top-order blocks first (one interval), then the tail's largest blocks.
+        whole = npages & ~(TOP - 1)
+        self._top.add_range(0, whole)
+        self.free_pages = whole
+        pfn = whole
         while pfn < npages:
-            order = MAX_ORDER
+            order = MAX_ORDER - 1
             while order and (pfn & ((1 << order) - 1) or pfn + (1 << order) > npages):
                 order -= 1
             self._push(pfn, order)
@@ -35,10 +117,27 @@ class BuddyAllocator:
             pfn += 1 << order
 
     def _push(self, pfn: int, order: int) -> None:
+        if order == MAX_ORDER:
+            self._top.add_range(pfn, pfn + TOP)
+            return
         self._free[order].add(pfn)
         heapq.heappush(self._heaps[order], pfn)
 
+    def _has(self, order: int) -> bool:
+        return bool(self._top) if order == MAX_ORDER else bool(self._free[order])
+
+    def _contains(self, pfn: int, order: int) -> bool:
+        return self._top.contains(pfn) if order == MAX_ORDER else pfn in self._free[order]
+
+    def _discard(self, pfn: int, order: int) -> None:
+        if order == MAX_ORDER:
+            self._top.remove(pfn)
+        else:
+            self._free[order].remove(pfn)  # its heap entry goes stale
+
     def _pop_lowest(self, order: int) -> int | None:
+        if order == MAX_ORDER:
+            return self._top.take_lowest(1)[0] if self._top else None
         heap, free = self._heaps[order], self._free[order]
         while heap:
             pfn = heapq.heappop(heap)
@@ -51,12 +150,12 @@ class BuddyAllocator:
         """True when a block of `order` can be handed out (directly or by splitting)."""
         if order == 0:
             return self.free_pages > 0
-        return any(self._free[o] for o in range(order, MAX_ORDER + 1))
+        return any(self._has(o) for o in range(order, MAX_ORDER + 1))
 
     def alloc(self, order: int) -> int | None:
         """The lowest free block of the smallest sufficient order, split down to `order`."""
         for o in range(order, MAX_ORDER + 1):
-            if self._free[o]:
+            if self._has(o):
                 pfn = self._pop_lowest(o)
                 break
         else:
@@ -67,6 +166,64 @@ class BuddyAllocator:
             self._push(pfn + (1 << o), o)
         self.free_pages -= 1 << order
         return pfn
+
+    def alloc_many(self, order: int, count: int) -> list[tuple[int, int]]:
+        """What `count` calls of alloc(order) hand out, as runs (pfn, n): n blocks of
+        `order` at pfn, pfn + 2**order, ...  Stops early when memory runs out.
+
+        Exact, and costs the free blocks it touches plus the top-order intervals,
+        never the blocks handed out: the lowest block of the smallest order that
+        fits is split, and `count` allocs from a block of order o consume it in
+        address order, leaving the aligned blocks of what remains of it.
+        """
+        runs: list[tuple[int, int]] = []
+        left = count
+        size = 1 << order
+
+        def emit(pfn: int, n: int) -> None:
+            if runs and runs[-1][0] + (runs[-1][1] << order) == pfn:
+                runs[-1] = (runs[-1][0], runs[-1][1] + n)
+            else:
+                runs.append((pfn, n))
+            self.free_pages -= n << order
+
+        while left:
+            if order == MAX_ORDER:
+                if not self._top:
+                    break
+                pfn, n = self._top.take_lowest(left)
+                emit(pfn, n)
+                left -= n
+                continue
+            if self._free[order]:
+                pfn = self._pop_lowest(order)
+                assert pfn is not None
+                emit(pfn, 1)
+                left -= 1
+                continue
+            o = next((o for o in range(order + 1, MAX_ORDER + 1) if self._has(o)), None)
+            if o is None:
+                break
+            per = 1 << (o - order)  # order-sized blocks in one block of order o
+            if o == MAX_ORDER and left >= per:
+                pfn, n = self._top.take_lowest(left // per)
+                emit(pfn, n * per)
+                left -= n * per
+                continue
+            pfn = self._pop_lowest(o)
+            assert pfn is not None
+            n = min(left, per)
+            emit(pfn, n)
+            left -= n
+            # What is left of the block: its aligned pieces, as the splits leave them.
+            lo, hi = pfn + n * size, pfn + (1 << o)
+            while lo < hi:
+                k = (lo & -lo).bit_length() - 1 if lo else o
+                while lo + (1 << k) > hi:
+                    k -= 1
+                self._push(lo, k)
+                lo += 1 << k
+        return runs
 
     def free(self, pfn: int, order: int) -> None:
         self.free_pages += 1 << order
@@ -79,12 +236,30 @@ class BuddyAllocator:
             order += 1
         self._push(pfn, order)
 
+    def free_range(self, pfn: int, npages: int) -> None:
+        """Free [pfn, pfn + npages): the same as freeing its pages one by one, in a number
+        of steps that grows with log(npages), not npages."""
+        end = pfn + npages
+        while pfn < end:
+            if not pfn & (TOP - 1) and end - pfn >= TOP:
+                whole = (end - pfn) & ~(TOP - 1)
+                self._top.add_range(pfn, pfn + whole)
+                self.free_pages += whole
+                pfn += whole
+                continue
+            k = (pfn & -pfn).bit_length() - 1 if pfn else MAX_ORDER
+            k = min(k, MAX_ORDER)
+            while pfn + (1 << k) > end:
+                k -= 1
+            self.free(pfn, k)
+            pfn += 1 << k
+
     def take(self, pfn: int) -> bool:
         """Remove one specific free page (a poisoned page leaves the allocator)."""
         for order in range(MAX_ORDER + 1):
             head = pfn & ~((1 << order) - 1)
-            if head in self._free[order]:
-                self._free[order].remove(head)
+            if self._contains(head, order):
+                self._discard(head, order)
                 # Give back every part of the block but `pfn`.
                 o = order
                 while o > 0:
@@ -100,25 +275,45 @@ class BuddyAllocator:
         return False
 
     def is_free(self, pfn: int) -> bool:
-        return any(pfn & ~((1 << order) - 1) in self._free[order] for order in range(MAX_ORDER + 1))
+        return any(
+            self._contains(pfn & ~((1 << order) - 1), order) for order in range(MAX_ORDER + 1)
+        )
+
+    def free_runs(self) -> list[tuple[int, int, int]]:
+        """(pfn, order, count) of every free block, sorted by pfn: the allocator's whole
+        state.  Top-order blocks come as runs of consecutive blocks; the others one by one."""
+        out = [(pfn, o, 1) for o in range(MAX_ORDER) for pfn in self._free[o]]
+        out += [(pfn, MAX_ORDER, n) for pfn, n in self._top.runs()]
+        out.sort()
+        return out
 
     def free_blocks(self) -> list[tuple[int, int]]:
-        """(pfn, order) of every free block, sorted: the allocator's whole state."""
-        return sorted((pfn, o) for o in range(MAX_ORDER + 1) for pfn in self._free[o])
+        """(pfn, order) of every free block, sorted (top-order runs expanded: small hosts)."""
+        return [(p + (k << o), o) for p, o, n in self.free_runs() for k in range(n)]
+
+    @classmethod
+    def from_free_runs(cls, npages: int, runs: list[tuple[int, int, int]]) -> BuddyAllocator:
+        """An allocator whose free blocks are `runs` (pfn, order, count), as `free_runs` gives."""
+        a = cls.__new__(cls)
+        a.npages = npages
+        a._free = [set() for _ in range(MAX_ORDER)]
+        a._heaps = [[] for _ in range(MAX_ORDER)]
+        a._top = TopBlocks()
+        a.free_pages = 0
+        for pfn, order, n in runs:
+            if order == MAX_ORDER:
+                a._top.add_range(pfn, pfn + (n << MAX_ORDER))
+            else:
+                for k in range(n):
+                    a._free[order].add(pfn + (k << order))
+            a.free_pages += n << order
+        for o in range(MAX_ORDER):
+            a._heaps[o] = sorted(a._free[o])
+        return a
 
     @classmethod
     def from_free_blocks(cls, npages: int, blocks: list[tuple[int, int]]) -> BuddyAllocator:
-        a = cls.__new__(cls)
-        a.npages = npages
-        a._free = [set() for _ in range(MAX_ORDER + 1)]
-        a._heaps = [[] for _ in range(MAX_ORDER + 1)]
-        a.free_pages = 0
-        for pfn, order in blocks:
-            a._free[order].add(pfn)
-            a.free_pages += 1 << order
-        for o in range(MAX_ORDER + 1):
-            a._heaps[o] = sorted(a._free[o])
-        return a
+        return cls.from_free_runs(npages, [(pfn, order, 1) for pfn, order in blocks])
 
 
 class HostMemory:
@@ -160,14 +355,18 @@ class HostMemory:
 
     def release(self, pfn: int, order: int) -> None:
         """Free a block; its contents are gone, a poisoned page never comes back."""
-        n = 1 << order
-        self.content.pop_range(pfn, pfn + n)
-        if self.poisoned and any(p in self.poisoned for p in range(pfn, pfn + n)):
-            for p in range(pfn, pfn + n):
-                if p not in self.poisoned:
-                    self.alloc.free(p, 0)
-            return
-        self.alloc.free(pfn, order)
+        self.release_range(pfn, 1 << order)
+
+    def release_range(self, pfn: int, npages: int) -> None:
+        """Free [pfn, pfn + npages) (blocks handed out by the allocator), as freeing each
+        block would; poisoned pages stay out.  Costs log(npages) plus the poisoned pages."""
+        end = pfn + npages
+        self.content.pop_range(pfn, end)
+        bad = sorted(p for p in self.poisoned if pfn <= p < end) if self.poisoned else []
+        for p in bad:
+            self.alloc.free_range(pfn, p - pfn)
+            pfn = p + 1
+        self.alloc.free_range(pfn, end - pfn)
 
     def read(self, pfn: int) -> int:
         return self.content.get(pfn, 0)

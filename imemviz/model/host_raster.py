@@ -77,6 +77,15 @@ class Space:
     index: np.ndarray  # int64: head file index of a folio interval, else -1
     pfn: np.ndarray  # int64: head pfn of a folio interval (file space), else -1
     poison: np.ndarray  # int64 sorted: poisoned pages
+    # int64: pages per folio of a folio interval (a run of folios is one interval), else -1
+    unit: np.ndarray | None = None
+
+    def folio_at(self, i: int, x: int) -> tuple[int, int, int, int]:
+        """(fd, head index, head pfn, pages) of the folio holding page x of interval i."""
+        start, n = int(self.starts[i]), int(self.ends[i] - self.starts[i])
+        u = int(self.unit[i]) if self.unit is not None and self.unit[i] > 0 else n
+        k = (x - start) // u * u
+        return int(self.fd[i]), int(self.index[i]) + k, int(self.pfn[i]) + k, u
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -99,8 +108,8 @@ class Space:
 
 
 def _space(limit: int, base: int, parts: list[tuple], poison) -> Space:
-    cols = [np.concatenate([np.asarray(p[k], np.int64) for p in parts]) for k in range(6)]
-    s, e, c, fd, idx, pfn = cols
+    cols = [np.concatenate([np.asarray(p[k], np.int64) for p in parts]) for k in range(7)]
+    s, e, c, fd, idx, pfn, unit = cols
     order = np.argsort(s, kind="stable")
     return Space(
         limit,
@@ -112,10 +121,11 @@ def _space(limit: int, base: int, parts: list[tuple], poison) -> Space:
         idx[order],
         pfn[order],
         np.unique(np.asarray(sorted(poison), np.int64)),
+        unit[order],
     )
 
 
-def _part(starts, sizes, code, fd=None, index=None, pfn=None) -> tuple:
+def _part(starts, sizes, code, fd=None, index=None, pfn=None, unit=None) -> tuple:
     s = np.asarray(starts, np.int64)
     e = s + np.asarray(sizes, np.int64)
     c = np.broadcast_to(np.asarray(code, np.int64), s.shape)
@@ -127,14 +137,15 @@ def _part(starts, sizes, code, fd=None, index=None, pfn=None) -> tuple:
         none if fd is None else np.broadcast_to(np.int64(fd), s.shape),
         none if index is None else np.asarray(index, np.int64),
         none if pfn is None else np.asarray(pfn, np.int64),
+        none if unit is None else np.broadcast_to(np.asarray(unit, np.int64), s.shape),
     )
 
 
-def _folio_arrays(inode, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(head indexes, head pfns, hwpoison flags) of one order's folios."""
-    keys, vals = inode.folios[order].arrays()
-    v = np.asarray(vals, np.int64)
-    return np.asarray(keys, np.int64), v >> 1, (v & 1).astype(bool)
+def _folio_arrays(inode, order: int) -> tuple[np.ndarray, ...]:
+    """(head indexes, head pfns, hwpoison flags, sizes in pages) of one order's folios; a
+    run of folios is one entry."""
+    keys, pfn, hw, count = inode.columns(order)
+    return keys, pfn, hw.astype(bool), count << order
 
 
 def file_space(vm: VM, fd: int) -> Space:
@@ -142,10 +153,10 @@ def file_space(vm: VM, fd: int) -> Space:
     f = vm.files[fd]
     parts = [_part([], [], 0)]
     for order in (0, 9, 18):
-        idx, pfn, hw = _folio_arrays(f.inode, order)
+        idx, pfn, hw, size = _folio_arrays(f.inode, order)
         # The kernel flags the whole folio (folio_set_hwpoison): so does this space.
         code = np.where(hw, HostCode.HWPOISON, ORDER_CODE[order])
-        parts.append(_part(idx, 1 << order, code, fd, idx, pfn))
+        parts.append(_part(idx, size, code, fd, idx, pfn, 1 << order))
     return _space(f.inode.npages, HostCode.FREE, parts, ())
 
 
@@ -154,10 +165,10 @@ def pfn_space(vm: VM) -> Space:
     guest_memfd folios (with their fd and index) and poisoned pages."""
     host = vm.host
     parts = [_part([], [], 0)]
-    blocks = host.alloc.free_blocks()
+    blocks = host.alloc.free_runs()  # (pfn, order, count): top-order runs stay runs
     if blocks:
         b = np.asarray(blocks, np.int64)
-        parts.append(_part(b[:, 0], np.left_shift(1, b[:, 1]), HostCode.FREE))
+        parts.append(_part(b[:, 0], b[:, 2] << b[:, 1], HostCode.FREE))
     if host.other:
         o = np.asarray(list(host.other.items()), np.int64)
         parts.append(_part(o[:, 0], np.left_shift(1, o[:, 1]), HostCode.OTHER))
@@ -168,8 +179,8 @@ def pfn_space(vm: VM) -> Space:
     parts.append(_part(tables, 1, HostCode.SEPT))
     for fd, f in vm.files.items():
         for order in (0, 9, 18):
-            idx, pfn, _ = _folio_arrays(f.inode, order)
-            parts.append(_part(pfn, 1 << order, ORDER_CODE[order], fd, idx, pfn))
+            idx, pfn, _, size = _folio_arrays(f.inode, order)
+            parts.append(_part(pfn, size, ORDER_CODE[order], fd, idx, pfn, 1 << order))
     return _space(host.npages, HostCode.OTHER, parts, host.poisoned)
 
 

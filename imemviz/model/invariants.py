@@ -7,6 +7,7 @@ Cost is linear in leaves, folios and host pages in use, never in guest size.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import TYPE_CHECKING
 
 import attrs
@@ -35,13 +36,33 @@ class Violation:
         return f"{self.code}: {self.message}" + (f" ({', '.join(where)})" if where else "")
 
 
+class _Capped(list):
+    """A list that keeps the first `limit` violations and counts them all."""
+
+    def __init__(self, limit: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.total = 0
+
+    def append(self, v: Violation) -> None:
+        self.total += 1
+        if self.limit is None or len(self) < self.limit:
+            super().append(v)
+
+
 def check_invariants(vm: VM) -> list[Violation]:
-    out: list[Violation] = []
+    return count_violations(vm)[0]
+
+
+def count_violations(vm: VM, limit: int | None = None) -> tuple[list[Violation], int]:
+    """The first `limit` violations (all: None) and how many there are in all: a state
+    broken everywhere costs a count, not millions of kept messages."""
+    out = _Capped(limit)
     _check_leaves(vm, out)
     _check_bindings(vm, out)
     _check_counters(vm, out)
     _check_host(vm, out)
-    return out
+    return list(out), out.total
 
 
 def _backing_pfn(vm: VM, gfn: int, private: bool) -> int | None:
@@ -166,8 +187,8 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
     """Every host page is free, poisoned or used exactly once."""
     used: list[tuple[int, int, str]] = []
     for f in vm.files.values():
-        for folio in f.inode.all_folios():
-            used.append((folio.pfn, folio.npages, f"folio of fd {f.fd}"))
+        for seg in f.inode.iter_segments():  # a run of folios is one contiguous pfn range
+            used.append((seg.pfn, seg.count << seg.order, f"folio of fd {f.fd}"))
     for level, idx in vm.hva_pages.items():
         for _head, pfn in idx.items():
             used.append((pfn, 1 << (9 * (level - 1)), "shared host page"))
@@ -177,8 +198,8 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
         used.append((v >> 1, 1, "device page (VM_PFNMAP)"))
     for pfn, order in vm.host.other.items():
         used.append((pfn, 1 << order, "host page"))
-    for pfn, order in vm.host.alloc.free_blocks():
-        used.append((pfn, 1 << order, "free block"))
+    for pfn, order, count in vm.host.alloc.free_runs():
+        used.append((pfn, count << order, "free block"))
     used.sort()
     total = 0
     prev_end, prev_what = 0, ""
@@ -187,7 +208,12 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
             out.append(Violation("HOST", f"{what} overlaps {prev_what}", pfn=pfn))
         prev_end, prev_what = max(prev_end, pfn + n), what
         total += n
-    lost = {p for p in vm.host.poisoned if not any(a <= p < a + n for a, n, _ in used)}
+    starts = [a for a, _n, _w in used]
+    lost = set()
+    for p in vm.host.poisoned:
+        i = bisect_right(starts, p) - 1
+        if i < 0 or p >= used[i][0] + used[i][1]:
+            lost.add(p)
     if total + len(lost) != vm.host.npages:
         out.append(
             Violation(

@@ -20,7 +20,14 @@ from typing import Any, ClassVar
 
 import attrs
 
-from imemviz.model.units import LEVEL_BY_NAME, LEVEL_NAMES, U32_MAX, U64_MAX, parse_int
+from imemviz.model.units import (
+    LEVEL_BY_NAME,
+    LEVEL_NAMES,
+    U32_MAX,
+    U64_MAX,
+    parse_int,
+    show_int,
+)
 
 __all__ = [
     "OPS",
@@ -324,7 +331,7 @@ def _json_type(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return f"integer {v}"
+        return f"integer {show_int(v)}"
     if isinstance(v, float):
         return f"number {v!r}"
     if isinstance(v, str):
@@ -358,7 +365,9 @@ def _unsigned(top: int, what: str) -> Callable[[Any], int]:
             return v
         if v == -1:
             return top
-        raise _Invalid(f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {v}")
+        raise _Invalid(
+            f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {show_int(v)}"
+        )
 
     return conv
 
@@ -369,7 +378,7 @@ def _ranged(lo: int, hi: int, what: str) -> Callable[[Any], int]:
             v = _to_int(v)
         if lo <= v <= hi:
             return v
-        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {v}")
+        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {show_int(v)}")
 
     return conv
 
@@ -392,6 +401,8 @@ def _flags(names: Mapping[str, int], as_int: Callable[[Any], int]) -> Callable[[
                 bits |= bit
             return bits
         if type(v) is str:
+            if v in names:
+                raise _Invalid(f'flag names go in a list: ["{v}"] (or the integer {names[v]})')
             return as_int(v)
         raise _Invalid(f"expected an integer or a list of flag names, got {_json_type(v)}")
 

@@ -94,6 +94,14 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "The folio leaves the page cache; the host gets the memory back",
         "truncate_inode_pages_range()",
     ),
+    "kvm_gmem_folios_alloc": (
+        "Folios in a row (consecutive pages and pfns) enter the page cache",
+        "kvm_gmem_allocate()",
+    ),
+    "kvm_gmem_folios_free": (
+        "Folios in a row leave the page cache; the host gets the memory back",
+        "truncate_inode_pages_range()",
+    ),
     "kvm_gmem_error_folio": (
         "A memory error hit the folio: it is marked hwpoison, not freed",
         "kvm_gmem_error_folio()",
@@ -273,6 +281,8 @@ def event_span(ev: tuple) -> Span:
         gfns.append((d["base_gfn"], d["base_gfn"] + d["npages"]))
     order = d.get("order")
     n_pfn = (1 << order) if isinstance(order, int) else n_level
+    if isinstance(order, int) and isinstance(d.get("count"), int):
+        n_pfn = d["count"] << order  # kvm_gmem_folios_*: count folios in a row
     for key in ("pfn", "old_pfn", "new_pfn"):
         v = d.get(key)
         if isinstance(v, int) and v >= 0:
@@ -282,7 +292,7 @@ def event_span(ev: tuple) -> Span:
         pfns.append((d["sept_pfn"], d["sept_pfn"] + 1))
     if name.startswith("kvm_gmem_") and "fd" in d:
         if "index" in d:
-            files.append((d["fd"], d["index"], d["index"] + (1 << d["order"])))
+            files.append((d["fd"], d["index"], d["index"] + (d.get("count", 1) << d["order"])))
         elif "start" in d:
             files.append((d["fd"], d["start"], d["end"]))
         elif "pgoff" in d:

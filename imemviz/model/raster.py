@@ -295,6 +295,12 @@ def _folio_source(vm: VM, slots: list[Memslot], start: int, end: int) -> tuple[n
                 ss.append(k + delta)
                 ls.append(np.full(len(k), n, dtype=np.int64))
                 vs.append(v & 1)
+        # Runs of folios (a fallocated range) are one interval each.
+        runs = file.inode.runs_in(ia, ib)
+        if runs:
+            ss.append(np.array([r.index for r in runs], np.int64) + delta)
+            ls.append(np.array([r.count << r.order for r in runs], np.int64))
+            vs.append(np.array([int(r.hwpoison) for r in runs], np.int64))
     if not ss:
         return _EMPTY, _EMPTY, _EMPTY
     return _intervals(np.concatenate(ss), np.concatenate(ls), np.concatenate(vs))
@@ -698,6 +704,11 @@ def changed_ranges(vm: VM, events: Iterable[tuple]) -> list[tuple[int, int]] | N
             add((f[0], f[0] + 1))
         elif name in ("kvm_gmem_folio_alloc", "kvm_gmem_folio_free", "kvm_gmem_error_folio"):
             rs = _file_ranges(vm, f[0], f[1], f[1] + (1 << f[2]))
+            if rs is None:
+                return None
+            out.extend(rs)
+        elif name in ("kvm_gmem_folios_alloc", "kvm_gmem_folios_free"):
+            rs = _file_ranges(vm, f[0], f[1], f[1] + (f[4] << f[2]))
             if rs is None:
                 return None
             out.extend(rs)

@@ -80,6 +80,14 @@ class SparseIndex(Generic[V]):
         i = keys.bisect_left(start)
         return i < len(keys) and keys[i] < end
 
+    def first_at_or_after(self, key: int) -> int | None:
+        """The smallest key >= `key`, or None."""
+        if not self._d:
+            return None
+        keys = self._sorted()
+        i = keys.bisect_left(key)
+        return keys[i] if i < len(keys) else None
+
     def pop_range(self, start: int, end: int) -> list[tuple[int, V]]:
         """Remove and return (key, value) with start <= key < end, sorted by key."""
         keys, vals = self.pop_range_arrays(start, end)

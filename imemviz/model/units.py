@@ -37,6 +37,18 @@ _SUFFIX = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTPE]?)(?:i?B)?\s*$", re.IGNORECASE)
 
 
+def _short(text: str) -> str:
+    """repr() of a string, cut to a length a one-line message can carry."""
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+
+
+def show_int(v: int) -> str:
+    """An integer for a one-line message: huge ones (a 5,000-digit hex string) by size."""
+    if v.bit_length() <= 128:
+        return str(v)
+    return f"a {v.bit_length()}-bit {'negative ' if v < 0 else ''}number"
+
+
 def parse_int(value: object) -> int:
     """An integer from a JSON int, a hex string ("0xc0000000") or a size string ("2M").
 
@@ -54,13 +66,15 @@ def parse_int(value: object) -> int:
             try:
                 n = int(body[2:], 16)
             except ValueError:
-                raise ValueError(f"bad hex integer {value!r}") from None
+                raise ValueError(f"bad hex integer {_short(value)}") from None
             return -n if neg else n
         m = _SIZE_RE.match(body)
         if m:
+            if len(m.group(1)) > 4000:  # int() refuses past 4,300 digits anyway
+                raise ValueError(f"integer with {len(m.group(1)):,} digits is far too large")
             n = int(m.group(1)) << _SUFFIX[m.group(2).upper()]
             return -n if neg else n
-        raise ValueError(f'bad integer {value!r} (use 123, "0x7b" or a size like "2M")')
+        raise ValueError(f'bad integer {_short(value)} (use 123, "0x7b" or a size like "2M")')
     raise ValueError(f"expected an integer, got {type(value).__name__}")
 
 

@@ -244,8 +244,10 @@ def test_step_through_from_event_log(win, qtbot):
     table.scrollTo(m.index(row, 0))
     p.events._on_menu(table.visualRect(m.index(row, 1)).center())  # the right click
     menu = p.events._menu
-    (act,) = menu.actions()
+    act = menu.actions()[0]
     assert act.text() == f"Step through op #{m.events[pos][0]}"
+    # ... then copy as text / as op JSON (imemviz/app/copy_text.py)
+    assert "Copy event as text" in [a.text() for a in menu.actions()]
     act.trigger()
     menu.close()
     st = p.stepper

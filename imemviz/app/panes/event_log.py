@@ -232,6 +232,8 @@ class EventLogPane(QWidget):
         self.table.setColumnWidth(1, 240)
         self.table.setContextMenuPolicy(Qt.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._on_menu)
+        # More entries for the right-click menu: f(menu, event) (copy as text: copy_text.py).
+        self.menu_hooks: list = []
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
 
         self.follow = QCheckBox("follow tail")
@@ -326,5 +328,7 @@ class EventLogPane(QWidget):
         menu.setObjectName("event_menu")
         act = menu.addAction(f"Step through op #{op}")
         act.triggered.connect(lambda: self.stepRequested.emit(op))
+        for hook in self.menu_hooks:
+            hook(menu, self.model.events[self.model.position(idx.row())])
         menu.popup(self.table.viewport().mapToGlobal(pos))
         self._menu = menu

@@ -327,9 +327,7 @@ class FoliosPane(QWidget):
             return f"{what} {page:#x}: {name}", Highlight(
                 (), ((page, page + 1),) if self.mode == PFN_MODE else (), (), SOURCE
             )
-        fd, index = int(space.fd[i]), int(space.index[i])
-        n = int(space.ends[i] - space.starts[i])
-        pfn = int(space.pfn[i])
+        fd, index, pfn, n = space.folio_at(i, page)  # the folio in a run of folios
         gfns = file_to_gfns(self._slots(), fd, index, index + n)
         backs = ", ".join(f"gfn {g0:#x}–{g1 - 1:#x}" for g0, g1 in gfns) or "no gfn (unbound)"
         text = (
