@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -266,9 +267,21 @@ def test_outputs_never_replace_inputs_or_non_files(tmp_path: Path) -> None:
         import_traces([good], good)
     assert Path(good).read_text() == before
     (tmp_path / "d").mkdir()
-    with pytest.raises(ImportError_, match="not a regular file"):
+    with pytest.raises(ImportError_, match="folder"):
         import_traces([good], str(tmp_path / "d"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".imemviz-")] == []
+
+
+def test_a_device_as_output_is_written_in_place_with_no_index_beside_it(tmp_path: Path) -> None:
+    good = Trace().fault(0x1000, 0x181).write(tmp_path / "g.txt")
+    link = tmp_path / "sink"
+    link.symlink_to("/dev/null")
+    before = os.stat("/dev/null")
+    import_traces([good], str(link))
+    after = os.lstat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert not (tmp_path / "sink.index").exists() and not os.path.exists("/dev/null.index")
 
 
 def test_trace_dat_without_trace_cmd(tmp_path: Path, monkeypatch) -> None:
@@ -394,17 +407,24 @@ def test_check_exports_a_recording_that_replays(tmp_path: Path) -> None:
     assert results[0]["op"] == "create_guest_memfd" and len(results) >= 8
 
 
-def test_kernel_profile_other_than_mainline_is_refused_until_it_exists(tmp_path: Path) -> None:
-    trace = _export(SW_CONFIG, SW_OPS, tmp_path / "model.trace")
-    import attrs
+def test_kernel_profile_reaches_the_check_and_a_kernel_without_the_vm_type_is_refused(
+    tmp_path: Path,
+) -> None:
+    from imemviz.io.trace.model_check import vm_config
 
-    from imemviz.model.config import VMConfig as C
-
-    if "kernel" in attrs.fields_dict(C):
-        pytest.skip("the VM config has kernel profiles: --kernel is passed through")
-    with pytest.raises(ImportError_, match="mainline"):
-        run_import(tmp_path, trace, opts=ImportOptions(check=True, kernel="6.8"))
-    assert not os.path.exists(tmp_path / "out.jsonl")
+    cfg, _notes = vm_config("sw_protected", "6.12", 1 << 30)
+    assert cfg.kernel == "6.12"
+    # TDX came with 6.16 (kvm_is_vm_type_supported): a 6.12 host cannot have made a TD.
+    with pytest.raises(ValueError, match=r"6\.12"):
+        vm_config("tdx", "6.12", 1 << 30)
+    with pytest.raises(ValueError, match=r"--kernel 5\.4"):
+        vm_config("sw_protected", "5.4", 1 << 30)
+    # A trace of a 6.12 host, checked under 6.12, agrees.
+    trace = _export({**SW_CONFIG, "kernel": "6.12"}, SW_OPS, tmp_path / "model.trace")
+    host = {"gmem_max_order": 9, "shared_page_size": "2M", "host_memory": "4G"}
+    opts = ImportOptions(check=True, from_vm_start=True, vm_config=host, kernel="6.12")
+    s = run_import(tmp_path, trace, opts=opts)
+    assert s["check"]["disagreements"] == 0, s["check"]["marks"]
 
 
 @pytest.mark.parametrize("scene", ["td-boot", "qemu-conversion", "gmem-order-9", "memslot-delete"])

@@ -11,8 +11,8 @@ run through the engine (model_check.py) and the disagreements are written
 into OUT as marks.
 
 Exit 2 only when no file can be read or none holds a recognised event: one
-line naming the file.  Outputs are written atomically and never replace an
-input or something that is not a regular file.
+line naming the file.  Outputs go through the one atomic writer (imemviz.io.atomic):
+they never replace an input, and a device or FIFO is written in place, never replaced.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from typing import IO, Any
 
 import attrs
 
+from imemviz.io.atomic import AtomicFile, OutputError
 from imemviz.io.trace import pipeline
 from imemviz.io.trace.observed import COMMIT, Evidence, ObservedState
 from imemviz.io.trace.reader import FileStats, TraceReadError
 from imemviz.io.trace.scanner import read_records
 from imemviz.io.trace.timeline import TimelineWriter
-from imemviz.io.trace.timeline_index import IndexWriter, index_path
+from imemviz.io.trace.timeline_index import IndexWriter, index_path, read_head
 
 PRESCAN_RECORDS = 20_000
 SMALL_INPUT = 4 << 20  # bytes of input below which it is read in this process
@@ -70,53 +71,30 @@ class ImportResult:
 def atomic_output(
     path: str, inputs: tuple[str, ...] = (), binary: bool = False
 ) -> Iterator[IO[Any]]:
-    """A text file that replaces `path` only when the block succeeds (temp file in the
-    target folder, fsync, rename); refuses to replace an input or a non-regular file.
+    """An output written by the project's one atomic writer (imemviz.io.atomic): it
+    replaces `path` only when the block succeeds, never replaces an input, and a device,
+    FIFO or /dev/stdout is written in place.  Errors are ImportError_ (one line).
 
-    One small function on purpose: issue 13's shared atomic writer replaces it.
-    """
-    real = os.path.realpath(path)
-    if os.path.exists(path):
-        for i in inputs:
-            with contextlib.suppress(OSError):
-                if os.path.samefile(i, path):
-                    raise ImportError_(f"{path}: is one of the inputs; choose another output")
-    if os.path.lexists(path) and not os.path.isfile(real):
-        raise ImportError_(f"{path}: exists and is not a regular file; not replacing it")
-    folder = os.path.dirname(real) or "."
+    The file object carries `tmp_path`, the name of what is written so far (the check
+    re-reads the partial timeline)."""
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=".imemviz-", suffix="-" + os.path.basename(real), dir=folder
-        )
-    except OSError as e:
-        raise ImportError_(f"{path}: cannot write: {e.strerror or e}") from None
+        out = AtomicFile(path, inputs=inputs)
+    except OutputError as e:
+        raise ImportError_(str(e)) from None
     ok = False
     try:
-        kw: dict[str, Any] = {} if binary else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, "wb" if binary else "w", buffering=1 << 20, **kw) as f:
-            if not binary:
-                f.tmp_path = tmp  # type: ignore[attr-defined] - readers of the partial file
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        mode = 0o666 & ~_umask()
-        with contextlib.suppress(OSError):
-            mode = os.stat(real).st_mode & 0o7777
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
+        f = out.open("wb" if binary else "w")
+        f.tmp_path = out.tmp  # type: ignore[attr-defined]
+        yield f
+        out.commit()
         ok = True
+    except OutputError as e:
+        raise ImportError_(str(e)) from None
     except OSError as e:
         raise ImportError_(f"{path}: cannot write: {e.strerror or e}") from None
     finally:
         if not ok:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+            out.discard()
 
 
 # ------------------------------------------------------------------ the import
@@ -298,12 +276,17 @@ def _commit_all(records, state: ObservedState, w: TimelineWriter, spool, index) 
 def _write_index(out: str, index: IndexWriter, token: str, events: int, tail: int) -> None:
     """The timeline's index next to it (a cache: when it cannot be written, none is)."""
     path = index_path(out)
+    if not os.path.isfile(out):
+        return  # a device or FIFO: nothing to open later, and no index beside it in /dev
     try:
         with atomic_output(path, (out,), binary=True) as f:
             index.write(f, token, os.path.getsize(out), events, tail)
     except (ImportError_, OSError):
+        # A stale index would not match OUT (its token), so it is only misleading:
+        # remove it when it is our own regular file, never a link or anything else.
         with contextlib.suppress(OSError):
-            os.unlink(path)  # a stale one would not match, but leave nothing misleading
+            if not os.path.islink(path) and os.path.isfile(path) and read_head(out) is not None:
+                os.unlink(path)
 
 
 def _summary(stats: list[FileStats], state: ObservedState, settings, errors) -> dict[str, Any]:

@@ -42,11 +42,9 @@ LEVEL_NAMES = {1: "4K", 2: "2M", 3: "1G"}
 def vm_config(
     vm_type: str, kernel: str, host_memory: int, gpaw: int = 52, extra: dict | None = None
 ) -> tuple[VMConfig, list[str]]:
-    """The VMCONFIG for the check, and notes on what could not be honoured.
-
-    The `kernel` profile field comes with issue 11: where this build's VMConfig
-    does not know it yet, only "mainline" is accepted (the one spot to change).
-    """
+    """The VMCONFIG for the check (under the reporter's `kernel` profile), and notes
+    on what could not be honoured.  A kernel that cannot create the VM (TDX before
+    6.16, an unknown name) is a ValueError naming it."""
     notes: list[str] = []
     if vm_type == "snp" and "snp" not in _vm_types():
         notes.append("this build does not model SNP: checked as sw_protected")
@@ -55,16 +53,10 @@ def vm_config(
     if vm_type == "tdx":
         d["gpaw"] = gpaw
     d.update(extra or {})  # what the trace cannot tell: folio orders, host page size
-    if kernel != "mainline" or "kernel" in attrs.fields_dict(VMConfig):
-        d["kernel"] = kernel
+    d["kernel"] = kernel
     try:
         return VMConfig.from_dict(d), notes
     except ConfigError as e:
-        if e.path == "vm.kernel":
-            raise ValueError(
-                f"--kernel {kernel}: this build models mainline only "
-                "(the VM config's kernel profiles are not there yet)"
-            ) from None
         raise ValueError(f"--kernel {kernel}: {e.message}") from None
 
 
