@@ -36,7 +36,7 @@ class ActionSpec:
     context: bool = False  # in the map's right-click menu
     checkable: bool = False
     checked: bool = False
-    needs: str = ""  # "page", "vm", "tdx", "undo", "redo"
+    needs: str = ""  # "page", "vm", "tdx", "td_building", "undo", "redo"
     group: str = ""  # actions in the same menu with different groups get a separator
 
 
@@ -417,7 +417,7 @@ SPECS: tuple[ActionSpec, ...] = (
         lambda w: w.init_mem_region_dialog(),
         "",
         "",
-        needs="tdx",
+        needs="td_building",
         group="tdx2",
     ),
     ActionSpec(
@@ -428,7 +428,7 @@ SPECS: tuple[ActionSpec, ...] = (
         lambda w: w.engine.submit(plans.Plan("finalize", (O.TdxFinalizeVm(),))),
         "finalize",
         "",
-        needs="tdx",
+        needs="td_building",
         group="tdx2",
     ),
     # Memory (VMM)
@@ -702,12 +702,18 @@ class ActionRegistry:
         has_vm = snap is not None
         is_tdx = has_vm and snap.config.is_tdx
         has_page = w.selection.gfn is not None
+        # The TD's build actions follow the TD's state, not the selection: both are
+        # KVM_TDX ioctls that KVM accepts only before KVM_TDX_FINALIZE_VM.
+        building = (
+            is_tdx and snap.stats.get("td_state") == "BUILDING" and not snap.stats.get("vm_dead")
+        )
         for spec in SPECS:
             ok = {
                 "": True,
                 "vm": has_vm,
                 "page": has_vm and has_page,
                 "tdx": is_tdx and has_page,
+                "td_building": building,
                 "undo": has_vm and snap.can_undo,
                 "redo": has_vm and snap.can_redo,
             }[spec.needs]
