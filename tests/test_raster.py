@@ -277,22 +277,6 @@ def test_raster_rows_is_the_reshaped_1d_raster() -> None:
     np.testing.assert_array_equal(a, b)
 
 
-def test_lut_and_legend() -> None:
-    lut = R.lut()
-    assert lut.shape == (256, 4) and lut.dtype == np.uint8
-    colours = {tuple(lut[c]) for c in Code}
-    assert len(colours) == R.NCODES  # every code has its own colour
-
-    # Private and shared mapped 4K differ in lightness as well as hue.
-    def luma(rgb):
-        r, g, b = (x / 255 for x in rgb)
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-    p4k, s4k = R.LEGEND_BY_CODE[Code.PRIVATE_4K].rgb, R.LEGEND_BY_CODE[Code.SHARED_4K].rgb
-    assert abs(luma(p4k) - luma(s4k)) > 0.2
-    assert R.code_name(Code.PENDING_4K) == "PENDING 4K"
-
-
 def test_changed_ranges_unknown_and_move_mean_everything() -> None:
     vm = setup_vm("sw_protected")
     assert R.changed_ranges(vm, [(0, "kvm_mmu_zap_all_fast")]) is None

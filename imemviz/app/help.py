@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QTextBrowser, QVBoxLayout, QWidget
 
-from imemviz.model.raster import LEGEND, Code
+from imemviz.app.palette import LEGEND
+from imemviz.model.raster import Code
 
 
 def legend_html() -> str:

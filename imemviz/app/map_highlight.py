@@ -51,7 +51,8 @@ class MapHighlight(QObject):
         if hl is None or not hl.gfns:
             self.item.hide()
             return
-        self.item.setPath(outline_path(hl.gfns[:MAX_RANGES], row))
+        lay = self.pane.layout_
+        self.item.setPath(outline_path(lay.display_ranges(hl.gfns[:MAX_RANGES]), row))
         self.item.show()
 
     def ranges(self) -> tuple[tuple[int, int], ...]:

@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from imemviz.app.panes.map_fold import LongRuns
 from imemviz.io.plans import Plan
 from imemviz.io.session import Session, SessionError
 from imemviz.model.config import VMConfig
@@ -90,6 +91,7 @@ class Snapshot:
     source: str | None
     changed: tuple[tuple[int, int], ...] | None  # since the previous snapshot; None: all
     session: int = 0  # bumped when a new session (open, new VM, scene) replaces the old one
+    runs: Any = None  # the map's foldable runs (imemviz.app.panes.map_fold.LongRuns)
 
     def slot_at(self, gfn: int) -> SlotInfo | None:
         for s in self.slots:
@@ -105,16 +107,27 @@ class RasterRequest:
     row_gfns: int
     rows: int
     cols: int
+    # Rows stacked from several places (a folded map): (first gfn, rows, fill code); fill
+    # -1 means rows of the guest, a code a band of rows drawn in that one code.
+    pieces: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def window(self) -> tuple[int, int]:
-        """The gfns [start, end) this raster covers."""
+        """The gfns [start, end) this raster covers (folded: from the first to the last)."""
+        if self.pieces:
+            real = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
+            if real:
+                return real[0][0], real[-1][1]
+            return self.start, self.start
         return self.start, self.start + self.rows * self.row_gfns
 
     def touches(self, changed: tuple[tuple[int, int], ...] | None) -> bool:
         """Whether ranges changed by an op (None: anything) intersect this raster."""
         if changed is None:
             return True
+        if self.pieces:
+            spans = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
+            return any(s < b and a < e for a, b in spans for s, e in changed)
         a, b = self.window
         return any(s < b and a < e for s, e in changed)
 
@@ -411,6 +424,7 @@ class EngineWorker(QObject):
                 s.source,
                 ranges,
                 self._session_no,
+                LongRuns((self._cache.bounds, self._cache.codes)) if self._cache else None,
             )
         )
         for a in answers:
@@ -430,7 +444,16 @@ class EngineWorker(QObject):
     def _raster_answer(self, req: RasterRequest) -> RasterAnswer | None:
         if self._cache is None:
             return None
-        codes = self._cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
+        if req.pieces:
+            parts = [
+                self._cache.raster_rows(g, req.row_gfns, n, req.cols)
+                if fill < 0
+                else np.full((n, req.cols), fill, np.uint8)
+                for g, n, fill in req.pieces
+            ]
+            codes = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        else:
+            codes = self._cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
         codes.setflags(write=False)
         return RasterAnswer(req, self._version, codes)
 

@@ -76,9 +76,12 @@ def make_window(qtbot, engine, settings):
     """make_window(session) -> a shown MainWindow on that session, fully drawn."""
     windows: list[MainWindow] = []
 
-    def make(session: Session | None = None, size=(1280, 860)) -> MainWindow:
+    def make(session: Session | None = None, size=(1280, 860), fold: bool = False) -> MainWindow:
+        """fold: the map folds long empty runs (the app's default); the tests written
+        for the linear map, which click any page of a fresh guest, keep it off."""
         w = MainWindow(engine, settings)
         windows.append(w)
+        w.map.set_fold(fold)
         w.resize(*size)
         w.show()
         qtbot.waitExposed(w)

@@ -28,11 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app.palette import code_name, lut
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
+from imemviz.app.panes.map_overlays import FoldBands, PatternLayer
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
-from imemviz.model.raster import NCODES, code_name, lut
+from imemviz.model.raster import NCODES
 from imemviz.model.units import fmt_size
 
 KEY = "gpa_map"
@@ -86,6 +88,9 @@ class GpaMapPane(QWidget):
         self._hover_gfn: int | None = None
         self._drag_from: int | None = None
         self._pan_from: tuple[float, float] | None = None
+        self._shown_d0 = 0  # display row of the raster on screen's first row
+        self.focus: tuple[tuple[int, int], ...] = ()  # gfn ranges kept unfolded (framing)
+        self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
         self._build()
         engine.snapshotReady.connect(self._on_snapshot)
         engine.rasterReady.connect(self._on_raster)
@@ -158,6 +163,10 @@ class GpaMapPane(QWidget):
         self.vb.addItem(self.hover_item, ignoreBounds=True)
         self.cells = CellLabels()
         self.vb.addItem(self.cells, ignoreBounds=True)
+        self.patterns = PatternLayer()
+        self.vb.addItem(self.patterns, ignoreBounds=True)
+        self.fold_bands = FoldBands()
+        self.vb.addItem(self.fold_bands, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         self._label_font = QFont()
         self._label_font.setPixelSize(11)
@@ -195,19 +204,45 @@ class GpaMapPane(QWidget):
             anchor_gfn = self.selection.gfn
         frac = 0.5
         if anchor_gfn is not None:
-            frac = (anchor_gfn / lay.row_gfns - lay.top) / max(lay.rows_visible(), 1e-9)
+            frac = (lay.display_y(anchor_gfn) - lay.top) / max(lay.rows_visible(), 1e-9)
             if not 0.0 <= frac <= 1.0:
                 frac = 0.5
         lay.zoom(steps, anchor_gfn, frac)
         self.refresh()
 
     def zoom_all(self) -> None:
+        self.opened.clear()
+        self._update_pins()
         self.layout_.fit()
         self.refresh()
 
     def show_range(self, start: int, end: int) -> None:
+        self.focus = ((start, end),)
+        self._update_pins()
         self.layout_.show_range(start, end)
         self.refresh()
+
+    def set_fold(self, on: bool) -> None:
+        """Fold long runs of empty memory (View > Fold empty memory)."""
+        self.layout_.set_fold(on)
+        self.refresh()
+
+    def open_fold(self, fold) -> None:
+        """Unfold one band (a click on it): its run stays open until Zoom all."""
+        self.opened.append(fold.run)
+        self._update_pins()
+        self.refresh()
+
+    def _update_pins(self) -> None:
+        """Ranges never folded: the selected page and the ends of the selected range, the
+        focus (what is being framed) and the folds the user opened."""
+        pins = list(self.focus) + list(self.opened)
+        g, rng = self.selection.gfn, self.selection.range
+        if g is not None:
+            pins.append((g, g + 1))
+        if rng is not None:
+            pins += [(rng[0], rng[0] + 1), (rng[1] - 1, rng[1])]
+        self.layout_.set_pins(pins)
 
     def is_drawn(self) -> bool:
         """The raster on screen is the current view of the current state."""
@@ -233,10 +268,21 @@ class GpaMapPane(QWidget):
         self.snapshot = snap
         lay = self.layout_
         was_fit = lay.row_gfns == lay.fit_row_gfns() and lay.top == 0
+        folds_before = lay.foldmap().key()
         lay.extent = max(snap.extent, 1)
+        lay.set_runs(snap.runs)
+        if first:
+            self.focus = ()
+            self.opened.clear()
+            self._update_pins()
         if first or (prev.extent != snap.extent and was_fit):
             lay.fit()  # showing the whole guest: keep showing all of it
-        if first or prev.extent != snap.extent or prev.slots != snap.slots:
+        if (
+            first
+            or prev.extent != snap.extent
+            or prev.slots != snap.slots
+            or lay.foldmap().key() != folds_before
+        ):
             self.refresh()
         elif self._wanted is not None and self._wanted.touches(snap.changed):
             pass  # the engine pushes the new raster of our standing view right after this
@@ -255,11 +301,14 @@ class GpaMapPane(QWidget):
             and req == self._shown.request
         ):
             return  # an older answer overtaken by a pushed one
+        d0 = self.layout_.foldmap().display_row(req.start // req.row_gfns)
         self.img.setImage(ans.codes, autoLevels=False, levels=(0, 255), autoDownsample=False)
-        self.img.setRect(QRectF(0, req.start // req.row_gfns, req.row_gfns, req.rows))
+        self.img.setRect(QRectF(0, d0, req.row_gfns, req.rows))
         self.img.show()
         self._shown = ans
-        self.cells.set_data(ans.codes, req.start // req.row_gfns, self.layout_)
+        self._shown_d0 = d0
+        self.cells.set_data(ans.codes, d0, self.layout_)
+        self.patterns.set_data(ans.codes, d0, self.layout_)
         if self.is_drawn():
             self.drawn.emit()
 
@@ -284,16 +333,26 @@ class GpaMapPane(QWidget):
         )
         self._sync_scrollbar()
         self._update_overlays()
-        if self._shown is not None and self._shown.request.row_gfns != lay.row_gfns:
+        if self._shown is not None and (
+            self._shown.request.row_gfns != lay.row_gfns
+            or self._shown_d0
+            != lay.foldmap().display_row(self._shown.request.start // lay.row_gfns)
+        ):
             self.img.hide()  # the old raster is in other coordinates
             self.cells.set_data(None, 0, lay)
+            self.patterns.set_data(None, 0, lay)
+        self.fold_bands.set_layout(lay)
         self._request_raster()
         self._emit_view()
 
     def _request_raster(self) -> None:
         lay = self.layout_
-        row0, rows, cols = lay.raster_window()
-        self._wanted = RasterRequest(KEY, row0 * lay.row_gfns, lay.row_gfns, rows, cols)
+        _row0, rows, cols = lay.raster_window()
+        pieces = lay.raster_pieces()
+        if len(pieces) == 1 and pieces[0][2] < 0:
+            self._wanted = RasterRequest(KEY, pieces[0][0], lay.row_gfns, rows, cols)
+        else:
+            self._wanted = RasterRequest(KEY, pieces[0][0], lay.row_gfns, rows, cols, pieces)
         if self.engine.snapshot is not None:
             self.engine.request_raster(self._wanted)
 
@@ -326,10 +385,13 @@ class GpaMapPane(QWidget):
         snap = self.snapshot
         slots = [s for s in (snap.slots if snap else ()) if s.id >> 16 == 0]
         self.outline.setPath(
-            outline_path(((s.base_gfn, min(s.end_gfn, lay.extent)) for s in slots), lay.row_gfns)
+            outline_path(
+                lay.display_ranges((s.base_gfn, min(s.end_gfn, lay.extent)) for s in slots),
+                lay.row_gfns,
+            )
         )
         gaps = holes(slots, lay.extent)
-        self.hatch.setPath(outline_path(gaps, lay.row_gfns))
+        self.hatch.setPath(outline_path(lay.display_ranges(gaps), lay.row_gfns))
         self._place_labels(slots, gaps)
         self._on_selection(self.selection.gfn, self.selection.range)
 
@@ -375,8 +437,8 @@ class GpaMapPane(QWidget):
         placed: list[tuple[str, float, str]] = []
         next_free = top
         for a, b, text, colour in regions:
-            y0 = a / r
-            y1 = b / r
+            y0 = lay.display_y(a)
+            y1 = lay.display_y(b) if b < lay.extent else float(lay.rows_total())
             if y1 <= top or y0 >= bottom:
                 continue
             vy0, vy1 = max(y0, top), min(y1, bottom)
@@ -409,9 +471,14 @@ class GpaMapPane(QWidget):
             t.show()
 
     def _on_selection(self, gfn, rng) -> None:
+        before = self.layout_.foldmap().key()
+        self._update_pins()
+        if self.layout_.foldmap().key() != before:
+            self.refresh()  # the selection opened a fold: redraw (this runs again from there)
+            return
         lay = self.layout_
         if rng is not None and rng[1] - rng[0] > 1:
-            self.range_item.setPath(outline_path([rng], lay.row_gfns))
+            self.range_item.setPath(outline_path(lay.display_ranges([rng]), lay.row_gfns))
             self.range_item.show()
         else:
             self.range_item.hide()
@@ -467,7 +534,7 @@ class GpaMapPane(QWidget):
         if ev.modifiers() & Qt.ControlModifier:
             lay = self.layout_
             p = self.vb.mapToView(ev.pos())
-            g = math.floor(p.y()) * lay.row_gfns + min(max(p.x(), 0), lay.row_gfns)
+            g = lay.gfn_at(p.x(), p.y())
             frac = (p.y() - lay.top) / max(lay.rows_visible(), 1e-9)
             lay.zoom(1 if delta > 0 else -1, g, min(max(frac, 0.0), 1.0))
             self.refresh()
@@ -478,6 +545,11 @@ class GpaMapPane(QWidget):
     def on_click(self, ev) -> None:
         gfn = self._gfn_of(ev.pos())
         mods = ev.modifiers()
+        fold = self.layout_.fold_at(self.vb.mapToView(ev.pos()).y())
+        if fold is not None and ev.button() == Qt.LeftButton and not mods:
+            ev.accept()
+            self.open_fold(fold)
+            return
         if ev.button() == Qt.LeftButton:
             ev.accept()
             self.setFocus()
@@ -557,8 +629,13 @@ class GpaMapPane(QWidget):
         if s is None:
             return None
         req = s.request
-        row = gfn // req.row_gfns - req.start // req.row_gfns
-        if not 0 <= row < req.rows or req.row_gfns != self.layout_.row_gfns:
+        if req.row_gfns != self.layout_.row_gfns:
+            return None
+        fm = self.layout_.foldmap()
+        if fm.fold_of_row(gfn // req.row_gfns) >= 0:
+            return None
+        row = fm.display_row(gfn // req.row_gfns) - self._shown_d0
+        if not 0 <= row < req.rows:
             return None
         col = (gfn % req.row_gfns) * req.cols // req.row_gfns
         code = int(s.codes[row, col])

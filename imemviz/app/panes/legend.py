@@ -6,7 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from imemviz.model.raster import LEGEND, Code
+from imemviz.app.palette import LEGEND
+from imemviz.model.raster import Code
 
 GROUP_ORDER = ("Private", "Shared", "TDX S-EPT", "Address space")
 

@@ -20,8 +20,9 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsObject
 
+from imemviz.app.palette import LEGEND_BY_CODE
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa, nice_step, staircase
-from imemviz.model.raster import LEGEND_BY_CODE, Code
+from imemviz.model.raster import Code
 from imemviz.model.units import fmt_size
 
 # Short names drawn inside cells when zoomed in far enough.
@@ -68,13 +69,27 @@ class GpaAxis(pg.AxisItem):
         minVal, maxVal = sorted((minVal, maxVal))  # an inverted view gives them reversed
         if size <= 0 or maxVal <= minVal:
             return []
-        step = nice_step(28 * (maxVal - minVal) / size)
+        px = size / (maxVal - minVal)  # pixels per display row
+        step = nice_step(28 / px)
         lo, hi = math.ceil(minVal / step), math.floor(maxVal / step)
-        return [(step, [k * step for k in range(lo, hi + 1)])]
+        values = [k * step for k in range(lo, hi + 1)]
+        fm = self._layout().foldmap()
+        if fm:
+            # The row after each fold band gets its address: the jump is on the axis.
+            after = [f.drow + fm.band for f in fm.folds_between(minVal - fm.band, maxVal)]
+            after = [a for a in after if minVal <= a <= maxVal]
+            values = [v for v in values if all(abs(v - a) * px >= 16 for a in after)]
+            values = sorted(set(values) | set(after))
+        return [(step, values)]
 
     def tickStrings(self, values, scale, spacing):
-        r = self._layout().row_gfns
-        return [fmt_gpa(round(v) * r * 4096) for v in values]
+        lay = self._layout()
+        fm = lay.foldmap()
+        out = []
+        for v in values:
+            row, fold = fm.at_display_row(round(v))
+            out.append("" if fold >= 0 else fmt_gpa(row * lay.row_gfns * 4096))
+        return out
 
 
 class OffsetAxis(pg.AxisItem):
@@ -176,14 +191,22 @@ class CellLabels(QGraphicsObject):
         # A light grid: every page its own tile.
         painter.setPen(QPen(QColor(255, 255, 255, 170), 1))
         x0, x1 = origin.x(), origin.x() + r * cw
+        fm = lay.foldmap()
+        linear = [fm.at_display_row(d) for d in range(y0, y1)]
         for row in range(y0, y1 + 1):
             y = origin.y() + row * ch
             painter.drawLine(QPointF(x0, y), QPointF(x1, y))
-        ya, yb = origin.y() + y0 * ch, origin.y() + y1 * ch
-        for col in range(1, r):
-            x = origin.x() + col * cw
-            painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+        for i, (_lin, fold) in enumerate(linear):
+            if fold >= 0:
+                continue
+            ya, yb = origin.y() + (y0 + i) * ch, origin.y() + (y0 + i + 1) * ch
+            for col in range(1, r):
+                x = origin.x() + col * cw
+                painter.drawLine(QPointF(x, ya), QPointF(x, yb))
         for row in range(y0, y1):
+            lin, fold = linear[row - y0]
+            if fold >= 0:
+                continue
             line = self._codes[row - self._row0]
             ytop = origin.y() + row * ch + 2
             for col in range(r):
@@ -193,7 +216,7 @@ class CellLabels(QGraphicsObject):
                 x = origin.x() + col * cw + 3
                 painter.setPen(pens[DARK[code]])
                 painter.drawStaticText(
-                    QPointF(x, ytop), self._text(fmt_gpa((row * r + col) * 4096))
+                    QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
                 )
                 short = SHORT[Code(code)]
                 if short:
