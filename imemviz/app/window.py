@@ -84,6 +84,10 @@ class MainWindow(QMainWindow):
         self.panes2 = install_panes2(self)
         # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
         self.presenter = install_presenter(self)
+        # Follow changes, Go to, Back/Forward, the overview (imemviz/app/navigate.py).
+        from imemviz.app.navigate import install as install_navigation
+
+        self.navigator = install_navigation(self)
 
         self.map.clicked.connect(self._on_map_click)
         self.map.contextMenuRequested.connect(self._on_context_menu)
@@ -420,7 +424,12 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ testing aids
     def wait_drawn(self) -> bool:
         """Engine idle and the map showing the current state (for tests and screenshots)."""
-        return self.engine.idle and self.engine.snapshot is not None and self.map.is_drawn()
+        return (
+            self.engine.idle
+            and self.engine.snapshot is not None
+            and self.map.is_drawn()
+            and not self.map.animator.running
+        )
 
 
 def human_size(n: int) -> str:

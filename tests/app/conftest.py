@@ -81,7 +81,8 @@ def make_window(qtbot, engine, settings):
         for the linear map, which click any page of a fresh guest, keep it off."""
         w = MainWindow(engine, settings)
         windows.append(w)
-        w.map.set_fold(fold)
+        w.navigator.actions["fold"].setChecked(fold)
+        w.map.animator.duration_ms = 0  # framings land at once (test_framing.py animates)
         w.resize(*size)
         w.show()
         qtbot.waitExposed(w)

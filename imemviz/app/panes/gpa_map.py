@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from imemviz.app.palette import code_name, lut
+from imemviz.app.panes.map_animator import MapAnimator
+from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.app.panes.map_overlays import FoldBands, PatternLayer
@@ -91,6 +93,8 @@ class GpaMapPane(QWidget):
         self._shown_d0 = 0  # display row of the raster on screen's first row
         self.focus: tuple[tuple[int, int], ...] = ()  # gfn ranges kept unfolded (framing)
         self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
+        self.history = ViewHistory()  # Back / Forward through framings
+        self.animator = MapAnimator(self)
         self._build()
         engine.snapshotReady.connect(self._on_snapshot)
         engine.rasterReady.connect(self._on_raster)
@@ -184,6 +188,7 @@ class GpaMapPane(QWidget):
         row.setSpacing(0)
         row.addWidget(self.view, 1)
         row.addWidget(self.scrollbar)
+        self.side_row = row  # the minimap goes between the map and its scroll bar
         col = QVBoxLayout(self)
         col.setContentsMargins(2, 2, 2, 2)
         col.setSpacing(2)
@@ -210,17 +215,44 @@ class GpaMapPane(QWidget):
         lay.zoom(steps, anchor_gfn, frac)
         self.refresh()
 
-    def zoom_all(self) -> None:
+    def zoom_all(self, animate: bool = False) -> None:
         self.opened.clear()
         self._update_pins()
-        self.layout_.fit()
-        self.refresh()
+        probe = self.layout_.copy()
+        probe.fit()
+        self.go_to(View.of(probe), animate)
 
-    def show_range(self, start: int, end: int) -> None:
+    def show_range(self, start: int, end: int, animate: bool = False) -> None:
+        """Zoom so [start, end) fills the view (Z), remembering the view for Back."""
         self.focus = ((start, end),)
         self._update_pins()
-        self.layout_.show_range(start, end)
-        self.refresh()
+        probe = self.layout_.copy()
+        probe.show_range(start, end)
+        self.go_to(View.of(probe), animate)
+
+    def go_to(self, view: View, animate: bool = False, record: bool = True) -> None:
+        """Frame `view` (smoothly with `animate`); `record` keeps the current one for Back."""
+        current = View.of(self.layout_)
+        if record:
+            self.history.push(current)
+        if animate:
+            self.animator.start(current, view)
+        else:
+            self.animator.stop()
+            view.apply(self.layout_)
+            self.refresh()
+
+    def back(self, animate: bool = True) -> bool:
+        view = self.history.go_back(View.of(self.layout_))
+        if view is not None:
+            self.go_to(view, animate, record=False)
+        return view is not None
+
+    def forward(self, animate: bool = True) -> bool:
+        view = self.history.go_forward(View.of(self.layout_))
+        if view is not None:
+            self.go_to(view, animate, record=False)
+        return view is not None
 
     def set_fold(self, on: bool) -> None:
         """Fold long runs of empty memory (View > Fold empty memory)."""
@@ -274,6 +306,8 @@ class GpaMapPane(QWidget):
         if first:
             self.focus = ()
             self.opened.clear()
+            self.history.clear()
+            self.animator.stop()
             self._update_pins()
         if first or (prev.extent != snap.extent and was_fit):
             lay.fit()  # showing the whole guest: keep showing all of it
@@ -528,6 +562,7 @@ class GpaMapPane(QWidget):
         return self.layout_.gfn_at(p.x(), p.y())
 
     def on_wheel(self, ev) -> None:
+        self.animator.stop()
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         if not delta:
             return
@@ -570,6 +605,7 @@ class GpaMapPane(QWidget):
 
     def on_drag(self, ev) -> None:
         ev.accept()
+        self.animator.stop()
         if ev.button() == Qt.MiddleButton:
             if ev.isStart():
                 self._pan_from = (ev.buttonDownPos().y(), self.layout_.top)

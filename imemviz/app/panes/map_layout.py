@@ -51,6 +51,21 @@ class MapLayout:
     _maps: dict = attrs.field(factory=dict, eq=False, repr=False)
     _fit: int | None = attrs.field(default=None, eq=False, repr=False)
 
+    def copy(self) -> MapLayout:
+        """An independent layout in the same state (its own caches)."""
+        other = MapLayout(
+            self.extent,
+            self.width,
+            self.height,
+            self.row_gfns,
+            self.top,
+            self.fold,
+            self.long_runs,
+            self.pins,
+        )
+        other._fit = self._fit
+        return other
+
     # ----------------------------------------------------------------- folds
     def foldmap(self, row_gfns: int | None = None) -> FoldMap:
         """The fold map of a zoom (cached until the runs, pins, size or extent change)."""
@@ -69,6 +84,13 @@ class MapLayout:
     def _invalidate(self) -> None:
         self._maps = {}
         self._fit = None
+
+    def linear_top(self) -> float:
+        """The gfn at the top-left of the view (fractional): a position folds cannot move."""
+        return self._linear_top() * self.row_gfns
+
+    def set_linear_top(self, gfn: float) -> None:
+        self._set_linear_top(gfn / self.row_gfns)
 
     def _linear_top(self) -> float:
         """The fractional linear row at the top of the view (survives a change of folds)."""
@@ -290,7 +312,8 @@ class MapLayout:
         row0, rows, _ = self.raster_window()
         fm = self.foldmap()
         a = fm.linear_row(row0)
-        b = fm.linear_row(row0 + rows - 1) + 1
+        last, fold = fm.at_display_row(row0 + rows - 1)
+        b = fm.fold(fold).row1 if fold >= 0 else last + 1
         return a * self.row_gfns, min(self.extent, b * self.row_gfns)
 
     def cell_px(self) -> tuple[float, float]:
@@ -319,12 +342,13 @@ class MapLayout:
                 (first * cw, (rows - 1) * ch),
                 (last * cw, (rows - 1) * ch),
             ]
-        return max(boxes, key=lambda wh: min(wh))
+        return max(boxes, key=lambda wh: (min(wh) >= LEGIBLE_PX / 2, wh[0] * wh[1]))
 
-    def is_legible(self, start: int, end: int, px: float) -> bool:
-        """Whether [start, end) is drawn at least px x px somewhere."""
+    def is_legible(self, start: int, end: int, px: float = LEGIBLE_PX) -> bool:
+        """Whether [start, end) is drawn big enough to see: a box inside it of at least
+        px x px in area, and no thinner than px / 2 either way (a 1-3 px sliver is not)."""
         w, h = self.range_px(start, end)
-        return w >= px - 1e-9 and h >= px - 1e-9
+        return w * h >= px * px - 1e-6 and min(w, h) >= px / 2 - 1e-9
 
 
 def staircase(start: int, end: int, row_gfns: int) -> list[tuple[float, float]]:
