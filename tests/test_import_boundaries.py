@@ -41,6 +41,8 @@ QT_FREE_APP = (
     "imemviz.app.colour_vision",
     "imemviz.app.panes.map_fold",
     "imemviz.app.panes.map_layout",
+    "imemviz.app.panes.map_frame",
+    "imemviz.app.goto",
 )
 
 

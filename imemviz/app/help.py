@@ -14,8 +14,9 @@ def legend_html() -> str:
         if e.code == Code.OUTSIDE:
             continue
         colour = "#{:02x}{:02x}{:02x}".format(*e.rgb)
+        pattern = "" if e.pattern.value == "none" else e.pattern.value
         rows.append(
-            f"<tr><td bgcolor='{colour}' width='28'>&nbsp;</td>"
+            f"<tr><td bgcolor='{colour}' width='28'>&nbsp;</td><td>{pattern}</td>"
             f"<td><b>{e.name}</b></td><td>{e.description}</td></tr>"
         )
     return "<table cellspacing=2 cellpadding=2>" + "".join(rows) + "</table>"

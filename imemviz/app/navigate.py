@@ -325,4 +325,7 @@ def install(window: MainWindow) -> Navigator:
             "Ctrl+G",
         ),
     }
+    from imemviz.app.presentation import install as install_presentation
+
+    window.presentation = install_presentation(window)
     return nav

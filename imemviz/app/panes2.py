@@ -67,11 +67,12 @@ def install(w: MainWindow) -> Panes2:
         if log_dock is not None:
             w.tabifyDockWidget(log_dock, dock)
     step_dock = w.add_pane(stepper, "Step through", Qt.RightDockWidgetArea)
-    legend_dock = w.docks.get("legend")
-    if legend_dock is not None:
-        # A tab behind the legend: stacked, it would add its height to the window's minimum.
-        w.tabifyDockWidget(legend_dock, step_dock)
-        legend_dock.raise_()
+    inspector_dock = w.docks.get("inspector")
+    if inspector_dock is not None:
+        # A tab behind the inspector (stacked, it would add its height to the window's
+        # minimum); never behind the legend, which stays in view: the map needs it.
+        w.tabifyDockWidget(inspector_dock, step_dock)
+        inspector_dock.raise_()
     if log_dock is not None:
         log_dock.raise_()
 

@@ -63,7 +63,7 @@ class Presenter:
 
     def __init__(self, window: MainWindow) -> None:
         self.window = window
-        self.overlay = CaptionOverlay(window.map.view, lambda g: window.map.gfn_pos(g).y())
+        self.overlay = CaptionOverlay(window.map)
         self.replay = ReplayController(window, self.overlay)
         self.pane = ReplayPane(self.replay)
         self.dock = window.add_pane(self.pane, "Replay", Qt.BottomDockWidgetArea)

@@ -133,6 +133,9 @@ class ReplayPane(QWidget):
         self.recorded.setEnabled(tl.has_times)
         self.recorded.setChecked(tl.has_times)
         self.recorded.blockSignals(False)
+        from imemviz.app import plot_theme
+
+        theme = plot_theme.current()
         bold = QFont(self.list.font())
         bold.setBold(True)
         self.list.addItem(QListWidgetItem("(start)"))
@@ -140,7 +143,8 @@ class ReplayPane(QWidget):
             if isinstance(op, Note):
                 item = QListWidgetItem(f"#{i}  “{op.text}”")
                 item.setFont(bold)
-                item.setBackground(QBrush(QColor("#fff3c4")))
+                item.setBackground(QBrush(QColor(theme.caption_row)))
+                item.setForeground(QBrush(QColor(theme.caption_row_text)))
             else:
                 item = QListWidgetItem(f"#{i}  {op_text(op)}")
             self.list.addItem(item)

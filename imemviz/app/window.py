@@ -191,7 +191,9 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.vm_label)
 
     def show_message(self, text: str, error: bool = False) -> None:
-        self.message.setStyleSheet("color: #b71c1c" if error else "")
+        from imemviz.app import plot_theme
+
+        self.message.setStyleSheet(f"color: {plot_theme.current().error}" if error else "")
         self.message.setText(text)
         self.message.setToolTip(text)
 

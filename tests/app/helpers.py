@@ -17,14 +17,17 @@ def lut_colour(code: Code) -> QColor:
 
 
 def pixel_at_gfn(window: MainWindow, gfn: int) -> QColor:
-    """The colour on screen at the centre of gfn's cell (the state's colour: its pattern,
-    the second channel, is hidden for the grab; tests/app/test_palette_map.py checks it)."""
+    """The colour on screen at the centre of gfn's cell: the state's colour (its pattern,
+    the second channel, and the tile's label are hidden for the grab;
+    tests/app/test_navigation.py checks the patterns)."""
     pane = window.map
     pane.patterns.setVisible(False)
+    pane.cells.setVisible(False)
     try:
         img = pane.view.grab().toImage()
     finally:
         pane.patterns.setVisible(True)
+        pane.cells.setVisible(True)
     return img.pixelColor(pane.gfn_pos(gfn))
 
 

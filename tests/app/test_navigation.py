@@ -264,10 +264,15 @@ def test_default_scene_opens_on_what_exists(make_window, qtbot) -> None:
     assert (a, b) == (0, lay.extent)
     for s, e in populated:
         assert lay.is_legible(s, e), (hex(s), lay.range_px(s, e))
-        assert w.map.code_at(s) == cache.codes[__import__("numpy").searchsorted(cache.bounds, s, "right") - 1]
+        assert (
+            w.map.code_at(s)
+            == cache.codes[__import__("numpy").searchsorted(cache.bounds, s, "right") - 1]
+        )
     fm = lay.foldmap()
     assert len(fm) >= 5
-    assert any("1.9G private, no folio" in w.map.fold_bands.label(f, lay.row_gfns) for f in fm.folds)
+    assert any(
+        "1.9G private, no folio" in w.map.fold_bands.label(f, lay.row_gfns) for f in fm.folds
+    )
 
 
 def test_click_a_fold_band_opens_it_and_zoom_all_folds_again(make_window, qtbot) -> None:
@@ -276,7 +281,11 @@ def test_click_a_fold_band_opens_it_and_zoom_all_folds_again(make_window, qtbot)
     n = len(lay.foldmap())
     f = max(lay.foldmap().folds, key=lambda f: f.row1 - f.row0)
     y = f.drow + lay.foldmap().band / 2
-    pos = w.map.view.mapFromScene(w.map.vb.mapViewToScene(__import__("PySide6.QtCore", fromlist=["QPointF"]).QPointF(lay.row_gfns / 2, y)))
+    pos = w.map.view.mapFromScene(
+        w.map.vb.mapViewToScene(
+            __import__("PySide6.QtCore", fromlist=["QPointF"]).QPointF(lay.row_gfns / 2, y)
+        )
+    )
     qtbot.mouseClick(w.map.view.viewport(), Qt.LeftButton, Qt.NoModifier, pos)
     wait_drawn(qtbot, w)
     assert len(lay.foldmap()) == n - 1

@@ -75,6 +75,10 @@ class CountersPane(QWidget):
                 pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
                 self.curves[name] = plot.plot([], [], name=name, pen=pen, stepMode=None)
         first.getAxis("bottom").setLabel("op")
+        self.plots = [self.view.getItem(k, 0) for k in range(len(PLOTS))]
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.apply_theme)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.view)
@@ -84,6 +88,27 @@ class CountersPane(QWidget):
         self._timer.timeout.connect(self.flush)
         engine.opApplied.connect(self.on_op)
         feed.statsReset.connect(self.reset)
+
+    def apply_theme(self, theme) -> None:
+        """Dark or light backgrounds, axes, titles and legends (imemviz.app.plot_theme)."""
+        self.view.setBackground(theme.background)
+        for plot, title in zip(self.plots, PLOTS, strict=True):
+            plot.setTitle(title, color=theme.text)
+            for side in ("left", "bottom"):
+                ax = plot.getAxis(side)
+                ax.setPen(pg.mkPen(theme.axis))
+                ax.setTextPen(pg.mkPen(theme.text))
+            if plot.legend is not None:
+                plot.legend.setLabelTextColor(theme.text)
+        # The one black curve would vanish on a dark background.
+        seq = self.curves.get("mmu_invalidate_seq")
+        if seq is not None:
+            pen = seq.opts["pen"]
+            pen = pg.mkPen(theme.text, width=pen.widthF(), style=pen.style())
+            seq.setPen(pen)
+            if seq.opts.get("symbol"):
+                seq.setSymbolPen(pen)
+                seq.setSymbolBrush(pen.color())
 
     def reset(self, first: tuple[int, int, tuple[int, ...]]) -> None:
         """A new VM (open, new, undo): the curves start over from its current counters."""

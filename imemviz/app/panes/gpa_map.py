@@ -91,6 +91,9 @@ class GpaMapPane(QWidget):
         self._drag_from: int | None = None
         self._pan_from: tuple[float, float] | None = None
         self._shown_d0 = 0  # display row of the raster on screen's first row
+        self.ui_scale = 1.0  # presentation mode draws text and lines bigger
+        self.gutter_px = GUTTER_PX
+        self.label_px = LABEL_PX
         self.focus: tuple[tuple[int, int], ...] = ()  # gfn ranges kept unfolded (framing)
         self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
         self.history = ViewHistory()  # Back / Forward through framings
@@ -100,6 +103,10 @@ class GpaMapPane(QWidget):
         engine.rasterReady.connect(self._on_raster)
         engine.inspectReady.connect(self._on_inspect)
         selection.changed.connect(self._on_selection)
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.apply_theme)
+        self.apply_theme(plot_theme.current())
 
     # ------------------------------------------------------------------ widgets
     def _build(self) -> None:
@@ -117,6 +124,8 @@ class GpaMapPane(QWidget):
         plot.hideButtons()
         plot.setMenuEnabled(False)
         plot.setLabel("bottom", "offset in row")
+        self._text_colour = "#111"
+        self._muted_colour = "#555"
         for ax in (self.left_axis, self.bottom_axis):
             ax.setPen(pg.mkPen("#444"))
             ax.setTextPen(pg.mkPen("#222"))
@@ -144,11 +153,18 @@ class GpaMapPane(QWidget):
         self.brackets.setPen(bpen)
         self.brackets.setZValue(10)
         self.vb.addItem(self.brackets, ignoreBounds=True)
+        # The selected range: a dashed outline on a white halo, never a tint (a tint turns
+        # one legend colour into another: private 4K orange into private 1G brown).
+        self.range_halo = QGraphicsPathItem()
+        hpen = QPen(QColor(255, 255, 255), 4.0)
+        hpen.setCosmetic(True)
+        self.range_halo.setPen(hpen)
+        self.range_halo.setZValue(19)
+        self.vb.addItem(self.range_halo, ignoreBounds=True)
         self.range_item = QGraphicsPathItem()
-        rpen = QPen(QColor(0, 0, 0), 1.5, Qt.DashLine)
+        rpen = QPen(QColor(0, 0, 0), 2.0, Qt.DashLine)
         rpen.setCosmetic(True)
         self.range_item.setPen(rpen)
-        self.range_item.setBrush(QBrush(QColor(0, 0, 0, 45)))
         self.range_item.setZValue(20)
         self.vb.addItem(self.range_item, ignoreBounds=True)
         self.cursor_item = QGraphicsRectItem()
@@ -196,6 +212,63 @@ class GpaMapPane(QWidget):
         col.addLayout(row, 1)
         self.vb.sigResized.connect(self._on_resize)
         self.view.setToolTip("")
+
+    def set_ui_scale(self, scale: float) -> None:
+        """Text, lines and patterns `scale` times their size (presentation mode)."""
+        self.ui_scale = scale
+        self.gutter_px = round(GUTTER_PX * scale)
+        self.label_px = LABEL_PX * scale
+        self._label_font.setPixelSize(round(11 * scale))
+        for t in self._labels:
+            t.setFont(self._label_font)
+        tick = QFont()
+        tick.setPixelSize(round(11 * scale))
+        for ax in (self.left_axis, self.bottom_axis):
+            ax.setStyle(tickFont=tick)
+            ax.label.setFont(tick)
+        for item, width in (
+            (self.outline, 1.6),
+            (self.brackets, 3.0),
+            (self.range_halo, 4.0),
+            (self.range_item, 2.0),
+            (self.cursor_item, 2.5),
+        ):
+            pen = item.pen()
+            pen.setWidthF(width * scale)
+            item.setPen(pen)
+        self.cells.set_scale(scale)
+        self.patterns.set_scale(scale)
+        self.fold_bands.font.setPixelSize(round(11 * scale))
+        self._axis_width = 0  # _fit_axis measures again with the new font
+        self._on_resize()
+
+    def apply_theme(self, theme) -> None:
+        """Light or dark around the states' colours (imemviz.app.plot_theme)."""
+        self.theme = theme
+        self.view.setBackground(theme.background)
+        for ax in (self.left_axis, self.bottom_axis):
+            ax.setPen(pg.mkPen(theme.axis))
+            ax.setTextPen(pg.mkPen(theme.text))
+        self.bottom_axis.setLabel("offset in row", color=theme.text)
+        self.img.setLookupTable(lut(theme.dark))
+        for item, colour in (
+            (self.outline, theme.outline),
+            (self.brackets, theme.text),
+            (self.range_item, theme.selection),
+            (self.range_halo, theme.halo),
+            (self.cursor_item, theme.selection),
+            (self.hover_item, theme.muted),
+        ):
+            pen = item.pen()
+            pen.setColor(QColor(colour))
+            item.setPen(pen)
+        self.hatch.setBrush(QBrush(QColor(theme.hole_ink), Qt.BDiagPattern))
+        self.fold_bands.background = QColor(theme.background)
+        self.fold_bands.text_colour = QColor(theme.text)
+        self._text_colour, self._muted_colour = theme.text, theme.muted
+        if self.snapshot is not None:
+            self._update_overlays()
+        self.fold_bands.update()
 
     # ------------------------------------------------------------------ public
     @property
@@ -452,7 +525,7 @@ class GpaMapPane(QWidget):
                     min(s.end_gfn, lay.extent),
                     f"slot {s.id} · {fmt_size(s.npages * 4096)}\n"
                     f"@ {fmt_gpa(s.base_gfn * 4096)}\n{gm}",
-                    "#111",
+                    self._text_colour,
                 )
             )
         for a, b in gaps:
@@ -461,7 +534,7 @@ class GpaMapPane(QWidget):
                     a,
                     b,
                     f"hole · {fmt_size((b - a) * 4096)}\n@ {fmt_gpa(a * 4096)}\nMMIO (no memslot)",
-                    "#555",
+                    self._muted_colour,
                 )
             )
         regions.sort()
@@ -482,12 +555,12 @@ class GpaMapPane(QWidget):
                 path.moveTo(x_line, y0 + 0.5 / px)
                 path.lineTo(x_line + r * 5 / max(lay.width, 1), y0 + 0.5 / px)
             y = max(vy0, next_free)
-            if y > bottom - LABEL_PX / px:  # no room below: as low as fits, if it clears
-                y = bottom - LABEL_PX / px
+            if y > bottom - self.label_px / px:  # no room below: as low as fits, if it clears
+                y = bottom - self.label_px / px
                 if y < next_free - 1e-9:
                     continue
             placed.append((text, y, colour))
-            next_free = y + (LABEL_PX + 4) / px
+            next_free = y + (self.label_px + 4) / px
         self.brackets.setPath(path)
         while len(self._labels) < len(placed):
             t = pg.TextItem(anchor=(0, 0))
@@ -512,10 +585,14 @@ class GpaMapPane(QWidget):
             return
         lay = self.layout_
         if rng is not None and rng[1] - rng[0] > 1:
-            self.range_item.setPath(outline_path(lay.display_ranges([rng]), lay.row_gfns))
+            path = outline_path(lay.display_ranges([rng]), lay.row_gfns)
+            self.range_item.setPath(path)
+            self.range_halo.setPath(path)
             self.range_item.show()
+            self.range_halo.show()
         else:
             self.range_item.hide()
+            self.range_halo.hide()
         if gfn is not None:
             x, y = lay.cell_of(gfn)
             self.cursor_item.setRect(QRectF(x, y, 1, 1))
@@ -551,8 +628,9 @@ class GpaMapPane(QWidget):
         r = self.vb.boundingRect()
         lay = self.layout_
         first = lay.width == MapLayout().width and lay.height == MapLayout().height
-        lay.resize(max(r.width() - GUTTER_PX, 16), max(r.height() - 2 * MARGIN_PX, 16))
-        if first:
+        at_fit = lay.row_gfns == lay._fit and lay.top == 0  # showing everything: keep it so
+        lay.resize(max(r.width() - self.gutter_px, 16), max(r.height() - 2 * MARGIN_PX, 16))
+        if first or at_fit:
             lay.fit()
         self.refresh()
 

@@ -1,20 +1,28 @@
-"""The legend: every colour of the map with its name; hover for the kernel meaning."""
+"""The legend: every colour of the map, with its pattern, its name; hover for the meaning."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from imemviz.app.palette import LEGEND
+from imemviz.app.palette import LEGEND, LegendEntry, Pattern
+from imemviz.app.panes.map_overlays import ink_for, pattern_tile
 from imemviz.model.raster import Code
 
 GROUP_ORDER = ("Private", "Shared", "TDX S-EPT", "Address space")
 
 
-def swatch(rgb: tuple[int, int, int], size: int = 14) -> QPixmap:
-    pm = QPixmap(size, size)
-    pm.fill(QColor(*rgb))
+def swatch(entry: LegendEntry, size: int = 14, scale: float = 1.0) -> QPixmap:
+    """The state's colour with its pattern, as the map draws it, framed in grey."""
+    pm = QPixmap(round(size * 1.5), size)
+    pm.fill(QColor(*entry.rgb))
+    p = QPainter(pm)
+    if entry.pattern != Pattern.NONE:
+        p.fillRect(pm.rect(), pattern_tile(entry.pattern, ink_for(entry.code), scale))
+    p.setPen(QColor(110, 110, 110))
+    p.drawRect(pm.rect().adjusted(0, 0, -1, -1))
+    p.end()
     return pm
 
 
@@ -32,6 +40,7 @@ class LegendPane(QWidget):
         outer.addLayout(grid)
         outer.addStretch(1)
         row = 0
+        self._swatches: list[tuple[QLabel, LegendEntry]] = []
         for gi, group in enumerate(GROUP_ORDER):
             entries = [e for e in LEGEND if e.group == group and e.code != Code.OUTSIDE]
             col = (gi % 2) * 2
@@ -43,12 +52,20 @@ class LegendPane(QWidget):
             for e in entries:
                 r += 1
                 sw = QLabel()
-                sw.setPixmap(swatch(e.rgb))
+                sw.setPixmap(swatch(e))
+                self._swatches.append((sw, e))
                 sw.setObjectName(f"legend_{e.code.name}")
                 name = QLabel(e.name)
                 tip = f"<b>{e.name}</b>: {e.description}"
+                if e.pattern != Pattern.NONE:
+                    tip += f" (drawn with {e.pattern.value})"
                 sw.setToolTip(tip)
                 name.setToolTip(tip)
                 grid.addWidget(sw, r, col, Qt.AlignRight | Qt.AlignVCenter)
                 grid.addWidget(name, r, col + 1)
         self.setToolTip("What the colours of the map mean (hover an entry for details)")
+
+    def set_scale(self, scale: float) -> None:
+        """Swatches `scale` times their size (presentation mode)."""
+        for sw, e in self._swatches:
+            sw.setPixmap(swatch(e, round(14 * scale), scale))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import deque
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
@@ -56,37 +57,46 @@ class LogPane(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self.flush)
+        self._bodies: deque[str] = deque(maxlen=4000)  # as the widget's block limit
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.recolour)
 
     def on_op(self, rec: OpRecord) -> None:
         line = rec.line
         ret = dict(line["ret"]) if line["ret"] else {}
         res = "ok" if rec.ok else f"<b>{line['errno']}</b>"
         ret_text = json.dumps(_plain(ret), separators=(", ", ": ")) if ret else ""
-        colour = "#1b5e20" if rec.ok else "#b71c1c"
+        colour = "{ok}" if rec.ok else "{error}"
         plain = f"#{rec.index} {op_text(rec.op)} -> {'ok' if rec.ok else line['errno']} {ret_text}"
         body = (
-            f"<span style='color:#555'>#{rec.index}</span> "
-            f"<code>{html.escape(op_text(rec.op))}</code> → "
+            f"<span style='color:{{muted}}'>#{rec.index}</span> "
+            f"<code>{_brace(html.escape(op_text(rec.op)))}</code> → "
             f"<span style='color:{colour}'>{res}</span> "
-            f"<span style='color:#555'>{html.escape(ret_text)}</span>"
+            f"<span style='color:{{muted}}'>{_brace(html.escape(ret_text))}</span>"
         )
         if rec.explanation:
-            body += f"<br>&nbsp;&nbsp;<i>{html.escape(rec.explanation)}</i>"
+            body += f"<br>&nbsp;&nbsp;<i>{_brace(html.escape(rec.explanation))}</i>"
             plain += " | " + rec.explanation
         if self.show_events and rec.events:
             shown = [html.escape(format_event(e)) for e in rec.events[:MAX_EVENTS_SHOWN]]
             more = len(rec.events) - len(shown)
             ev = "; ".join(shown) + (f"; … {more} more" if more > 0 else "")
-            body += f"<br>&nbsp;&nbsp;<span style='color:#777;font-size:small'>{ev}</span>"
+            body += (
+                f"<br>&nbsp;&nbsp;<span style='color:{{muted}};font-size:small'>{_brace(ev)}</span>"
+            )
         self._append(body, plain)
 
     def note(self, text: str, level: str = "info") -> None:
-        colour = {"info": "#0d47a1", "error": "#b71c1c", "step": "#4a148c"}.get(level, "#000")
+        colour = {"info": "{info}", "error": "{error}", "step": "{step}"}.get(level, "{text}")
         first = text.splitlines()[0] if text else ""
-        self._append(f"<span style='color:{colour}'>{html.escape(first)}</span>", text)
+        self._append(f"<span style='color:{colour}'>{_brace(html.escape(first))}</span>", text)
 
     def _append(self, body: str, plain: str) -> None:
+        """`body` is HTML with {ok}, {error}, {info}, {step}, {muted}, {text} for the
+        theme's colours (literal braces doubled): a theme switch recolours every entry."""
         self.lines.append(plain)
+        self._bodies.append(body)
         self._pending.append(body)
         if len(self._pending) >= FLUSH_AT:
             self.flush()
@@ -100,8 +110,37 @@ class LogPane(QWidget):
         if not self._pending:
             return
         bodies, self._pending = self._pending, []
-        self.text.appendHtml("".join(f"<p>{b}</p>" for b in bodies))
+        colours = _colours()
+        self.text.appendHtml("".join(f"<p>{b.format(**colours)}</p>" for b in bodies))
         self.text.moveCursor(QTextCursor.End)
+
+    def recolour(self, _theme=None) -> None:
+        """Redraw every entry in the current theme's colours (the light theme's blue and
+        red are hard to read on dark)."""
+        self.flush()
+        colours = _colours()
+        self.text.clear()
+        self.text.appendHtml("".join(f"<p>{b.format(**colours)}</p>" for b in self._bodies))
+        self.text.moveCursor(QTextCursor.End)
+
+
+def _brace(text: str) -> str:
+    """Literal text inside a body template: its braces doubled."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _colours() -> dict[str, str]:
+    from imemviz.app import plot_theme
+
+    t = plot_theme.current()
+    return {
+        "ok": t.ok,
+        "error": t.error,
+        "info": t.info,
+        "step": t.step,
+        "muted": t.muted,
+        "text": t.text,
+    }
 
 
 def _plain(v):

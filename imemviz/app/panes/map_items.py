@@ -20,41 +20,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsObject
 
-from imemviz.app.palette import LEGEND_BY_CODE
+from imemviz.app.palette import LEGEND_BY_CODE, is_dark
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa, nice_step, staircase
 from imemviz.model.raster import Code
 from imemviz.model.units import fmt_size
 
-# Short names drawn inside cells when zoomed in far enough.
-SHORT = {
-    Code.OUTSIDE: "",
-    Code.HOLE: "hole",
-    Code.SHARED_EMPTY: "",
-    Code.PRIVATE_EMPTY: "",
-    Code.SHARED_POPULATED: "S page",
-    Code.SHARED_KEPT: "S+folio",
-    Code.PRIVATE_ALLOCATED: "P folio",
-    Code.NO_BACKING: "no gmem",
-    Code.SHARED_1G: "S 1G",
-    Code.SHARED_2M: "S 2M",
-    Code.SHARED_4K: "S 4K",
-    Code.PRIVATE_1G: "P 1G",
-    Code.PRIVATE_2M: "P 2M",
-    Code.PRIVATE_4K: "P 4K",
-    Code.BLOCKED: "BLOCKED",
-    Code.PENDING_1G: "PEND 1G",
-    Code.PENDING_2M: "PEND 2M",
-    Code.PENDING_4K: "PENDING",
-    Code.HWPOISON: "POISON",
-}
-
-
-def _dark(code: int) -> bool:
-    r, g, b = LEGEND_BY_CODE[Code(code)].rgb
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 128
-
-
-DARK = [_dark(c) for c in Code]
+# Short names drawn inside cells when zoomed in far enough, and whether text on a
+# code's colour is drawn light (both from the palette).
+SHORT = {code: LEGEND_BY_CODE[code].short for code in Code}
+DARK = [is_dark(c) for c in Code]
 
 
 class GpaAxis(pg.AxisItem):
@@ -124,12 +98,16 @@ def outline_path(ranges: Iterable[tuple[int, int]], row_gfns: int) -> QPainterPa
 
 
 class CellLabels(QGraphicsObject):
-    """Text inside each visible cell (GPA and state) once cells are large enough.
-
-    Texts are QStaticText, cached: a repaint after an op lays out nothing again.
+    """Text inside each visible cell once cells are large enough: its GPA and its state
+    ("P 4K") in cells of FULL_PX and more, the state alone in cells of SHORT_PX (the
+    row's address is on the axis), nothing below.  Sizes grow with the UI scale
+    (presentation mode).  Texts are QStaticText, cached: a repaint after an op lays out
+    nothing again.
     """
 
-    MIN_W, MIN_H = 58.0, 26.0
+    FULL_PX = (58.0, 26.0)
+    SHORT_PX = (30.0, 14.0)
+    MIN_W, MIN_H = FULL_PX
     CACHE_MAX = 4096
 
     def __init__(self) -> None:
@@ -137,23 +115,38 @@ class CellLabels(QGraphicsObject):
         self._codes: np.ndarray | None = None
         self._row0 = 0
         self._layout: MapLayout | None = None
-        self._font = QFont()
-        self._font.setPixelSize(10)
-        self._line = 12.0
         self._texts: dict[str, QStaticText] = {}
+        self.set_scale(1.0)
         self.setZValue(5)
+
+    def set_scale(self, scale: float) -> None:
+        self.scale_ = scale
+        self._font = QFont()
+        self._font.setPixelSize(round(10 * scale))
+        self._line = 12.0 * scale
+        self._texts = {}
+        self.update()
 
     def set_data(self, codes: np.ndarray | None, row0: int, layout: MapLayout) -> None:
         self.prepareGeometryChange()
         self._codes, self._row0, self._layout = codes, row0, layout
         self.update()
 
-    def active(self) -> bool:
+    def tier(self) -> int:
+        """2: address and state, 1: state only, 0: no labels at this zoom."""
         lay = self._layout
         if lay is None or self._codes is None or self._codes.shape[1] != lay.row_gfns:
-            return False
+            return 0
         w, h = lay.cell_px()
-        return w >= self.MIN_W and h >= self.MIN_H
+        s = self.scale_
+        if w >= self.FULL_PX[0] * s and h >= self.FULL_PX[1] * s:
+            return 2
+        if w >= self.SHORT_PX[0] * s and h >= self.SHORT_PX[1] * s:
+            return 1
+        return 0
+
+    def active(self) -> bool:
+        return self.tier() > 0
 
     def boundingRect(self) -> QRectF:
         if self._codes is None or self._layout is None:
@@ -173,7 +166,8 @@ class CellLabels(QGraphicsObject):
         return t
 
     def paint(self, painter: QPainter, *args) -> None:
-        if not self.active():
+        tier = self.tier()
+        if not tier:
             return
         assert self._codes is not None and self._layout is not None
         lay = self._layout
@@ -203,6 +197,7 @@ class CellLabels(QGraphicsObject):
             for col in range(1, r):
                 x = origin.x() + col * cw
                 painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+        pad = 3 * self.scale_
         for row in range(y0, y1):
             lin, fold = linear[row - y0]
             if fold >= 0:
@@ -213,14 +208,19 @@ class CellLabels(QGraphicsObject):
                 code = int(line[col])
                 if code == Code.OUTSIDE:
                     continue
-                x = origin.x() + col * cw + 3
+                x = origin.x() + col * cw + pad
                 painter.setPen(pens[DARK[code]])
-                painter.drawStaticText(
-                    QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
-                )
                 short = SHORT[Code(code)]
-                if short:
+                if tier == 2:
                     painter.drawStaticText(
-                        QPointF(x, ytop + ch - 4 - self._line), self._text(short)
+                        QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
+                    )
+                    if short:
+                        painter.drawStaticText(
+                            QPointF(x, ytop + ch - 4 - self._line), self._text(short)
+                        )
+                elif short:
+                    painter.drawStaticText(
+                        QPointF(x, ytop + (ch - self._line) / 2 - 2), self._text(short)
                     )
         painter.restore()

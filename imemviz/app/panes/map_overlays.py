@@ -221,7 +221,7 @@ class FoldBands(QGraphicsObject):
         painter.resetTransform()
         painter.setRenderHint(QPainter.Antialiasing, True)
         painter.setFont(self.font)
-        edge = QPen(self.background, 2.0)
+        edge = QPen(self.background, 1.5)
         for f in folds:
             ya = tr.map(QPointF(0, f.drow)).y()
             yb = tr.map(QPointF(0, f.drow + fm.band)).y()

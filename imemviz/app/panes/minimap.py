@@ -56,9 +56,16 @@ class Minimap(QWidget):
         self.engine.snapshotReady.connect(self._on_snapshot)
         self.engine.rasterReady.connect(self._on_raster)
         pane.viewChanged.connect(lambda _t: self.update())
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self._on_theme)  # a bound method: dropped with us
+        self.set_dark(plot_theme.current().dark)
 
     def sizeHint(self) -> QSize:
         return QSize(WIDTH, 200)
+
+    def _on_theme(self, theme) -> None:
+        self.set_dark(theme.dark)
 
     def set_dark(self, dark: bool) -> None:
         self.dark = dark
