@@ -149,14 +149,7 @@ def bench_redraw(app, w, n_ops: int) -> list[tuple[str, int, float, float]]:
         pane.zoom(steps, base)
         _wait(app, w.wait_drawn)
         times = []
-        a, b = lay.visible_gfns()
-        cand = [
-            g
-            for g in range(a, b, max(1, (b - a) // (4 * n_ops)))
-            if vm.memslots.lookup(g) is not None
-            and vm.attr_private(g)
-            and vm.private.lookup(g) is None
-        ][: n_ops + 5]
+        cand = _candidates(lay, vm, n_ops + 5)
         painted: list[float] = []
 
         def paint_now(painted: list[float] = painted) -> None:  # first paint of the new raster
@@ -165,6 +158,9 @@ def bench_redraw(app, w, n_ops: int) -> list[tuple[str, int, float, float]]:
 
         pane.drawn.connect(paint_now)
         for g in cand[:n_ops]:
+            # Select the page first, as a click does: what you point at is not framed, so
+            # this measures the redraw (bench_framing measures the framing).
+            w.selection.set_gfn(g)
             _idle(app)  # the previous op's other repaints (log, inspector) are done
             version = engine.snapshot.version
             painted.clear()
@@ -184,6 +180,101 @@ def bench_redraw(app, w, n_ops: int) -> list[tuple[str, int, float, float]]:
             f"median {out[-1][2]:.1f} ms, max {out[-1][3]:.1f} ms over {len(times)} ops"
         )
     return out
+
+
+def _candidates(lay, vm, n: int) -> list[int]:
+    """Private pages with no leaf, in rows on screen (not in fold bands), spread out."""
+    spans = [(g, g + rows * lay.row_gfns) for g, rows, fill in lay.raster_pieces() if fill < 0]
+    total = sum(b - a for a, b in spans)
+    step = max(1, total // (4 * n))
+    out = []
+    for a, b in spans:
+        for g in range(a, min(b, lay.extent), step):
+            if (
+                vm.memslots.lookup(g) is not None
+                and vm.attr_private(g)
+                and vm.private.lookup(g) is None
+            ):
+                out.append(g)
+    return out[:n]
+
+
+def bench_framing(app, w, n_ops: int) -> tuple[float, float, float, int]:
+    """Follow changes on: ops on pages the map does not show legibly (not selected, at the
+    whole-guest zoom).  (median ms from submit to the first frame of the move, median ms
+    to the framed view drawn after its animation, median GUI ms per animation step,
+    animation steps in all)."""
+    from imemviz.app.panes.map_frame import needs_frame
+    from imemviz.io import plans
+
+    pane, engine = w.map, w.engine
+    lay = pane.layout_
+    vm = engine.worker.session.vm
+    firsts, ends, steps = [], [], []
+    anim = pane.animator
+    orig = anim._step
+
+    def timed_step(t, orig=orig) -> None:
+        t0 = time.perf_counter()
+        orig(t)
+        pane.view.viewport().repaint()
+        steps.append((time.perf_counter() - t0) * 1000)
+
+    anim._anim.valueChanged.disconnect(orig)
+    anim._anim.valueChanged.connect(timed_step)
+    try:
+        for _ in range(n_ops):
+            pane.zoom_all()
+            w.selection.clear()
+            _wait(app, w.wait_drawn)
+            _idle(app)
+            g = _candidates(lay, vm, 50)[len(firsts) * 3 % 50]
+            version = engine.snapshot.version
+            n0 = len(steps)
+            t0 = time.perf_counter()
+            engine.submit(plans.accept(g))
+            _wait(app, lambda v=version, n0=n0: engine.snapshot.version > v and len(steps) > n0)
+            firsts.append((time.perf_counter() - t0) * 1000)
+            _wait(app, w.wait_drawn)
+            pane.view.viewport().repaint()
+            ends.append((time.perf_counter() - t0) * 1000)
+            framed = w.navigator.last_framed
+            assert framed and not needs_frame(lay, framed), "not framed"
+    finally:
+        anim._anim.valueChanged.disconnect(timed_step)
+        anim._anim.valueChanged.connect(orig)
+    return (
+        statistics.median(firsts),
+        statistics.median(ends),
+        statistics.median(steps),
+        len(steps),
+    )
+
+
+def bench_overview(w, runs: int = 20) -> tuple[float, float, float, int]:
+    """Engine-thread cost per op of what the overview and folding add: (median ms of the
+    overview's raster, of the foldable runs for the snapshot, GUI ms to refold the
+    map's zoom; long runs)."""
+    from imemviz.app.panes.map_fold import LongRuns
+
+    worker = w.engine.worker
+    req = w.minimap._req
+    cache = worker._cache
+    lay = w.map.layout_.copy()
+    mm, lr, fold = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        worker._raster_answer(req)
+        t1 = time.perf_counter()
+        runs_ = LongRuns((cache.bounds, cache.codes))
+        t2 = time.perf_counter()
+        lay.set_runs(runs_)
+        lay.foldmap()
+        t3 = time.perf_counter()
+        mm.append((t1 - t0) * 1000)
+        lr.append((t2 - t1) * 1000)
+        fold.append((t3 - t2) * 1000)
+    return statistics.median(mm), statistics.median(lr), statistics.median(fold), len(runs_)
 
 
 def bench_stall(app, w) -> tuple[float, float, float]:
@@ -347,6 +438,18 @@ def main() -> None:
     w, engine = _window(app, session)
     try:
         redraw = bench_redraw(app, w, n_ops)
+        overview = bench_overview(w)
+        print(
+            f"  per op: overview raster {overview[0]:.2f} ms, foldable runs "
+            f"{overview[1]:.2f} ms (engine thread), refold {overview[2]:.2f} ms (GUI); "
+            f"{overview[3]} long runs"
+        )
+        framing = bench_framing(app, w, 5 if a.quick else 12)
+        print(
+            f"  framing an op: first frame after {framing[0]:.0f} ms, framed and drawn "
+            f"after {framing[1]:.0f} ms, {framing[2]:.1f} ms GUI per animation step "
+            f"({framing[3]} steps)"
+        )
         stall, op_ms, e2e = bench_stall(app, w)
         print(
             f"  1 TiB conversion: max GUI stall {stall:.1f} ms (op {op_ms:.0f} ms, "
@@ -386,6 +489,20 @@ def main() -> None:
                 f"| redraw after an op, zoom {name} (row = {row:,} pages) | median "
                 f"<= 16 ms | median {med:.1f} ms, max {mx:.1f} ms |"
             )
+        lines.append(
+            f"| per op: the overview's raster (engine thread) | - | median {overview[0]:.2f} ms |"
+        )
+        lines.append(
+            f"| per op: foldable runs for the snapshot (engine thread) / refolding the "
+            f"map's zoom (GUI) | - | median {overview[1]:.2f} ms / {overview[2]:.2f} ms "
+            f"({overview[3]:,} long runs) |"
+        )
+        lines.append(
+            f"| framing an op on a page too small to see (Follow changes) | - | first "
+            f"frame of the move after {framing[0]:.0f} ms (median), framed and drawn after "
+            f"{framing[1]:.0f} ms (the animation lasts 420 ms); {framing[2]:.1f} ms of GUI "
+            f"per animation step |"
+        )
         lines.append(
             f"| GUI stall while converting 1 TiB (+ punch hole) | max <= 50 ms | "
             f"max {stall:.1f} ms (the op took {op_ms:.0f} ms, drawn after "

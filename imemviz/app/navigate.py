@@ -99,7 +99,7 @@ class Navigator(QObject):
         else:
             # Live: what you pointed at, you see; follow what happened elsewhere.
             span = self.window.selection.span()
-            pointed = span is not None and all(span[0] <= a and b <= span[1] for a, b in ranges)
+            pointed = span is not None and any(a < span[1] and span[0] < b for a, b in ranges)
             move = not on_screen(lay, ranges) if pointed else needs_frame(lay, ranges)
         if not move:
             return False

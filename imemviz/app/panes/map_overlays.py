@@ -25,7 +25,8 @@ from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.model.raster import NCODES, Code
 
 MIN_PATTERN_PX = 6.0  # a run smaller than this on screen (either way) shows its colour only
-MAX_PATTERN_RUNS = 6000  # beyond this many runs on screen, only the first ones get a pattern
+MAX_PATTERN_RUNS = 6000
+MAX_LABELLED_BANDS = 80  # more fold bands than this on screen: only the first get a label  # beyond this many runs on screen, only the first ones get a pattern
 TILE = 8  # pattern tile size in pixels at UI scale 1
 
 # Which codes carry a drawn pattern (holes have their own hatch item on the map).
@@ -219,30 +220,33 @@ class FoldBands(QGraphicsObject):
         x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
         painter.save()
         painter.resetTransform()
-        painter.setRenderHint(QPainter.Antialiasing, True)
         painter.setFont(self.font)
+        fmx = painter.fontMetrics()
+        # Torn edges: one zigzag, built once per paint and moved to each band's edges
+        # (no antialiasing: hundreds of bands may be on screen on a huge guest).
+        n = max(2, math.ceil((x1 - x0) / 8.0))
+        amp = 2.0
+        zig = QPolygonF(
+            [QPointF(x0 + k * (x1 - x0) / n, amp if k % 2 else -amp) for k in range(n + 1)]
+        )
         edge = QPen(self.background, 1.5)
-        for f in folds:
+        bg = QColor(self.background)
+        bg.setAlpha(215)
+        for k, f in enumerate(folds):
             ya = tr.map(QPointF(0, f.drow)).y()
             yb = tr.map(QPointF(0, f.drow + fm.band)).y()
             h = yb - ya
-            # Torn edges: a zigzag in the background colour along both edges.
-            amp = min(2.0, h / 6)
             painter.setPen(edge)
-            n = max(2, math.ceil((x1 - x0) / 8.0))
             for y in (ya, yb):
-                pts = [
-                    QPointF(x0 + k * (x1 - x0) / n, y + (amp if k % 2 else -amp))
-                    for k in range(n + 1)
-                ]
-                painter.drawPolyline(QPolygonF(pts))
+                painter.translate(0, y)
+                painter.drawPolyline(zig)
+                painter.translate(0, -y)
+            if h < fmx.height() - 2 or k >= MAX_LABELLED_BANDS:
+                continue  # too thin for text (or too many): the edges say it all
             text = self.label(f, lay.row_gfns)
-            fm_ = painter.fontMetrics()
-            tw, th = fm_.horizontalAdvance(text) + 12, min(h - 2 * amp, fm_.height() + 2)
+            tw, th = fmx.horizontalAdvance(text) + 12, min(h - 2 * amp, fmx.height() + 2)
             box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
             painter.setPen(Qt.NoPen)
-            bg = QColor(self.background)
-            bg.setAlpha(215)
             painter.setBrush(bg)
             painter.drawRoundedRect(box, th / 2, th / 2)
             painter.setPen(self.text_colour)
