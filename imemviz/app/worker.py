@@ -30,7 +30,13 @@ from imemviz.model.explain import explain
 from imemviz.model.op_stats import op_stats
 from imemviz.model.ops import Op
 from imemviz.model.query import inspect_gfn, stats_dict
-from imemviz.model.raster import StepCache, changed_ranges, guest_extent, merge_ranges
+from imemviz.model.raster import (
+    StepCache,
+    changed_ranges,
+    guest_extent,
+    merge_ranges,
+    raster_rows_at,
+)
 from imemviz.model.vm import VM
 
 EMPTY_EXTENT = 1 << 20  # gfns drawn for a VM without memslots: 4 GiB of hole
@@ -110,6 +116,8 @@ class RasterRequest:
     # Rows stacked from several places (a folded map): (first gfn, rows, fill code); fill
     # -1 means rows of the guest, a code a band of rows drawn in that one code.
     pieces: tuple[tuple[int, int, int], ...] = ()
+    # Not urgent (the overview): redrawn after the snapshot and the urgent rasters are out.
+    urgent: bool = True
 
     @property
     def window(self) -> tuple[int, int]:
@@ -394,6 +402,9 @@ class EngineWorker(QObject):
             views = [v for v in self._views.values() if v.touches(ranges)]
             for v in views:
                 self._rasters.pop(v.key, None)
+            for v in [v for v in views if not v.urgent]:
+                self._rasters[v.key] = v  # drawn when the inbox is empty
+            views = [v for v in views if v.urgent]
         answers = [self._raster_answer(v) for v in views]
         slots = tuple(
             SlotInfo(
@@ -445,13 +456,25 @@ class EngineWorker(QObject):
         if self._cache is None:
             return None
         if req.pieces:
-            parts = [
-                self._cache.raster_rows(g, req.row_gfns, n, req.cols)
-                if fill < 0
-                else np.full((n, req.cols), fill, np.uint8)
-                for g, n, fill in req.pieces
+            # Rows of the guest from every stretch in one pass; fold bands in their code.
+            # Big stretches one by one (cost: their pixels plus runs), the many small
+            # ones in one pass (cost: their pixels times log runs, no per-call overhead).
+            r, cols, c = req.row_gfns, req.cols, self._cache
+            small = [
+                g + k * r for g, n, f in req.pieces if f < 0 and n * cols < 8192 for k in range(n)
             ]
-            codes = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            rows = raster_rows_at(c.bounds, c.codes, c.limit, np.asarray(small), r, cols)
+            codes = np.empty((req.rows, cols), np.uint8)
+            at = i = 0
+            for g, n, fill in req.pieces:
+                if fill >= 0:
+                    codes[at : at + n] = fill
+                elif n * cols < 8192:
+                    codes[at : at + n] = rows[i : i + n]
+                    i += n
+                else:
+                    codes[at : at + n] = c.raster_rows(g, r, n, cols)
+                at += n
         else:
             codes = self._cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
         codes.setflags(write=False)

@@ -600,3 +600,41 @@ def guest_extent(vm: VM, align: int = 1 << 18) -> int:
         (s.end_gfn for s in vm.memslots.by_id.values() if s.as_id == 0 and s.npages), default=0
     )
     return max(align, -(-end // align) * align)
+
+
+def raster_rows_at(
+    bounds: np.ndarray,
+    codes: np.ndarray,
+    limit: int,
+    row_starts: np.ndarray,
+    row_gfns: int,
+    cols: int,
+) -> np.ndarray:
+    """(rows, cols) codes of rows of `row_gfns` gfns that start anywhere (`row_starts`),
+    from the step function of [0, limit); gfns at or past `limit` are OUTSIDE.
+
+    Each row is split as `reduce_to_pixels` splits it, so a row equals the same row of
+    `StepCache.raster_rows`; one pass over all the rows (a folded map stacks rows from
+    many places: one call instead of one per stretch).  Cost: O(pixels * log runs).
+    """
+    starts = np.asarray(row_starts, dtype=np.int64)
+    if len(starts) == 0 or cols <= 0:
+        return np.zeros((len(starts), max(cols, 0)), dtype=np.uint8)
+    b = np.append(bounds[:-1], limit).astype(np.int64)
+    c = np.append(codes, np.uint8(Code.OUTSIDE)).astype(np.uint8)  # [limit, ...) is outside
+    pb = pixel_bounds(0, row_gfns, cols)
+    left = (starts[:, None] + pb[None, :-1]).ravel()
+    last = (starts[:, None] + pb[None, 1:]).ravel() - 1
+    lo = np.searchsorted(b, left, side="right") - 1
+    hi = np.searchsorted(b, last, side="right") - 1
+    out = c[np.clip(lo, 0, None)]
+    multi = np.flatnonzero(hi > lo)
+    if len(multi):
+        # The most significant code of runs lo..hi: max over c[lo:hi + 1], by reduceat on
+        # interleaved (lo, hi + 1) index pairs (every other result is the one wanted).
+        idx = np.empty(2 * len(multi), dtype=np.int64)
+        idx[0::2] = lo[multi]
+        idx[1::2] = hi[multi] + 1
+        cc = np.append(c, np.uint8(0))
+        out[multi] = np.maximum.reduceat(cc, idx)[0::2]
+    return out.reshape(len(starts), cols)

@@ -239,6 +239,7 @@ class GpaMapPane(QWidget):
         self.cells.set_scale(scale)
         self.patterns.set_scale(scale)
         self.fold_bands.font.setPixelSize(round(11 * scale))
+        self.fold_bands._texts.clear()
         self._axis_width = 0  # _fit_axis measures again with the new font
         self._on_resize()
 

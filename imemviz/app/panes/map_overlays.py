@@ -17,7 +17,17 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QStaticText,
+    QTransform,
+)
 from PySide6.QtWidgets import QGraphicsObject
 
 from imemviz.app.palette import LEGEND_BY_CODE, PATTERN_OF, Pattern, is_dark
@@ -183,6 +193,7 @@ class FoldBands(QGraphicsObject):
         self.text_colour = QColor(40, 40, 40)
         self.font = QFont()
         self.font.setPixelSize(11)
+        self._texts: dict[str, QStaticText] = {}
         self.setZValue(9)  # under the memslot outlines
 
     def set_layout(self, layout: MapLayout) -> None:
@@ -195,6 +206,18 @@ class FoldBands(QGraphicsObject):
         if lay is None:
             return QRectF()
         return QRectF(0, 0, lay.row_gfns, lay.rows_total())
+
+    def _static(self, text: str) -> QStaticText:
+        """Laid-out label texts, cached (a repaint lays out nothing again)."""
+        st = self._texts.get(text)
+        if st is None:
+            if len(self._texts) > 2048:
+                self._texts.clear()
+            st = QStaticText(text)
+            st.setTextFormat(Qt.PlainText)
+            st.prepare(QTransform(), self.font)
+            self._texts[text] = st
+        return st
 
     @staticmethod
     def label(fold, r: int) -> str:
@@ -229,7 +252,7 @@ class FoldBands(QGraphicsObject):
         zig = QPolygonF(
             [QPointF(x0 + k * (x1 - x0) / n, amp if k % 2 else -amp) for k in range(n + 1)]
         )
-        edge = QPen(self.background, 1.5)
+        edge = QPen(self.background, 1)  # a 1 px pen: the fast path (a wider one strokes)
         bg = QColor(self.background)
         bg.setAlpha(215)
         for k, f in enumerate(folds):
@@ -243,12 +266,15 @@ class FoldBands(QGraphicsObject):
                 painter.translate(0, -y)
             if h < fmx.height() - 2 or k >= MAX_LABELLED_BANDS:
                 continue  # too thin for text (or too many): the edges say it all
-            text = self.label(f, lay.row_gfns)
-            tw, th = fmx.horizontalAdvance(text) + 12, min(h - 2 * amp, fmx.height() + 2)
+            st = self._static(self.label(f, lay.row_gfns))
+            size = st.size()
+            tw, th = size.width() + 12, min(h - 2 * amp, size.height() + 2)
             box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
             painter.setPen(Qt.NoPen)
             painter.setBrush(bg)
             painter.drawRoundedRect(box, th / 2, th / 2)
             painter.setPen(self.text_colour)
-            painter.drawText(box, int(Qt.AlignCenter | Qt.TextSingleLine), text)
+            painter.drawStaticText(
+                QPointF(box.left() + 6, box.top() + (th - size.height()) / 2), st
+            )
         painter.restore()

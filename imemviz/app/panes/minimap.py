@@ -86,7 +86,7 @@ class Minimap(QWidget):
         cols = max(1, int(rect.width()))
         self._extent = max(snap.extent, 1)
         row_gfns = max(cols, -(-self._extent // rows))
-        req = RasterRequest(KEY, 0, row_gfns, rows, cols)
+        req = RasterRequest(KEY, 0, row_gfns, rows, cols, urgent=False)
         if req != self._req:
             self._req = req
             self.engine.request_raster(req)
