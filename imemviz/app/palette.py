@@ -121,7 +121,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.SHARED_4K,
-        "shared 4K",
+        "shared, mapped 4K",
         "mapped by a 4K leaf in the shared EPT",
         _hex("#32b0ff"),
         "Shared",
@@ -130,7 +130,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.SHARED_2M,
-        "shared 2M",
+        "shared, mapped 2M",
         "mapped by a 2M leaf in the shared EPT",
         _hex("#2966d4"),
         "Shared",
@@ -139,7 +139,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.SHARED_1G,
-        "shared 1G",
+        "shared, mapped 1G",
         "mapped by a 1G leaf in the shared EPT",
         _hex("#0b335a"),
         "Shared",
@@ -164,7 +164,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.PRIVATE_4K,
-        "private 4K",
+        "private, mapped 4K",
         "mapped by a 4K private leaf (S-EPT MAPPED on TDX)",
         _hex("#ffac1d"),
         "Private",
@@ -173,7 +173,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.PRIVATE_2M,
-        "private 2M",
+        "private, mapped 2M",
         "mapped by a 2M private leaf",
         _hex("#c35812"),
         "Private",
@@ -182,7 +182,7 @@ LEGEND: tuple[LegendEntry, ...] = (
     ),
     LegendEntry(
         Code.PRIVATE_1G,
-        "private 1G",
+        "private, mapped 1G",
         "mapped by a 1G private leaf",
         _hex("#731e07"),
         "Private",

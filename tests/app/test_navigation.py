@@ -303,8 +303,11 @@ def test_patterns_mark_the_states_colour_cannot_tell_apart(make_window, qtbot) -
     w.engine.submit(plans.touch_without_accept(PAGE))  # a PENDING leaf (and a dead TD)
     w.engine.apply_ops([O.Fallocate(3, 1, (PAGE + 64) << 12, 16 << 12)], "fallocate")
     wait_drawn(qtbot, w)
-    w.map.show_range(PAGE, PAGE + 96)
+    # A zoom whose cells are too small for tile labels but big enough for patterns.
+    w.map.go_to(View(64, PAGE + 32.0))
     wait_drawn(qtbot, w)
+    cw, ch = w.map.layout_.cell_px()
+    assert w.map.cells.tier() == 0 and min(cw, ch) >= 6
     codes = {int(c) for *_rest, c in w.map.patterns.runs().tolist()}
     assert {Code.PENDING_4K, Code.PRIVATE_ALLOCATED} <= codes
     assert Code.PRIVATE_EMPTY not in codes
@@ -318,4 +321,8 @@ def test_patterns_mark_the_states_colour_cannot_tell_apart(make_window, qtbot) -
         for dy in range(-5, 6)
     }
     assert base in seen and len(seen) > 1
-    assert w.map.layout_.is_legible(PAGE, PAGE + 1, LEGIBLE_PX)
+    # Zoomed in until tiles carry labels, the label is the second channel instead.
+    w.map.show_range(PAGE, PAGE + 32)
+    wait_drawn(qtbot, w)
+    assert w.map.cells.tier() > 0 and w.map.layout_.is_legible(PAGE, PAGE + 1, LEGIBLE_PX)
+    assert LEGEND_BY_CODE[Code.PENDING_4K].short == "PENDING"

@@ -33,7 +33,7 @@ from imemviz.app.panes.map_animator import MapAnimator
 from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
-from imemviz.app.panes.map_overlays import FoldBands, PatternLayer
+from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
 from imemviz.model.raster import NCODES
@@ -183,10 +183,12 @@ class GpaMapPane(QWidget):
         self.vb.addItem(self.hover_item, ignoreBounds=True)
         self.cells = CellLabels()
         self.vb.addItem(self.cells, ignoreBounds=True)
-        self.patterns = PatternLayer()
+        self.patterns = PatternLayer(self.cells)
         self.vb.addItem(self.patterns, ignoreBounds=True)
         self.fold_bands = FoldBands()
         self.vb.addItem(self.fold_bands, ignoreBounds=True)
+        self.block_labels = BlockLabels(self.cells)
+        self.vb.addItem(self.block_labels, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         self._label_font = QFont()
         self._label_font.setPixelSize(11)
@@ -240,6 +242,7 @@ class GpaMapPane(QWidget):
         self.patterns.set_scale(scale)
         self.fold_bands.font.setPixelSize(round(11 * scale))
         self.fold_bands._texts.clear()
+        self.block_labels.set_font_px(round(13 * scale))
         self._axis_width = 0  # _fit_axis measures again with the new font
         self._on_resize()
 
@@ -266,6 +269,9 @@ class GpaMapPane(QWidget):
         self.hatch.setBrush(QBrush(QColor(theme.hole_ink), Qt.BDiagPattern))
         self.fold_bands.background = QColor(theme.background)
         self.fold_bands.text_colour = QColor(theme.text)
+        self.block_labels.background = QColor(theme.background)
+        self.block_labels.text_colour = QColor(theme.text)
+        self.block_labels.update()
         self._text_colour, self._muted_colour = theme.text, theme.muted
         if self.snapshot is not None:
             self._update_overlays()
@@ -417,6 +423,7 @@ class GpaMapPane(QWidget):
         self._shown_d0 = d0
         self.cells.set_data(ans.codes, d0, self.layout_)
         self.patterns.set_data(ans.codes, d0, self.layout_)
+        self.block_labels.set_data(ans.codes, d0, self.layout_)
         if self.is_drawn():
             self.drawn.emit()
 
@@ -449,6 +456,7 @@ class GpaMapPane(QWidget):
             self.img.hide()  # the old raster is in other coordinates
             self.cells.set_data(None, 0, lay)
             self.patterns.set_data(None, 0, lay)
+            self.block_labels.set_data(None, 0, lay)
         self.fold_bands.set_layout(lay)
         self._request_raster()
         self._emit_view()

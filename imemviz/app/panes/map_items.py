@@ -45,6 +45,8 @@ class GpaAxis(pg.AxisItem):
             return []
         px = size / (maxVal - minVal)  # pixels per display row
         step = nice_step(28 / px)
+        # Only where there are rows: not in the margins, not below the guest's end.
+        minVal, maxVal = max(minVal, 0), min(maxVal, self._layout().rows_total())
         lo, hi = math.ceil(minVal / step), math.floor(maxVal / step)
         values = [k * step for k in range(lo, hi + 1)]
         fm = self._layout().foldmap()

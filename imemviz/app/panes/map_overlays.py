@@ -119,8 +119,9 @@ def ink_for(code: int) -> QColor:
 class PatternLayer(QGraphicsObject):
     """The patterns of the states on screen, from the raster the map shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, cells=None) -> None:
         super().__init__()
+        self.cells = cells  # CellLabels: tiles that name their state need no pattern
         self._runs = np.zeros((0, 4), np.int64)
         self._d0 = 0
         self._cols = 1
@@ -166,6 +167,8 @@ class PatternLayer(QGraphicsObject):
         lay = self._layout
         if lay is None or not len(self._runs):
             return
+        if self.cells is not None and self.cells.tier() > 0:
+            return  # each tile names its state: text, the clearer second channel
         tr = painter.transform()
         o = tr.map(QPointF(0, self._d0))
         cw = (tr.map(QPointF(lay.row_gfns, 0)).x() - tr.map(QPointF(0, 0)).x()) / self._cols
@@ -278,3 +281,105 @@ class FoldBands(QGraphicsObject):
                 QPointF(box.left() + 6, box.top() + (th - size.height()) / 2), st
             )
         painter.restore()
+
+
+class BlockLabels(QGraphicsObject):
+    """The state's name written on every block of whole rows of one state, so the view
+    reads without the legend ("private 4K" on the firmware, "shared 2M" on a bounce
+    buffer).  Only where tiles carry no labels of their own and the block is at least
+    MIN_BLOCK_PX high."""
+
+    MIN_BLOCK_PX = 24.0
+
+    def __init__(self, cells) -> None:
+        super().__init__()
+        self.cells = cells  # CellLabels: no block labels when tiles have their own
+        self._codes: np.ndarray | None = None
+        self._d0 = 0
+        self._layout: MapLayout | None = None
+        self.background = QColor(255, 255, 255)
+        self.text_colour = QColor(30, 30, 30)
+        self.font = QFont()
+        self.font.setPixelSize(13)
+        self.font.setBold(True)
+        self._texts: dict[str, QStaticText] = {}
+        self.setZValue(13)
+
+    def set_font_px(self, px: int) -> None:
+        self.font.setPixelSize(px)
+        self._texts.clear()
+        self.update()
+
+    def set_data(self, codes: np.ndarray | None, d0: int, layout: MapLayout) -> None:
+        self.prepareGeometryChange()
+        self._codes, self._d0, self._layout = codes, d0, layout
+        self.update()
+
+    def blocks(self) -> list[tuple[int, int, int]]:
+        """(first display row, rows, code) of each block of uniform whole rows in view."""
+        lay, codes = self._layout, self._codes
+        if lay is None or codes is None or not len(codes):
+            return []
+        uniform = (codes == codes[:, :1]).all(axis=1)
+        row_code = codes[:, 0]
+        fm = lay.foldmap()
+        out: list[tuple[int, int, int]] = []
+        start = None
+        for i in range(len(codes) + 1):
+            d = self._d0 + i
+            ok = (
+                i < len(codes)
+                and uniform[i]
+                and row_code[i] != Code.OUTSIDE
+                and fm.at_display_row(d)[1] < 0
+            )
+            if start is not None and (not ok or row_code[i] != row_code[start]):
+                out.append((self._d0 + start, i - start, int(row_code[start])))
+                start = None
+            if ok and start is None:
+                start = i
+        return out
+
+    def boundingRect(self) -> QRectF:
+        lay, codes = self._layout, self._codes
+        if lay is None or codes is None:
+            return QRectF()
+        return QRectF(0, self._d0, lay.row_gfns, len(codes))
+
+    def paint(self, painter: QPainter, *args) -> None:
+        lay = self._layout
+        if lay is None or self._codes is None or self.cells.tier() > 0:
+            return
+        tr = painter.transform()
+        x0 = tr.map(QPointF(0, 0)).x()
+        x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
+        top, bottom = lay.top, lay.top + lay.rows_visible()
+        painter.save()
+        painter.resetTransform()
+        painter.setRenderHint(QPainter.Antialiasing, True)
+        bg = QColor(self.background)
+        bg.setAlpha(200)
+        for d, n, code in self.blocks():
+            a, b = max(d, top), min(d + n, bottom)  # the part on screen
+            ya, yb = tr.map(QPointF(0, a)).y(), tr.map(QPointF(0, b)).y()
+            if yb - ya < self.MIN_BLOCK_PX:
+                continue
+            st = self._static(LEGEND_BY_CODE[Code(code)].name)
+            size = st.size()
+            tw, th = size.width() + 16, size.height() + 4
+            box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(bg)
+            painter.drawRoundedRect(box, th / 2, th / 2)
+            painter.setPen(self.text_colour)
+            painter.drawStaticText(QPointF(box.left() + 8, box.top() + 2), st)
+        painter.restore()
+
+    def _static(self, text: str) -> QStaticText:
+        st = self._texts.get(text)
+        if st is None:
+            st = QStaticText(text)
+            st.setTextFormat(Qt.PlainText)
+            st.prepare(QTransform(), self.font)
+            self._texts[text] = st
+        return st
