@@ -7,7 +7,7 @@ At 1920x1080 and 1280x720 each:
   state-WxH.png         a state file (tests/data/state-v1-tdx.json.gz, a bug-report state)
   mixed-2m-WxH.png      the mixed-2m scene at its key op (--at 8: the 4K conversion)
   conversion-WxH.png    qemu-conversion at its key op (--at 528: converted without discard)
-  presentation-WxH.png  presentation mode, replaying mixed-2m at op 8, zoomed to pages
+  presentation-WxH.png  presentation mode, replaying mixed-2m at op 8, at the deepest zoom
 and dark-1600x1000.png (the launch in the dark theme).  With --cvd DIR, every PNG is
 also written as protanopia, deuteranopia and tritanopia simulations (Machado et al.
 2009, imemviz.app.colour_vision) to look at the palette as those viewers do.
@@ -55,6 +55,7 @@ def in_process(out: str) -> None:
 
     from imemviz import resources
     from imemviz.app import settings as S
+    from imemviz.app.panes.map_frame import View
     from imemviz.app.screenshot_at import show_replay_at
     from imemviz.app.window import MainWindow
     from imemviz.app.worker import Engine
@@ -73,7 +74,7 @@ def in_process(out: str) -> None:
             w.presentation.set_on(True, fullscreen=False)
             scene = str(resources.scene_path("mixed-2m"))
             assert show_replay_at(app, w, scene, 8, [], 60.0)
-            w.map.show_range(0x800, 0x840)
+            w.map.go_to(View(8, 0x810 + 16.0))  # the deepest zoom: every tile labelled
             _wait(app, w.wait_drawn)
             _settle(app)
             w.grab().save(os.path.join(out, f"presentation-{w_}x{h_}.png"))

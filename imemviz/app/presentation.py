@@ -2,8 +2,9 @@
 
 On: the window goes full screen, every font and the map's lines, labels and patterns
 grow by `SCALE`, the panes a room does not read (the log and its tabs, the inspector
-and its step-through tab) are hidden so the map gets the space, and the legend stays
-pinned on the right (the Replay pane too while a replay is loaded).  The map's tiles
+and its step-through tab) are hidden so the map gets the space, the legend stays on
+the right in one narrow column, and the Replay pane (while a replay is loaded) stays
+low under the map.  The map's tiles
 carry labels from a smaller zoom on: at 1280x720 the deepest zooms label every page.
 Off: everything comes back as it was (fonts, dock layout, window state).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication
 
@@ -29,6 +30,7 @@ class Presentation(QObject):
         self.window = window
         self.on = False
         self._saved: tuple | None = None
+        self._corner = Qt.BottomDockWidgetArea
         act = QAction("&Presentation mode", window)
         act.setObjectName("act_presentation")
         act.setCheckable(True)
@@ -72,10 +74,24 @@ class Presentation(QObject):
             self.on = True
             w.map.set_ui_scale(SCALE)
             w.legend.set_scale(SCALE)
+            # The legend in one narrow column on the right, the Replay pane (when one
+            # is loaded) low under the map: the map keeps most of the window.
             legend = w.docks.get("legend")
             if legend is not None:
+                # The right column takes the bottom-right corner: the Replay pane stays
+                # under the map only, and the column has the window's height.
+                self._corner = w.corner(Qt.BottomRightCorner)
+                w.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+                w.legend.set_groups_per_row(1)
+                w.addDockWidget(Qt.RightDockWidgetArea, legend)
                 legend.show()
                 legend.raise_()
+                # The Replay pane keeps its controls; its op list would take the map's
+                # height (the caption band above the map says what happens).
+                w.presenter.pane.list.hide()
+                replay = w.docks.get("replay")
+                if replay is not None and replay.isVisible():
+                    w.resizeDocks([replay], [replay.minimumSizeHint().height()], Qt.Vertical)
             if fullscreen:
                 w.showFullScreen()
         else:
@@ -84,6 +100,9 @@ class Presentation(QObject):
             app.setFont(font)
             w.map.set_ui_scale(1.0)
             w.legend.set_scale(1.0)
+            w.legend.set_groups_per_row(2)
+            w.presenter.pane.list.show()
+            w.setCorner(Qt.BottomRightCorner, self._corner)
             if not was_full and w.isFullScreen():
                 w.showNormal()
             w.restoreState(state)

@@ -34,17 +34,40 @@ class LegendPane(QWidget):
         self.setObjectName("legend")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(1)
-        outer.addLayout(grid)
+        self.grid = QGridLayout()
+        self.grid.setHorizontalSpacing(6)
+        self.grid.setVerticalSpacing(1)
+        outer.addLayout(self.grid)
         outer.addStretch(1)
-        row = 0
         self._swatches: list[tuple[QLabel, LegendEntry]] = []
+        self._scale = 1.0
+        self.groups_per_row = 2
+        self._fill()
+        self.setToolTip("What the colours of the map mean (hover an entry for details)")
+
+    def set_groups_per_row(self, n: int) -> None:
+        """2: two columns of groups (the side dock); 1: one column (narrow, as
+        presentation mode shows it next to the map); 4: every group side by side."""
+        if n != self.groups_per_row:
+            self.groups_per_row = n
+            self._fill()
+
+    def _fill(self) -> None:
+        grid = self.grid
+        while grid.count():
+            item = grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().hide()
+                item.widget().deleteLater()
+        self._swatches = []
+        row = 0
+        n = self.groups_per_row
+        for c in range(8):
+            grid.setColumnStretch(c, 1 if c % 2 and c // 2 < n else 0)
         for gi, group in enumerate(GROUP_ORDER):
             entries = [e for e in LEGEND if e.group == group and e.code != Code.OUTSIDE]
-            col = (gi % 2) * 2
-            if gi % 2 == 0 and gi:
+            col = (gi % n) * 2
+            if gi % n == 0 and gi:
                 row = grid.rowCount()
             r = row
             head = QLabel(f"<b>{group}</b>")
@@ -52,7 +75,7 @@ class LegendPane(QWidget):
             for e in entries:
                 r += 1
                 sw = QLabel()
-                sw.setPixmap(swatch(e))
+                sw.setPixmap(swatch(e, round(14 * self._scale), self._scale))
                 self._swatches.append((sw, e))
                 sw.setObjectName(f"legend_{e.code.name}")
                 name = QLabel(e.name)
@@ -63,9 +86,9 @@ class LegendPane(QWidget):
                 name.setToolTip(tip)
                 grid.addWidget(sw, r, col, Qt.AlignRight | Qt.AlignVCenter)
                 grid.addWidget(name, r, col + 1)
-        self.setToolTip("What the colours of the map mean (hover an entry for details)")
 
     def set_scale(self, scale: float) -> None:
         """Swatches `scale` times their size (presentation mode)."""
+        self._scale = scale
         for sw, e in self._swatches:
             sw.setPixmap(swatch(e, round(14 * scale), scale))
