@@ -274,6 +274,10 @@ class Session:
     def redo_label(self) -> str:
         return self._redo[-1].label if self._redo else ""
 
+    def elapsed(self) -> float:
+        """Seconds since the session started (the clock of `times`)."""
+        return time.monotonic() - self._t0
+
     # ---------------------------------------------------------------- timeline
     @property
     def position(self) -> int:

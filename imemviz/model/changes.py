@@ -353,19 +353,22 @@ def action_text(
     n_ops: int,
     failed: tuple[str, str, str] | None,
     changes: Changes,
+    note: str = "",
 ) -> str:
     """The status line of a user action: its name, then the outcome.
 
-    `failed` is (op name, errno, the kernel rule) of the first op that failed, or None.
+    `failed` is (op name, errno, the kernel rule) of the first op that failed, or
+    None; a severe outcome is said instead of the rule (where, and what it means);
+    `note` is what a notable success adds (an MMIO exit, a retried fault).
     """
     name = label[:1].upper() + label[1:] if label else "Action"
+    severe = changes.severe[0] if changes.severe else None
     if failed is not None:
         op, errno, rule = failed
         text = f"{name}: {op} failed with {errno}"
-        if rule:
-            text += f" — {rule}"
-        return text
-    if changes.severe:
-        s = changes.severe[0]
-        return f"{name}: {s.detail}"
-    return f"{name}: ok — {changes.summary()}"
+        detail = severe.detail if severe is not None else rule
+        return f"{text} — {detail}" if detail else text
+    if severe is not None:
+        return f"{name}: {severe.detail}"
+    text = f"{name}: ok — {changes.summary()}"
+    return f"{text}. {note}" if note else text

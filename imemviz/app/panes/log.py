@@ -1,7 +1,9 @@
 """The message area: every op with its result, why refused ops were refused, and notes.
 
 Non-modal by design: a refused op never opens a dialog; its errno and the
-kernel rule behind it appear here and in the status bar.
+kernel rule behind it appear here and in the status bar.  Each user-level
+step (an action, an undo, a redo, a seek) gets a header line naming it and
+its outcome (`action`), above the ops it applied.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class LogPane(QWidget):
         engine.message.connect(lambda m: self.note(m, "info"))
         self.lines: list[str] = []  # plain text of every entry (tests, copy)
         self._pending: list[str] = []
+        self._pending_ops: list[int | None] = []  # the op index of each pending entry
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(FLUSH_MS)
@@ -78,16 +81,34 @@ class LogPane(QWidget):
             more = len(rec.events) - len(shown)
             ev = "; ".join(shown) + (f"; … {more} more" if more > 0 else "")
             body += f"<br>&nbsp;&nbsp;<span style='color:#777;font-size:small'>{ev}</span>"
-        self._append(body, plain)
+        self._append(body, plain, rec.index)
+
+    def action(self, rec) -> None:
+        """A user-level step (messages.ActionRecord): its name and outcome, as a header line
+        above the ops it applied when they are still waiting to be shown."""
+        icon = {"undo": "↶", "redo": "↷", "seek": "⇥"}.get(rec.kind, "▶")
+        colour = "#1a1a1a" if rec.ok else "#b71c1c"
+        body = f"<b style='color:{colour}'>{icon} {html.escape(rec.text)}</b>"
+        plain = f"{icon} {rec.text}"
+        at = None
+        if rec.kind in ("action", "redo") and rec.count:
+            at = next((i for i, op in enumerate(self._pending_ops) if op == rec.first), None)
+        if at is None:
+            self._append(body, plain)
+            return
+        self._pending.insert(at, body)
+        self._pending_ops.insert(at, None)
+        self.lines.insert(len(self.lines) - (len(self._pending) - 1) + at, plain)
 
     def note(self, text: str, level: str = "info") -> None:
         colour = {"info": "#0d47a1", "error": "#b71c1c", "step": "#4a148c"}.get(level, "#000")
         first = text.splitlines()[0] if text else ""
         self._append(f"<span style='color:{colour}'>{html.escape(first)}</span>", text)
 
-    def _append(self, body: str, plain: str) -> None:
+    def _append(self, body: str, plain: str, op: int | None = None) -> None:
         self.lines.append(plain)
         self._pending.append(body)
+        self._pending_ops.append(op)
         if len(self._pending) >= FLUSH_AT:
             self.flush()
         elif not self._timer.isActive():
@@ -100,6 +121,7 @@ class LogPane(QWidget):
         if not self._pending:
             return
         bodies, self._pending = self._pending, []
+        self._pending_ops = []
         self.text.appendHtml("".join(f"<p>{b}</p>" for b in bodies))
         self.text.moveCursor(QTextCursor.End)
 
