@@ -10,7 +10,7 @@ from imemviz.io.replay import Timeline
 from imemviz.io.session import Session, deepcopy_vm
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING
 from imemviz.model.protocols import steps
-from imemviz.model.raster import guest_extent, step_function
+from imemviz.model.raster import Code, guest_extent, step_function
 from imemviz.model.step_state import StepReplayer
 
 MB = 1 << 20
@@ -42,6 +42,12 @@ def test_zap_steps_block_then_remove() -> None:
     at_block = r.state(k_block)
     assert at_block.exact
     assert [at_block.vm.private.lookup(g).state for g in (0x10, 0x11, 0x12)] == [BLOCKED] * 3
+    # The attribute is stored at the invalidation's end: still private at the BLOCK step,
+    # so the map draws those leaves BLOCKED.
+    assert at_block.vm.attr_private(0x11)
+    ext = 0x40
+    b, c = step_function(at_block.vm, 0, ext)
+    assert all(c[(b[:-1] <= g).nonzero()[0][-1]] == Code.BLOCKED for g in (0x10, 0x11, 0x12))
     assert at_block.in_progress and at_block.in_progress[0][0] <= 0x10  # invalidation open
     at_remove = r.state(k_remove)
     assert all(at_remove.vm.private.lookup(g) is None for g in (0x10, 0x11, 0x12))

@@ -87,7 +87,8 @@ class SevereBanner(QFrame):
         where = f" at gfn {severe.gfn:#x} (gpa {severe.gfn << 12:#x})" if severe.gfn else ""
         op = f"op #{severe.op}: " if severe.op >= 0 else ""
         rule = record.rule if record is not None else ""
-        body = f"<b>{WHAT.get(severe.kind, severe.title)}{where}</b> — {op}{_esc(severe.detail)}"
+        detail = severe.detail.removeprefix(f"{severe.title}: ")
+        body = f"<b>{WHAT.get(severe.kind, severe.title)}{where}</b> — {op}{_esc(detail)}"
         if rule and rule not in severe.detail:
             body += f"<br><small>{_esc(rule)}</small>"
         self.text.setText(body)

@@ -101,6 +101,16 @@ class MarkController(QObject):
     def clear(self) -> None:
         self.show(None)
 
+    def suspend(self, on: bool) -> None:
+        """Hide the marks while the map shows something else than the present (a step of
+        an older op): they describe the present."""
+        self.enabled = not on
+        if on:
+            self._timer.stop()
+            self._opacity = 0.0
+            self.marked.emit(None)
+            self.opacityChanged.emit(0.0)
+
     def ranges(self) -> tuple[tuple[int, int], ...]:
         """The gfn ranges of the latest changes (empty: none)."""
         return self.latest.gfns if self.latest is not None else ()

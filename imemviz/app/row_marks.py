@@ -39,12 +39,17 @@ class RowMarkDelegate(QStyledItemDelegate):
             return
         r = option.rect.adjusted(1, 1, -1, -1)
         last = index.model().columnCount() - 1
+        # One outline around a run of marked rows: top and bottom edges at its ends only.
+        top = not self.is_marked(index.row() - 1)
+        bottom = not self.is_marked(index.row() + 1)
         painter.save()
         painter.setOpacity(a)
         for pen in (self.halo, self.ink):
             painter.setPen(pen)
-            painter.drawLine(QPointF(r.left(), r.top()), QPointF(r.right(), r.top()))
-            painter.drawLine(QPointF(r.left(), r.bottom()), QPointF(r.right(), r.bottom()))
+            if top:
+                painter.drawLine(QPointF(r.left(), r.top()), QPointF(r.right(), r.top()))
+            if bottom:
+                painter.drawLine(QPointF(r.left(), r.bottom()), QPointF(r.right(), r.bottom()))
             if index.column() == 0:
                 painter.drawLine(QPointF(r.left(), r.top()), QPointF(r.left(), r.bottom()))
             if index.column() == last:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsSimpleTextItem, QLabel
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QLabel
 
 from imemviz.app.messages import StepShown
 from imemviz.app.panes.map_items import outline_path
+from imemviz.app.panes.map_marks import Tag
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
@@ -61,13 +62,7 @@ class StepView(QObject):
             it.hide()
             pane.vb.addItem(it, ignoreBounds=True)
             self.progress_items.append(it)
-        self.progress_text = QGraphicsSimpleTextItem("invalidation in progress")
-        f = QFont()
-        f.setPixelSize(12)
-        f.setBold(True)
-        self.progress_text.setFont(f)
-        self.progress_text.setBrush(QColor(20, 20, 20))
-        self.progress_text.setFlag(QGraphicsSimpleTextItem.ItemIgnoresTransformations, True)
+        self.progress_text = Tag("invalidation in progress: faults here retry")
         self.progress_text.setZValue(46)
         self.progress_text.hide()
         pane.vb.addItem(self.progress_text, ignoreBounds=True)
@@ -101,6 +96,9 @@ class StepView(QObject):
     # ------------------------------------------------------------------ drawing
     def _on_shown(self, shown: StepShown) -> None:
         self.shown = shown
+        marks = getattr(self.window, "marks", None)
+        if marks is not None:
+            marks.suspend(shown.op is not None)
         if shown.op is None:
             self.label.hide()
             self.stepper.set_view_note("The map and the entries show the present.", False)

@@ -97,6 +97,16 @@ class StepReplayer:
         self._mmu: list[Range] = []
         self._gmem: list[Range] = []
         self._depth = 0
+        # KVM_SET_MEMORY_ATTRIBUTES stores the attributes inside its invalidation, just
+        # before kvm_mmu_invalidate_end (the event comes first): held until then.
+        self._attrs: list[tuple] = []
+        names = [ev[1] for ev in self.events]
+        first_attr = (
+            names.index("kvm_vm_set_mem_attributes")
+            if ("kvm_vm_set_mem_attributes" in names)
+            else -1
+        )
+        self._attrs_wait = first_attr >= 0 and "kvm_mmu_invalidate_end" in names[first_attr:]
 
     def state(self, k: int) -> StepState:
         """The state after steps 0..k (k = -1: before the op; clamped to the last step)."""
@@ -106,7 +116,7 @@ class StepReplayer:
         if self._vm is None or k < self._done:
             self._vm = self._copy(self.before)
             self._done = -1
-            self._mmu, self._gmem, self._depth = [], [], 0
+            self._mmu, self._gmem, self._depth, self._attrs = [], [], 0, []
         while self._done < k:
             step = self.steps[self._done + 1]
             try:
@@ -134,6 +144,9 @@ class StepReplayer:
         elif name == "kvm_mmu_invalidate_range_add":
             self._mmu.append((f[0], f[1]))
         elif name == "kvm_mmu_invalidate_end":
+            for f_attr in self._attrs:
+                _attributes(self, vm, f_attr)
+            self._attrs = []
             self._depth = max(0, self._depth - 1)
             if not self._depth:
                 self._mmu = []
@@ -179,6 +192,13 @@ def _leaf(table: LeafTable, gfn: int, level: int) -> Leaf | None:
 # ------------------------------------------------------------------ handlers
 def _attributes(r: StepReplayer, vm: Any, f: tuple) -> None:
     vm.attributes.set_range(f[0], f[1], f[2])
+
+
+def _attributes_event(r: StepReplayer, vm: Any, f: tuple) -> None:
+    if r._attrs_wait:
+        r._attrs.append(f)  # stored at the invalidation's end, as attr_ops does
+    else:
+        _attributes(r, vm, f)
 
 
 def _aug(r: StepReplayer, vm: Any, f: tuple) -> None:
@@ -322,7 +342,7 @@ def _memory_failure(r: StepReplayer, vm: Any, f: tuple) -> None:
 
 
 _HANDLERS = {
-    "kvm_vm_set_mem_attributes": _attributes,
+    "kvm_vm_set_mem_attributes": _attributes_event,
     "TDH.MEM.PAGE.AUG": _aug,
     "TDH.MEM.PAGE.ADD": _add,
     "TDG.MEM.PAGE.ACCEPT": _accept,

@@ -139,7 +139,9 @@ class GpaMapPane(QWidget):
         rpen = QPen(QColor(0, 0, 0), 1.5, Qt.DashLine)
         rpen.setCosmetic(True)
         self.range_item.setPen(rpen)
-        self.range_item.setBrush(QBrush(QColor(0, 0, 0, 45)))
+        # An outline only: a tint would shift the cells' colours towards other legend
+        # entries (private 4K orange under a dark tint reads as private 1G brown).
+        self.range_item.setBrush(QBrush(Qt.NoBrush))
         self.range_item.setZValue(20)
         self.vb.addItem(self.range_item, ignoreBounds=True)
         self.cursor_item = QGraphicsRectItem()

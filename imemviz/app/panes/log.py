@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
@@ -22,6 +23,7 @@ from imemviz.model.ops import op_to_dict
 MAX_EVENTS_SHOWN = 12
 FLUSH_MS = 40  # the log widget is updated this long after the first new entry
 FLUSH_AT = 200  # ... or at once when this many are queued
+HOLD_S = 1.0  # an action's op lines wait this long at most for its header line
 
 
 def op_text(op) -> str:
@@ -55,6 +57,7 @@ class LogPane(QWidget):
         self.lines: list[str] = []  # plain text of every entry (tests, copy)
         self._pending: list[str] = []
         self._pending_ops: list[int | None] = []  # the op index of each pending entry
+        self._awaiting: float | None = None  # when the ops of an unfinished action came
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(FLUSH_MS)
@@ -81,6 +84,8 @@ class LogPane(QWidget):
             more = len(rec.events) - len(shown)
             ev = "; ".join(shown) + (f"; … {more} more" if more > 0 else "")
             body += f"<br>&nbsp;&nbsp;<span style='color:#777;font-size:small'>{ev}</span>"
+        if self._awaiting is None:
+            self._awaiting = time.monotonic()
         self._append(body, plain, rec.index)
 
     def action(self, rec) -> None:
@@ -90,6 +95,9 @@ class LogPane(QWidget):
         colour = "#1a1a1a" if rec.ok else "#b71c1c"
         body = f"<b style='color:{colour}'>{icon} {html.escape(rec.text)}</b>"
         plain = f"{icon} {rec.text}"
+        self._awaiting = None
+        if not self._timer.isActive() and self._pending:
+            self._timer.start()
         at = None
         if rec.kind in ("action", "redo") and rec.count:
             at = next((i for i, op in enumerate(self._pending_ops) if op == rec.first), None)
@@ -120,6 +128,14 @@ class LogPane(QWidget):
         self._timer.stop()
         if not self._pending:
             return
+        if (
+            self._awaiting is not None
+            and len(self._pending) < FLUSH_AT
+            and time.monotonic() - self._awaiting < HOLD_S
+        ):
+            self._timer.start()  # the action's header line goes above its ops: wait for it
+            return
+        self._awaiting = None
         bodies, self._pending = self._pending, []
         self._pending_ops = []
         self.text.appendHtml("".join(f"<p>{b}</p>" for b in bodies))
