@@ -78,7 +78,10 @@ class MapMarks:
         for it in (self.halo, self.ink, self.tag):
             it.setOpacity(a)
             it.setVisible(on)
-        if self.glyphs:  # a severe outcome's glyph names the place already
+        # The tag only says what a ring stands for (a change too small to see; a big
+        # outline speaks for itself and the status bar names it), and not next to a
+        # severe outcome's glyph, which names the place already.
+        if not self.rings or self.glyphs:
             self.tag.hide()
 
     def rebuild(self) -> None:
@@ -119,7 +122,7 @@ class MapMarks:
             self.halo.setPath(path)
             self.ink.setPath(path)
             # A tag naming the action next to the first change in view (or the first),
-            # above it, or below it when that would leave the view.
+            # above it, or below it when that would leave the view (shown with rings).
             a0, b0 = self._first_in_view(ch.gfns)
             rows = (b0 - 1) // r - a0 // r + 1
             self.tag.set_text(_tag_text(self.marks.label, ch))
