@@ -352,3 +352,40 @@ def test_recording_after_opening_a_state_embeds_it(tmp_path) -> None:
         vm.apply(op)
     assert stats_dict(vm) == stats_dict(t.vm)
     assert inspect_gfn(vm, 4) == inspect_gfn(t.vm, 4)
+
+
+def test_sparse_index_deep_copy_is_independent_and_ordered() -> None:
+    import copy
+    import random
+
+    from imemviz.model.sparse import SparseIndex, copy_dict
+
+    rnd = random.Random(3)
+    a: SparseIndex[int] = SparseIndex()
+    ref_a: dict[int, int] = {}
+    for k in rnd.sample(range(200_000), 30_000):
+        a.set(k, k * 3)
+        ref_a[k] = k * 3
+    for k, _v in a.pop_range(1000, 2000):  # the sorted keys exist; then some pending ones
+        del ref_a[k]
+    for k in rnd.sample(range(200_000, 210_000), 500):
+        a.set(k, -k)
+        ref_a[k] = -k
+    b = copy.deepcopy(a)
+    ref_b = dict(ref_a)
+    b.set(5, 1)
+    ref_b[5] = 1
+    for k, _v in b.pop_range(100_000, 150_000):
+        del ref_b[k]
+    first = a.keys()[0]
+    a.pop(first)
+    del ref_a[first]
+    for idx, ref in ((a, ref_a), (b, ref_b)):
+        keys, vals = idx.arrays()
+        assert keys == sorted(ref) and vals == [ref[k] for k in keys]
+        assert idx.items_in(150_000, 160_000) == [
+            (k, ref[k]) for k in sorted(ref) if 150_000 <= k < 160_000
+        ]
+    assert not b.any_in(100_000, 150_000) and a.any_in(100_000, 150_000)
+    big = {k: k for k in range(200_000)}
+    assert copy_dict(big) == big and copy_dict(big) is not big

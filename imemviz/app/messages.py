@@ -194,6 +194,8 @@ class OpInfo:
 
     stats: tuple[int, ...]
     changes: Changes
+    exit: int = 0  # 1: KVM_EXIT_MEMORY_FAULT, 2: KVM_EXIT_MMIO (the Counters' exit curves)
+    failed: bool = False  # the op failed with an errno
 
 
 @attrs.frozen

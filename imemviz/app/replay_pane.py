@@ -41,6 +41,7 @@ _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
 NOTE_BG = QColor("#fff3c4")
 FUTURE_FG = QColor("#8a8a8a")
+HERE_BG = QColor("#cfe3ff")  # the row of the current position
 
 
 class TimelineModel(QAbstractListModel):
@@ -80,6 +81,8 @@ class TimelineModel(QAbstractListModel):
         if k == 0:
             if role == Qt.DisplayRole:
                 return "(start)"
+            if role == Qt.BackgroundRole and self.c.position == 0:
+                return QBrush(HERE_BG)
             return None
         first, end = self._firsts[k - 1], self._firsts[k]
         op = info.ops[first] if first < len(info.ops) else None
@@ -101,15 +104,16 @@ class TimelineModel(QAbstractListModel):
             return tip + ("\n(undone / not applied yet: click to go there)" if future else "")
         if role == Qt.FontRole:
             return self._bold if note else (self._italic if future else None)
+        if role == Qt.BackgroundRole and k == self.c.position:
+            return QBrush(HERE_BG)
         if role == Qt.BackgroundRole and note:
             return QBrush(NOTE_BG)
         if role == Qt.ForegroundRole and future:
             return QBrush(FUTURE_FG)
         return None
 
-    def position_changed(self) -> None:
-        if self.info is not None:
-            self.dataChanged.emit(self.index(0), self.index(len(self.info)))
+    def current_row(self) -> int:
+        return self.c.position
 
 
 class ReplayPane(QWidget):
@@ -186,7 +190,7 @@ class ReplayPane(QWidget):
         self.list.setObjectName("replay_ops")
         self.list.setModel(self.model)
         self.list.setUniformItemSizes(True)  # a long recording lays out no row it does not show
-        self.list.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.list.setSelectionMode(QAbstractItemView.NoSelection)
         self.list.setToolTip("Every step; captions in bold. Click one to go there")
         self.list.clicked.connect(self._on_item)
         self.list.activated.connect(self._on_item)
@@ -242,10 +246,13 @@ class ReplayPane(QWidget):
         self.slider.blockSignals(True)
         self.slider.setValue(k)
         self.slider.blockSignals(False)
-        self.model.position_changed()
-        # Row k is "(start)" for k = 0, else the step just applied.
+        # Rows are formatted when painted: a repaint shows the new position and the grey
+        # future (a dataChanged over a long timeline would cost the view tens of ms).
+        self.list.viewport().update()
+        # Row k is "(start)" for k = 0, else the step just applied; it is drawn highlighted
+        # by the model (a current index would cost the selection machinery tens of ms on a
+        # long timeline).
         idx = self.model.index(min(k, self.model.rowCount() - 1))
-        self.list.setCurrentIndex(idx)
         self.list.scrollTo(idx)
 
     def _on_slider(self, k: int) -> None:

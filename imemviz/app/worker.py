@@ -305,7 +305,9 @@ class EngineWorker(QObject):
 
     # ------------------------------------------------------------ actions
     def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
-        return OpInfo(op_stats(vm), op_changes(vm, op, r, events))
+        reason = ((r.ret or {}).get("exit") or {}).get("reason")
+        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
+        return OpInfo(op_stats(vm), op_changes(vm, op, r, events), exit_, not r.ok)
 
     def _cmd_plan(self, cmd: M.ApplyPlan) -> None:
         s = self._need_session()
@@ -426,13 +428,7 @@ class EngineWorker(QObject):
     def _undone(self, kind: str, label: str, s: Session, n_ops: int) -> None:
         """The ActionRecord of ops undone (they are now the first of the future)."""
         first = len(s.ops)
-        infos: list[OpInfo] = []
-        left = n_ops
-        for g in s.future():
-            if left <= 0:
-                break
-            infos += [i for i in g.info[:left] if i is not None]
-            left -= len(g.ops)
+        infos = [i for i in s.future_info(n_ops) if i is not None]
         changes = merge([i.changes for i in infos]).with_ops(range(first, first + n_ops))
         changes = attrs.evolve(changes, severe=())  # undone: the TD lives again
         what = f"op #{first}" if n_ops == 1 else f"ops #{first}–#{first + n_ops - 1}"
@@ -498,28 +494,32 @@ class EngineWorker(QObject):
             r = s.seek(position)
             self._reset_cache()
             self._publish(None, reset=True)
-        if position > before_groups:
-            last = len(s.ops) - 1
-            info = s.info[last] if last >= 0 else None
-            changes = (info.changes if info is not None else NONE).with_ops([last])
-            op = s.ops[last]
-            label = f"Seek to op #{last}: {op.NAME}" if not small else _title(s.labels[-1])
-            text = action_text(label, 1, None, changes)
-            self.actionDone.emit(
-                ActionRecord(
-                    "seek",
-                    label,
-                    text,
-                    before_ops,
-                    len(s.ops) - before_ops,
-                    last,
-                    not changes.severe,
-                    changes,
-                    len(s.ops),
-                )
-            )
+        # A seek marks what the op now last did (seeking to op #k shows op #k's changes),
+        # in either direction; an undo marks what the undone ops had changed.
+        last = len(s.ops) - 1
+        info = s.info[last] if last >= 0 else None
+        changes = (info.changes if info is not None else NONE).with_ops([last] if last >= 0 else [])
+        if last < 0:
+            label = "Back to the start"
+        elif self._replay is not None:
+            label = f"Replay op #{last} {s.ops[last].NAME}"
         else:
-            self._undone("seek", f"Back to op #{len(s.ops)}", s, before_ops - len(s.ops))
+            where = "Forward" if position > before_groups else "Back"
+            label = f"{where} to op #{last} ({s.labels[-1] if s.labels else s.ops[last].NAME})"
+        text = action_text(label, 1, None, changes)
+        self.actionDone.emit(
+            ActionRecord(
+                "seek",
+                label,
+                text,
+                min(before_ops, len(s.ops)),
+                abs(len(s.ops) - before_ops),
+                last if last >= 0 else None,
+                not changes.severe,
+                changes,
+                len(s.ops),
+            )
+        )
 
     def _fork_replay(self) -> Session:
         """The user acts during a replay: a live session continues from here (the recording's
@@ -851,10 +851,9 @@ class EngineWorker(QObject):
             labels = tuple("" for _ in ops)
             sizes = tuple(1 for _ in ops)
         else:
-            fut = s.future()
-            labels = (*s.labels, *(g.label for g in fut))
-            sizes = (*s.groups, *(len(g.ops) for g in fut))
-            ops = (*s.ops, *(op for g in fut for op in g.ops))
+            labels = (*s.labels, *s.future_labels())
+            sizes = (*s.groups, *s.future_sizes())
+            ops = (*s.ops, *s.future_ops())
         self.timelineChanged.emit(
             TimelineInfo(self._session_no, self._structure, labels, sizes, ops, tl)
         )

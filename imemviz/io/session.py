@@ -59,7 +59,7 @@ events) -> anything; stored in `Session.info` and kept through undo, redo and se
 
 @attrs.frozen
 class UndoneGroup:
-    """A group on the redo stack: its ops and what applying them gave (deterministic)."""
+    """An undone group: its ops and what applying them gave (deterministic)."""
 
     label: str
     ops: tuple[Op, ...]
@@ -125,7 +125,14 @@ class Session:
         self.info: list[Any] = []  # annotate()'s value per op (None without annotate)
         self.groups: list[int] = []  # ops per undo step, in order
         self.labels: list[str] = []  # a name per group ("accept and touch", ...)
-        self._redo: list[UndoneGroup] = []  # the next group to redo is the last
+        # The undone future, as flat lists in reverse timeline order (the next op and
+        # group to redo are the last items): moving a thousand groups between the past and
+        # the future is a few list slices, not a thousand objects.
+        self._f_ops: list[Op] = []
+        self._f_results: list[Result] = []
+        self._f_info: list[Any] = []
+        self._f_groups: list[int] = []  # ops per group
+        self._f_labels: list[str] = []
         self._t0 = time.monotonic()
         self._min_ckpt_s = min_checkpoint_seconds
         self._max_ckpt_ops = max_ops_between_checkpoints
@@ -223,7 +230,7 @@ class Session:
         if not ops:
             return []
         # A new action replaces the undone future, and the checkpoints taken in it.
-        self._redo.clear()
+        self._clear_future()
         self._drop_checkpoints_after(len(self.ops))
         return self._apply(list(ops), label, on_op)
 
@@ -264,7 +271,7 @@ class Session:
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return bool(self._f_groups)
 
     @property
     def undo_label(self) -> str:
@@ -272,7 +279,7 @@ class Session:
 
     @property
     def redo_label(self) -> str:
-        return self._redo[-1].label if self._redo else ""
+        return self._f_labels[-1] if self._f_labels else ""
 
     def elapsed(self) -> float:
         """Seconds since the session started (the clock of `times`)."""
@@ -287,11 +294,41 @@ class Session:
     @property
     def length(self) -> int:
         """Groups in the timeline: applied and undone."""
-        return len(self.groups) + len(self._redo)
+        return len(self.groups) + len(self._f_groups)
 
-    def future(self) -> list[UndoneGroup]:
-        """The undone groups in timeline order (the next one to redo first)."""
-        return self._redo[::-1]
+    def future(self, max_groups: int | None = None) -> list[UndoneGroup]:
+        """The undone groups in timeline order (the next one to redo first); at most
+        `max_groups` of them."""
+        out = []
+        end = len(self._f_ops)
+        for k in range(len(self._f_groups) - 1, -1, -1):
+            if max_groups is not None and len(out) >= max_groups:
+                break
+            n = self._f_groups[k]
+            a = end - n
+            out.append(
+                UndoneGroup(
+                    self._f_labels[k],
+                    tuple(self._f_ops[a:end][::-1]),
+                    tuple(self._f_results[a:end][::-1]),
+                    tuple(self._f_info[a:end][::-1]),
+                )
+            )
+            end = a
+        return out
+
+    def future_labels(self) -> list[str]:
+        return self._f_labels[::-1]
+
+    def future_sizes(self) -> list[int]:
+        return self._f_groups[::-1]
+
+    def future_ops(self) -> list[Op]:
+        return self._f_ops[::-1]
+
+    def future_info(self, n_ops: int) -> list[Any]:
+        """The annotations of the next n_ops undone ops, in timeline order."""
+        return self._f_info[len(self._f_info) - n_ops :][::-1] if n_ops > 0 else []
 
     def group_start(self, g: int) -> int:
         """The session op index of group g's first op (g <= position), or the op count."""
@@ -307,10 +344,10 @@ class Session:
 
     def redo(self, on_op: OnOp | None = None) -> list[Result] | None:
         """Apply the last undone group again (same results: the engine is deterministic)."""
-        if not self._redo:
+        if not self._f_groups:
             return None
-        g = self._redo.pop()
-        return self._apply(g.ops, g.label, on_op)
+        label, ops = self._take_future(1)[0]
+        return self._apply(ops, label, on_op)
 
     def seek(self, position: int, on_op: OnOp | None = None) -> SeekResult:
         """The state after the first `position` groups of the timeline (clamped), the redo
@@ -324,41 +361,59 @@ class Session:
             self._pop_groups(self.position - position)
             self._rebuild(len(self.ops))
             return SeekResult(before, len(self.ops), True)
-        groups = self._redo[len(self._redo) - (position - self.position) :][::-1]
-        target = before + sum(len(g.ops) for g in groups)
+        m = position - self.position
+        if m == 0:
+            return SeekResult(before, before, False)
+        sizes = self._f_groups[len(self._f_groups) - m :]
+        target = before + sum(sizes)
         base = max(k for k in self._checkpoints if k <= target)
         if base <= before or target - before <= FORWARD_APPLY_OPS:
-            for g in groups:
-                self._redo.pop()
-                self._apply(g.ops, g.label, on_op)
+            for label, ops in self._take_future(m):
+                self._apply(ops, label, on_op)
             return SeekResult(before, len(self.ops), False)
-        for g in groups:
-            self._redo.pop()
-            self.ops.extend(g.ops)
-            self.results.extend(g.results)
-            self.info.extend(g.info)
-            now = time.monotonic() - self._t0
-            self.times.extend(now for _ in g.ops)
-            self.groups.append(len(g.ops))
-            self.labels.append(g.label)
+        n = target - before
+        fo, fr, fi = self._f_ops, self._f_results, self._f_info
+        self.ops.extend(fo[len(fo) - n :][::-1])
+        self.results.extend(fr[len(fr) - n :][::-1])
+        self.info.extend(fi[len(fi) - n :][::-1])
+        self.times.extend([time.monotonic() - self._t0] * n)
+        self.groups.extend(sizes[::-1])
+        self.labels.extend(self._f_labels[len(self._f_labels) - m :][::-1])
+        del fo[len(fo) - n :], fr[len(fr) - n :], fi[len(fi) - n :]
+        del self._f_groups[len(self._f_groups) - m :], self._f_labels[len(self._f_labels) - m :]
         self._rebuild(target)
         return SeekResult(before, target, True)
 
+    def _take_future(self, m: int) -> list[tuple[str, list[Op]]]:
+        """Remove the next m undone groups from the future: [(label, ops)] in order (the
+        stored results and annotations go: applying the ops makes them again)."""
+        out = []
+        for _ in range(m):
+            n = self._f_groups.pop()
+            label = self._f_labels.pop()
+            fo = self._f_ops
+            ops = fo[len(fo) - n :][::-1]
+            del fo[len(fo) - n :]
+            del self._f_results[len(self._f_results) - n :]
+            del self._f_info[len(self._f_info) - n :]
+            out.append((label, ops))
+        return out
+
+    def _clear_future(self) -> None:
+        for lst in (self._f_ops, self._f_results, self._f_info, self._f_groups, self._f_labels):
+            lst.clear()
+
     def _pop_groups(self, n: int) -> None:
-        """Move the last n applied groups onto the redo stack (the state is not rebuilt)."""
-        for _ in range(n):
-            size = self.groups.pop()
-            label = self.labels.pop()
-            keep = len(self.ops) - size
-            self._redo.append(
-                UndoneGroup(
-                    label,
-                    tuple(self.ops[keep:]),
-                    tuple(self.results[keep:]),
-                    tuple(self.info[keep:]),
-                )
-            )
-            del self.ops[keep:], self.results[keep:], self.times[keep:], self.info[keep:]
+        """Move the last n applied groups into the future (the state is not rebuilt)."""
+        sizes = self.groups[len(self.groups) - n :]
+        keep = len(self.ops) - sum(sizes)
+        self._f_ops.extend(self.ops[keep:][::-1])
+        self._f_results.extend(self.results[keep:][::-1])
+        self._f_info.extend(self.info[keep:][::-1])
+        self._f_groups.extend(sizes[::-1])
+        self._f_labels.extend(self.labels[len(self.labels) - n :][::-1])
+        del self.ops[keep:], self.results[keep:], self.times[keep:], self.info[keep:]
+        del self.groups[len(self.groups) - n :], self.labels[len(self.labels) - n :]
 
     def vm_at(self, n: int) -> VM:
         """A new VM: the state after the first n ops applied (n <= the op count), from the
@@ -390,7 +445,7 @@ class Session:
             list(self.info),
         )
         s.groups, s.labels = list(self.groups), list(self.labels)
-        s._redo = []
+        s._f_ops, s._f_results, s._f_info, s._f_groups, s._f_labels = [], [], [], [], []
         s._checkpoints = {k: v for k, v in self._checkpoints.items() if k <= len(self.ops)}
         return s
 

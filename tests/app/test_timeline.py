@@ -96,7 +96,7 @@ def test_the_live_scrubber_is_undo_to_a_point_keeping_redo(make_window, qtbot) -
     snap = w.engine.snapshot
     assert snap.position == 1 and snap.length == 3 and snap.can_redo and snap.op_count == 2
     assert session_vm(w).private.lookup(0x20001) is None
-    assert w.message.text().startswith("Back to op #2")
+    assert w.message.text().startswith("Back to op #1 (accept and touch)")
     # Step forwards = redo of the next action.
     pane.step_btn.click()
     wait_idle(qtbot, w.engine)

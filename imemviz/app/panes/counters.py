@@ -60,6 +60,7 @@ class CountersPane(QWidget):
         self._rows: list[tuple[int, ...]] = []
         self._idx: list[int] = []
         self._exits = [0, 0, 0]
+        self._stale = False
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground("w")
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -74,6 +75,9 @@ class CountersPane(QWidget):
                 first = plot
             else:
                 plot.setXLink(first)
+            # Long histories (a 20,000-op recording) draw at the cost of the pixels.
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
             for name, colour, dashed in lines:
                 pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
                 self.curves[name] = plot.plot([], [], name=name, pen=pen, stepMode=None)
@@ -118,6 +122,10 @@ class CountersPane(QWidget):
             self.ops = np.concatenate((self.ops, np.asarray(self._idx, np.int64)))
             self.data = np.vstack((self.data, np.asarray(self._rows, np.int64)))
             self._rows, self._idx = [], []
+        if not self.isVisible():  # a tab behind another: drawn when it is shown
+            self._stale = True
+            return
+        self._stale = False
         few = len(self.ops) < 60  # a handful of points: draw them, a line alone is not seen
         for name, curve in self.curves.items():
             col = COLUMNS.index(name)
@@ -126,6 +134,11 @@ class CountersPane(QWidget):
             curve.setSymbolSize(5)
             curve.setSymbolPen(curve.opts["pen"])
             curve.setSymbolBrush(curve.opts["pen"].color())
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if self._stale:
+            self.flush()
 
     def series(self, name: str) -> np.ndarray:
         self.flush()
