@@ -229,16 +229,20 @@ def main() -> None:
     t = time.perf_counter()
     make_recording(path, n_ops)
     print(f"recording of {n_ops:,} ops written in {time.perf_counter() - t:.1f} s")
-    runs = [run(app, path, 10 if a.quick else 25, 5 if a.quick else 10, seed) for seed in
-            range(a.runs)]
+    runs = [
+        run(app, path, 10 if a.quick else 25, 5 if a.quick else 10, seed) for seed in range(a.runs)
+    ]
     keys = list(runs[0])
     summary = {}
     for k in keys:
         per_run = [statistics.median(r[k]) for r in runs]
         worst = max(max(r[k]) for r in runs)
         summary[k] = (statistics.median(per_run), worst)
-        print(f"  {k:14s} median {summary[k][0]:8.1f}  max {worst:8.1f}  (runs: "
-              + ", ".join(f"{x:.1f}" for x in per_run) + ")")
+        print(
+            f"  {k:14s} median {summary[k][0]:8.1f}  max {worst:8.1f}  (runs: "
+            + ", ".join(f"{x:.1f}" for x in per_run)
+            + ")"
+        )
     if a.write:
         write(a.write, n_ops, a.runs, summary)
 
@@ -274,7 +278,10 @@ def write(path: str, n_ops: int, runs: int, s: dict) -> None:
     ]
     text = "\n".join(lines) + "\n"
     head = lines[0]
-    old = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    old = "# Benchmarks\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
     if head in old:
         before, rest = old.split(head, 1)
         nxt = rest.find("\n## ")

@@ -106,6 +106,7 @@ def install(w: MainWindow) -> Panes2:
     # The feed builds what a visible pane shows (tabbed docks are hidden behind others).
     w.docks["entries"].visibilityChanged.connect(lambda v: feed.set_wanted(leaves=v))
     w.docks["folios"].visibilityChanged.connect(lambda v: feed.set_wanted(host=v))
+    w.docks["counters"].visibilityChanged.connect(counters.shown)
 
     def step_op(op: int) -> None:
         first, evs = events.model.op_events(op)

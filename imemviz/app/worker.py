@@ -285,6 +285,14 @@ class EngineWorker(QObject):
     def _run(self, cmd: M.Command) -> None:
         label = cmd.label
         self.commandStarted.emit(str(label))
+        big = isinstance(cmd, M.BIG_COMMANDS)
+        gc_on = gc.isenabled()
+        if big and gc_on:
+            # A big command allocates millions of objects: a full collection in the middle
+            # would scan them all holding the GIL (50-70 ms of frozen GUI on a 20,000-op
+            # recording).  Engine objects make no reference cycles; collection waits until
+            # the command is done and what it built is frozen out of the collector's reach.
+            gc.disable()
         try:
             if self._step_key is not None and not isinstance(cmd, M.READ_ONLY):
                 self._end_step_view()  # the state changes: back to the present first
@@ -295,12 +303,14 @@ class EngineWorker(QObject):
             self.failed.emit(f"{label}: internal error: {e!r}\n{traceback.format_exc()}")
         finally:
             self._sync_recorder()
-            if isinstance(cmd, M.BIG_COMMANDS):
+            if big:
                 # Move what now exists out of the cyclic GC's reach: a full collection
                 # over millions of engine objects would hold the GIL (and freeze the GUI)
                 # for tens of ms at a time.  Engine state is freed by reference counting
                 # (it makes no reference cycles), so nothing it drops stays frozen.
                 gc.freeze()
+                if gc_on:
+                    gc.enable()
             self.commandFinished.emit(str(label))
 
     # ------------------------------------------------------------ actions

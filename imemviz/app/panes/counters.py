@@ -80,7 +80,9 @@ class CountersPane(QWidget):
             plot.setClipToView(True)
             for name, colour, dashed in lines:
                 pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
-                self.curves[name] = plot.plot([], [], name=name, pen=pen, stepMode=None)
+                self.curves[name] = plot.plot(
+                    [], [], name=name, pen=pen, stepMode=None, autoDownsampleFactor=1.0
+                )
         first.getAxis("bottom").setLabel("op # (−1: the start)")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -99,7 +101,11 @@ class CountersPane(QWidget):
         self.data = np.hstack((history.stats, history.exits)).astype(np.int64)
         self._rows, self._idx = [], []
         self._exits = [int(x) for x in history.exits[-1]] if len(history.exits) else [0, 0, 0]
-        self.flush()
+        # Drawn a moment later, in its own turn of the event loop: the map's new raster
+        # (which came with the same command) is not kept waiting for the curves.
+        self._stale = True
+        if not self._timer.isActive():
+            self._timer.start()
 
     def on_op(self, rec: OpRecord) -> None:
         if not rec.stats:
@@ -118,11 +124,13 @@ class CountersPane(QWidget):
             self._timer.start()
 
     def flush(self) -> None:
+        self._timer.stop()
         if self._rows:
             self.ops = np.concatenate((self.ops, np.asarray(self._idx, np.int64)))
             self.data = np.vstack((self.data, np.asarray(self._rows, np.int64)))
             self._rows, self._idx = [], []
-        if not self.isVisible():  # a tab behind another: drawn when it is shown
+        if not self.isVisible() or self.visibleRegion().isEmpty():
+            # Hidden, or a tab behind another: drawn when it is shown (`shown`).
             self._stale = True
             return
         self._stale = False
@@ -137,8 +145,12 @@ class CountersPane(QWidget):
 
     def showEvent(self, ev) -> None:
         super().showEvent(ev)
-        if self._stale:
-            self.flush()
+        self.shown(True)
+
+    def shown(self, visible: bool) -> None:
+        """The pane (or its dock's tab) came into view: draw what it missed."""
+        if visible and self._stale and not self._timer.isActive():
+            self._timer.start()
 
     def series(self, name: str) -> np.ndarray:
         self.flush()
