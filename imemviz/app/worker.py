@@ -206,6 +206,9 @@ class EngineWorker(QObject):
         self._step_vm: VM | None = None
         self._step_label = ""
         self._recorder: SessionRecorder | None = None
+        # The ActionRecord of the command running, sent just before its snapshot: the GUI
+        # draws the marks and the new raster in one frame.
+        self._pending_action: ActionRecord | None = None
         # Extra feeds run on this thread after every publish: f(session, version, session_no,
         # changed ranges, reset).  Panes add them (imemviz.app.feeds); each emits its own
         # signal.  `step_feeds` get the state a StepView shows: f(vm or None, version, label).
@@ -302,6 +305,7 @@ class EngineWorker(QObject):
         except Exception as e:  # an engine bug must not kill the thread
             self.failed.emit(f"{label}: internal error: {e!r}\n{traceback.format_exc()}")
         finally:
+            self._flush_action()  # a command that published nothing still reports it
             self._sync_recorder()
             if big:
                 # Move what now exists out of the cyclic GC's reach: a full collection
@@ -335,9 +339,9 @@ class EngineWorker(QObject):
         first = len(s.ops)
         changed = self._apply(s, list(plan.ops), plan.label or cmd.title)
         self._structure += 1
+        self._action("action", plan.label or cmd.title, s, first, len(s.ops) - first)
         self._publish(changed)
         self._publish_timeline()
-        self._action("action", plan.label or cmd.title, s, first, len(s.ops) - first)
 
     def _apply(self, s: Session, ops: list[Op] | None, label: str) -> list[tuple[int, int]] | None:
         """Apply ops (None: redo) publishing an OpRecord per op; returns the changed ranges."""
@@ -407,7 +411,7 @@ class EngineWorker(QObject):
         if kind == "redo":
             name = "Redo: " + name
         text = action_text(name, count, failed, changes, " ".join(notes))
-        self.actionDone.emit(
+        self._emit_action(
             ActionRecord(
                 kind,
                 name,
@@ -432,8 +436,8 @@ class EngineWorker(QObject):
         if self._replay is not None and s is self._replay:
             self._replay_pos = s.position
         self._reset_cache()
-        self._publish(None, reset=True)
         self._undone("undo", f"Undo: {_title(label)}", s, n)
+        self._publish(None, reset=True)
 
     def _undone(self, kind: str, label: str, s: Session, n_ops: int) -> None:
         """The ActionRecord of ops undone (they are now the first of the future)."""
@@ -443,7 +447,7 @@ class EngineWorker(QObject):
         changes = attrs.evolve(changes, severe=())  # undone: the TD lives again
         what = f"op #{first}" if n_ops == 1 else f"ops #{first}–#{first + n_ops - 1}"
         text = f"{label} — {what} undone: {changes.summary()}"
-        self.actionDone.emit(
+        self._emit_action(
             ActionRecord(kind, label, text, first, n_ops, None, True, changes, len(s.ops))
         )
 
@@ -453,10 +457,11 @@ class EngineWorker(QObject):
             return
         label = s.redo_label
         first = len(s.ops)
-        self._publish(self._apply(s, None, label))
+        changed = self._apply(s, None, label)
         if self._replay is not None and s is self._replay:
             self._replay_pos = s.position
         self._action("redo", label, s, first, len(s.ops) - first)
+        self._publish(changed)
 
     def _cmd_seek(self, cmd: M.Seek) -> None:
         s = self._need_session()
@@ -472,8 +477,8 @@ class EngineWorker(QObject):
                     changed = self._apply(s, [op], op.NAME)
                     self._replay_pos = k
                     self._structure += 1
-                    self._publish(changed)
                     self._action("seek", f"replay #{k - 1} {op.NAME}", s, first, 1)
+                    self._publish(changed)
                     return
                 # Anything else goes back to the recording itself.
                 self.session = s = self._replay
@@ -492,18 +497,17 @@ class EngineWorker(QObject):
             self._publish([])
             return
         small = before_groups < position <= before_groups + FORWARD_RECORDS
+        changed: list[tuple[int, int]] | None = None
         if small:
             on_op, extent, done = self._op_publisher(s)
             r = s.seek(position, on_op)
             if r.rebuilt:
                 self._reset_cache()
-                self._publish(None, reset=True)
             else:
-                self._publish(done(extent))
+                changed = done(extent)
         else:
             r = s.seek(position)
             self._reset_cache()
-            self._publish(None, reset=True)
         # A seek marks what the op now last did (seeking to op #k shows op #k's changes),
         # in either direction; an undo marks what the undone ops had changed.
         last = len(s.ops) - 1
@@ -517,7 +521,7 @@ class EngineWorker(QObject):
             where = "Forward" if position > before_groups else "Back"
             label = f"{where} to op #{last} ({s.labels[-1] if s.labels else s.ops[last].NAME})"
         text = action_text(label, 1, None, changes)
-        self.actionDone.emit(
+        self._emit_action(
             ActionRecord(
                 "seek",
                 label,
@@ -530,6 +534,10 @@ class EngineWorker(QObject):
                 len(s.ops),
             )
         )
+        if r.rebuilt or not small:
+            self._publish(None, reset=True)
+        else:
+            self._publish(changed)
 
     def _fork_replay(self) -> Session:
         """The user acts during a replay: a live session continues from here (the recording's
@@ -601,9 +609,9 @@ class EngineWorker(QObject):
             first = len(s.ops)
             changed = self._apply(s, list(cmd.ops), "layout")
             self._structure += 1
+            self._action("action", "layout", s, first, len(s.ops) - first)
             self._publish(changed)
             self._publish_timeline()
-            self._action("action", "layout", s, first, len(s.ops) - first)
 
     def _cmd_session(self, cmd: M.SetSession) -> None:
         if cmd.session is not self._replay:
@@ -793,9 +801,18 @@ class EngineWorker(QObject):
             return self._replay_pos, len(self._replay_tl.ops), True
         return s.position, s.length, False
 
+    def _emit_action(self, rec: ActionRecord) -> None:
+        self._pending_action = rec
+
+    def _flush_action(self) -> None:
+        rec, self._pending_action = self._pending_action, None
+        if rec is not None:
+            self.actionDone.emit(rec)
+
     def _publish(self, changed: list[tuple[int, int]] | None, reset: bool = False) -> None:
         s = self._need_session()
         vm = s.vm
+        self._flush_action()
         self._version += 1
         ranges = None if changed is None else tuple(merge_ranges(changed))
         # Standing views touched by the change are rasterised now, before the GUI hears of
