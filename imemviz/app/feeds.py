@@ -24,6 +24,7 @@ Nothing here holds a reference to engine objects after it returns.
 from __future__ import annotations
 
 import weakref
+from itertools import chain
 from typing import Any
 
 import attrs
@@ -87,7 +88,9 @@ def counters_history(session: Any) -> CountersHistory:
         kinds = np.fromiter((i.exit for i in info), np.int8, n)
         failed = np.fromiter((i.failed for i in info), bool, n)
         ex = np.cumsum(np.stack((kinds == 1, kinds == 2, failed), axis=1), axis=0)
-        stats = np.asarray([i.stats for i in info], np.int64)
+        k = len(info[0].stats)
+        stats = np.fromiter(chain.from_iterable(i.stats for i in info), np.int64, n * k)
+        stats = stats.reshape(n, k)
         return CountersHistory(
             np.arange(-1, n, dtype=np.int64),
             np.vstack((start, stats)),

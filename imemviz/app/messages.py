@@ -196,6 +196,9 @@ class OpInfo:
     changes: Changes
     exit: int = 0  # 1: KVM_EXIT_MEMORY_FAULT, 2: KVM_EXIT_MMIO (the Counters' exit curves)
     failed: bool = False  # the op failed with an errno
+    # The gfn ranges whose map codes the op may have changed (raster.changed_ranges; None:
+    # anything): an undo or a short seek redraws only those, from the rebuilt state.
+    raster: tuple[tuple[int, int], ...] | None = ()
 
 
 @attrs.frozen

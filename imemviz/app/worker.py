@@ -321,7 +321,14 @@ class EngineWorker(QObject):
     def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
         reason = ((r.ret or {}).get("exit") or {}).get("reason")
         exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
-        return OpInfo(op_stats(vm), op_changes(vm, op, r, events), exit_, not r.ok)
+        raster = changed_ranges(vm, events)
+        return OpInfo(
+            op_stats(vm),
+            op_changes(vm, op, r, events),
+            exit_,
+            not r.ok,
+            None if raster is None else tuple(raster),
+        )
 
     def _cmd_plan(self, cmd: M.ApplyPlan) -> None:
         s = self._need_session()
@@ -360,12 +367,12 @@ class EngineWorker(QObject):
 
         def on_op(index: int, op: Op, r, events: list[tuple], dt: float) -> None:
             vm = s.vm
-            ch = changed_ranges(vm, events)
+            info = s.info[index] if index < len(s.info) else None
+            ch = info.raster if info is not None else changed_ranges(vm, events)
             if ch is None:
                 ranges[0] = None
             elif ranges[0] is not None:
                 ranges[0].extend(ch)
-            info = s.info[index] if index < len(s.info) else None
             self.opApplied.emit(
                 OpRecord(
                     index,
@@ -432,12 +439,31 @@ class EngineWorker(QObject):
             return
         label = s.undo_label
         n = s.groups[-1]
+        extent = self._extent(s.vm)
         s.undo()
         if self._replay is not None and s is self._replay:
             self._replay_pos = s.position
-        self._reset_cache()
+        changed = self._splice_undone(s, s.future_info(n), extent)
         self._undone("undo", f"Undo: {_title(label)}", s, n)
-        self._publish(None, reset=True)
+        self._publish(changed, reset=True)
+
+    def _splice_undone(
+        self, s: Session, infos: list, extent: int, max_ops: int = 64
+    ) -> list[tuple[int, int]] | None:
+        """After the session moved over these ops (an undo, a short seek), redraw the gfn
+        ranges they changed from the rebuilt state rather than the whole guest; None (and a
+        full rebuild) when they may have changed anything or are too many."""
+        ranges: list[tuple[int, int]] = []
+        if len(infos) > max_ops or self._extent(s.vm) != extent:
+            self._reset_cache()
+            return None
+        for info in infos:
+            if info is None or info.raster is None:
+                self._reset_cache()
+                return None
+            ranges.extend(info.raster)
+        self._update_cache(ranges)
+        return ranges
 
     def _undone(self, kind: str, label: str, s: Session, n_ops: int) -> None:
         """The ActionRecord of ops undone (they are now the first of the future)."""
@@ -498,16 +524,21 @@ class EngineWorker(QObject):
             return
         small = before_groups < position <= before_groups + FORWARD_RECORDS
         changed: list[tuple[int, int]] | None = None
+        extent = self._extent(s.vm)
         if small:
             on_op, extent, done = self._op_publisher(s)
             r = s.seek(position, on_op)
-            if r.rebuilt:
-                self._reset_cache()
-            else:
-                changed = done(extent)
+            changed = (
+                self._splice_undone(s, s.info[before_ops:], extent) if r.rebuilt else done(extent)
+            )
         else:
             r = s.seek(position)
-            self._reset_cache()
+            crossed = (
+                s.info[before_ops:]
+                if len(s.ops) > before_ops
+                else s.future_info(before_ops - len(s.ops))
+            )
+            changed = self._splice_undone(s, crossed, extent)
         # A seek marks what the op now last did (seeking to op #k shows op #k's changes),
         # in either direction; an undo marks what the undone ops had changed.
         last = len(s.ops) - 1
@@ -535,7 +566,7 @@ class EngineWorker(QObject):
             )
         )
         if r.rebuilt or not small:
-            self._publish(None, reset=True)
+            self._publish(changed, reset=True)
         else:
             self._publish(changed)
 
