@@ -322,9 +322,14 @@ class EngineWorker(QObject):
         reason = ((r.ret or {}).get("exit") or {}).get("reason")
         exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
         raster = changed_ranges(vm, events)
+        changes = op_changes(vm, op, r, events)
+        if changes.severe:  # where it happened: this op
+            changes = attrs.evolve(
+                changes, severe=tuple(attrs.evolve(x, op=index) for x in changes.severe)
+            )
         return OpInfo(
             op_stats(vm),
-            op_changes(vm, op, r, events),
+            changes,
             exit_,
             not r.ok,
             None if raster is None else tuple(raster),

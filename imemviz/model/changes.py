@@ -72,10 +72,13 @@ class Changes:
         return sum(e - s for s, e in self.gfns)
 
     def with_ops(self, ops: Iterable[int]) -> Changes:
+        """These changes, said to come from session ops `ops` (severe outcomes without an op
+        get the last one)."""
         ops = tuple(ops)
-        return attrs.evolve(
-            self, ops=ops, severe=tuple(attrs.evolve(s, op=ops[-1]) for s in self.severe)
+        severe = tuple(
+            s if s.op >= 0 or not ops else attrs.evolve(s, op=ops[-1]) for s in self.severe
         )
+        return attrs.evolve(self, ops=ops, severe=severe)
 
     def summary(self) -> str:
         """What changed, in a few words: "4 pages · 4 folios freed · 2 leaves removed"."""
