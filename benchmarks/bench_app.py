@@ -409,14 +409,10 @@ def main() -> None:
             "| measurement | target | result |",
             "| --- | --- | --- |",
         ]
-        for name, row, med, mx, mmed, mmx in redraw:
+        for name, row, _med, _mx, mmed, mmx in redraw:
             lines.append(
-                f"| redraw after an op, zoom {name} (row = {row:,} pages) | median "
-                f"<= 16 ms | median {med:.1f} ms, max {mx:.1f} ms |"
-            )
-            lines.append(
-                f"| ... with the op's change marks drawn too, zoom {name} | median "
-                f"<= 16 ms | median {mmed:.1f} ms, max {mmx:.1f} ms |"
+                f"| redraw after an op with its change marks, zoom {name} (row = {row:,} "
+                f"pages) | median <= 16 ms | median {mmed:.1f} ms, max {mmx:.1f} ms |"
             )
         lines.append(
             f"| GUI stall while converting 1 TiB (+ punch hole) | max <= 50 ms | "
@@ -424,8 +420,8 @@ def main() -> None:
             f"{e2e:.0f} ms) |"
         )
         lines.append(
-            f"| undo of one action (restore a checkpoint, replay, redraw) | - | median "
-            f"{undo_ms:.0f} ms, max GUI stall {undo_gap:.1f} ms |"
+            f"| undo of one action (restore a checkpoint, replay, redraw what it changed) "
+            f"| - | median {undo_ms:.0f} ms, max GUI stall {undo_gap:.1f} ms |"
         )
         lines.append(
             f"| launch to the default scene drawn (after imports) | <= 2 s | median "
@@ -434,15 +430,18 @@ def main() -> None:
         lines += [""]
         lines += para(
             "Redraw = submit the op (a TDX accept of a visible page) until the map "
-            "has repainted with the new state: the engine thread applies it, splices the "
-            "changed range into its cached step function and rasterises the visible rows; "
-            "the GUI sets the image and paints. The stall is the longest gap of a 5 ms "
-            "QTimer heartbeat on the GUI thread from the submit to the map drawn. The log "
-            "and the inspector update up to 40 ms after the map on purpose, so they never "
-            "share its frame. Undo restores the newest checkpoint (a deep copy of the VM) "
-            "and replays the ops after it, then redraws everything. Numbers "
-            "move by a few ms between runs on this 2-core machine (two busy threads: the "
-            "GUI and the engine); the stall ranged 7-18 ms over the runs made while tuning."
+            "has repainted with the new state and the op's change marks: the engine thread "
+            "applies it, splices the changed range into its cached step function, "
+            "rasterises the visible rows and sends the action's record (the marks) just "
+            "before the raster, so both land in one frame; the GUI sets the image and the "
+            "marks and paints. The stall is the longest gap of a 5 ms QTimer heartbeat on "
+            "the GUI thread from the submit to the map drawn. The log and the inspector "
+            "update up to 40 ms after the map on purpose, so they never share its frame. "
+            "Undo restores the newest checkpoint (a deep copy: the leaf and folio indexes "
+            "copied whole, a few ms) and replays the ops after it, then redraws only the "
+            "ranges the undone ops had changed. Numbers move between runs on this 2-core "
+            "machine (two busy threads: the GUI and the engine), and more when other jobs "
+            "share it."
         )
         write_section(a.write, "\n".join(lines) + "\n")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -594,7 +595,7 @@ class EngineWorker(QObject):
     def _cmd_open(self, cmd: M.Open) -> None:
         self._end_replay()
         self._set_session(
-            Session.open(cmd.path, progress=self.progress.emit, annotate=self._annotate)
+            Session.open(cmd.path, progress=self._progress(), annotate=self._annotate)
         )
 
     def _cmd_load_recording(self, cmd: M.LoadRecording) -> None:
@@ -610,7 +611,7 @@ class EngineWorker(QObject):
             vm0,
             tl.ops,
             source=tl.source,
-            progress=self.progress.emit,
+            progress=self._progress(),
             annotate=self._annotate,
         )
         s.seek(cmd.position)
@@ -620,6 +621,19 @@ class EngineWorker(QObject):
             f"Replaying {os.path.basename(tl.source)}: {len(tl)} ops, "
             f"{len(tl.note_indexes)} captions"
         )
+
+    def _progress(self, every_s: float = 0.1) -> Callable[[int, int], None]:
+        """A progress callback that reports at most every `every_s` (and the last step):
+        each report repaints the busy bar, which the GUI must not do hundreds of times."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - last[0] >= every_s:
+                last[0] = now
+                self.progress.emit(done, total)
+
+        return report
 
     def _cmd_close_replay(self, cmd: M.CloseReplay) -> None:
         if self._replay is None:
