@@ -1,5 +1,7 @@
 """The map's half of cross-highlighting: every gfn range of the current `Highlight`
 outlined in magenta on the GPA map (the selection only shows their bounding range).
+An outline, never a fill: a magenta tint over light blue read as the legend's
+BLOCKED purple, and the step-through must show the cells' own colours.
 
 An overlay item in the map's view box, redrawn when the highlight changes and when
 the map's zoom changes (its items are in gfn coordinates: x = offset in the row,

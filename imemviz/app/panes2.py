@@ -107,6 +107,7 @@ def install(w: MainWindow) -> Panes2:
     # The feed builds what a visible pane shows (tabbed docks are hidden behind others).
     w.docks["entries"].visibilityChanged.connect(lambda v: feed.set_wanted(leaves=v))
     w.docks["folios"].visibilityChanged.connect(lambda v: feed.set_wanted(host=v))
+    w.docks["counters"].visibilityChanged.connect(counters.shown)
 
     def step_op(op: int) -> None:
         first, evs = events.model.op_events(op)
@@ -121,17 +122,25 @@ def install(w: MainWindow) -> Panes2:
         stepper.setFocus()
 
     def step_last() -> None:
-        ops = events.model.op_first
+        # The last action's main op (a conversion, not its trailing punch-hole), else the
+        # newest op with events.
+        rec = getattr(w, "last_action", None)
+        if rec is not None and rec.main is not None and events.model.op_events(rec.main)[1]:
+            step_op(rec.main)
+            return
+        ops = events.model.session_ops()
         if not ops:
             w.show_message("No op has emitted events yet.")
             return
         step_op(max(ops))
 
     events.stepRequested.connect(step_op)
-    act = QAction("Step through last op", w)
+    act = QAction("Step through the last action", w)
     act.setObjectName("act_step_last")
     act.setShortcut(QKeySequence("F8"))
-    act.setToolTip("Play the last op's kernel protocol step by step (F8)")
+    act.setToolTip(
+        "Play the last action's kernel protocol step by step, the map drawing each step (F8)"
+    )
     act.setStatusTip(act.toolTip())
     act.triggered.connect(step_last)
     w.addAction(act)

@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self._dialogs: dict[str, QWidget] = {}
         self.last_record: OpRecord | None = None
+        self.last_action = None  # messages.ActionRecord: what F8 steps through
 
         self.map = GpaMapPane(engine, self.selection)
         self.setCentralWidget(self.map)
@@ -84,6 +85,10 @@ class MainWindow(QMainWindow):
         self.panes2 = install_panes2(self)
         # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
         self.presenter = install_presenter(self)
+        # Change marks in every pane, the severe-outcome banner, the action's status line.
+        from imemviz.app.marks import install as install_marks
+
+        self.marks = install_marks(self)
         # Follow changes, Go to, Back/Forward, the overview (imemviz/app/navigate.py).
         from imemviz.app.navigate import install as install_navigation
 
@@ -226,15 +231,9 @@ class MainWindow(QMainWindow):
         self.registry.update_state()
 
     def _on_op(self, rec: OpRecord) -> None:
+        # The status bar names the user's action and its outcome once it is done
+        # (imemviz/app/marks.py); an op alone is the log's business.
         self.last_record = rec
-        line = rec.line
-        if rec.ok:
-            text = f"{rec.op.NAME}: ok"
-            if rec.explanation:
-                text += f" — {rec.explanation}"
-            self.show_message(text)
-        else:
-            self.show_message(f"{rec.op.NAME}: {line['errno']} — {rec.explanation}", error=True)
 
     # ------------------------------------------------------------------ map
     def _on_map_click(self, gfn: int) -> None:

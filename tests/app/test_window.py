@@ -61,7 +61,9 @@ def test_a_refused_op_explains_itself_without_a_modal(window, qtbot) -> None:
     for _ in range(20):
         window.engine.apply_ops([O.Close(99)])
     wait_idle(qtbot, window.engine)
-    assert len(window.log.lines) == n + 20
+    # Every one logged: the action's line (its name and outcome), then the op's.
+    assert len(window.log.lines) == n + 40
+    assert window.log.lines[-2].startswith("▶ Close: close failed with EBADF")
     assert not [b for b in window.findChildren(QMessageBox) if b.isVisible()]
 
 

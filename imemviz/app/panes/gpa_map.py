@@ -165,6 +165,7 @@ class GpaMapPane(QWidget):
         rpen = QPen(QColor(0, 0, 0), 2.0, Qt.DashLine)
         rpen.setCosmetic(True)
         self.range_item.setPen(rpen)
+        self.range_item.setBrush(QBrush(Qt.NoBrush))
         self.range_item.setZValue(20)
         self.vb.addItem(self.range_item, ignoreBounds=True)
         self.cursor_item = QGraphicsRectItem()
