@@ -3,7 +3,8 @@
 `install(window)` adds to the main window:
 
 - **Follow changes** (View menu, on by default): after every command the map looks at
-  the gfn ranges the ops changed (`OpRecord.changed`).  During a replay it frames them
+  the gfn ranges it changed: the `ActionRecord.changes` of the action, undo, redo or
+  timeline move (`imemviz.model.changes`, the same ranges the change marks outline).  During a replay it frames them
   when they are off the screen or drawn smaller than `LEGIBLE_PX` both ways; in live
   use, when the change is off the screen, or is small and not where you pointed (the
   selection).  Framing is a smooth pan/zoom (`map_animator`) to the view
@@ -28,12 +29,12 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidg
 from imemviz.app.goto import USAGE, GotoError, Target, parse_goto, pfn_target
 from imemviz.app.panes.map_frame import frame_target, needs_frame, on_screen
 from imemviz.app.panes.minimap import Minimap
-from imemviz.model.ops import Note
 from imemviz.model.raster import merge_ranges
 
 if TYPE_CHECKING:
+    from imemviz.app.messages import ActionRecord
     from imemviz.app.window import MainWindow
-    from imemviz.app.worker import OpRecord, Snapshot
+    from imemviz.app.worker import Snapshot
 
 FOCUS_MAX_GFNS = 1 << 22  # changes up to 16 GiB stay unfolded; bigger ones show as bands
 
@@ -50,10 +51,10 @@ class Navigator(QObject):
         self.pane = window.map
         self.follow = True
         self._pending: list[tuple[int, int]] = []
-        self._unknown = False
         self._session: int | None = None
         self.last_framed: tuple[tuple[int, int], ...] = ()
-        window.engine.opApplied.connect(self._on_op)
+        # The record of a command comes just before its snapshot (worker._flush_action).
+        window.engine.actionDone.connect(self._on_action)
         window.engine.snapshotReady.connect(self._on_snapshot)
         self.resolved.connect(self._on_resolved, Qt.QueuedConnection)
 
@@ -62,18 +63,17 @@ class Navigator(QObject):
         presenter = getattr(self.window, "presenter", None)
         return bool(presenter is not None and presenter.replay.active)
 
-    def _on_op(self, rec: OpRecord) -> None:
-        if isinstance(rec.op, Note):
-            return
-        if rec.changed is None:
-            self._unknown = True
-        else:
-            self._pending.extend(rec.changed)
+    def _on_action(self, rec: ActionRecord) -> None:
+        """What an action, an undo, a redo or a seek changed: the marks' ranges.  An op
+        that may have changed anything (a memslot moved, a zap of everything) is not one
+        place to frame."""
+        changes = rec.changes
+        if not changes.everything:
+            self._pending.extend(changes.gfns)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         ranges = merge_ranges(self._pending)
         self._pending = []
-        self._unknown = False  # an op that may have changed anything: nothing to frame
         if snap.session != self._session:
             self._session = snap.session
             self.last_framed = ()
@@ -81,8 +81,12 @@ class Navigator(QObject):
             return
         self.frame_change(ranges)
 
-    def frame_change(self, ranges: list[tuple[int, int]], force: bool = False) -> bool:
+    def frame_change(
+        self, ranges: list[tuple[int, int]], force: bool = False, legible: bool = False
+    ) -> bool:
         """What an op changed: keep it unfolded, and frame it if it cannot be seen.
+        `force`: frame even with Follow changes off; `legible`: frame what is too small
+        to see as a replay does (a step-through), wherever the selection is.
         Returns whether the map moved."""
         pane = self.pane
         lay = pane.layout_
@@ -94,7 +98,7 @@ class Navigator(QObject):
             pane.refresh()
         if not (self.follow or force):
             return False
-        if self.replaying() or force:
+        if self.replaying() or force or legible:
             move = needs_frame(lay, ranges)
         else:
             # Live: what you pointed at, you see; follow what happened elsewhere.

@@ -116,7 +116,11 @@ def test_a_single_page_in_the_whole_guest_view_gets_a_ring(make_window, qtbot) -
     w.map.zoom_all()
     wait_drawn(qtbot, w)
     assert w.map.layout_.row_gfns > 64  # one page is far below a pixel here
+    # The page is selected first, as a click does: what you point at is not framed
+    # (Follow changes), so the whole-guest view stays and the ring shows where it is.
+    w.selection.set_gfn(0x12345)
     act(w, qtbot, lambda vm: plans.accept_and_touch(vm, 0x12345))
+    assert w.map.layout_.row_gfns > 64
     assert w.map_marks.shown_rings() == [(0x12345, 0x12346)]
     w.map.show_range(0x12340, 0x12380)  # big cells: the outline alone is plain to see
     wait_drawn(qtbot, w)

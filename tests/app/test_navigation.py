@@ -326,3 +326,33 @@ def test_patterns_mark_the_states_colour_cannot_tell_apart(make_window, qtbot) -
     wait_drawn(qtbot, w)
     assert w.map.cells.tier() > 0 and w.map.layout_.is_legible(PAGE, PAGE + 1, LEGIBLE_PX)
     assert LEGEND_BY_CODE[Code.PENDING_4K].short == "PENDING"
+
+
+def test_follow_frames_the_marks_ranges_after_undo_and_seeks(make_window, qtbot, tmp_path) -> None:
+    """One source of "what changed": Follow changes frames the ranges the change marks
+    outline (ActionRecord.changes, model/changes.py), for an undo and for a seek back in a
+    replay, not only for ops applied forwards."""
+    w = make_window(fold=False)
+    lay = w.map.layout_
+    g = PAGE + 0x800
+    w.engine.apply_ops([O.GuestAccept(g << 12)], "accept")
+    wait_drawn(qtbot, w)
+    w.map.zoom_all()
+    w.selection.clear()
+    wait_drawn(qtbot, w)
+    assert not lay.is_legible(g, g + 1)
+    w.engine.undo()
+    wait_drawn(qtbot, w)
+    assert w.navigator.last_framed == w.marks.ranges() == ((g, g + 1),)
+    assert lay.is_legible(g, g + 1)
+    # A replay stepped back: the op now last is what the marks show and the map frames.
+    path = recording(tmp_path, O.GuestAccept(PAGE << 12), O.GuestAccept(g << 12))
+    replay_to_before_last(w, qtbot, path)
+    step_and_settle(w, qtbot)
+    w.map.zoom_all()
+    wait_drawn(qtbot, w)
+    w.presenter.replay.step_back()
+    wait_drawn(qtbot, w)
+    assert w.marks.ranges() == ((PAGE, PAGE + 1),)
+    assert w.navigator.last_framed == ((PAGE, PAGE + 1),)
+    assert lay.is_legible(PAGE, PAGE + 1) and on_screen(lay, [(PAGE, PAGE + 1)])
