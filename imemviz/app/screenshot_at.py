@@ -1,11 +1,10 @@
 """`imemviz --screenshot PNG RECORDING --at N`: the app as replay shows it after op N.
 
 The replay controller loads the recording, seeks to the state after its first N - 1
-ops, and steps op N exactly as the Replay pane's Step does: the engine applies it, the
-map frames what it changed (`navigate.Navigator`, Follow changes) and the change marks
-show it.  The marks are engineer A's layer: when the window has `marks` with a
-`show_record(record)` method it is called with op N's `OpRecord` right before the grab,
-so the marks are at full strength in the picture (`HOOK` below).
+ops, and steps op N exactly as the Timeline pane's Step does: the engine applies it and
+publishes its `ActionRecord`, whose changes (`imemviz.model.changes`) the change marks
+outline and the map frames (`navigate.Navigator`, Follow changes).  Right before the
+grab the marks' fade is held, so op N's marks are at full strength in the picture.
 """
 
 from __future__ import annotations
@@ -44,16 +43,12 @@ def show_replay_at(
     replay.step()
     if not settle():
         return False
-    HOOK(window)
+    hold_marks(window)
     return settle()
 
 
-def show_marks(window: MainWindow) -> None:
-    """Engineer A's change marks, shown for op N (a no-op until the window has them)."""
+def hold_marks(window: MainWindow) -> None:
+    """Op N's change marks at full strength for the grab (they would fade in 2.5 s)."""
     marks = getattr(window, "marks", None)
-    record = getattr(window, "last_record", None)
-    if marks is not None and record is not None and hasattr(marks, "show_record"):
-        marks.show_record(record)
-
-
-HOOK = show_marks
+    if marks is not None:
+        marks.hold(True)

@@ -127,8 +127,9 @@ def test_at_needs_a_recording_and_a_screenshot(tmp_path) -> None:
     assert proc.returncode == 2 and "go with --screenshot" in proc.stderr
 
 
-def test_at_shows_the_state_after_op_n_framed_on_its_change(make_window, qtbot, qapp) -> None:
-    """In-process, what `--at N` does: the state after op N, op N's change framed."""
+def test_at_shows_the_state_after_op_n_framed_and_marked(make_window, qtbot, qapp) -> None:
+    """In-process, what `--at N` does: the state after op N, op N's changes
+    (model/changes.py, the marks' source) framed and marked at full strength."""
     from imemviz.app.panes.map_frame import needs_frame, on_screen
     from imemviz.app.screenshot_at import show_replay_at
     from imemviz.io.diff import diff_vms
@@ -138,13 +139,6 @@ def test_at_shows_the_state_after_op_n_framed_on_its_change(make_window, qtbot, 
     if path is None:
         pytest.skip("the scenes are not installed")
     w = make_window(size=(1280, 720), fold=True)
-    shown = []
-
-    class Marks:  # the change marks' hook (engineer A's layer), called for op N
-        def show_record(self, record) -> None:
-            shown.append(record)
-
-    w.marks = Marks()
     failures: list[str] = []
     assert show_replay_at(qapp, w, str(path), 8, failures, 60.0)
     assert not failures
@@ -152,9 +146,41 @@ def test_at_shows_the_state_after_op_n_framed_on_its_change(make_window, qtbot, 
     want = tl.start_vm()
     for op in tl.ops[:8]:
         want.apply(op)
-    assert diff_vms(want, w.engine.worker.session.vm)["equal"]
+    session = w.engine.worker.session
+    assert diff_vms(want, session.vm)["equal"]
     rec = w.last_record
-    assert rec.op == tl.ops[7] and shown == [rec]
+    assert rec.op == tl.ops[7]
+    # The marks are op N's changes (session op #7), held at full strength for the grab.
+    op_changes = session.info[7].changes
+    latest = w.marks.latest
+    assert latest is not None and latest.ops == (7,)
+    assert latest.gfns == op_changes.gfns and latest.gfns
+    assert w.marks.step(w.marks.clock() + 60.0) == 1.0  # held: no fade
+    assert w.map_marks.ink.isVisible() and w.map_marks.ink.opacity() == 1.0
+    # Framed on the same ranges: on screen and legible.
     lay = w.map.layout_
-    assert rec.changed and on_screen(lay, rec.changed) and not needs_frame(lay, rec.changed)
+    assert on_screen(lay, latest.gfns) and not needs_frame(lay, latest.gfns)
     assert w.presenter.overlay.isVisible()  # the caption as replay shows it
+    # Pixels: the marks' outline is drawn around the change (without it the picture
+    # differs exactly there).
+    view = w.map.view
+    with_marks = view.grab().toImage()
+    for it in (w.map_marks.ink, w.map_marks.halo):
+        it.hide()
+    without = view.grab().toImage()
+    a, b = latest.gfns[0]
+    p0, p1 = w.map.gfn_pos(a), w.map.gfn_pos(b - 1)  # cell centres, in view pixels
+    cw, ch = lay.cell_px()
+    x0, x1 = min(p0.x(), p1.x()) - cw - 12, max(p0.x(), p1.x()) + cw + 12
+    if p0.y() != p1.y():  # a range over several rows: whole rows
+        x0, x1 = 0, view.width()
+    y0, y1 = min(p0.y(), p1.y()) - ch - 12, max(p0.y(), p1.y()) + ch + 12
+    near = far = 0
+    for y in range(0, with_marks.height(), 2):
+        for x in range(0, with_marks.width(), 2):
+            if with_marks.pixel(x, y) != without.pixel(x, y):
+                if x0 <= x <= x1 and y0 <= y <= y1:
+                    near += 1
+                else:
+                    far += 1
+    assert near > 20 and far < near // 4, (near, far)
