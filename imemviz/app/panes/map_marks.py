@@ -93,19 +93,22 @@ class MapMarks:
             self.tag.hide()
             self.rings = []
         else:
-            path = outline_path(ch.gfns, lay.row_gfns)
+            # In display coordinates: rows folded into a band are not drawn (map_fold.py).
             r = lay.row_gfns
+            shown = [(g, lay.display_ranges([g])) for g in ch.gfns]
+            shown = [(g, d[0]) for g, d in shown if d]
+            path = outline_path([d for _g, d in shown], r)
             px_x = max(lay.width, 1.0) / r  # screen pixels per gfn along a row
             px_y = lay.row_px()
             radius = RING_PX
             rings = []
-            for a, b in ch.gfns:
+            for g, (a, b) in shown:
                 rows = (b - 1) // r - a // r + 1
                 w = (b - a) * px_x if rows == 1 else lay.width
                 h = rows * px_y
                 if w >= MIN_MARK_PX and h >= MIN_MARK_PX:
                     continue
-                rings.append((a, b))
+                rings.append(g)
                 if len(rings) > MAX_RINGS:
                     continue
                 mid = (a + b) / 2 if rows == 1 else a
@@ -123,10 +126,11 @@ class MapMarks:
             self.ink.setPath(path)
             # A tag naming the action next to the first change in view (or the first),
             # above it, or below it when that would leave the view (shown with rings).
-            a0, b0 = self._first_in_view(ch.gfns)
+            g0 = self._first_in_view(ch.gfns)
+            a0, b0 = (lay.display_ranges([g0]) or [g0])[0]
             rows = (b0 - 1) // r - a0 // r + 1
             self.tag.set_text(_tag_text(self.marks.label, ch))
-            gap = RING_PX + 4 if any(x <= a0 < y for x, y in rings) else 6.0
+            gap = RING_PX + 4 if any(x <= g0[0] < y for x, y in rings) else 6.0
             y_px = (a0 // r - lay.top) * px_y
             below = y_px - gap - 30 < 0
             self.tag.anchor = gap if not below else -(gap + 30 + (px_y if rows == 1 else 0))
@@ -241,11 +245,11 @@ class SevereGlyph(QGraphicsObject):
         g = self.severe.gfn
         if g is None:
             return
-        r = lay.row_gfns
-        y_px = (g // r - lay.top) * lay.row_px()
+        x, y = lay.cell_of(g)  # display coordinates (a folded page: its band)
+        y_px = (y - lay.top) * lay.row_px()
         self.prepareGeometryChange()
         self.offset = self.DOWN if y_px < self.SIZE + 16 else self.UP
-        self.setPos(QPointF((g % r) + 0.5, g // r + 0.5))
+        self.setPos(QPointF(x + 0.5, y + 0.5))
 
     def boundingRect(self) -> QRectF:
         s = self.SIZE
