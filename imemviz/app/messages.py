@@ -258,6 +258,7 @@ class StepShown:
     title: str = ""
     in_progress: tuple[tuple[int, int], ...] = ()
     exact: bool = True
+    changed: tuple[tuple[int, int], ...] = ()  # the op's changed gfn ranges (model/changes.py)
 
 
 @attrs.frozen

@@ -112,6 +112,12 @@ class StepView(QObject):
                 f"The map and the entries show the state at this step{note}.", True
             )
             self._place()
+            # What the op changed is drawn unfolded (the present may fold it: a page the
+            # op freed is empty now) and framed when too small to see, as a replay is.
+            nav = getattr(self.window, "navigator", None)
+            ranges = (*shown.changed, *shown.in_progress)
+            if nav is not None and ranges:
+                nav.frame_change(sorted(ranges), legible=True)
         self._draw_progress()
 
     def _draw_progress(self) -> None:
@@ -123,12 +129,13 @@ class StepView(QObject):
             self.progress_text.hide()
             return
         lay = self.window.map.layout_
-        path = outline_path(ranges, lay.row_gfns)
+        # Display coordinates: the map may fold rows (map_fold.py).
+        path = outline_path(lay.display_ranges(ranges), lay.row_gfns)
         for it in self.progress_items:
             it.setPath(path)
             it.show()
-        a = ranges[0][0]
-        self.progress_text.setPos(QPointF(a % lay.row_gfns, a // lay.row_gfns))
+        x, y = lay.cell_of(ranges[0][0])
+        self.progress_text.setPos(QPointF(x, y))
         self.progress_text.show()
 
     def _place(self) -> None:

@@ -29,9 +29,9 @@ import attrs
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from imemviz.app.panes.map_fold import LongRuns
 from imemviz.app import messages as M
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
+from imemviz.app.panes.map_fold import LongRuns
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
 from imemviz.io.script import ScriptError
@@ -802,7 +802,9 @@ class EngineWorker(QObject):
             self._raster(v)
         for feed in list(self.step_feeds):
             feed(st.vm, self._version, title)
-        self.stepShown.emit(StepShown(op, st.step, n, title, st.in_progress, st.exact))
+        info = s.info[op] if op < len(s.info) else None
+        changed = info.changes.gfns if info is not None else ()
+        self.stepShown.emit(StepShown(op, st.step, n, title, st.in_progress, st.exact, changed))
 
     def _end_step_view(self) -> None:
         if self._step_key is None:

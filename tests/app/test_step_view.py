@@ -130,3 +130,53 @@ def test_accept_steps_pending_then_mapped(make_window, qtbot) -> None:
     w.selection.clear()
     wait_drawn(qtbot, w)
     assert_shows(w, 0x30, Code.PRIVATE_4K)
+
+
+def test_a_step_of_an_older_op_unfolds_its_range_on_map_and_overview(make_window, qtbot) -> None:
+    """The present folds a range an older op emptied (16 MiB made shared and discarded:
+    shared, untouched); stepping through that op unfolds and frames it, and the map and
+    the overview draw it as it was at the step (still private), then the present."""
+    from imemviz.app.panes.map_frame import needs_frame
+    from imemviz.model import ops as O
+
+    w = make_window(td_session(64 << 20), fold=True)
+    a, b = 0x2000, 0x3000
+    w.engine.submit(lambda vm: plans.convert(vm, a, b, private=False, discard=True))
+    wait_idle(qtbot, w.engine)
+    conv = w.last_action.main
+    # Something else afterwards: the conversion's range is no longer what just changed.
+    w.engine.apply_ops([O.GuestAccept(0x100 << 12)], "accept")
+    wait_idle(qtbot, w.engine)
+    w.selection.clear()
+    w.map.zoom_all()
+    wait_drawn(qtbot, w)
+    lay = w.map.layout_
+    mid = (a + b) // 2
+    assert lay.foldmap().fold_of_row(mid // lay.row_gfns) >= 0  # folded in the present
+    first, evs = w.panes2.events.model.op_events(conv)
+    st = w.panes2.stepper
+    st.load(conv, evs, first)
+    st.go(0)  # the invalidation has begun; the attributes are stored at its end
+    step_drawn(qtbot, w, True)
+    qtbot.waitUntil(lambda: w.step_view.shown is not None and w.step_view.shown.op == conv)
+    assert w.step_view.shown.changed == ((a, b),)
+    wait_drawn(qtbot, w)
+    assert lay.foldmap().fold_of_row(mid // lay.row_gfns) < 0  # unfolded
+    assert not needs_frame(lay, [(a, b)])
+    va, vb = lay.visible_gfns()
+    g = max(a, va) + 2 * lay.row_gfns  # a page of the range on screen
+    assert g < min(b, vb)
+    assert_shows(w, g, Code.PRIVATE_EMPTY)
+    mm = w.minimap
+
+    def overview_row() -> set[int]:
+        req = mm._req
+        return set(mm._codes[mid // req.row_gfns].tolist()) if mm._codes is not None else set()
+
+    qtbot.waitUntil(lambda: overview_row() == {int(Code.PRIVATE_EMPTY)}, timeout=10_000)
+    st.presentRequested.emit()
+    step_drawn(qtbot, w, False)
+    w.selection.clear()
+    wait_drawn(qtbot, w)
+    assert_shows(w, g, Code.SHARED_EMPTY)
+    qtbot.waitUntil(lambda: overview_row() == {int(Code.SHARED_EMPTY)}, timeout=10_000)
