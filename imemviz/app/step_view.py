@@ -129,6 +129,13 @@ class StepView(QObject):
             self.progress_text.hide()
             return
         lay = self.window.map.layout_
+        scale = getattr(self.window.map, "ui_scale", 1.0)  # presentation mode: bigger
+        for it, width in zip(self.progress_items, (6.0, 3.0), strict=True):
+            pen = it.pen()
+            if pen.widthF() != width * scale:
+                pen.setWidthF(width * scale)
+                it.setPen(pen)
+        self.progress_text.set_scale(scale)
         # Display coordinates: the map may fold rows (map_fold.py).
         path = outline_path(lay.display_ranges(ranges), lay.row_gfns)
         for it in self.progress_items:

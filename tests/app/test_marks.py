@@ -189,3 +189,43 @@ def test_a_memory_fault_exit_banner_can_be_dismissed(make_window, qtbot) -> None
     assert "KVM_EXIT_MEMORY_FAULT" in b.text.text()
     b.close_btn.click()
     assert not b.isVisible() and not w.map_marks.glyphs
+
+
+def test_marks_stay_black_on_white_outlines_in_dark_presentation_mode_on_a_folded_map(
+    make_window, qtbot
+) -> None:
+    """The marks are not a theme colour (no legend state is an outline): in dark mode and
+    presentation mode they stay black dashes on a white halo, their lines as much
+    thicker as the map's own, and drawn in the folded map's display rows."""
+    from imemviz.app import plot_theme
+    from imemviz.app.panes.map_marks import HALO_PX, INK_PX
+    from imemviz.app.presentation import SCALE
+
+    w = make_window(td_session(4096 << 20), fold=True)
+    w.marks.clock = Clock()
+    try:
+        plot_theme.set_dark(True)
+        w.presentation.set_on(True, fullscreen=False)
+        wait_drawn(qtbot, w)
+        g = 0x12345  # in the middle of untouched private memory: folded around it
+        w.selection.set_gfn(g)
+        act(w, qtbot, lambda vm: plans.accept_and_touch(vm, g))
+        mm = w.map_marks
+        assert mm.ink.pen().widthF() == pytest.approx(INK_PX * SCALE)
+        assert mm.halo.pen().widthF() == pytest.approx(HALO_PX * SCALE)
+        assert mm.ink.pen().color().name() == "#000000"
+        assert mm.halo.pen().color().name() == "#ffffff"
+        lay = w.map.layout_
+        assert lay.foldmap()  # the map is folded
+        assert lay.cell_of(g)[1] != g // lay.row_gfns  # display rows are not linear rows
+        x, y = lay.cell_of(g)
+        assert mm.ink.path().boundingRect().contains(x + 0.5, y + 0.5)
+        w.map.show_range(g - 0x20, g + 0x20)
+        wait_drawn(qtbot, w)
+        x, y = lay.cell_of(g)
+        assert mm.ink.path().boundingRect().contains(x + 0.5, y + 0.5)
+        seen = ink_pixels_near(w, g, 6)
+        assert (0, 0, 0) in seen and (255, 255, 255) in seen
+    finally:
+        w.presentation.set_on(False, fullscreen=False)
+        plot_theme.set_dark(False)

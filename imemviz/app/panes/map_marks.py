@@ -29,12 +29,13 @@ MAX_RINGS = 64
 RING_PX = 15.0  # radius of the ring around a change too small to see
 
 
-def mark_pens() -> tuple[QPen, QPen]:
-    """(halo, ink) pens of a change mark; cosmetic, so the width is in screen pixels."""
-    halo = QPen(HALO, HALO_PX)
+def mark_pens(scale: float = 1.0) -> tuple[QPen, QPen]:
+    """(halo, ink) pens of a change mark; cosmetic, so the width is in screen pixels
+    (times the UI scale: presentation mode draws lines bigger)."""
+    halo = QPen(HALO, HALO_PX * scale)
     halo.setCosmetic(True)
     halo.setJoinStyle(Qt.MiterJoin)
-    ink = QPen(INK, INK_PX)
+    ink = QPen(INK, INK_PX * scale)
     ink.setCosmetic(True)
     ink.setDashPattern(DASHES)
     ink.setJoinStyle(Qt.MiterJoin)
@@ -61,6 +62,7 @@ class MapMarks:
         self.changes: Changes | None = None
         self.rings: list[tuple[int, int]] = []  # ranges drawn with a ring (tests)
         self.glyphs: list[SevereGlyph] = []
+        self.scale = 1.0  # the map's UI scale the items are drawn at
         self.tag = Tag(dashed=True)
         self.tag.setZValue(44)
         self.tag.hide()
@@ -84,7 +86,22 @@ class MapMarks:
         if not self.rings or self.glyphs:
             self.tag.hide()
 
+    def _rescale(self) -> None:
+        """Follow the map's UI scale (presentation mode): thicker lines, bigger rings,
+        tags and glyphs, as the map's own outlines and labels grow."""
+        scale = getattr(self.pane, "ui_scale", 1.0)
+        if scale == self.scale:
+            return
+        self.scale = scale
+        halo_pen, ink_pen = mark_pens(scale)
+        self.halo.setPen(halo_pen)
+        self.ink.setPen(ink_pen)
+        self.tag.set_scale(scale)
+        for g in self.glyphs:
+            g.set_scale(scale)
+
     def rebuild(self) -> None:
+        self._rescale()
         ch = self.changes
         lay = self.pane.layout_
         if ch is None or not ch.gfns:
@@ -100,13 +117,13 @@ class MapMarks:
             path = outline_path([d for _g, d in shown], r)
             px_x = max(lay.width, 1.0) / r  # screen pixels per gfn along a row
             px_y = lay.row_px()
-            radius = RING_PX
+            radius = RING_PX * self.scale
             rings = []
             for g, (a, b) in shown:
                 rows = (b - 1) // r - a // r + 1
                 w = (b - a) * px_x if rows == 1 else lay.width
                 h = rows * px_y
-                if w >= MIN_MARK_PX and h >= MIN_MARK_PX:
+                if w >= MIN_MARK_PX * self.scale and h >= MIN_MARK_PX * self.scale:
                     continue
                 rings.append(g)
                 if len(rings) > MAX_RINGS:
@@ -130,10 +147,11 @@ class MapMarks:
             a0, b0 = (lay.display_ranges([g0]) or [g0])[0]
             rows = (b0 - 1) // r - a0 // r + 1
             self.tag.set_text(_tag_text(self.marks.label, ch))
-            gap = RING_PX + 4 if any(x <= g0[0] < y for x, y in rings) else 6.0
+            gap = radius + 4 if any(x <= g0[0] < y for x, y in rings) else 6.0
+            tall = self.tag.height() + 8
             y_px = (a0 // r - lay.top) * px_y
-            below = y_px - gap - 30 < 0
-            self.tag.anchor = gap if not below else -(gap + 30 + (px_y if rows == 1 else 0))
+            below = y_px - gap - tall < 0
+            self.tag.anchor = gap if not below else -(gap + tall + (px_y if rows == 1 else 0))
             x = (a0 % r) + (b0 - a0 if rows == 1 else 1) / 2
             # Not past the right edge of the rows (the tag is ~300 px wide).
             x = min(x, max(0.0, r - (self.tag.width() + 8) / px_x))
@@ -157,6 +175,7 @@ class MapMarks:
         if severe is None or severe.gfn is None:
             return
         g = SevereGlyph(severe)
+        g.set_scale(self.scale)
         self.pane.vb.addItem(g, ignoreBounds=True)
         self.glyphs.append(g)
         g.place(self.pane.layout_)
@@ -183,14 +202,26 @@ class Tag(QGraphicsObject):
         self._font.setBold(True)
         self.dashed = dashed
         self.anchor = 6.0
+        self.ui_scale = 1.0
         self._text = ""
         self._w = 0.0
         self.set_text(text)
 
+    def set_scale(self, scale: float) -> None:
+        """Text and lines `scale` times their size (presentation mode)."""
+        if scale == self.ui_scale and self._w:
+            return
+        self.ui_scale = scale
+        self._font.setPixelSize(round(13 * scale))
+        self.set_text(self._text)
+
+    def height(self) -> float:
+        return 22.0 * self.ui_scale
+
     def set_text(self, text: str) -> None:
         self.prepareGeometryChange()
         self._text = text
-        self._w = QFontMetricsF(self._font).horizontalAdvance(text) + 16
+        self._w = QFontMetricsF(self._font).horizontalAdvance(text) + 16 * self.ui_scale
         self.update()
 
     def text(self) -> str:
@@ -200,14 +231,16 @@ class Tag(QGraphicsObject):
         return self._w
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-4, -self.anchor - 30, self._w + 8, 32)
+        h = self.height()
+        return QRectF(-4, -self.anchor - h - 8, self._w + 8, h + 10)
 
     def paint(self, painter: QPainter, *args) -> None:
-        box = QRectF(0, -self.anchor - 26, self._w, 22)
+        h = self.height()
+        box = QRectF(0, -self.anchor - h - 4, self._w, h)
         painter.setRenderHint(QPainter.Antialiasing)
         halo, ink = mark_pens()
-        halo.setWidthF(4.0)
-        ink.setWidthF(2.0)
+        halo.setWidthF(4.0 * self.ui_scale)
+        ink.setWidthF(2.0 * self.ui_scale)
         painter.setBrush(QColor(255, 255, 255))
         painter.setPen(halo)
         painter.drawRoundedRect(box, 3, 3)
@@ -240,6 +273,10 @@ class SevereGlyph(QGraphicsObject):
         self._text_w = fm.horizontalAdvance(self._text) + 12
         self.offset = self.UP
         self.setToolTip(severe.detail)
+
+    def set_scale(self, scale: float) -> None:
+        """Drawn `scale` times its size (presentation mode): the item's own transform."""
+        self.setScale(scale)
 
     def place(self, lay) -> None:
         g = self.severe.gfn
