@@ -234,9 +234,31 @@ class Presenter:
         self.overlay.set_caption(self.overlay.text())
 
     def _on_loaded(self, timeline) -> None:
-        if timeline is not None:  # a replay starts: its pane in front
+        if timeline is None:
+            return
+        # A replay starts: its pane in front.  Tabbed with the log (the live layout) it
+        # would have the log's few lines: the list of a recording's ops and captions
+        # needs more, so it goes beside the log (the log keeps the op lines' detail).
+        w = self.window
+        log_dock = w.docks.get("log")
+        if (
+            log_dock is not None
+            and not self.dock.isFloating()
+            and not getattr(getattr(w, "presentation", None), "on", False)
+            and log_dock.toggleViewAction().isChecked()  # open (maybe behind a tab)
+            and self.dock in w.tabifiedDockWidgets(log_dock)
+        ):
+            # (splitDockWidget would only add a tab: the log is in a tab group.)
+            w.removeDockWidget(self.dock)
+            w.addDockWidget(Qt.BottomDockWidgetArea, self.dock, Qt.Horizontal)
             self.dock.show()
-            self.dock.raise_()
+            w.resizeDocks([self.dock], [int(w.width() * 0.5)], Qt.Horizontal)
+            # Room for a few rows of the list under its title, buttons and slider.
+            tall = min(230, int(w.height() * 0.22))
+            if self.dock.height() < tall:
+                w.resizeDocks([self.dock], [tall], Qt.Vertical)
+        self.dock.show()
+        self.dock.raise_()
 
     def _on_playing(self, playing: bool) -> None:
         self.actions["replay_play"].setText("&Pause" if playing else "&Play")
