@@ -79,6 +79,8 @@ def in_process(out: str) -> None:
             _settle(app)
             w.grab().save(os.path.join(out, f"presentation-{w_}x{h_}.png"))
         finally:
+            # Back to the normal font: it is the application's, the next window's too.
+            w.presentation.set_on(False, fullscreen=False)
             w.close()
             engine.stop()
     engine = Engine()

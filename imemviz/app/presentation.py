@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import QApplication
 
 if TYPE_CHECKING:
@@ -91,7 +91,15 @@ class Presentation(QObject):
                 w.presenter.pane.list.hide()
                 replay = w.docks.get("replay")
                 if replay is not None and replay.isVisible():
-                    w.resizeDocks([replay], [replay.minimumSizeHint().height()], Qt.Vertical)
+                    # Its title, buttons and slider at the big font (the pane's own
+                    # minimum is kept small for the docked layout).
+                    pane = w.presenter.pane
+                    pane.layout().activate()
+                    h = pane.layout().minimumSize().height() + replay.minimumSizeHint().height()
+                    w.resizeDocks([replay], [h], Qt.Vertical)
+            # The status line is for the action's outcome: the zoom figures step aside.
+            w.zoom_label.hide()
+            self._fit_legend()
             if fullscreen:
                 w.showFullScreen()
         else:
@@ -102,6 +110,8 @@ class Presentation(QObject):
             w.legend.set_scale(1.0)
             w.legend.set_groups_per_row(2)
             w.presenter.pane.list.show()
+            w.zoom_label.show()
+            w.legend.setFont(QFont())
             w.setCorner(Qt.BottomRightCorner, self._corner)
             if not was_full and w.isFullScreen():
                 w.showNormal()
@@ -114,6 +124,23 @@ class Presentation(QObject):
             self.action.setChecked(on)
             self.action.blockSignals(False)
         w.map.zoom_all()
+
+    def _fit_legend(self) -> None:
+        """The legend's one column fits the window's height (at 1280x720 the full scale
+        would make it taller than the window): its text shrinks until it does."""
+        w = self.window
+        legend = w.legend
+        room = w.height() - w.menuBar().sizeHint().height() - w.statusBar().sizeHint().height()
+        room -= w.toolbar.sizeHint().height() + 40  # the dock's title bar and margins
+        font = QFont(QApplication.instance().font())
+        base = font.pointSizeF()
+        legend.setFont(font)
+        for k in range(12):
+            legend.layout().activate()
+            if legend.minimumSizeHint().height() <= room or base <= 0:
+                break
+            font.setPointSizeF(base * (1.0 - 0.04 * (k + 1)))
+            legend.setFont(font)
 
 
 def install(window: MainWindow) -> Presentation:
