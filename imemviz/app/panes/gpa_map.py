@@ -447,6 +447,13 @@ class GpaMapPane(QWidget):
             padding=0.0,
             update=True,
         )
+        # The left axis labels display rows with addresses: a new zoom or new folds over
+        # the same display range change its labels, which pyqtgraph caches by range.
+        key = (lay.row_gfns, lay.foldmap().key())
+        if key != getattr(self, "_axis_key", None):
+            self._axis_key = key
+            self.left_axis.picture = None
+            self.left_axis.update()
         self._sync_scrollbar()
         self._update_overlays()
         if self._shown is not None and (
