@@ -117,7 +117,7 @@ def _delegate(prog: str, module: str, func: str, argv: list[str]) -> int:
 def _cmd_app(argv: list[str]) -> int:
     parser = _Parser(
         prog="imemviz",
-        usage="imemviz [--screenshot PNG] [FILE]\n"
+        usage="imemviz [--screenshot PNG [--size WxH] [--at N]] [FILE]\n"
         "       imemviz {run,check,diff,import,export-video} ...  (each with --help)",
         description="Visualizer and simulator of KVM private memory. Without a "
         "command, opens the desktop app on FILE (a state file or a recording) "
@@ -129,6 +129,15 @@ def _cmd_app(argv: list[str]) -> int:
         metavar="PNG",
         help="open without showing a window, save a PNG of the main window and exit",
     )
+    parser.add_argument(
+        "--size", metavar="WxH", help="with --screenshot: the window's size (default 1600x1000)"
+    )
+    parser.add_argument(
+        "--at",
+        metavar="N",
+        help="with --screenshot and a recording: show it as replay does right after its "
+        "first N ops (N >= 1): the state after op N, framed on what op N changed",
+    )
     parser.add_argument("--version", action="version", version=f"imemviz {imemviz.__version__}")
     ns = parser.parse_args(argv)
     if ns.file is not None and not os.path.exists(ns.file):
@@ -136,8 +145,60 @@ def _cmd_app(argv: list[str]) -> int:
         raise UsageError(
             f"imemviz: {ns.file}: no such file (commands: run, {', '.join(DELEGATED)})"
         )
+    if (ns.size is not None or ns.at is not None) and ns.screenshot is None:
+        raise UsageError("imemviz: --size and --at go with --screenshot PNG")
+    size = None if ns.size is None else parse_size(ns.size, "--size")
+    at = None if ns.at is None else _check_at(ns.at, ns.file)
     run_app = _load("imemviz", *APP, what="the desktop app")
-    return int(run_app(ns.file, ns.screenshot) or 0)
+    if size is None and at is None:
+        return int(run_app(ns.file, ns.screenshot) or 0)
+    return int(run_app(ns.file, ns.screenshot, size=size, at=at) or 0)
+
+
+SIZE_MIN, SIZE_MAX = (640, 400), (7680, 4320)
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080); a UsageError naming `option` otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UsageError(f"imemviz: {option} {text!r}: expected WxH in pixels, e.g. 1920x1080")
+    w, h = (int(p) for p in parts)
+    if not (SIZE_MIN[0] <= w <= SIZE_MAX[0] and SIZE_MIN[1] <= h <= SIZE_MAX[1]):
+        raise UsageError(
+            f"imemviz: {option} {text}: from {SIZE_MIN[0]}x{SIZE_MIN[1]} "
+            f"to {SIZE_MAX[0]}x{SIZE_MAX[1]}"
+        )
+    return w, h
+
+
+def _check_at(text: str, file: str | None) -> int:
+    """--at N: FILE must be a recording with at least N ops (Qt-free check)."""
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise UsageError(f"imemviz: --at {text!r}: expected an op count N >= 1") from None
+    if n < 1:
+        raise UsageError(f"imemviz: --at {n}: N counts ops applied, from 1")
+    if file is None:
+        raise UsageError("imemviz: --at needs FILE, a recording (.jsonl)")
+    from imemviz.io.replay import Timeline
+    from imemviz.io.script import ScriptError
+    from imemviz.io.session import STATE_SUFFIXES
+
+    if file.endswith(STATE_SUFFIXES):
+        raise UsageError(f"imemviz: --at needs a recording (.jsonl); {file} is a state file")
+    try:
+        ops = len(Timeline.load(file))
+    except ScriptError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"{file}: cannot read: {e.strerror or e}") from None
+    if ops == 0:
+        raise UsageError(f"imemviz: --at {n}: {file} has no ops")
+    if n > ops:
+        raise UsageError(f"imemviz: --at {n}: {file} has {ops} ops (N from 1 to {ops})")
+    return n
 
 
 # -------------------------------------------------------------------- run

@@ -131,7 +131,7 @@ def main() -> None:
             for op, pos in ops.items()
             if p.events.model.events[pos][1] == "kvm_vm_set_mem_attributes"
         )
-        p.step_op(conv)
+        p.step_op(conv - p.events.model.base)  # op_first is keyed by the VM's op number
         names = [st.name for st in p.stepper.steps]
         p.stepper.go(names.index("TDH.MEM.PAGE.REMOVE"))
         w.resizeDocks([w.docks["stepper"]], [360], Qt.Vertical)
@@ -166,7 +166,7 @@ def main() -> None:
                 for op, pos in ops.items()
                 if p.events.model.events[pos][1] == "kvm_vm_set_mem_attributes"
             )
-            p.step_op(conv)
+            p.step_op(conv - p.events.model.base)  # op_first is keyed by the VM's op number
             names = [st.name for st in p.stepper.steps]
         if "TDH.MEM.PAGE.DEMOTE" in names:
             p.stepper.go(names.index("TDH.MEM.PAGE.DEMOTE"))

@@ -55,6 +55,12 @@ def main() -> int:
                 tl = Timeline.load(resources.scene_path(scene))
                 k = next(i for i, op in enumerate(tl.ops) if caption in getattr(op, "text", ""))
                 window.presenter.replay.load(tl)
+                # Read and applied on the engine thread: seek once the timeline is there.
+                wait_until(
+                    app,
+                    lambda tl=tl: window.presenter.replay.timeline is tl and window.wait_drawn(),
+                    60,
+                )
                 window.presenter.replay.seek(k + 1)
                 wait_until(app, window.wait_drawn, 60)
                 wait_until(app, lambda: False, 0.3)  # let the overlay and axes settle

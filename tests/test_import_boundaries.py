@@ -33,3 +33,30 @@ def test_package_imports_without_qt(package: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-4:])
         pytest.fail(f"{package} does not import with Qt blocked:\n{tail}", pytrace=False)
+
+
+# The app's Qt-free modules: geometry and colour logic tested headless.
+QT_FREE_APP = (
+    "imemviz.app.palette",
+    "imemviz.app.colour_vision",
+    "imemviz.app.panes.map_fold",
+    "imemviz.app.panes.map_layout",
+    "imemviz.app.panes.map_frame",
+    "imemviz.app.goto",
+)
+
+
+@pytest.mark.parametrize("module", QT_FREE_APP)
+def test_app_logic_modules_import_without_qt(module: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for name in {QT_MODULES!r}:
+            sys.modules[name] = None
+        importlib.import_module({module!r})
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-4:])
+        pytest.fail(f"{module} does not import with Qt blocked:\n{tail}", pytrace=False)

@@ -277,22 +277,6 @@ def test_raster_rows_is_the_reshaped_1d_raster() -> None:
     np.testing.assert_array_equal(a, b)
 
 
-def test_lut_and_legend() -> None:
-    lut = R.lut()
-    assert lut.shape == (256, 4) and lut.dtype == np.uint8
-    colours = {tuple(lut[c]) for c in Code}
-    assert len(colours) == R.NCODES  # every code has its own colour
-
-    # Private and shared mapped 4K differ in lightness as well as hue.
-    def luma(rgb):
-        r, g, b = (x / 255 for x in rgb)
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-    p4k, s4k = R.LEGEND_BY_CODE[Code.PRIVATE_4K].rgb, R.LEGEND_BY_CODE[Code.SHARED_4K].rgb
-    assert abs(luma(p4k) - luma(s4k)) > 0.2
-    assert R.code_name(Code.PENDING_4K) == "PENDING 4K"
-
-
 def test_changed_ranges_unknown_and_move_mean_everything() -> None:
     vm = setup_vm("sw_protected")
     assert R.changed_ranges(vm, [(0, "kvm_mmu_zap_all_fast")]) is None
@@ -352,3 +336,26 @@ def test_reduce_to_pixels_matches_brute_force(cuts, seed, window, npix) -> None:
         want = [per_gfn[p[i]] for i in range(npix)]
     got = R.reduce_to_pixels(bounds, codes, start, end, npix)
     np.testing.assert_array_equal(got, np.array(want, dtype=np.uint8))
+
+
+@given(
+    extent=st.integers(64, 1 << 16),
+    row_gfns=st.sampled_from([8, 16, 64, 100, 1024]),
+    cols=st.integers(1, 70),
+    seeds=st.lists(st.integers(0, 1 << 20), min_size=1, max_size=12),
+)
+def test_raster_rows_at_equals_raster_rows_row_by_row(extent, row_gfns, cols, seeds) -> None:
+    """The folded map's one-pass raster gives each row exactly as StepCache.raster_rows."""
+    cols = min(cols, row_gfns)
+    rng = np.random.default_rng(sum(seeds))
+    cuts = np.unique(rng.integers(1, extent, size=rng.integers(0, 40)))
+    bounds = np.concatenate([[0], cuts, [extent]]).astype(np.int64)
+    codes = rng.integers(1, R.NCODES, size=len(bounds) - 1).astype(np.uint8)
+    bounds, codes = R.compress(bounds, codes)
+    cache = R.StepCache.__new__(R.StepCache)
+    cache.limit, cache.bounds, cache.codes = extent, bounds, codes
+    starts = np.asarray([s % (extent + 2 * row_gfns) for s in seeds], np.int64)
+    got = R.raster_rows_at(bounds, codes, extent, starts, row_gfns, cols)
+    for i, s in enumerate(starts.tolist()):
+        want = cache.raster_rows(s, row_gfns, 1, cols)[0]
+        np.testing.assert_array_equal(got[i], want, err_msg=f"row at {s}")

@@ -88,10 +88,70 @@ def test_checkpoints_bound_replay() -> None:
     ref = fingerprint(s)
     for _ in range(10):
         s.undo()
-    assert all(k <= len(s.ops) for k in s.checkpoints)
+    # Checkpoints in the undone future stay, for redo and seeks...
+    assert any(k > len(s.ops) for k in s.checkpoints)
     for _ in range(10):
         s.redo()
     assert fingerprint(s) == ref
+    # ... until a new action replaces that future.
+    for _ in range(10):
+        s.undo()
+    s.apply(O.GuestAccept(63 << 12))
+    assert all(k <= len(s.ops) for k in s.checkpoints) and not s.can_redo
+
+
+def test_seek_moves_both_ways_keeping_the_future() -> None:
+    ticks = iter(range(1_000_000))
+    s = td_session(
+        min_checkpoint_seconds=0.0, max_ops_between_checkpoints=4, clock=lambda: float(next(ticks))
+    )
+    s.annotate = lambda vm, i, op, r, events: (i, vm.op_index - s.op_base - 1, len(events))
+    prints = [fingerprint(s)]
+    for gfn in range(30):
+        s.apply_group(plans.accept_and_touch(s.vm, gfn).ops, f"a{gfn}")
+        prints.append(fingerprint(s))
+    n = s.position
+    assert s.length == n and s.info[-1][:2] == (len(s.ops) - 1, len(s.ops) - 1)
+    info = list(s.info)
+    # Backwards to any group: rebuilt from a checkpoint, the rest kept as the future.
+    r = s.seek(5)
+    assert r.rebuilt and s.position == 5 and s.length == n and fingerprint(s) == prints[4]
+    assert s.future()[0].label == "a4" and s.redo_label == "a4"
+    # Forwards past a checkpoint: rebuilt, with the stored results and annotations.
+    r = s.seek(n - 1)
+    assert r.rebuilt and r.after == len(s.ops) and fingerprint(s) == prints[n - 2]
+    assert s.info == info[: len(s.ops)] and len(s.results) == len(s.ops)
+    # One step forwards with no checkpoint inside: applied, on_op called per op.
+    seen = []
+    r = s.seek(n, on_op=lambda i, op, res, ev, dt: seen.append(i))
+    assert not r.rebuilt and seen == [len(s.ops) - 2, len(s.ops) - 1]
+    assert fingerprint(s) == prints[n - 1] and s.info == info
+    assert s.seek(n + 5).after == len(s.ops)  # clamped
+    # vm_at builds any earlier state without touching the session's.
+    vm = s.vm_at(4)
+    assert vm is not s.vm and vm.op_index == s.op_base + 4
+
+
+def test_fork_keeps_the_history_and_drops_the_future() -> None:
+    s = td_session()
+    for gfn in range(6):
+        s.apply_group(plans.accept_and_touch(s.vm, gfn).ops)
+    s.seek(3)
+    f = s.fork()
+    f.apply_group(plans.guest_access(40, write=True, value=1).ops, "what if")
+    assert f.position == 4 and not f.can_redo
+    assert s.position == 3 and s.length == 7 and s.can_redo  # the original is untouched
+    s.seek(7)
+    assert s.vm.private.lookup(5) is not None and f.vm.private.lookup(5) is None
+
+
+def test_op_base_counts_the_starts_own_ops() -> None:
+    s = Session.scene("default")
+    assert s.op_base == s.vm.op_index > 0
+    s.apply_group(plans.accept_and_touch(s.vm, 0x20000).ops)
+    # Session op 0 (the accept) is the VM's op op_base + 0: its events carry that number.
+    assert s.vm.events.log[-1][1] == "TDG.MEM.PAGE.ACCEPT"
+    assert s.vm.events.log[-1][0] == s.op_base + 0
 
 
 def test_undo_brings_a_killed_td_back() -> None:
@@ -292,3 +352,40 @@ def test_recording_after_opening_a_state_embeds_it(tmp_path) -> None:
         vm.apply(op)
     assert stats_dict(vm) == stats_dict(t.vm)
     assert inspect_gfn(vm, 4) == inspect_gfn(t.vm, 4)
+
+
+def test_sparse_index_deep_copy_is_independent_and_ordered() -> None:
+    import copy
+    import random
+
+    from imemviz.model.sparse import SparseIndex, copy_dict
+
+    rnd = random.Random(3)
+    a: SparseIndex[int] = SparseIndex()
+    ref_a: dict[int, int] = {}
+    for k in rnd.sample(range(200_000), 30_000):
+        a.set(k, k * 3)
+        ref_a[k] = k * 3
+    for k, _v in a.pop_range(1000, 2000):  # the sorted keys exist; then some pending ones
+        del ref_a[k]
+    for k in rnd.sample(range(200_000, 210_000), 500):
+        a.set(k, -k)
+        ref_a[k] = -k
+    b = copy.deepcopy(a)
+    ref_b = dict(ref_a)
+    b.set(5, 1)
+    ref_b[5] = 1
+    for k, _v in b.pop_range(100_000, 150_000):
+        del ref_b[k]
+    first = a.keys()[0]
+    a.pop(first)
+    del ref_a[first]
+    for idx, ref in ((a, ref_a), (b, ref_b)):
+        keys, vals = idx.arrays()
+        assert keys == sorted(ref) and vals == [ref[k] for k in keys]
+        assert idx.items_in(150_000, 160_000) == [
+            (k, ref[k]) for k in sorted(ref) if 150_000 <= k < 160_000
+        ]
+    assert not b.any_in(100_000, 150_000) and a.any_in(100_000, 150_000)
+    big = {k: k for k in range(200_000)}
+    assert copy_dict(big) == big and copy_dict(big) is not big

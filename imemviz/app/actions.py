@@ -36,7 +36,7 @@ class ActionSpec:
     context: bool = False  # in the map's right-click menu
     checkable: bool = False
     checked: bool = False
-    needs: str = ""  # "page", "vm", "tdx", "undo", "redo"
+    needs: str = ""  # "page", "vm", "tdx", "td_building", "undo", "redo"
     group: str = ""  # actions in the same menu with different groups get a separator
 
 
@@ -305,7 +305,7 @@ SPECS: tuple[ActionSpec, ...] = (
         "Show the &whole guest",
         "Zoom out until every memslot is visible",
         "&View",
-        lambda w: w.map.zoom_all(),
+        lambda w: w.map.zoom_all(animate=True),
         "zoom_all",
         "0",
         toolbar=True,
@@ -315,7 +315,7 @@ SPECS: tuple[ActionSpec, ...] = (
         "Zoom to the &selection",
         "Fit the selected range",
         "&View",
-        _on_span(lambda w, a, b: w.map.show_range(a, b)),
+        _on_span(lambda w, a, b: w.map.show_range(a, b, animate=True)),
         "",
         "Z",
     ),
@@ -460,7 +460,7 @@ SPECS: tuple[ActionSpec, ...] = (
         lambda w: w.init_mem_region_dialog(),
         "",
         "",
-        needs="tdx",
+        needs="td_building",
         group="tdx2",
     ),
     ActionSpec(
@@ -471,7 +471,7 @@ SPECS: tuple[ActionSpec, ...] = (
         lambda w: w.engine.submit(plans.Plan("finalize", (O.TdxFinalizeVm(),))),
         "finalize",
         "",
-        needs="tdx",
+        needs="td_building",
         group="tdx2",
     ),
     # Memory (VMM)
@@ -745,12 +745,18 @@ class ActionRegistry:
         has_vm = snap is not None
         is_tdx = has_vm and snap.config.is_tdx
         has_page = w.selection.gfn is not None
+        # The TD's build actions follow the TD's state, not the selection: both are
+        # KVM_TDX ioctls that KVM accepts only before KVM_TDX_FINALIZE_VM.
+        building = (
+            is_tdx and snap.stats.get("td_state") == "BUILDING" and not snap.stats.get("vm_dead")
+        )
         for spec in SPECS:
             ok = {
                 "": True,
                 "vm": has_vm,
                 "page": has_vm and has_page,
                 "tdx": is_tdx and has_page,
+                "td_building": building,
                 "undo": has_vm and snap.can_undo,
                 "redo": has_vm and snap.can_redo,
             }[spec.needs]

@@ -1,9 +1,10 @@
-"""The caption over the map: the text of the last `note` op, sized for a conference room.
+"""The caption above the map: the text of the last `note` op, sized for a conference room.
 
-A translucent label anchored to the top of the map (white on navy, bold,
-about 1/42 of the map's width, 15 to 30 px), clear of the memslot gutter on
-the right.  It never hides what just happened: when the last op changed
-pages drawn under it, it moves to the bottom of the map for a while.
+A band across the top of the map pane (white on navy, bold, about 1/42 of the map's
+width, 15 to 30 px), laid out *above* the plot rather than over it: the map's rows,
+its axes and whatever just changed are never under the caption.  While a caption is
+shown the map is that much shorter; the band keeps the height of two lines at least,
+so captions of one or two lines do not make the map jump.
 """
 
 from __future__ import annotations
@@ -12,44 +13,39 @@ from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QEvent, QObject, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
-from imemviz.app.panes.gpa_map import GUTTER_PX
-
-CAPTION_BG = QColor(16, 24, 40, 215)
-PAD_X, PAD_Y = 18, 10
-MARGIN_TOP = 12
-MARGIN_BOTTOM = 48  # above the bottom axis and its label
-SLACK_PX = 8
+CAPTION_BG = QColor(16, 24, 40, 235)
+PAD_X, PAD_Y = 18, 8
+MIN_LINES = 2
 
 
 class CaptionOverlay(QLabel):
-    """A caption over the top of the map: white on translucent navy, big, word-wrapped.
-
-    It never hides what just happened: when the last op changed pages drawn under
-    it (`avoid`), it moves to the bottom of the map, and back to the top with the
-    next op elsewhere.  `locate(gfn)` gives a gfn's y in the host's coordinates.
-    """
+    """The caption band.  `host` is the map pane (its layout gets the band right under
+    the header) or any widget with a layout; `locate` is kept for callers that pass it."""
 
     def __init__(self, host: QWidget, locate: Callable[[int], int] | None = None) -> None:
         super().__init__(host)
         self.setObjectName("caption_overlay")
         self.host = host
         self.locate = locate
-        self.at_bottom = False
+        self.at_bottom = False  # the band never moves: nothing is ever under it
         self.setWordWrap(True)
         self.setAlignment(Qt.AlignCenter)
         self.setTextFormat(Qt.PlainText)
-        self.setAttribute(Qt.WA_TransparentForMouseEvents, True)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         # Padding as contents margins (not style-sheet padding) so the height we compute
         # from the font metrics is exactly what the label needs.
         self.setContentsMargins(PAD_X, PAD_Y, PAD_X, PAD_Y)
         c = CAPTION_BG
         self.setStyleSheet(
-            f"QLabel {{ color: white; border-radius: 10px;"
+            f"QLabel {{ color: white; border-radius: 8px;"
             f" background: rgba({c.red()}, {c.green()}, {c.blue()}, {c.alpha()}); }}"
         )
         self.enabled = True
+        layout = host.layout()
+        if layout is not None:
+            layout.insertWidget(min(1, layout.count()), self)
         host.installEventFilter(self)
         self.hide()
 
@@ -74,41 +70,16 @@ class CaptionOverlay(QLabel):
         f.setPixelSize(px)
         f.setBold(True)
         self.setFont(f)
-        # Over the rows, not the gutter on the right: the memslot labels stay readable.
-        width = max(200, w - 2 * 24 - GUTTER_PX)
         fm = QFontMetrics(f)
+        inner = max(100, w - 2 * PAD_X - 8)
         text_rect = fm.boundingRect(
-            QRect(0, 0, width - 2 * PAD_X, 10_000), int(Qt.AlignCenter | Qt.TextWordWrap), text
+            QRect(0, 0, inner, 10_000), int(Qt.AlignCenter | Qt.TextWordWrap), text
         )
-        self.setFixedSize(width, text_rect.height() + 2 * PAD_Y)
-        self.move(max(0, (w - GUTTER_PX - width) // 2), self._y(self.at_bottom))
+        lines = max(MIN_LINES * fm.lineSpacing(), text_rect.height())
+        height = lines + 2 * PAD_Y
+        if self.height() != height or not self.isVisible():
+            self.setFixedHeight(height)
         self.show()
-        self.raise_()
-
-    def _y(self, bottom: bool) -> int:
-        if bottom:
-            return max(MARGIN_TOP, self.host.height() - self.height() - MARGIN_BOTTOM)
-        return MARGIN_TOP
 
     def avoid(self, changed: Sequence[tuple[int, int]] | None) -> None:
-        """Move to the end of the map (top or bottom) that `changed` gfn ranges leave free."""
-        if not changed or self.locate is None or not self.text():
-            return
-
-        def hides(bottom: bool) -> bool:
-            top = self._y(bottom)
-            end = top + self.height()
-            for a, b in changed:
-                ya, yb = self.locate(a), self.locate(max(a, b - 1))
-                if yb - ya > self.host.height() // 2:
-                    continue  # a change of half the map is not one spot to keep in view
-                # gfn_pos is a cell's centre: a few px of slack cover the rest of its row.
-                if ya <= end + SLACK_PX and yb >= top - SLACK_PX:
-                    return True
-            return False
-
-        # The top is home; the bottom only while the top would hide the latest change.
-        want = hides(False) and not hides(True)
-        if want != self.at_bottom:
-            self.at_bottom = want
-            self._place()
+        """Nothing to avoid: the band is above the map, never over it."""

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 import imemviz
 from imemviz.app import settings as user_settings
+from imemviz.app.messages import WriteBundle
 from imemviz.io.atomic import AtomicFile
 
 if TYPE_CHECKING:
@@ -257,23 +258,21 @@ class CrashReporter(QObject):
     def save_bundle(self, path: str) -> concurrent.futures.Future:
         """Write the bundle on the engine thread; the future holds the problems list."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        tracebacks = list(self.tracebacks)
+        tracebacks = tuple(self.tracebacks)
         engine = self.window.engine
 
-        def job(session: Session | None) -> None:
+        def done(f: concurrent.futures.Future) -> None:
+            e = f.exception()
+            self.bundleWritten.emit(path, [f"cannot write {path}: {e}"] if e else f.result())
+
+        fut.add_done_callback(done)
+        if engine.thread.isRunning() and engine.snapshot is not None:
+            engine.post(WriteBundle(path, tracebacks, fut))
+        else:  # no engine or no VM: versions and log are still worth having
             try:
-                problems = write_bundle(path, session, tracebacks)
+                fut.set_result(write_bundle(path, None, list(tracebacks)))
             except BaseException as e:
                 fut.set_exception(e)
-                self.bundleWritten.emit(path, [f"cannot write {path}: {e}"])
-                return
-            fut.set_result(problems)
-            self.bundleWritten.emit(path, problems)
-
-        if engine.thread.isRunning() and engine.snapshot is not None:
-            engine.call(job)
-        else:  # no engine or no VM: versions and log are still worth having
-            job(None)
         return fut
 
     def _written(self, path: str, problems: list) -> None:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imemviz.io.plans import qemu_layout
+from imemviz.io.plans import LayoutError, qemu_layout
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.kernels import PROFILES
 from imemviz.model.ops import REQUIRED, Op, OpError, op_fields, parse_op
@@ -347,19 +347,44 @@ class NewVmDialog(QDialog):
                 raise ConfigError("guest RAM", "must be 0 or a positive multiple of 2M")
             if ram > (8 << 40):
                 raise ConfigError("guest RAM", "at most 8T (a memslot holds < 2^31 pages)")
-        except ConfigError as e:
-            self.error.setText(f"{e.path.removeprefix('vm.')}: {e.message}")
+            ops = tuple(
+                qemu_layout(
+                    config.type, ram, finalize=self.finalize.isChecked(), kernel=config.kernel
+                )
+            )
+        except (ConfigError, LayoutError) as e:
+            if isinstance(e, ConfigError):
+                self.error.setText(f"{e.path.removeprefix('vm.')}: {e.message}")
+            else:
+                self.error.setText(str(e))
             self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
             self.config = None
             return False
         self.config = config.to_dict()
-        self.ops = tuple(
-            qemu_layout(config.type, ram, finalize=self.finalize.isChecked(), kernel=config.kernel)
-        )
+        self.ops = ops
         self.error.setText("")
         self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
         return True
 
     def accept(self) -> None:
-        if self.validate():
+        if self.validate() and self._dry_run():
             super().accept()
+
+    def _dry_run(self) -> bool:
+        """Apply the layout to a scratch VM first: a layout the kernel would refuse is
+        refused here, in the dialog, instead of leaving a smaller VM behind."""
+        from imemviz.model.vm import VM
+
+        assert self.config is not None
+        vm = VM(VMConfig.from_dict(self.config))
+        for op in self.ops:
+            r = vm.apply(op)
+            if not r.ok:
+                self.error.setText(
+                    f"guest RAM: the layout fails: {op.NAME} returns {r.errno}; "
+                    "try less guest RAM or more host memory"
+                )
+                self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+                self.config = None
+                return False
+        return True

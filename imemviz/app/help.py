@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QTextBrowser, QVBoxLayout, QWidget
 
-from imemviz.model.raster import LEGEND, Code
+from imemviz.app.palette import LEGEND
+from imemviz.model.raster import Code
 
 
 def legend_html() -> str:
@@ -13,8 +14,9 @@ def legend_html() -> str:
         if e.code == Code.OUTSIDE:
             continue
         colour = "#{:02x}{:02x}{:02x}".format(*e.rgb)
+        pattern = "" if e.pattern.value == "none" else e.pattern.value
         rows.append(
-            f"<tr><td bgcolor='{colour}' width='28'>&nbsp;</td>"
+            f"<tr><td bgcolor='{colour}' width='28'>&nbsp;</td><td>{pattern}</td>"
             f"<td><b>{e.name}</b></td><td>{e.description}</td></tr>"
         )
     return "<table cellspacing=2 cellpadding=2>" + "".join(rows) + "</table>"
@@ -55,8 +57,14 @@ whole guest, a <b>middle drag</b> pans.</li>
 <p><b>Inspector</b>: the selected page as <code>inspect</code> reports it: attributes,
 memslot, guest_memfd fd and index, folio (order, pfn, hwpoison), the private leaf and its
 S-EPT state, the shared leaf, the byte each backing page holds, and whether a huge page
-could map it. <b>Log</b>: every op with its result; a refused op shows its errno and the
-kernel rule behind it. <b>Legend</b>: the colours.</p>
+could map it. <b>Log</b>: every action (in bold, with its outcome), then every op with its
+result; a refused op shows its errno and the kernel rule behind it. <b>Legend</b>: the
+colours.</p>
+<p><b>What changed</b>: after every action, undo, redo or step of the timeline, what it
+changed is outlined for a moment with black dashes on a white halo (no colour of the
+legend is an outline): on the map (a ring when the change is too small to see), in the
+host folios, the entries and the event log. A killed TD, EHWPOISON or a memory-fault exit
+gets a banner above the map and a red disc pointing at the page.</p>
 <p><b>Host folios</b>: the host's pfn space (or one guest_memfd's offset space): folios by
 order, free memory, the VMM's shared pages, S-EPT pages and poisoned pages; click a folio
 to highlight the gfns it backs. <b>S-EPT / EPT entries</b>: every leaf of both roots
@@ -65,9 +73,11 @@ also lists the non-leaf S-EPT pages. <b>Event log</b>: every event the kernel wo
 (tracepoints, SEAMCALLs, guest_memfd invalidations), filterable by kind; click one to
 highlight what it touched, right-click to step through its op. <b>Counters</b>: leaves,
 folios, <code>mmu_invalidate_seq</code> and exits over the op count. <b>Step through</b>
-(F8): replays the last op's protocol one step at a time, with the kernel function behind
-each step. <b>Replay</b> (Replay menu, Scenarios menu): play a recording with captions;
-<b>Ctrl+R</b> records what you do.</p>
+(F8): the last action's protocol one step at a time, with the kernel function behind each
+step; the map and the entries draw the state at that step (BLOCKED leaves at BLOCK), Esc
+brings the present back. <b>Timeline</b>: every action of the session; go back and forth
+(like undo, keeping redo), or replay a recording with its captions (Replay menu,
+Scenarios menu); <b>Ctrl+R</b> records what you do.</p>
 
 <h3>Actions</h3>
 <p>Guest: read/write (as the attribute says, or forced private/shared), accept, accept and

@@ -97,8 +97,16 @@ def wait_until(app, pred, timeout_s: float) -> bool:
     return pred()
 
 
-def run_app(file: str | None = None, screenshot: str | None = None) -> int:
-    """Run the app on FILE (or the default scene); with `screenshot`, save a PNG and exit."""
+def run_app(
+    file: str | None = None,
+    screenshot: str | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    at: int | None = None,
+) -> int:
+    """Run the app on FILE (or the default scene); with `screenshot`, save a PNG and exit:
+    of a window of `size`, and with `at` (FILE a recording) as replay shows it right
+    after its first `at` ops (imemviz.app.screenshot_at)."""
     if screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     # The engine thread holds the GIL in short bursts; switch often so the GUI stays smooth.
@@ -139,7 +147,8 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
     try:
         if file and not screenshot:
             window.recent.expect(os.path.abspath(file))
-        load_initial(window, file)
+        if at is None:
+            load_initial(window, file)
         if not screenshot:
             window.show()
             import signal
@@ -150,9 +159,17 @@ def run_app(file: str | None = None, screenshot: str | None = None) -> int:
                 return int(app.exec())
             finally:
                 signal.signal(signal.SIGINT, old_sigint)
-        window.resize(*SCREENSHOT_SIZE)
+        window.resize(*(size or SCREENSHOT_SIZE))
         window.show()
-        ok = wait_until(app, lambda: window.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S)
+        if at is not None:
+            from imemviz.app.screenshot_at import show_replay_at
+
+            assert file is not None
+            ok = show_replay_at(app, window, file, at, failures, SCREENSHOT_TIMEOUT_S)
+        else:
+            ok = wait_until(
+                app, lambda: window.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S
+            )
         if failures:
             print(f"imemviz: {failures[0].splitlines()[0]}", file=sys.stderr)
             return 2

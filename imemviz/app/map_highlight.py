@@ -1,5 +1,7 @@
 """The map's half of cross-highlighting: every gfn range of the current `Highlight`
 outlined in magenta on the GPA map (the selection only shows their bounding range).
+An outline, never a fill: a magenta tint over light blue read as the legend's
+BLOCKED purple, and the step-through must show the cells' own colours.
 
 An overlay item in the map's view box, redrawn when the highlight changes and when
 the map's zoom changes (its items are in gfn coordinates: x = offset in the row,
@@ -8,7 +10,7 @@ y = row), so the map module itself needs no change.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem
 
@@ -28,8 +30,16 @@ class MapHighlight(QObject):
         pen = QPen(QColor(200, 0, 140), 2.5)
         pen.setCosmetic(True)  # a single page stays visible at any zoom
         self.item.setPen(pen)
-        self.item.setBrush(QBrush(QColor(200, 0, 140, 60)))
+        # An outline with a white halo, never a tint: a fill would turn the legend's
+        # colours into others (magenta over light blue reads as BLOCKED purple).
+        self.item.setBrush(QBrush(Qt.NoBrush))
         self.item.setZValue(22)
+        self.halo = QGraphicsPathItem()
+        hpen = QPen(QColor(255, 255, 255), 5.0)
+        hpen.setCosmetic(True)
+        self.halo.setPen(hpen)
+        self.halo.setZValue(21)
+        pane.vb.addItem(self.halo, ignoreBounds=True)
         pane.vb.addItem(self.item, ignoreBounds=True)
         self.highlight: Highlight | None = None
         self._row_gfns = 0
@@ -50,9 +60,14 @@ class MapHighlight(QObject):
         self._row_gfns = row
         if hl is None or not hl.gfns:
             self.item.hide()
+            self.halo.hide()
             return
-        self.item.setPath(outline_path(hl.gfns[:MAX_RANGES], row))
+        lay = self.pane.layout_
+        path = outline_path(lay.display_ranges(hl.gfns[:MAX_RANGES]), row)
+        self.item.setPath(path)
+        self.halo.setPath(path)
         self.item.show()
+        self.halo.show()
 
     def ranges(self) -> tuple[tuple[int, int], ...]:
         """What the overlay outlines (tests)."""

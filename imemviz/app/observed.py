@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app import observed_palette
 from imemviz.app.observed_engine import ObservedEngine
 from imemviz.app.panes.gpa_map import GpaMapPane
 from imemviz.app.panes.legend import swatch
@@ -59,7 +60,8 @@ class ObservedMapPane(GpaMapPane):
 
     def _build(self) -> None:
         super()._build()
-        self.img.setLookupTable(OR.observed_lut())
+        self.img.setLookupTable(observed_palette.observed_lut())
+        self.block_labels.name_of = observed_palette.code_name
 
     def _on_raster(self, ans) -> None:
         super()._on_raster(ans)
@@ -81,7 +83,7 @@ class ObservedMapPane(GpaMapPane):
     def _describe(self, gfn: int) -> str:
         code = self.code_at(gfn)
         text = f"gpa {fmt_gpa(gfn * 4096)}  gfn {gfn:#x}"
-        return text + (f"  ·  {OR.code_name(code)}" if code is not None else "")
+        return text + (f"  ·  {observed_palette.code_name(code)}" if code is not None else "")
 
     def _on_inspect(self, ans) -> None:
         if ans.key != "hover" or ans.gfn != self._hover_gfn:
@@ -288,12 +290,12 @@ class ObservedWindow(QMainWindow):
         legend = QWidget()
         grid = QGridLayout(legend)
         grid.setVerticalSpacing(1)
-        for r, (_code, name, desc, rgb) in enumerate(OR.legend()):
+        for r, entry in enumerate(observed_palette.legend()):
             sw = QLabel()
-            sw.setPixmap(swatch(rgb))
-            lab = QLabel(name)
-            lab.setToolTip(desc)
-            sw.setToolTip(desc)
+            sw.setPixmap(swatch(entry))
+            lab = QLabel(entry.name)
+            lab.setToolTip(entry.description)
+            sw.setToolTip(entry.description)
             grid.addWidget(sw, r, 0)
             grid.addWidget(lab, r, 1)
         grid.setRowStretch(grid.rowCount(), 1)

@@ -67,11 +67,12 @@ def install(w: MainWindow) -> Panes2:
         if log_dock is not None:
             w.tabifyDockWidget(log_dock, dock)
     step_dock = w.add_pane(stepper, "Step through", Qt.RightDockWidgetArea)
-    legend_dock = w.docks.get("legend")
-    if legend_dock is not None:
-        # A tab behind the legend: stacked, it would add its height to the window's minimum.
-        w.tabifyDockWidget(legend_dock, step_dock)
-        legend_dock.raise_()
+    inspector_dock = w.docks.get("inspector")
+    if inspector_dock is not None:
+        # A tab behind the inspector (stacked, it would add its height to the window's
+        # minimum); never behind the legend, which stays in view: the map needs it.
+        w.tabifyDockWidget(inspector_dock, step_dock)
+        inspector_dock.raise_()
     if log_dock is not None:
         log_dock.raise_()
 
@@ -106,6 +107,7 @@ def install(w: MainWindow) -> Panes2:
     # The feed builds what a visible pane shows (tabbed docks are hidden behind others).
     w.docks["entries"].visibilityChanged.connect(lambda v: feed.set_wanted(leaves=v))
     w.docks["folios"].visibilityChanged.connect(lambda v: feed.set_wanted(host=v))
+    w.docks["counters"].visibilityChanged.connect(counters.shown)
 
     def step_op(op: int) -> None:
         first, evs = events.model.op_events(op)
@@ -120,17 +122,25 @@ def install(w: MainWindow) -> Panes2:
         stepper.setFocus()
 
     def step_last() -> None:
-        ops = events.model.op_first
+        # The last action's main op (a conversion, not its trailing punch-hole), else the
+        # newest op with events.
+        rec = getattr(w, "last_action", None)
+        if rec is not None and rec.main is not None and events.model.op_events(rec.main)[1]:
+            step_op(rec.main)
+            return
+        ops = events.model.session_ops()
         if not ops:
             w.show_message("No op has emitted events yet.")
             return
         step_op(max(ops))
 
     events.stepRequested.connect(step_op)
-    act = QAction("Step through last op", w)
+    act = QAction("Step through the last action", w)
     act.setObjectName("act_step_last")
     act.setShortcut(QKeySequence("F8"))
-    act.setToolTip("Play the last op's kernel protocol step by step (F8)")
+    act.setToolTip(
+        "Play the last action's kernel protocol step by step, the map drawing each step (F8)"
+    )
     act.setStatusTip(act.toolTip())
     act.triggered.connect(step_last)
     w.addAction(act)

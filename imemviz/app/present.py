@@ -2,7 +2,7 @@
 
 `install(window)` is called once by the main window.  It keeps everything
 in this package's own modules (recorder.py, replay.py, video.py) and only
-adds to the window: a Replay dock (hidden until a replay starts), a caption
+adds to the window: the Timeline dock (the session's steps; a replay's ops), a caption
 overlay on the map, actions in File/View, a Replay and a Scenarios menu, a
 record button in the toolbar and the recording indicator in the status bar.
 Actions are named ``act_<id>`` like the registry's, and kept in
@@ -63,11 +63,16 @@ class Presenter:
 
     def __init__(self, window: MainWindow) -> None:
         self.window = window
-        self.overlay = CaptionOverlay(window.map.view, lambda g: window.map.gfn_pos(g).y())
+        self.overlay = CaptionOverlay(window.map)
         self.replay = ReplayController(window, self.overlay)
         self.pane = ReplayPane(self.replay)
-        self.dock = window.add_pane(self.pane, "Replay", Qt.BottomDockWidgetArea)
-        self.dock.hide()
+        # A small explicit minimum: a docked pane must not raise the window's minimum size.
+        self.pane.setMinimumSize(120, 60)
+        self.dock = window.add_pane(self.pane, "Timeline", Qt.BottomDockWidgetArea)
+        log_dock = window.docks.get("log")
+        if log_dock is not None:
+            window.tabifyDockWidget(log_dock, self.dock)
+            log_dock.raise_()
         self.recorder = Recorder(window)
         self.actions: dict[str, QAction] = {}
         self._build_actions()
@@ -132,10 +137,18 @@ class Presenter:
             "replay_play", "&Play / pause", "Play or pause the replay", self.replay.toggle, "F5"
         )
         self._action(
-            "replay_back", "Step &back", "Undo the last replayed op", self.replay.step_back, "F6"
+            "replay_back",
+            "Step &back",
+            "One step back on the timeline (the redo history stays)",
+            self.replay.step_back,
+            "F6",
         )
         self._action(
-            "replay_step", "&Step", "Apply the next op of the recording", self.replay.step, "F7"
+            "replay_step",
+            "&Step",
+            "One step forwards on the timeline: the recording's next op, or a redo",
+            self.replay.step,
+            "F7",
         )
         self._action("replay_close", "&Close the replay", "Stop replaying", self.replay.close)
         cap = self._action(
@@ -221,11 +234,31 @@ class Presenter:
         self.overlay.set_caption(self.overlay.text())
 
     def _on_loaded(self, timeline) -> None:
-        was_visible = self.dock.isVisible()
-        self.dock.setVisible(timeline is not None)
-        if timeline is not None and not was_visible and not self.dock.isFloating():
-            # Share the bottom row with the log: the op list needs the room.
-            self.window.resizeDocks([self.dock], [int(self.window.width() * 0.55)], Qt.Horizontal)
+        if timeline is None:
+            return
+        # A replay starts: its pane in front.  Tabbed with the log (the live layout) it
+        # would have the log's few lines: the list of a recording's ops and captions
+        # needs more, so it goes beside the log (the log keeps the op lines' detail).
+        w = self.window
+        log_dock = w.docks.get("log")
+        if (
+            log_dock is not None
+            and not self.dock.isFloating()
+            and not getattr(getattr(w, "presentation", None), "on", False)
+            and log_dock.toggleViewAction().isChecked()  # open (maybe behind a tab)
+            and self.dock in w.tabifiedDockWidgets(log_dock)
+        ):
+            # (splitDockWidget would only add a tab: the log is in a tab group.)
+            w.removeDockWidget(self.dock)
+            w.addDockWidget(Qt.BottomDockWidgetArea, self.dock, Qt.Horizontal)
+            self.dock.show()
+            w.resizeDocks([self.dock], [int(w.width() * 0.5)], Qt.Horizontal)
+            # Room for a few rows of the list under its title, buttons and slider.
+            tall = min(230, int(w.height() * 0.22))
+            if self.dock.height() < tall:
+                w.resizeDocks([self.dock], [tall], Qt.Vertical)
+        self.dock.show()
+        self.dock.raise_()
 
     def _on_playing(self, playing: bool) -> None:
         self.actions["replay_play"].setText("&Pause" if playing else "&Play")

@@ -1,39 +1,30 @@
-"""Recording in the app: every op the user performs, appended to a recording file as it happens.
+"""Recording in the app: the record toggle, the status indicator and the caption action.
 
-The recorder writes on the engine thread, from the worker's own signals
-(direct connections), so the file has exactly the ops the session applied,
-in order, and each line is flushed before the next op runs: a crash loses
-nothing already applied.  The header's START is the state the session had
-when recording began (the session's start when it had applied nothing yet,
-else the whole state embedded with ``{"state": ...}``), so the recording
-replays from exactly there.  ``t`` counts seconds since recording started.
-
-Undo while recording rewrites the file without the undone ops (a script has
-no "undo" op); undoing past where recording began, or loading another VM,
-stops the recording.
+The file itself is written on the engine thread by a Qt-free observer of the
+session (`imemviz.io.session_recorder.SessionRecorder`), which the worker
+keeps in step with the session after every command: new ops are appended and
+flushed one line each (a crash loses nothing already applied), an undo or a
+seek back rewrites the file without the undone ops, going back past where
+recording began or loading another VM stops it.  This GUI half only posts
+`StartRecording` / `StopRecording` and follows the worker's `RecordingStatus`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QInputDialog, QLabel
 
-from imemviz.io.recording import RecordingWriter
-from imemviz.io.session import Session
-from imemviz.model.ops import Note, Op
+from imemviz.app.messages import RecordingStatus, StartRecording, StopRecording
+from imemviz.model.ops import Note
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
-    from imemviz.app.worker import OpRecord
 
-REPLACING_COMMANDS = frozenset({"open", "scene", "new", "session"})
 TITLE_SUFFIX = " — ● REC"
 
 
@@ -49,7 +40,6 @@ class Recorder(QObject):
 
     started = Signal(str)  # path
     stopped = Signal(str, int)  # path, ops written
-    _failed = Signal(str)
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -57,19 +47,9 @@ class Recorder(QObject):
         self.engine = window.engine
         self.directory: Path = default_directory()
         self.path: str | None = None
-        self._lock = threading.Lock()
-        # Engine-thread state (touched only there once recording runs).
-        self._writer: RecordingWriter | None = None
-        self._start: dict[str, Any] | None = None
-        self._base = 0  # session op count when recording began
-        self._ops: list[tuple[Op, float]] = []
-        self._t0 = 0.0
         self._gui_t0 = 0.0
         self.ops_written = 0
-        w = self.engine.worker
-        w.opApplied.connect(self._on_op, Qt.DirectConnection)
-        w.commandFinished.connect(self._on_command, Qt.DirectConnection)
-        self._failed.connect(self._on_failed)
+        self.engine.recordingStatus.connect(self._on_status)
         self._build_indicator()
 
     # ------------------------------------------------------------------ GUI
@@ -122,7 +102,8 @@ class Recorder(QObject):
             path = self.directory / f"recording-{stamp}.jsonl"
         self.path = os.fspath(path)
         self._gui_t0 = time.monotonic()
-        self.engine.call(lambda s, p=self.path: self._open(s, p))
+        self.ops_written = 0
+        self.engine.post(StartRecording(self.path))
         self._tick.start()
         self._update_indicator()
         self._fix_title(self.window.windowTitle())
@@ -140,9 +121,9 @@ class Recorder(QObject):
         self._update_indicator()
         self._fix_title(self.window.windowTitle())
         if self.engine.thread.isRunning():
-            self.engine.call(lambda _s: self._close())
+            self.engine.post(StopRecording())
         else:
-            self._close()
+            self.engine.worker.close_recording()
         self.window.show_message(f"Recording saved to {path}")
         self.stopped.emit(path or "", self.ops_written)
 
@@ -160,91 +141,23 @@ class Recorder(QObject):
             return
         self.engine.apply_ops([Note(text.strip())], "caption")
 
-    def _on_failed(self, message: str) -> None:
-        if self.recording:
-            path, self.path = self.path, None
-            self._tick.stop()
-            self._update_indicator()
-            self._fix_title(self.window.windowTitle())
-            self.stopped.emit(path or "", self.ops_written)
-        self.window.show_message(message, error=True)
-
-    # ------------------------------------------------------------------ engine thread
-    def _open(self, session: Session, path: str) -> None:
-        self._base = len(session.ops)
-        if session.ops:
-            from imemviz.io.state import state_document
-
-            self._start = {"state": state_document(session.vm)}
-        else:
-            self._start = dict(session.start)
-        self._ops = []
-        self._t0 = time.monotonic()
-        self.ops_written = 0
-        try:
-            self._writer = RecordingWriter(path, self._start, clock=None)
-        except OSError as e:
-            self._writer = None
-            self._failed.emit(f"Cannot record to {path}: {e.strerror or e}")
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-
-    def _on_op(self, rec: OpRecord) -> None:
-        # Under the lock: the window may close the file from the GUI thread at exit.
-        with self._lock:
-            writer = self._writer
-            if writer is None:
-                return
-            t = time.monotonic() - self._t0
-            self._ops.append((rec.op, t))
-            try:
-                writer.write(rec.op, t)
-                self.ops_written += 1
-                return
-            except (OSError, ValueError) as e:
-                writer.close()
-                self._writer = None
-                error = f"Recording stopped: cannot write {writer.path}: {e}"
-        self._failed.emit(error)
-
-    def _on_command(self, label: str) -> None:
-        if self._writer is None:
-            return
-        if label in REPLACING_COMMANDS:
-            self._close()
-            self._failed.emit("Recording stopped: another VM was loaded")
-        elif label == "undo":
-            self._rewrite()
-
-    def _rewrite(self) -> None:
-        """After an undo: the file again, without the undone ops (atomically replaced)."""
-        session = self.engine.worker.session
-        if session is None or self._writer is None or self._start is None:
-            return
-        keep = len(session.ops) - self._base
-        if keep < 0:
-            self._close()
-            self._failed.emit("Recording stopped: undo went past where the recording began")
-            return
-        del self._ops[keep:]
-        path = self._writer.path
-        self._writer.close()
-        self._writer = None
-        try:
-            # The atomic writer replaces the file: the old one or the new one, never a mix.
-            self._writer = RecordingWriter(path, self._start, clock=None, ops=self._ops)
-        except OSError as e:
-            self._failed.emit(f"Recording stopped: cannot write {path}: {e.strerror or e}")
-            return
-        self.ops_written = len(self._ops)
+    def _on_status(self, st: RecordingStatus) -> None:
+        """What the engine thread's recorder did after a command."""
+        self.ops_written = st.ops_written
+        if st.path is None and st.error:
+            if self.recording:
+                path, self.path = self.path, None
+                self._tick.stop()
+                self._update_indicator()
+                self._fix_title(self.window.windowTitle())
+                self.stopped.emit(path or "", self.ops_written)
+            self.window.show_message(st.error, error=True)
 
     def shutdown(self) -> None:
         """The window closes: the file is complete already; close it."""
         self.path = None
         self._tick.stop()
-        with contextlib.suppress(Exception):
-            self._close()
+        if self.engine.thread.isRunning():
+            self.engine.post(StopRecording())
+        else:
+            self.engine.worker.close_recording()

@@ -1,11 +1,14 @@
-"""Replaying a recording in the app: the controller (the pane is replay_pane.py).
+"""The session's timeline in the app: play, step, step back and seek, for a live session and
+for a recording being replayed alike (the pane is replay_pane.py).
 
-The controller drives the same engine path as live use: a step forward is
-one ``apply_ops`` through the worker (the log, the map and the counters see
-an ordinary op); a step back or a jump rebuilds a Session from the
-recording's start with the first k ops applied, each as its own undo step,
-and swaps it in (quietly).  The timeline logic (pacing, captions, states) is
-the Qt-free `imemviz.io.replay`.
+The engine thread owns the timeline (`io/session.py`: the applied groups,
+then the undone ones; a replay: the recording's ops, one group each) and does
+every move from the session's checkpoints: this controller only posts
+`Seek(k)` (and `LoadRecording` / `CloseReplay`) and follows the position each
+`Snapshot` carries.  Seeking a live session is like undoing to that point,
+keeping the redo history; stepping forwards is a redo.  Pacing and captions
+come from the recording (`imemviz.io.replay.Timeline`); a live session steps
+at the default pace.
 
 The caption overlay (caption.py) shows the text of the last ``note`` op
 before the current position.
@@ -13,98 +16,103 @@ before the current position.
 
 from __future__ import annotations
 
+import bisect
 import os
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from imemviz.app.caption import CaptionOverlay
-from imemviz.io.replay import StateCache, Timeline
-from imemviz.io.script import ScriptError
-from imemviz.io.session import Session, deepcopy_vm
+from imemviz.app.messages import TimelineInfo
+from imemviz.io.replay import DEFAULT_PACE_S, Timeline
 from imemviz.model.ops import Note
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
     from imemviz.app.worker import OpRecord, Snapshot
 
-FORWARD_APPLY_MAX = 8  # a forward seek this short applies ops; longer ones rebuild
-
 
 class ReplayController(QObject):
-    """Plays a `Timeline` into the window's engine: play/pause, step, step back, seek, speed."""
+    """Play/pause, step, step back, seek and speed over the session's timeline."""
 
     positionChanged = Signal(int)
-    loaded = Signal(object)  # Timeline
+    loaded = Signal(object)  # Timeline of a replay that starts, None when it ends
     playingChanged = Signal(bool)
+    timelineChanged = Signal(object)  # TimelineInfo
 
     def __init__(self, window: MainWindow, overlay: CaptionOverlay) -> None:
         super().__init__(window)
         self.window = window
         self.engine = window.engine
         self.overlay = overlay
-        self.timeline: Timeline | None = None
+        self.info: TimelineInfo | None = None
+        self.timeline: Timeline | None = None  # the recording being replayed, if any
         self.position = 0
+        self.length = 0
         self.speed = 1.0
         self.as_recorded = True
         self.playing = False
-        self._cache: StateCache | None = None
-        self._swaps = 0  # session swaps we posted and whose snapshot has not come yet
-        self._session_no: int | None = None
+        self._autoplay = False
+        self._loading = False  # a LoadRecording is on its way to the engine thread
+        self._ends: np.ndarray = np.zeros(1, np.int64)  # op count after each group
+        self._notes: list[int] = []  # op indexes of captions
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._tick)
         self.engine.snapshotReady.connect(self._on_snapshot)
+        self.engine.timelineChanged.connect(self._on_timeline)
         self.engine.opApplied.connect(self._on_op)
+        self.engine.failed.connect(self._on_failed)
 
     @property
     def active(self) -> bool:
+        """A recording is being replayed."""
         return self.timeline is not None
 
     # ------------------------------------------------------------------ loading
     def load(self, source: str | os.PathLike[str] | Timeline, autoplay: bool = False) -> bool:
-        """Load a recording and show its start; False (and a message) if it is unusable."""
-        try:
-            tl = source if isinstance(source, Timeline) else Timeline.load(source)
-            vm0 = tl.start_vm()
-        except ScriptError as e:
-            self.window.show_message(str(e), error=True)
-            return False
+        """Replay a recording from its start (read and applied on the engine thread);
+        False (and a message) when the file is not there."""
+        if not isinstance(source, Timeline):
+            source = os.fspath(source)
+            if not os.path.isfile(source):
+                self.window.show_message(f"{source}: no such file", error=True)
+                return False
         self.pause()
-        self.timeline = tl
-        self._cache = StateCache(tl, start=vm0)
-        self.as_recorded = tl.has_times
-        self.position = 0
-        self._swap(Session(tl.start, deepcopy_vm(vm0), source=tl.source))
-        self.loaded.emit(tl)
-        self._moved()
-        self.window.show_message(
-            f"Replaying {os.path.basename(tl.source)}: {len(tl)} ops, "
-            f"{len(tl.note_indexes)} captions"
-        )
-        if autoplay:
-            self.play()
+        self._autoplay = autoplay
+        self._loading = True
+        self.engine.load_recording(source, 0)
         return True
 
     def close(self) -> None:
+        """End the replay: the session stays, as a live one."""
         self.pause()
-        self.timeline = None
-        self._cache = None
-        self.overlay.set_caption(None)
-        self.loaded.emit(None)
+        if self.timeline is not None:
+            self.engine.close_replay()
 
     # ------------------------------------------------------------------ control
     def play(self) -> None:
-        if self.timeline is None or self.playing:
+        if self._loading:  # starts once the recording is there
+            self._autoplay = True
+            if not self.playing:
+                self.playing = True
+                self.playingChanged.emit(True)
             return
-        if self.position >= len(self.timeline):
+        if self.playing and self._timer.isActive():
+            return
+        if self.length == 0:
+            return
+        if self.position >= self.length:
             self.seek(0)
-        self.playing = True
-        self.playingChanged.emit(True)
+        if not self.playing:
+            self.playing = True
+            self.playingChanged.emit(True)
         self._schedule()
 
     def pause(self) -> None:
         self._timer.stop()
+        self._autoplay = False
         if self.playing:
             self.playing = False
             self.playingChanged.emit(False)
@@ -116,53 +124,32 @@ class ReplayController(QObject):
             self.play()
 
     def step(self) -> bool:
-        """Apply the next op (through the worker, as a live action would)."""
-        tl = self.timeline
-        if tl is None or self.position >= len(tl):
+        """One step forwards (the recording's next op; a live session: redo)."""
+        if self.position >= self.length:
             return False
-        op = tl.ops[self.position]
-        self.engine.apply_ops([op], f"replay #{self.position}")
-        self.position += 1
-        self._moved()
+        self.seek(self.position + 1)
         return True
 
     def advance(self, count: int) -> int:
-        """Apply the next `count` ops as one command (one publish: a video export's bursts);
-        returns how many were applied."""
-        tl = self.timeline
-        if tl is None or count <= 0:
-            return 0
-        ops = list(tl.ops[self.position : self.position + count])
-        if ops:
-            self.engine.apply_ops(ops, f"replay #{self.position}..#{self.position + len(ops) - 1}")
-            self.position += len(ops)
-            self._moved()
-        return len(ops)
+        """`count` steps forwards as one command (a video export's bursts); returns how many."""
+        n = max(0, min(count, self.length - self.position))
+        if n:
+            self.seek(self.position + n)
+        return n
 
     def step_back(self) -> bool:
-        if self.timeline is None or self.position == 0:
+        if self.position == 0:
             return False
         self.seek(self.position - 1)
         return True
 
     def seek(self, k: int) -> None:
-        """Show the state after the first k ops."""
-        tl = self.timeline
-        if tl is None:
-            return
-        k = max(0, min(k, len(tl)))
+        """Show the state after the first k steps of the timeline."""
+        k = max(0, min(k, self.length))
         if k == self.position:
             return
-        if self.position < k <= self.position + FORWARD_APPLY_MAX:
-            while self.position < k:
-                self.step()
-            return
-        assert self._cache is not None
-        s = Session(tl.start, self._cache.vm_at(0), source=tl.source)
-        for op in tl.ops[:k]:
-            s.apply_group([op], op.NAME)
-        self.position = k
-        self._swap(s)
+        self.engine.seek(k)
+        self.position = k  # the snapshot confirms it
         self._moved()
 
     def set_speed(self, speed: float, as_recorded: bool | None = None) -> None:
@@ -176,18 +163,65 @@ class ReplayController(QObject):
         """How long the current position stays before the next step, at the chosen speed."""
         tl = self.timeline
         if tl is None:
-            return 0
+            return round(1000 * DEFAULT_PACE_S / self.speed)
         d = tl.durations(as_recorded=self.as_recorded)
         return round(1000 * d[min(self.position, len(d) - 1)] / self.speed)
 
+    def op_count(self, position: int) -> int:
+        """Ops applied at a timeline position (a live session's steps are whole actions)."""
+        return int(self._ends[max(0, min(position, len(self._ends) - 1))])
+
+    def caption_at(self, position: int) -> str | None:
+        """The caption on screen at a position: the last note before it."""
+        n = self.op_count(position)
+        i = bisect.bisect_left(self._notes, n) - 1
+        if i < 0 or self.info is None:
+            return None
+        op = self.info.ops[self._notes[i]]
+        return op.text if isinstance(op, Note) else None
+
     # ------------------------------------------------------------------ internals
-    def _swap(self, session: Session) -> None:
-        self._swaps += 1
-        self.engine.set_session(session, announce=False)
+    def _on_timeline(self, info: TimelineInfo) -> None:
+        was = self.timeline
+        self.info = info
+        self.timeline = info.timeline
+        self.length = len(info)
+        self._ends = np.concatenate(([0], np.cumsum(np.asarray(info.sizes, np.int64))))
+        self._notes = [i for i, op in enumerate(info.ops) if isinstance(op, Note)]
+        self.timelineChanged.emit(info)
+        if info.timeline is not None and info.timeline is not was:
+            self._loading = False
+            self.as_recorded = info.timeline.has_times
+            self.position = 0
+            self.loaded.emit(info.timeline)
+            self._moved()
+            if self._autoplay:
+                self._autoplay = False
+                self.playing = False
+                self.play()
+        elif info.timeline is None and was is not None:
+            self.pause()
+            self.overlay.set_caption(None)
+            self.loaded.emit(None)  # the replay is over
+
+    def _on_failed(self, message: str) -> None:
+        if self._loading:  # the recording could not be loaded (the message says why)
+            self._loading = False
+            self.pause()
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self.length = snap.length
+        # The position of the last command queued: intermediate snapshots of a burst of
+        # seeks must not pull the slider back.
+        if self.engine.pending <= 1 and snap.position != self.position:
+            self.position = snap.position
+            self._moved()
+        if self.playing and self.position >= self.length:
+            self.pause()
 
     def _moved(self) -> None:
         if self.timeline is not None:
-            self.overlay.set_caption(self.timeline.caption_at(self.position))
+            self.overlay.set_caption(self.caption_at(self.position))
         self.positionChanged.emit(self.position)
 
     def _schedule(self) -> None:
@@ -196,27 +230,15 @@ class ReplayController(QObject):
             self._timer.start(self.interval_ms())
 
     def _tick(self) -> None:
-        if not self.playing or self.timeline is None:
+        if not self.playing:
             return
         if not self.engine.idle:
             self._timer.start(10)  # let the engine (and the map) catch up first
             return
-        if not self.step():
-            self.pause()
-            return
-        if self.position >= len(self.timeline):
+        if not self.step() or self.position >= self.length:
             self.pause()
             return
         self._schedule()
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        if snap.session == self._session_no:
-            return
-        self._session_no = snap.session
-        if self._swaps:
-            self._swaps -= 1
-        elif self.timeline is not None:
-            self.close()  # the user opened something else: the replay is over
 
     def _on_op(self, rec: OpRecord) -> None:
         # Live captions (Add caption, or a note applied by hand) show too.

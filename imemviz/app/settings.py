@@ -304,10 +304,9 @@ def is_dark(app: QApplication, theme: str = "system") -> bool:
 def apply_theme(app: QApplication, theme: str = "system") -> bool:
     """A Fusion palette matching light/dark; returns True when dark.
 
-    Only the widgets follow. The map and the other pyqtgraph views keep their
-    light "paper": their LUT carries the legend's meanings and their axes,
-    gutter labels and outlines are drawn in fixed dark colours, which a black
-    background would hide (tried: unreadable).
+    The widgets follow the palette; the plots (map, overview, host folios,
+    counters), the map's outlines and labels and the log's colours follow
+    `plot_theme` (the states' own colours stay: they carry the legend's meanings).
     """
     from PySide6.QtGui import QColor, QPalette
 
@@ -336,6 +335,9 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
     else:
         p = app.style().standardPalette()
     app.setPalette(p)
+    from imemviz.app import plot_theme
+
+    plot_theme.set_dark(dark)  # the plots, the map's outlines and the log's colours
     return dark
 
 

@@ -63,9 +63,12 @@ class _Feed(QObject):
         if self._feed in self.engine.worker.feeds:
             self.engine.worker.feeds.remove(self._feed)
 
-    def _feed(self, session: Any, version: int, session_no: int, changed: Any) -> None:
+    def _feed(
+        self, session: Any, version: int, session_no: int, changed: Any, reset: bool = False
+    ) -> None:
         vm = session.vm
-        full = session_no != self._session_no or self.recheck
+        # A reset (a seek, an undo across a rebuild) may change anything: check it all.
+        full = session_no != self._session_no or self.recheck or reset
         self._session_no, self.recheck = session_no, False
         self.ready.emit(summarize(vm, warning=session.warning, source=session.source, check=full))
         held = sorted(vm.in_flight.items())

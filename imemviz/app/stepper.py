@@ -4,7 +4,9 @@
 each with a count); the panel shows one step at a time with what it does and
 the kernel function behind it, highlights what it touches in every pane
 (`SelectionModel.set_highlight`) and selects its first event in the event log.
-Keys: Right / N next, Left / P previous, Space play / pause, Home / End.
+`stepChanged` lets the window draw the state at the step (step_view.py);
+"Back to the present" (Esc) ends that.
+Keys: Right / N next, Left / P previous, Space play / pause, Home / End, Esc.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ PLAY_MS = 900
 
 class StepPanel(QWidget):
     stepChanged = Signal(int)
+    presentRequested = Signal()  # the user wants the present state back on the map
 
     def __init__(
         self,
@@ -66,10 +69,18 @@ class StepPanel(QWidget):
         self.next_btn = QPushButton("Next ▶")
         self.play_btn = QPushButton("Play")
         self.play_btn.setCheckable(True)
+        self.present_btn = QPushButton("Back to the present")
+        self.present_btn.setObjectName("stepper_present")
+        self.present_btn.setEnabled(False)
+        self.present_btn.clicked.connect(self.presentRequested)
+        self.view_note = QLabel("")
+        self.view_note.setObjectName("stepper_view_note")
+        self.view_note.setWordWrap(True)
         for b, tip in (
             (self.prev_btn, "Previous step (Left)"),
             (self.next_btn, "Next step (Right)"),
             (self.play_btn, "Play the steps one after the other (Space)"),
+            (self.present_btn, "The map and the entries show the state now again (Esc)"),
         ):
             b.setToolTip(tip)
         self.prev_btn.clicked.connect(self.prev)
@@ -84,6 +95,7 @@ class StepPanel(QWidget):
             (("Space",), self.play_btn.toggle),
             (("Home",), lambda: self.go(0)),
             (("End",), lambda: self.go(len(self.steps) - 1)),
+            (("Escape",), self.presentRequested.emit),
         ):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self)
@@ -96,6 +108,8 @@ class StepPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.title)
         lay.addLayout(buttons)
+        lay.addWidget(self.present_btn)
+        lay.addWidget(self.view_note)
         lay.addWidget(self.text)
         lay.addWidget(self.list, 1)
 
@@ -105,8 +119,9 @@ class StepPanel(QWidget):
         self.events = list(events)
         self.first_position = first_position
         self.steps = steps(self.events)
+        name = f"op #{op}" if op >= 0 else "an op of the start"
         self.title.setText(
-            f"op #{op}: {protocol_name(self.events)}, {len(self.events)} events "
+            f"{name}: {protocol_name(self.events)}, {len(self.events)} events "
             f"in {len(self.steps)} steps"
         )
         self.list.blockSignals(True)
@@ -146,6 +161,11 @@ class StepPanel(QWidget):
         if self._show_event is not None:
             self._show_event(self.first_position + st.positions[0])
         self.stepChanged.emit(k)
+
+    def set_view_note(self, text: str, drawing: bool) -> None:
+        """What the map shows while stepping (the state at the step, or the present)."""
+        self.view_note.setText(text)
+        self.present_btn.setEnabled(drawing)
 
     def highlight_of(self, k: int) -> Highlight:
         st = self.steps[k]

@@ -196,6 +196,11 @@ def export_video(
         ctl = present.replay
         if not ctl.load(tl):
             raise ExportError(f"{recording}: cannot replay")
+        from imemviz.app.main import wait_until
+
+        # The recording is read and applied on the engine thread: its timeline first.
+        if not wait_until(app, lambda: ctl.active and window.wait_drawn(), WAIT_S):
+            raise ExportError(f"{recording}: the replay did not load in time")
         gen = _encoder(out, tmp, size, fps)
         pending = 0  # ops whose positions get no frame: applied together with the next one
         for k, n in enumerate(counts):

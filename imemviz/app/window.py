@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self._dialogs: dict[str, QWidget] = {}
         self.last_record: OpRecord | None = None
+        self.last_action = None  # messages.ActionRecord: what F8 steps through
 
         self.map = GpaMapPane(engine, self.selection)
         self.setCentralWidget(self.map)
@@ -88,6 +89,14 @@ class MainWindow(QMainWindow):
         from imemviz.app.report_tools import install as install_report_tools
 
         self.report = install_report_tools(self)
+        # Change marks in every pane, the severe-outcome banner, the action's status line.
+        from imemviz.app.marks import install as install_marks
+
+        self.marks = install_marks(self)
+        # Follow changes, Go to, Back/Forward, the overview (imemviz/app/navigate.py).
+        from imemviz.app.navigate import install as install_navigation
+
+        self.navigator = install_navigation(self)
 
         self.map.clicked.connect(self._on_map_click)
         self.map.contextMenuRequested.connect(self._on_context_menu)
@@ -191,7 +200,9 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.vm_label)
 
     def show_message(self, text: str, error: bool = False) -> None:
-        self.message.setStyleSheet("color: #b71c1c" if error else "")
+        from imemviz.app import plot_theme
+
+        self.message.setStyleSheet(f"color: {plot_theme.current().error}" if error else "")
         self.message.setText(text)
         self.message.setToolTip(text)
 
@@ -224,15 +235,9 @@ class MainWindow(QMainWindow):
         self.registry.update_state()
 
     def _on_op(self, rec: OpRecord) -> None:
+        # The status bar names the user's action and its outcome once it is done
+        # (imemviz/app/marks.py); an op alone is the log's business.
         self.last_record = rec
-        line = rec.line
-        if rec.ok:
-            text = f"{rec.op.NAME}: ok"
-            if rec.explanation:
-                text += f" — {rec.explanation}"
-            self.show_message(text)
-        else:
-            self.show_message(f"{rec.op.NAME}: {line['errno']} — {rec.explanation}", error=True)
 
     # ------------------------------------------------------------------ map
     def _on_map_click(self, gfn: int) -> None:
@@ -424,7 +429,12 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ testing aids
     def wait_drawn(self) -> bool:
         """Engine idle and the map showing the current state (for tests and screenshots)."""
-        return self.engine.idle and self.engine.snapshot is not None and self.map.is_drawn()
+        return (
+            self.engine.idle
+            and self.engine.snapshot is not None
+            and self.map.is_drawn()
+            and not self.map.animator.running
+        )
 
 
 def human_size(n: int) -> str:

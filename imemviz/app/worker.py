@@ -1,17 +1,24 @@
 """The engine thread: a worker QObject owns the Session; the GUI talks to it through `Engine`.
 
-Commands (op plans, undo, redo, open, new, save) go into one FIFO and run in
-order: none is ever dropped.  Raster and inspect requests are coalesced by
-key (the latest wins) and answered when the FIFO is empty.  Everything the
-worker publishes is immutable: `OpRecord` per op, a `Snapshot` after every
-command, `RasterAnswer` and `InspectAnswer`.  Panes never touch engine
-objects.
+Commands are typed objects (`imemviz.app.messages`: apply a plan, undo, redo,
+seek, open, replay, step view, record, save...) that go into one FIFO and run
+in order, dispatched by type: none is ever dropped.  Raster and inspect
+requests are coalesced by key (the latest wins) and answered when the FIFO is
+empty.  Everything the worker publishes is immutable: `OpRecord` per op, an
+`ActionRecord` per user-level step (its name, outcome and changes), a
+`Snapshot` after every command, the session's `TimelineInfo` when its shape
+changes, `RasterAnswer` and `InspectAnswer`.  Panes never touch engine
+objects.  The session (with the replay being played and the recording being
+written) belongs to this thread: undo, seeks and opening files run here, from
+the session's checkpoints.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,21 +29,36 @@ import attrs
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from imemviz.app import messages as M
+from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
+from imemviz.app.panes.map_fold import LongRuns
 from imemviz.io.plans import Plan
-from imemviz.io.session import Session, SessionError
+from imemviz.io.replay import Timeline
+from imemviz.io.script import ScriptError
+from imemviz.io.session import Session, SessionError, deepcopy_vm
+from imemviz.io.session_recorder import RecordingStopped, SessionRecorder
+from imemviz.model.changes import NONE, Changes, action_text, merge, op_changes
 from imemviz.model.config import VMConfig
 from imemviz.model.explain import explain
 from imemviz.model.op_stats import op_stats
 from imemviz.model.ops import Op
+from imemviz.model.protocols import protocol_name, steps
 from imemviz.model.query import inspect_gfn, stats_dict
-from imemviz.model.raster import StepCache, changed_ranges, guest_extent, merge_ranges
+from imemviz.model.raster import (
+    StepCache,
+    changed_ranges,
+    guest_extent,
+    merge_ranges,
+    raster_rows_at,
+)
+from imemviz.model.step_state import StepReplayer
 from imemviz.model.vm import VM
 
 EMPTY_EXTENT = 1 << 20  # gfns drawn for a VM without memslots: 4 GiB of hole
 EXTENT_ALIGN = 512  # the drawn space ends on a 2M boundary
 
 Planner = Callable[[VM], Plan]
-BIG_COMMANDS = frozenset({"open", "scene", "new", "session", "undo"})
+FORWARD_RECORDS = 8  # a forward seek of at most this many groups publishes an OpRecord per op
 
 
 @attrs.frozen
@@ -66,6 +88,7 @@ class OpRecord:
     explanation: str
     seconds: float
     stats: tuple[int, ...] = ()  # imemviz.model.op_stats after the op (Counters pane)
+    changes: Changes = NONE  # what it changed, in every pane's space (imemviz.model.changes)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +113,12 @@ class Snapshot:
     source: str | None
     changed: tuple[tuple[int, int], ...] | None  # since the previous snapshot; None: all
     session: int = 0  # bumped when a new session (open, new VM, scene) replaces the old one
+    op_base: int = 0  # the VM's op number of session op 0 (events carry the VM's numbers)
+    position: int = 0  # the timeline's position: groups applied (a replay: its ops)
+    length: int = 0  # groups in the timeline, applied and undone
+    replay: bool = False  # the timeline is a recording being replayed
+    history_reset: bool = False  # the history was rewritten (undo, seek): panes rebuild
+    runs: Any = None  # the map's foldable runs (imemviz.app.panes.map_fold.LongRuns)
 
     def slot_at(self, gfn: int) -> SlotInfo | None:
         for s in self.slots:
@@ -105,16 +134,29 @@ class RasterRequest:
     row_gfns: int
     rows: int
     cols: int
+    # Rows stacked from several places (a folded map): (first gfn, rows, fill code); fill
+    # -1 means rows of the guest, a code a band of rows drawn in that one code.
+    pieces: tuple[tuple[int, int, int], ...] = ()
+    # Not urgent (the overview): redrawn after the snapshot and the urgent rasters are out.
+    urgent: bool = True
 
     @property
     def window(self) -> tuple[int, int]:
-        """The gfns [start, end) this raster covers."""
+        """The gfns [start, end) this raster covers (folded: from the first to the last)."""
+        if self.pieces:
+            real = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
+            if real:
+                return real[0][0], real[-1][1]
+            return self.start, self.start
         return self.start, self.start + self.rows * self.row_gfns
 
     def touches(self, changed: tuple[tuple[int, int], ...] | None) -> bool:
         """Whether ranges changed by an op (None: anything) intersect this raster."""
         if changed is None:
             return True
+        if self.pieces:
+            spans = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
+            return any(s < b and a < e for a, b in spans for s, e in changed)
         a, b = self.window
         return any(s < b and a < e for s, e in changed)
 
@@ -124,6 +166,7 @@ class RasterAnswer:
     request: RasterRequest
     version: int
     codes: np.ndarray  # (rows, cols) uint8, read-only
+    step: str = ""  # drawn from the state at a protocol step (StepView), not the present
 
 
 @attrs.frozen
@@ -146,9 +189,13 @@ class EngineWorker(QObject):
     """Lives on the engine thread; never call its methods from the GUI but `post_*`."""
 
     opApplied = Signal(object)  # OpRecord
+    actionDone = Signal(object)  # ActionRecord, after the snapshot of its command
     snapshotReady = Signal(object)  # Snapshot
+    timelineChanged = Signal(object)  # TimelineInfo
     rasterReady = Signal(object)  # RasterAnswer
     inspectReady = Signal(object)  # InspectAnswer
+    stepShown = Signal(object)  # StepShown
+    recordingStatus = Signal(object)  # messages.RecordingStatus
     commandStarted = Signal(str)
     commandFinished = Signal(str)
     progress = Signal(int, int)
@@ -159,7 +206,7 @@ class EngineWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._inbox: deque[tuple] = deque()
+        self._inbox: deque[M.Command] = deque()
         self._rasters: dict[str, RasterRequest] = {}
         self._views: dict[str, RasterRequest] = {}  # standing: redrawn after every change
         self._inspects: dict[str, int] = {}
@@ -167,14 +214,52 @@ class EngineWorker(QObject):
         self._cache: StepCache | None = None
         self._version = 0
         self._session_no = 0
+        self._structure = 0
         self._stopping = False
+        # The recording being replayed: its own session (never changed by the user: a
+        # "what if" action forks a live session from it), and the position in it.
+        self._replay: Session | None = None
+        self._replay_tl: Timeline | None = None
+        self._replay_pos = 0
+        # The step view: which op and step the map shows, its replayer and raster cache.
+        self._step_key: tuple[int, int, int] | None = None
+        self._stepper: StepReplayer | None = None
+        self._step_cache: StepCache | None = None
+        self._step_vm: VM | None = None
+        self._step_label = ""
+        self._recorder: SessionRecorder | None = None
+        # The ActionRecord of the command running, sent just before its snapshot: the GUI
+        # draws the marks and the new raster in one frame.
+        self._pending_action: ActionRecord | None = None
         # Extra feeds run on this thread after every publish: f(session, version, session_no,
-        # changed ranges).  Panes add them (imemviz.app.feeds); each emits its own signal.
-        self.feeds: list[Callable[[Session, int, int, Any], None]] = []
+        # changed ranges, reset).  Panes add them (imemviz.app.feeds); each emits its own
+        # signal.  `step_feeds` get the state a StepView shows: f(vm or None, version, label).
+        self.feeds: list[Callable[..., None]] = []
+        self.step_feeds: list[Callable[[Any, int, str], None]] = []
         self._wake.connect(self._drain)
+        self.HANDLERS: dict[type, Callable[[Any], None]] = {
+            M.ApplyPlan: self._cmd_plan,
+            M.Undo: self._cmd_undo,
+            M.Redo: self._cmd_redo,
+            M.Seek: self._cmd_seek,
+            M.Open: self._cmd_open,
+            M.LoadRecording: self._cmd_load_recording,
+            M.CloseReplay: self._cmd_close_replay,
+            M.LoadScene: self._cmd_scene,
+            M.NewVm: self._cmd_new,
+            M.SetSession: self._cmd_session,
+            M.SaveState: self._cmd_save_state,
+            M.SaveRecording: self._cmd_save_recording,
+            M.StepView: self._cmd_step_view,
+            M.RefreshFeeds: self._cmd_refresh,
+            M.StartRecording: self._cmd_start_recording,
+            M.StopRecording: self._cmd_stop_recording,
+            M.WriteBundle: self._cmd_write_bundle,
+            M.Call: self._cmd_call,
+        }
 
     # ---------------------------------------------------------- thread-safe posts
-    def post(self, *command: Any) -> None:
+    def post(self, command: M.Command) -> None:
         with self._lock:
             self._inbox.append(command)
         self._wake.emit()
@@ -222,27 +307,59 @@ class EngineWorker(QObject):
             except Exception as e:  # an engine bug must not stop the thread
                 self.failed.emit(f"drawing: internal error: {e!r}\n{traceback.format_exc()}")
 
-    def _run(self, cmd: tuple) -> None:
-        kind, *args = cmd
-        label = args[0] if kind == "plan" else kind
+    def _run(self, cmd: M.Command) -> None:
+        label = cmd.label
         self.commandStarted.emit(str(label))
+        big = isinstance(cmd, M.BIG_COMMANDS)
+        gc_on = gc.isenabled()
+        if big and gc_on:
+            # A big command allocates millions of objects: a full collection in the middle
+            # would scan them all holding the GIL (50-70 ms of frozen GUI on a 20,000-op
+            # recording).  Engine objects make no reference cycles; collection waits until
+            # the command is done and what it built is frozen out of the collector's reach.
+            gc.disable()
         try:
-            getattr(self, f"_cmd_{kind}")(*args)
+            if self._step_key is not None and not isinstance(cmd, M.READ_ONLY):
+                self._end_step_view()  # the state changes: back to the present first
+            self.HANDLERS[type(cmd)](cmd)
         except SessionError as e:
             self.failed.emit(str(e))
         except Exception as e:  # an engine bug must not kill the thread
             self.failed.emit(f"{label}: internal error: {e!r}\n{traceback.format_exc()}")
         finally:
-            if kind in BIG_COMMANDS:
+            self._flush_action()  # a command that published nothing still reports it
+            self._sync_recorder()
+            if big:
                 # Move what now exists out of the cyclic GC's reach: a full collection
                 # over millions of engine objects would hold the GIL (and freeze the GUI)
                 # for tens of ms at a time.  Engine state is freed by reference counting
                 # (it makes no reference cycles), so nothing it drops stays frozen.
                 gc.freeze()
+                if gc_on:
+                    gc.enable()
             self.commandFinished.emit(str(label))
 
-    def _cmd_plan(self, label: str, plan: Plan | Planner) -> None:
+    # ------------------------------------------------------------ actions
+    def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
+        reason = ((r.ret or {}).get("exit") or {}).get("reason")
+        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
+        raster = changed_ranges(vm, events)
+        changes = op_changes(vm, op, r, events)
+        if changes.severe:  # where it happened: this op
+            changes = attrs.evolve(
+                changes, severe=tuple(attrs.evolve(x, op=index) for x in changes.severe)
+            )
+        return OpInfo(
+            op_stats(vm),
+            changes,
+            exit_,
+            not r.ok,
+            None if raster is None else tuple(raster),
+        )
+
+    def _cmd_plan(self, cmd: M.ApplyPlan) -> None:
         s = self._need_session()
+        plan = cmd.plan
         if callable(plan):
             plan = plan(s.vm)
         if not plan.ops:
@@ -251,22 +368,38 @@ class EngineWorker(QObject):
             return
         if plan.note:
             self.message.emit(plan.note)
-        changed = self._apply(s, list(plan.ops), plan.label or label)
+        if self._replay is not None and s is self._replay:
+            s = self._fork_replay()
+        first = len(s.ops)
+        changed = self._apply(s, list(plan.ops), plan.label or cmd.title)
+        self._structure += 1
+        self._action("action", plan.label or cmd.title, s, first, len(s.ops) - first)
         self._publish(changed)
+        self._publish_timeline()
 
     def _apply(self, s: Session, ops: list[Op] | None, label: str) -> list[tuple[int, int]] | None:
         """Apply ops (None: redo) publishing an OpRecord per op; returns the changed ranges."""
-        vm = s.vm
-        extent = self._extent(vm)
-        ranges: list[tuple[int, int]] | None = []
+        on_op, extent, done = self._op_publisher(s)
+        if ops is None:
+            s.redo(on_op)
+        else:
+            s.apply_group(ops, label, on_op)
+        return done(extent)
+
+    def _op_publisher(self, s: Session) -> tuple[Callable, int, Callable]:
+        """An on_op callback publishing OpRecords, and a function giving the changed ranges
+        (and refreshing the raster cache) once the ops are applied."""
+        extent = self._extent(s.vm)
+        ranges: list[list[tuple[int, int]] | None] = [[]]
 
         def on_op(index: int, op: Op, r, events: list[tuple], dt: float) -> None:
-            nonlocal ranges
-            ch = changed_ranges(vm, events)
+            vm = s.vm
+            info = s.info[index] if index < len(s.info) else None
+            ch = info.raster if info is not None else changed_ranges(vm, events)
             if ch is None:
-                ranges = None
-            elif ranges is not None:
-                ranges.extend(ch)
+                ranges[0] = None
+            elif ranges[0] is not None:
+                ranges[0].extend(ch)
             self.opApplied.emit(
                 OpRecord(
                     index,
@@ -276,61 +409,418 @@ class EngineWorker(QObject):
                     None if ch is None else tuple(ch),
                     explain(op.NAME, r.ok, r.errno, r.ret, events),
                     dt,
-                    op_stats(vm),
+                    info.stats if info is not None else op_stats(vm),
+                    info.changes if info is not None else NONE,
                 )
             )
 
-        if ops is None:
-            s.redo(on_op)
-        else:
-            s.apply_group(ops, label, on_op)
-        if self._extent(vm) != extent:
-            ranges = None
+        def done(extent0: int) -> list[tuple[int, int]] | None:
+            out = ranges[0]
+            if self._extent(s.vm) != extent0:
+                out = None
+            self._update_cache(out)
+            return out
+
+        return on_op, extent, done
+
+    def _action(self, kind: str, label: str, s: Session, first: int, count: int) -> None:
+        """Publish the ActionRecord of ops [first, first + count) just applied."""
+        infos = [i for i in s.info[first : first + count] if i is not None]
+        changes = merge([i.changes for i in infos]).with_ops(range(first, first + count))
+        failed = None
+        notes = []
+        for k in range(first, first + count):
+            r, op = s.results[k], s.ops[k]
+            if r.ok:
+                note = explain(op.NAME, True, None, r.ret)
+                if note and note not in notes:
+                    notes.append(note)
+                continue
+            events: tuple = ()  # the rule needs them only to tell a kill from a dead VM
+            if r.errno == "EIO" and (r.ret or {}).get("vm_dead"):
+                events = tuple(ev for ev in _log_tail(s.vm) if ev[0] == s.op_base + k)
+            failed = (op.NAME, r.errno or "", explain(op.NAME, False, r.errno, r.ret, events))
+            break
+        name = _title(label)
+        if kind == "redo":
+            name = "Redo: " + name
+        text = action_text(name, count, failed, changes, " ".join(notes))
+        self._emit_action(
+            ActionRecord(
+                kind,
+                name,
+                text,
+                first,
+                count,
+                first if count else None,
+                failed is None and not changes.severe,
+                changes,
+                len(s.ops),
+                failed[2] if failed is not None else "",
+            )
+        )
+
+    def _cmd_undo(self, cmd: M.Undo) -> None:
+        s = self._need_session()
+        if not s.can_undo:
+            return
+        label = s.undo_label
+        n = s.groups[-1]
+        extent = self._extent(s.vm)
+        s.undo()
+        if self._replay is not None and s is self._replay:
+            self._replay_pos = s.position
+        changed = self._splice_undone(s, s.future_info(n), extent)
+        self._undone("undo", f"Undo: {_title(label)}", s, n)
+        self._publish(changed, reset=True)
+
+    def _splice_undone(
+        self, s: Session, infos: list, extent: int, max_ops: int = 64
+    ) -> list[tuple[int, int]] | None:
+        """After the session moved over these ops (an undo, a short seek), redraw the gfn
+        ranges they changed from the rebuilt state rather than the whole guest; None (and a
+        full rebuild) when they may have changed anything or are too many."""
+        ranges: list[tuple[int, int]] = []
+        if len(infos) > max_ops or self._extent(s.vm) != extent:
+            self._reset_cache()
+            return None
+        for info in infos:
+            if info is None or info.raster is None:
+                self._reset_cache()
+                return None
+            ranges.extend(info.raster)
         self._update_cache(ranges)
         return ranges
 
-    def _cmd_undo(self) -> None:
-        s = self._need_session()
-        if s.undo():
-            self._reset_cache()
-            self._publish(None)
+    def _undone(self, kind: str, label: str, s: Session, n_ops: int) -> None:
+        """The ActionRecord of ops undone (they are now the first of the future)."""
+        first = len(s.ops)
+        infos = [i for i in s.future_info(n_ops) if i is not None]
+        changes = merge([i.changes for i in infos]).with_ops(range(first, first + n_ops))
+        changes = attrs.evolve(changes, severe=())  # undone: the TD lives again
+        what = f"op #{first}" if n_ops == 1 else f"ops #{first}–#{first + n_ops - 1}"
+        text = f"{label} — {what} undone: {changes.summary()}"
+        self._emit_action(
+            ActionRecord(kind, label, text, first, n_ops, None, True, changes, len(s.ops))
+        )
 
-    def _cmd_redo(self) -> None:
+    def _cmd_redo(self, cmd: M.Redo) -> None:
         s = self._need_session()
-        if s.can_redo:
-            self._publish(self._apply(s, None, s.redo_label))
+        if not s.can_redo:
+            return
+        label = s.redo_label
+        first = len(s.ops)
+        changed = self._apply(s, None, label)
+        if self._replay is not None and s is self._replay:
+            self._replay_pos = s.position
+        self._action("redo", label, s, first, len(s.ops) - first)
+        self._publish(changed)
 
-    def _cmd_open(self, path: str) -> None:
-        session = Session.open(path, progress=self.progress.emit)
+    def _cmd_seek(self, cmd: M.Seek) -> None:
+        s = self._need_session()
+        if self._replay is not None:
+            tl = self._replay_tl
+            assert tl is not None
+            k = max(0, min(cmd.position, len(tl.ops)))
+            if s is not self._replay:
+                if k == self._replay_pos + 1:
+                    # A "what if" continues with the recording's next op, on top of it.
+                    op = tl.ops[self._replay_pos]
+                    first = len(s.ops)
+                    changed = self._apply(s, [op], op.NAME)
+                    self._replay_pos = k
+                    self._structure += 1
+                    self._action("seek", f"replay #{k - 1} {op.NAME}", s, first, 1)
+                    self._publish(changed)
+                    return
+                # Anything else goes back to the recording itself.
+                self.session = s = self._replay
+                self._reset_cache()
+                self._publish(None, reset=True)
+                self._publish_timeline()
+            self._seek(s, k)
+            self._replay_pos = s.position
+            return
+        self._seek(s, cmd.position)
+
+    def _seek(self, s: Session, position: int) -> None:
+        position = max(0, min(position, s.length))
+        before_groups, before_ops = s.position, len(s.ops)
+        if position == before_groups:
+            self._publish([])
+            return
+        small = before_groups < position <= before_groups + FORWARD_RECORDS
+        changed: list[tuple[int, int]] | None = None
+        extent = self._extent(s.vm)
+        if small:
+            on_op, extent, done = self._op_publisher(s)
+            r = s.seek(position, on_op)
+            changed = (
+                self._splice_undone(s, s.info[before_ops:], extent) if r.rebuilt else done(extent)
+            )
+        else:
+            r = s.seek(position)
+            crossed = (
+                s.info[before_ops:]
+                if len(s.ops) > before_ops
+                else s.future_info(before_ops - len(s.ops))
+            )
+            changed = self._splice_undone(s, crossed, extent)
+        # A seek marks what the op now last did (seeking to op #k shows op #k's changes),
+        # in either direction; an undo marks what the undone ops had changed.
+        last = len(s.ops) - 1
+        info = s.info[last] if last >= 0 else None
+        changes = (info.changes if info is not None else NONE).with_ops([last] if last >= 0 else [])
+        if last < 0:
+            label = "Back to the start"
+        elif self._replay is not None:
+            label = f"Replay op #{last} {s.ops[last].NAME}"
+        else:
+            where = "Forward" if position > before_groups else "Back"
+            label = f"{where} to op #{last} ({s.labels[-1] if s.labels else s.ops[last].NAME})"
+        text = action_text(label, 1, None, changes)
+        self._emit_action(
+            ActionRecord(
+                "seek",
+                label,
+                text,
+                min(before_ops, len(s.ops)),
+                abs(len(s.ops) - before_ops),
+                last if last >= 0 else None,
+                not changes.severe,
+                changes,
+                len(s.ops),
+            )
+        )
+        if r.rebuilt or not small:
+            self._publish(changed, reset=True)
+        else:
+            self._publish(changed)
+
+    def _fork_replay(self) -> Session:
+        """The user acts during a replay: a live session continues from here (the recording's
+        own session stays as it is, for the next seek)."""
+        assert self._replay is not None
+        live = self._replay.fork()
+        if self._recorder is not None and self._recorder.session is self._replay:
+            self._recorder.rebind(live)
+        self.session = live
+        self._reset_cache()
+        self.message.emit(
+            f"What if: your own ops after op #{self._replay_pos - 1} of the recording; "
+            "Step continues the recording from here, a seek goes back to it."
+        )
+        return live
+
+    # ------------------------------------------------------------ sessions
+    def _cmd_open(self, cmd: M.Open) -> None:
+        self._end_replay()
+        session = Session.open(cmd.path, progress=self._progress(), annotate=self._annotate)
         self._set_session(session)
         if session.warning:  # a recording cut short, replayed up to its last complete line
             self.message.emit(session.warning)
 
-    def _cmd_scene(self, name: str) -> None:
-        self._set_session(Session.scene(name))
+    def _cmd_load_recording(self, cmd: M.LoadRecording) -> None:
+        try:
+            tl = cmd.source if isinstance(cmd.source, Timeline) else Timeline.load(cmd.source)
+            vm0 = tl.start_vm()
+        except ScriptError as e:
+            raise SessionError(str(e)) from None
+        except OSError as e:
+            raise SessionError(f"{cmd.source}: cannot read: {e.strerror or e}") from None
+        s = Session.from_ops(
+            tl.start,
+            vm0,
+            tl.ops,
+            source=tl.source,
+            progress=self._progress(),
+            annotate=self._annotate,
+        )
+        s.seek(cmd.position)
+        self._replay, self._replay_tl, self._replay_pos = s, tl, s.position
+        self._set_session(s, announce=False)
+        self.message.emit(
+            f"Replaying {os.path.basename(tl.source)}: {len(tl)} ops, "
+            f"{len(tl.note_indexes)} captions"
+        )
 
-    def _cmd_new(self, config: Mapping[str, Any], ops: tuple[Op, ...]) -> None:
-        s = Session.new(config)
+    def _progress(self, every_s: float = 0.1) -> Callable[[int, int], None]:
+        """A progress callback that reports at most every `every_s` (and the last step):
+        each report repaints the busy bar, which the GUI must not do hundreds of times."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - last[0] >= every_s:
+                last[0] = now
+                self.progress.emit(done, total)
+
+        return report
+
+    def _cmd_close_replay(self, cmd: M.CloseReplay) -> None:
+        if self._replay is None:
+            return
+        self._end_replay()
+        self._structure += 1
+        self._publish([])
+        self._publish_timeline()
+
+    def _end_replay(self) -> None:
+        self._replay = self._replay_tl = None
+        self._replay_pos = 0
+
+    def _cmd_scene(self, cmd: M.LoadScene) -> None:
+        self._end_replay()
+        self._set_session(Session.scene(cmd.name))
+
+    def _cmd_new(self, cmd: M.NewVm) -> None:
+        self._end_replay()
+        s = Session.new(cmd.config)
         self._set_session(s)
-        if ops:
-            changed = self._apply(s, list(ops), "layout")
+        if cmd.ops:
+            first = len(s.ops)
+            changed = self._apply(s, list(cmd.ops), "layout")
+            self._structure += 1
+            self._action("action", "layout", s, first, len(s.ops) - first)
             self._publish(changed)
+            self._publish_timeline()
 
-    def _cmd_session(self, session: Session, announce: bool = True) -> None:
-        self._set_session(session, announce)
+    def _cmd_session(self, cmd: M.SetSession) -> None:
+        if cmd.session is not self._replay:
+            self._end_replay()
+        self._set_session(cmd.session, cmd.announce)
 
-    def _cmd_save_state(self, path: str) -> None:
-        self._need_session().save_state(path)
-        self.message.emit(f"State saved to {path}")
+    def _cmd_save_state(self, cmd: M.SaveState) -> None:
+        self._need_session().save_state(cmd.path)
+        self.message.emit(f"State saved to {cmd.path}")
 
-    def _cmd_save_recording(self, path: str) -> None:
+    def _cmd_save_recording(self, cmd: M.SaveRecording) -> None:
         s = self._need_session()
-        s.save_recording(path)
-        self.message.emit(f"Recording of {len(s.ops)} ops saved to {path}")
+        s.save_recording(cmd.path)
+        self.message.emit(f"Recording of {len(s.ops)} ops saved to {cmd.path}")
 
-    def _cmd_call(self, fn: Callable[[Session], Any]) -> None:
+    def _cmd_call(self, cmd: M.Call) -> None:
         """Run fn(session) on the engine thread (tests and benchmarks)."""
-        fn(self._need_session())
+        cmd.fn(self._need_session())
+
+    def _cmd_refresh(self, cmd: M.RefreshFeeds) -> None:
+        s = self.session
+        if s is None:
+            return
+        if self._step_vm is not None:  # a step view: the pane shows the state at the step
+            for step_feed in list(self.step_feeds):
+                step_feed(self._step_vm, self._version, self._step_label)
+            return
+        for feed in list(self.feeds):
+            refresh = getattr(getattr(feed, "__self__", None), "refresh", None)
+            if refresh is not None:
+                refresh(s.vm, self._version, cmd.leaves, cmd.host)
+
+    def _cmd_write_bundle(self, cmd: M.WriteBundle) -> None:
+        from imemviz.app.crash import write_bundle
+
+        try:
+            problems = write_bundle(cmd.path, self.session, list(cmd.tracebacks))
+        except BaseException as e:
+            if cmd.reply is not None:
+                cmd.reply.set_exception(e)
+            return
+        if cmd.reply is not None:
+            cmd.reply.set_result(problems)
+
+    # ------------------------------------------------------------ recording
+    def _cmd_start_recording(self, cmd: M.StartRecording) -> None:
+        s = self._need_session()
+        if self._recorder is not None:
+            self._recorder.close()
+        try:
+            self._recorder = SessionRecorder(s, cmd.path)
+        except RecordingStopped as e:
+            self._recorder = None
+            self.recordingStatus.emit(M.RecordingStatus(None, 0, str(e)))
+            return
+        self.recordingStatus.emit(M.RecordingStatus(cmd.path, 0))
+
+    def _cmd_stop_recording(self, cmd: M.StopRecording) -> None:
+        rec, self._recorder = self._recorder, None
+        if rec is not None:
+            rec.close()
+            self.recordingStatus.emit(M.RecordingStatus(None, rec.written))
+
+    def _sync_recorder(self) -> None:
+        rec = self._recorder
+        if rec is None or self.session is None:
+            return
+        before = rec.written
+        try:
+            rec.sync(self.session)
+        except RecordingStopped as e:
+            self._recorder = None
+            self.recordingStatus.emit(M.RecordingStatus(None, rec.written, str(e)))
+            return
+        if rec.written != before:
+            self.recordingStatus.emit(M.RecordingStatus(rec.path, rec.written))
+
+    def close_recording(self) -> None:
+        """Thread-safe at exit (the thread has stopped): close the file."""
+        rec, self._recorder = self._recorder, None
+        if rec is not None:
+            rec.close()
+
+    # ------------------------------------------------------------ step view
+    def _cmd_step_view(self, cmd: M.StepView) -> None:
+        if cmd.op is None:
+            self._end_step_view()
+            return
+        s = self._need_session()
+        op = cmd.op
+        if not 0 <= op < len(s.ops):
+            self.message.emit(f"op #{op} is not in this session's history: nothing to draw")
+            self._end_step_view()
+            return
+        key = (self._session_no, self._version, op)
+        if self._step_key != key or self._stepper is None:
+            before = s.vm_at(op)
+            after = s.vm if op == len(s.ops) - 1 else s.vm_at(op + 1)
+            events = list(after.last_events)
+            self._stepper = StepReplayer(before, after, events, steps(events), deepcopy_vm)
+            self._step_key = key
+        stepper = self._stepper
+        st = stepper.state(cmd.step)
+        n = len(stepper.steps)
+        step = stepper.steps[st.step] if 0 <= st.step < n else None
+        title = f"op #{op} ({protocol_name(stepper.events)}), step {st.step + 1} of {n}" + (
+            f": {step.title}" if step is not None else ""
+        )
+        self._step_label = title
+        self._step_vm = st.vm
+        self._step_cache = StepCache(st.vm, self._extent(s.vm))
+        with self._lock:
+            views = list(self._views.values())
+            for v in views:
+                self._rasters.pop(v.key, None)
+        for v in views:
+            self._raster(v)
+        for feed in list(self.step_feeds):
+            feed(st.vm, self._version, title)
+        info = s.info[op] if op < len(s.info) else None
+        changed = info.changes.gfns if info is not None else ()
+        self.stepShown.emit(StepShown(op, st.step, n, title, st.in_progress, st.exact, changed))
+
+    def _end_step_view(self) -> None:
+        if self._step_key is None:
+            return
+        self._step_key = self._stepper = self._step_cache = self._step_vm = None
+        self._step_label = ""
+        with self._lock:
+            views = list(self._views.values())
+            for v in views:
+                self._rasters.pop(v.key, None)
+        for v in views:
+            self._raster(v)
+        for feed in list(self.step_feeds):
+            feed(self.session.vm if self.session is not None else None, self._version, "")
+        self.stepShown.emit(StepShown(None))
 
     # --------------------------------------------------------------- helpers
     def _need_session(self) -> Session:
@@ -339,11 +829,15 @@ class EngineWorker(QObject):
         return self.session
 
     def _set_session(self, session: Session, announce: bool = True) -> None:
+        if session.annotate is None:
+            session.annotate = self._annotate
         self.session = session
         self._session_no += 1
+        self._structure += 1
         self._reset_cache()
         if not announce:  # a replay seeking: no "Opened ..." line per seek
-            self._publish(None)
+            self._publish(None, reset=True)
+            self._publish_timeline()
             return
         notes = [ev[2] for ev in session.vm.events.log if ev[1] == "note"]
         where = session.source or (
@@ -355,7 +849,8 @@ class EngineWorker(QObject):
         )
         for text in notes[:20]:
             self.message.emit(text)
-        self._publish(None)
+        self._publish(None, reset=True)
+        self._publish_timeline()
 
     def _extent(self, vm: VM) -> int:
         if not any(s.npages and s.as_id == 0 for s in vm.memslots.by_id.values()):
@@ -373,9 +868,25 @@ class EngineWorker(QObject):
         else:
             self._cache.update(s.vm, ranges)
 
-    def _publish(self, changed: list[tuple[int, int]] | None) -> None:
+    def _timeline_position(self, s: Session) -> tuple[int, int, bool]:
+        if self._replay is not None and self._replay_tl is not None:
+            if s is self._replay:
+                self._replay_pos = s.position
+            return self._replay_pos, len(self._replay_tl.ops), True
+        return s.position, s.length, False
+
+    def _emit_action(self, rec: ActionRecord) -> None:
+        self._pending_action = rec
+
+    def _flush_action(self) -> None:
+        rec, self._pending_action = self._pending_action, None
+        if rec is not None:
+            self.actionDone.emit(rec)
+
+    def _publish(self, changed: list[tuple[int, int]] | None, reset: bool = False) -> None:
         s = self._need_session()
         vm = s.vm
+        self._flush_action()
         self._version += 1
         ranges = None if changed is None else tuple(merge_ranges(changed))
         # Standing views touched by the change are rasterised now, before the GUI hears of
@@ -384,6 +895,9 @@ class EngineWorker(QObject):
             views = [v for v in self._views.values() if v.touches(ranges)]
             for v in views:
                 self._rasters.pop(v.key, None)
+            for v in [v for v in views if not v.urgent]:
+                self._rasters[v.key] = v  # drawn when the inbox is empty
+            views = [v for v in views if v.urgent]
         answers = [self._raster_answer(v) for v in views]
         slots = tuple(
             SlotInfo(
@@ -398,6 +912,7 @@ class EngineWorker(QObject):
             for m in vm.memslots.all()
             if m.npages
         )
+        position, length, replay = self._timeline_position(s)
         self.snapshotReady.emit(
             Snapshot(
                 self._version,
@@ -414,6 +929,12 @@ class EngineWorker(QObject):
                 s.source,
                 ranges,
                 self._session_no,
+                s.op_base,
+                position,
+                length,
+                replay,
+                reset,
+                LongRuns((self._cache.bounds, self._cache.codes)) if self._cache else None,
             )
         )
         for a in answers:
@@ -421,9 +942,26 @@ class EngineWorker(QObject):
                 self.rasterReady.emit(a)
         for feed in list(self.feeds):
             try:
-                feed(s, self._version, self._session_no, ranges)
+                feed(s, self._version, self._session_no, ranges, reset)
             except Exception as e:  # a pane's feed must not stop the engine
                 self.failed.emit(f"feed: internal error: {e!r}\n{traceback.format_exc()}")
+
+    def _publish_timeline(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        tl = self._replay_tl
+        if tl is not None:
+            ops = tuple(tl.ops)
+            labels = tuple("" for _ in ops)
+            sizes = tuple(1 for _ in ops)
+        else:
+            labels = (*s.labels, *s.future_labels())
+            sizes = (*s.groups, *s.future_sizes())
+            ops = (*s.ops, *s.future_ops())
+        self.timelineChanged.emit(
+            TimelineInfo(self._session_no, self._structure, labels, sizes, ops, tl)
+        )
 
     def _raster(self, req: RasterRequest) -> None:
         a = self._raster_answer(req)
@@ -431,20 +969,55 @@ class EngineWorker(QObject):
             self.rasterReady.emit(a)
 
     def _raster_answer(self, req: RasterRequest) -> RasterAnswer | None:
-        if self._cache is None:
+        cache = self._step_cache if self._step_cache is not None else self._cache
+        if cache is None:
             return None
-        codes = self._cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
+        if req.pieces:
+            # Rows of the guest from every stretch in one pass; fold bands in their code.
+            # Big stretches one by one (cost: their pixels plus runs), the many small
+            # ones in one pass (cost: their pixels times log runs, no per-call overhead).
+            r, cols, c = req.row_gfns, req.cols, cache
+            small = [
+                g + k * r for g, n, f in req.pieces if f < 0 and n * cols < 8192 for k in range(n)
+            ]
+            rows = raster_rows_at(c.bounds, c.codes, c.limit, np.asarray(small), r, cols)
+            codes = np.empty((req.rows, cols), np.uint8)
+            at = i = 0
+            for g, n, fill in req.pieces:
+                if fill >= 0:
+                    codes[at : at + n] = fill
+                elif n * cols < 8192:
+                    codes[at : at + n] = rows[i : i + n]
+                    i += n
+                else:
+                    codes[at : at + n] = c.raster_rows(g, r, n, cols)
+                at += n
+        else:
+            codes = cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
         codes.setflags(write=False)
-        return RasterAnswer(req, self._version, codes)
+        return RasterAnswer(req, self._version, codes, self._step_label)
+
+
+def _title(label: str) -> str:
+    return label[:1].upper() + label[1:] if label else "Action"
+
+
+def _log_tail(vm: VM, n: int = 64) -> list[tuple]:
+    log = vm.events.log
+    return [log[i] for i in range(max(0, len(log) - n), len(log))]
 
 
 class Engine(QObject):
     """The GUI's handle on the engine thread.  Create, `start()`, and `stop()` when done."""
 
     opApplied = Signal(object)
+    actionDone = Signal(object)
     snapshotReady = Signal(object)
+    timelineChanged = Signal(object)
     rasterReady = Signal(object)
     inspectReady = Signal(object)
+    stepShown = Signal(object)
+    recordingStatus = Signal(object)
     busyChanged = Signal(bool, str)  # shown > BUSY_DELAY_MS after a command starts
     progress = Signal(int, int)
     failed = Signal(str)
@@ -459,13 +1032,18 @@ class Engine(QObject):
         self.worker = EngineWorker()
         self.worker.moveToThread(self.thread)
         self.snapshot: Snapshot | None = None
+        self.timeline: TimelineInfo | None = None
         self.pending = 0  # commands posted and not finished
         self._busy = False
         w = self.worker
         w.opApplied.connect(self.opApplied)
+        w.actionDone.connect(self.actionDone)
         w.snapshotReady.connect(self._on_snapshot)
+        w.timelineChanged.connect(self._on_timeline)
         w.rasterReady.connect(self.rasterReady)
         w.inspectReady.connect(self.inspectReady)
+        w.stepShown.connect(self.stepShown)
+        w.recordingStatus.connect(self.recordingStatus)
         w.progress.connect(self.progress)
         w.failed.connect(self.failed)
         w.message.connect(self.message)
@@ -496,43 +1074,59 @@ class Engine(QObject):
         return self.pending == 0
 
     # ------------------------------------------------------------- commands
-    def _post(self, *cmd: Any) -> None:
+    def post(self, command: M.Command) -> None:
+        """Queue a typed command (imemviz.app.messages) for the engine thread."""
         self.pending += 1
-        self.worker.post(*cmd)
+        self.worker.post(command)
 
     def submit(self, plan: Plan | Planner, label: str = "") -> None:
         """Apply a plan (or a function of the VM returning one) as one undo step."""
-        self._post("plan", label or getattr(plan, "label", "") or "action", plan)
+        self.post(M.ApplyPlan(label or getattr(plan, "label", "") or "action", plan))
 
     def apply_ops(self, ops: list[Op] | tuple[Op, ...], label: str = "") -> None:
         self.submit(Plan(label or (ops[0].NAME if ops else ""), tuple(ops)))
 
     def undo(self) -> None:
-        self._post("undo")
+        self.post(M.Undo())
 
     def redo(self) -> None:
-        self._post("redo")
+        self.post(M.Redo())
+
+    def seek(self, position: int) -> None:
+        """Move the timeline (the session's groups; a replay: the recording's ops)."""
+        self.post(M.Seek(position))
 
     def open(self, path: str) -> None:
-        self._post("open", path)
+        self.post(M.Open(path))
+
+    def load_recording(self, source: str | Timeline, position: int = 0) -> None:
+        self.post(M.LoadRecording(source, position))
+
+    def close_replay(self) -> None:
+        self.post(M.CloseReplay())
 
     def load_scene(self, name: str = "default") -> None:
-        self._post("scene", name)
+        self.post(M.LoadScene(name))
 
     def new_vm(self, config: Mapping[str, Any], ops: tuple[Op, ...] = ()) -> None:
-        self._post("new", dict(config), tuple(ops))
+        self.post(M.NewVm(dict(config), tuple(ops)))
 
     def set_session(self, session: Session, announce: bool = True) -> None:
-        self._post("session", session, announce)
+        self.post(M.SetSession(session, announce))
 
     def save_state(self, path: str) -> None:
-        self._post("save_state", path)
+        self.post(M.SaveState(path))
 
     def save_recording(self, path: str) -> None:
-        self._post("save_recording", path)
+        self.post(M.SaveRecording(path))
+
+    def show_step(self, op: int | None, step: int = -1) -> None:
+        """Draw the state at step `step` of session op `op` (None: the present)."""
+        self.post(M.StepView(op, step))
 
     def call(self, fn: Callable[[Session], Any]) -> None:
-        self._post("call", fn)
+        """Run fn(session) on the engine thread: tests and benchmarks only."""
+        self.post(M.Call(fn))
 
     # ------------------------------------------------------------- requests
     def request_raster(self, req: RasterRequest) -> None:
@@ -545,6 +1139,10 @@ class Engine(QObject):
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.snapshot = snap
         self.snapshotReady.emit(snap)
+
+    def _on_timeline(self, info: TimelineInfo) -> None:
+        self.timeline = info
+        self.timelineChanged.emit(info)
 
     def _on_started(self, label: str) -> None:
         self._label = label

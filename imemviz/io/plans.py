@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from imemviz.model import ops as O
+from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import MAPPED
 from imemviz.model.query import inspect_gfn
@@ -189,6 +190,32 @@ def race_step(vm: VM, step: str, gfn: int, how: str = "convert", vcpu: int = 0) 
 # ------------------------------------------------------------- new VM layout
 
 
+QEMU_HVA = 0x7F0000000000  # where the layout maps guest RAM when it fits below TASK_SIZE_MAX
+HVA_ALIGN = 1 << 30
+
+
+class LayoutError(ValueError):
+    """A QEMU-style layout that cannot exist (the message names the field and the limit)."""
+
+
+def layout_hva(ram: int) -> int:
+    """The VMM address of guest RAM: 0x7f0000000000 as in the scenes, or lower for a guest
+    too big to end below the top of user space (x86-64 TASK_SIZE_MAX, which
+    `__kvm_set_memory_region()` checks with access_ok()): a 4 TiB guest at
+    0x7f0000000000 would end past it and its memslot would fail with EINVAL."""
+    if ram <= 0:
+        return QEMU_HVA
+    if QEMU_HVA + ram <= TASK_SIZE_MAX:
+        return QEMU_HVA
+    hva = (TASK_SIZE_MAX - ram) // HVA_ALIGN * HVA_ALIGN
+    if hva < HVA_ALIGN:
+        raise LayoutError(
+            f"guest RAM: {ram:#x} bytes do not fit in the VMM's address space "
+            f"(user space ends at {TASK_SIZE_MAX:#x})"
+        )
+    return hva
+
+
 def qemu_layout(
     vm_type: str,
     ram: int,
@@ -202,7 +229,8 @@ def qemu_layout(
     VMs with private memory get one guest_memfd bound to both memslots and
     all RAM private (as QEMU sets up a confidential guest); a TD also gets a
     few measured initial pages (TDH.MEM.PAGE.ADD, the firmware) and is
-    finalized when `finalize` is true.  Under kernel upm-v8 (the 2022 design,
+    finalized when `finalize` is true.  The RAM is mapped at `layout_hva(ram)`;
+    `LayoutError` when no address fits.  Under kernel upm-v8 (the 2022 design,
     as its QEMU branch "memory-backend-memfd-private" did) the private memory is
     an inaccessible memfd behind KVM_MEM_PRIVATE slots, private from the start.
     """
@@ -213,7 +241,7 @@ def qemu_layout(
     private_mem = vm_type != "default"
     low = min(ram, low_limit)
     high = ram - low
-    hva = 0x7F0000000000
+    hva = layout_hva(ram)
     ops: list[O.Op] = []
     flags = 4 if private_mem else 0
     if private_mem:
@@ -255,7 +283,7 @@ def qemu_layout(
 def _upm_layout(ram: int, low_limit: int) -> list[O.Op]:
     low = min(ram, low_limit)
     high = ram - low
-    hva = 0x7F0000000000
+    hva = layout_hva(ram)
     ops: list[O.Op] = [O.MemfdCreate(size=ram, flags=8)]  # MFD_INACCESSIBLE
     ops.append(
         O.SetUserMemoryRegion(

@@ -6,7 +6,16 @@ action: "accept and touch" is two ops) and undo removes the last group.  Undo
 rebuilds the state from the newest checkpoint at or before the target and
 replays the ops after it: the engine is deterministic, so the result equals
 the state the user had.  Checkpoints are taken when the replay cost since the
-last one exceeds what a checkpoint costs; the start state is always one.  A
+last one exceeds what a checkpoint costs; the start state is always one.
+
+The session is also a timeline: the applied groups, then the undone ones
+(the redo stack, kept with their results) after them.  `seek(k)` moves to
+the state after the first k groups in either direction, from the nearest
+checkpoint: checkpoints past the position stay valid for as long as that
+future does (a new action after an undo replaces the future and drops
+them).  Optional per-op annotations (`annotate`, e.g. the app's change
+ranges and counters) are kept with the ops they describe, through undo,
+redo and seeks.  A
 checkpoint is a deep copy (`deepcopy_vm`): copy.deepcopy is Python code the
 interpreter switches out of every few milliseconds, so the app's GUI thread
 stays responsive while a big guest is copied, where pickle would hold the GIL
@@ -24,6 +33,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
@@ -34,10 +45,38 @@ from imemviz.model.vm import VM
 
 STATE_SUFFIXES = (".json", ".json.gz", ".json.zst")
 RECORDING_SUFFIXES = (".jsonl",)
+FORWARD_APPLY_OPS = 16  # a forward seek this short applies its ops rather than copy a checkpoint
 
 Progress = Callable[[int, int], None]
 OnOp = Callable[[int, Op, Result, list[tuple], float], None]
 """Called after each op: (index in the session, op, result, its events, seconds it took)."""
+Annotate = Callable[[VM, int, Op, Result, list[tuple]], Any]
+"""Computes what a front end keeps per op, right after it: (vm after, index, op, result,
+events) -> anything; stored in `Session.info` and kept through undo, redo and seeks."""
+
+
+@attrs.frozen
+class UndoneGroup:
+    """An undone group: its ops and what applying them gave (deterministic)."""
+
+    label: str
+    ops: tuple[Op, ...]
+    results: tuple[Result, ...]
+    info: tuple[Any, ...]
+
+
+@attrs.frozen
+class SeekResult:
+    """What `Session.seek` did: op counts before and after, and whether the VM was rebuilt
+    from a checkpoint (else the ops in between were applied to it, with `on_op` called)."""
+
+    before: int
+    after: int
+    rebuilt: bool
+
+    @property
+    def moved(self) -> bool:
+        return self.before != self.after
 
 
 class SessionError(Exception):
@@ -69,6 +108,7 @@ class Session:
         min_checkpoint_seconds: float = 0.25,
         max_ops_between_checkpoints: int = 256,
         clock: Callable[[], float] = time.perf_counter,
+        annotate: Annotate | None = None,
     ) -> None:
         self.start: dict[str, Any] = dict(start)
         self.vm: VM = vm if vm is not None else start_vm(self.start)
@@ -76,12 +116,24 @@ class Session:
         # One line the user must see about how the file was read (a recording cut short
         # by a crash, replayed up to its last complete line), or None.
         self.warning: str | None = None
+        # The VM's own op counter at the start (a scene's or a state's ops came before):
+        # the session's op k is the VM's op `op_base + k` (the events carry the latter).
+        self.op_base = self.vm.op_index
+        self.annotate = annotate
         self.ops: list[Op] = []
         self.results: list[Result] = []
         self.times: list[float] = []  # seconds since the session started, per op
+        self.info: list[Any] = []  # annotate()'s value per op (None without annotate)
         self.groups: list[int] = []  # ops per undo step, in order
         self.labels: list[str] = []  # a name per group ("accept and touch", ...)
-        self._redo: list[tuple[str, list[Op]]] = []
+        # The undone future, as flat lists in reverse timeline order (the next op and
+        # group to redo are the last items): moving a thousand groups between the past and
+        # the future is a few list slices, not a thousand objects.
+        self._f_ops: list[Op] = []
+        self._f_results: list[Result] = []
+        self._f_info: list[Any] = []
+        self._f_groups: list[int] = []  # ops per group
+        self._f_labels: list[str] = []
         self._t0 = time.monotonic()
         self._min_ckpt_s = min_checkpoint_seconds
         self._max_ckpt_ops = max_ops_between_checkpoints
@@ -107,26 +159,47 @@ class Session:
             raise SessionError(str(e)) from None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], progress: Progress | None = None) -> Session:
-        """A recording (its ops become undoable history) or a state file."""
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        progress: Progress | None = None,
+        annotate: Annotate | None = None,
+    ) -> Session:
+        """A recording (its ops become undoable history, one group each) or a state file."""
         p = os.fspath(path)
         if p.endswith(STATE_SUFFIXES):
-            return cls._open_state(p)
-        return cls._open_recording(p, progress)
-
-    @classmethod
-    def _open_recording(cls, path: str, progress: Progress | None) -> Session:
+            s = cls._open_state(p)
+            s.annotate = annotate
+            return s
         try:
             # A recording cut mid-line by a crash or kill -9 opens up to its last
             # complete line (as `imemviz run --salvage` replays it), with a warning.
-            with open_script(path, salvage=True) as reader:
+            with open_script(p, salvage=True) as reader:
                 h = reader.header
-                assert h is not None
-                session = cls(h.start, start_vm(h.start, reader.source, h.line), source=path)
+                vm = start_vm(h.start, reader.source, h.line)
                 ops = [op for _line, op, _t in reader]
-                session.warning = reader.salvaged
+                warning = reader.salvaged
         except ScriptError as e:
             raise SessionError(str(e)) from None
+        session = cls.from_ops(h.start, vm, ops, source=p, progress=progress, annotate=annotate)
+        session.warning = warning
+        return session
+
+    @classmethod
+    def from_ops(
+        cls,
+        start: Mapping[str, Any],
+        vm: VM,
+        ops: Sequence[Op],
+        *,
+        source: str | None = None,
+        progress: Progress | None = None,
+        annotate: Annotate | None = None,
+        **kw: Any,
+    ) -> Session:
+        """A session on `vm` (the state `start` describes) with `ops` applied, one group
+        each (a recording: every op can be undone, redone and sought to)."""
+        session = cls(start, vm, source=source, annotate=annotate, **kw)
         for i, op in enumerate(ops):
             session.apply_group([op], op.NAME)
             if progress is not None and (i % 64 == 0 or i == len(ops) - 1):
@@ -164,29 +237,37 @@ class Session:
         """Apply ops in order as one undo step (an empty list changes nothing)."""
         if not ops:
             return []
-        self._redo.clear()
+        # A new action replaces the undone future, and the checkpoints taken in it.
+        self._clear_future()
+        self._drop_checkpoints_after(len(self.ops))
         return self._apply(list(ops), label, on_op)
 
-    def _apply(self, ops: list[Op], label: str, on_op: OnOp | None = None) -> list[Result]:
-        self._drop_checkpoints_after(len(self.ops))
+    def _apply(self, ops: Sequence[Op], label: str, on_op: OnOp | None = None) -> list[Result]:
         out = []
         vm = self.vm
+        annotate = self.annotate
         for op in ops:
             t0 = self._clock()
             r = vm.apply(op)
             dt = self._clock() - t0
             self._since_ckpt += dt
             out.append(r)
+            index = len(self.ops)
             self.ops.append(op)
             self.results.append(r)
             self.times.append(time.monotonic() - self._t0)
+            self.info.append(
+                annotate(vm, index, op, r, vm.last_events) if annotate is not None else None
+            )
             if on_op is not None:
-                on_op(len(self.ops) - 1, op, r, vm.last_events, dt)
+                on_op(index, op, r, vm.last_events, dt)
         self.groups.append(len(ops))
         self.labels.append(label or ops[0].NAME)
-        ops_since = len(self.ops) - max(self._checkpoints)
-        if self._since_ckpt >= max(self._min_ckpt_s, 2 * self._ckpt_cost) or (
-            ops_since >= self._max_ckpt_ops and self._since_ckpt >= self._ckpt_cost
+        n = len(self.ops)
+        last = max(k for k in self._checkpoints if k <= n)
+        if last < n and (
+            self._since_ckpt >= max(self._min_ckpt_s, 2 * self._ckpt_cost)
+            or (n - last >= self._max_ckpt_ops and self._since_ckpt >= self._ckpt_cost)
         ):
             self._take_checkpoint()
         return out
@@ -198,7 +279,7 @@ class Session:
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return bool(self._f_groups)
 
     @property
     def undo_label(self) -> str:
@@ -206,38 +287,190 @@ class Session:
 
     @property
     def redo_label(self) -> str:
-        return self._redo[-1][0] if self._redo else ""
+        return self._f_labels[-1] if self._f_labels else ""
+
+    def elapsed(self) -> float:
+        """Seconds since the session started (the clock of `times`)."""
+        return time.monotonic() - self._t0
+
+    # ---------------------------------------------------------------- timeline
+    @property
+    def position(self) -> int:
+        """Groups applied (the timeline's position; 0 = the start)."""
+        return len(self.groups)
+
+    @property
+    def length(self) -> int:
+        """Groups in the timeline: applied and undone."""
+        return len(self.groups) + len(self._f_groups)
+
+    def future(self, max_groups: int | None = None) -> list[UndoneGroup]:
+        """The undone groups in timeline order (the next one to redo first); at most
+        `max_groups` of them."""
+        out = []
+        end = len(self._f_ops)
+        for k in range(len(self._f_groups) - 1, -1, -1):
+            if max_groups is not None and len(out) >= max_groups:
+                break
+            n = self._f_groups[k]
+            a = end - n
+            out.append(
+                UndoneGroup(
+                    self._f_labels[k],
+                    tuple(self._f_ops[a:end][::-1]),
+                    tuple(self._f_results[a:end][::-1]),
+                    tuple(self._f_info[a:end][::-1]),
+                )
+            )
+            end = a
+        return out
+
+    def future_labels(self) -> list[str]:
+        return self._f_labels[::-1]
+
+    def future_sizes(self) -> list[int]:
+        return self._f_groups[::-1]
+
+    def future_ops(self) -> list[Op]:
+        return self._f_ops[::-1]
+
+    def future_info(self, n_ops: int) -> list[Any]:
+        """The annotations of the next n_ops undone ops, in timeline order."""
+        return self._f_info[len(self._f_info) - n_ops :][::-1] if n_ops > 0 else []
+
+    def group_start(self, g: int) -> int:
+        """The session op index of group g's first op (g <= position), or the op count."""
+        return sum(self.groups[:g])
 
     def undo(self) -> bool:
         """Remove the last group: the state becomes what it was before it."""
         if not self.groups:
             return False
-        n = self.groups.pop()
-        label = self.labels.pop()
-        keep = len(self.ops) - n
-        self._redo.append((label, self.ops[keep:]))
-        self._rebuild(keep)
+        self._pop_groups(1)
+        self._rebuild(len(self.ops))
         return True
 
     def redo(self, on_op: OnOp | None = None) -> list[Result] | None:
         """Apply the last undone group again (same results: the engine is deterministic)."""
-        if not self._redo:
+        if not self._f_groups:
             return None
-        label, ops = self._redo.pop()
+        label, ops = self._take_future(1)[0]
         return self._apply(ops, label, on_op)
 
+    def seek(self, position: int, on_op: OnOp | None = None) -> SeekResult:
+        """The state after the first `position` groups of the timeline (clamped), the redo
+        history kept.  Backwards: rebuilt from the newest checkpoint at or before it.
+        Forwards: from a checkpoint inside the jump when there is one and the jump is
+        longer than FORWARD_APPLY_OPS ops (the ops before it take their stored results),
+        else the undone groups are applied to the current VM with `on_op` called per op."""
+        position = max(0, min(position, self.length))
+        before = len(self.ops)
+        if position < self.position:
+            self._pop_groups(self.position - position)
+            self._rebuild(len(self.ops))
+            return SeekResult(before, len(self.ops), True)
+        m = position - self.position
+        if m == 0:
+            return SeekResult(before, before, False)
+        sizes = self._f_groups[len(self._f_groups) - m :]
+        target = before + sum(sizes)
+        base = max(k for k in self._checkpoints if k <= target)
+        if base <= before or target - before <= FORWARD_APPLY_OPS:
+            for label, ops in self._take_future(m):
+                self._apply(ops, label, on_op)
+            return SeekResult(before, len(self.ops), False)
+        n = target - before
+        fo, fr, fi = self._f_ops, self._f_results, self._f_info
+        self.ops.extend(fo[len(fo) - n :][::-1])
+        self.results.extend(fr[len(fr) - n :][::-1])
+        self.info.extend(fi[len(fi) - n :][::-1])
+        self.times.extend([time.monotonic() - self._t0] * n)
+        self.groups.extend(sizes[::-1])
+        self.labels.extend(self._f_labels[len(self._f_labels) - m :][::-1])
+        del fo[len(fo) - n :], fr[len(fr) - n :], fi[len(fi) - n :]
+        del self._f_groups[len(self._f_groups) - m :], self._f_labels[len(self._f_labels) - m :]
+        self._rebuild(target)
+        return SeekResult(before, target, True)
+
+    def _take_future(self, m: int) -> list[tuple[str, list[Op]]]:
+        """Remove the next m undone groups from the future: [(label, ops)] in order (the
+        stored results and annotations go: applying the ops makes them again)."""
+        out = []
+        for _ in range(m):
+            n = self._f_groups.pop()
+            label = self._f_labels.pop()
+            fo = self._f_ops
+            ops = fo[len(fo) - n :][::-1]
+            del fo[len(fo) - n :]
+            del self._f_results[len(self._f_results) - n :]
+            del self._f_info[len(self._f_info) - n :]
+            out.append((label, ops))
+        return out
+
+    def _clear_future(self) -> None:
+        for lst in (self._f_ops, self._f_results, self._f_info, self._f_groups, self._f_labels):
+            lst.clear()
+
+    def _pop_groups(self, n: int) -> None:
+        """Move the last n applied groups into the future (the state is not rebuilt)."""
+        sizes = self.groups[len(self.groups) - n :]
+        keep = len(self.ops) - sum(sizes)
+        self._f_ops.extend(self.ops[keep:][::-1])
+        self._f_results.extend(self.results[keep:][::-1])
+        self._f_info.extend(self.info[keep:][::-1])
+        self._f_groups.extend(sizes[::-1])
+        self._f_labels.extend(self.labels[len(self.labels) - n :][::-1])
+        del self.ops[keep:], self.results[keep:], self.times[keep:], self.info[keep:]
+        del self.groups[len(self.groups) - n :], self.labels[len(self.labels) - n :]
+
+    def vm_at(self, n: int) -> VM:
+        """A new VM: the state after the first n ops applied (n <= the op count), from the
+        newest checkpoint at or before n.  The session's own state is not touched."""
+        if not 0 <= n <= len(self.ops):
+            raise IndexError(f"op count {n} outside 0..{len(self.ops)}")
+        base = max(k for k in self._checkpoints if k <= n)
+        vm = deepcopy_vm(self._checkpoints[base])
+        for op in self.ops[base:n]:
+            vm.apply(op)
+        return vm
+
+    @property
+    def start_vm(self) -> VM:
+        """The state the session started from (read only: a checkpoint)."""
+        return self._checkpoints[0]
+
+    def fork(self) -> Session:
+        """A new session with this one's start, applied history and checkpoints (shared:
+        checkpoints are never changed, only copied), on a copy of the current VM, and no
+        future: what a "what if" action during a replay continues from."""
+        s = Session.__new__(Session)
+        s.__dict__.update(self.__dict__)
+        s.vm = deepcopy_vm(self.vm)
+        s.ops, s.results, s.times, s.info = (
+            list(self.ops),
+            list(self.results),
+            list(self.times),
+            list(self.info),
+        )
+        s.groups, s.labels = list(self.groups), list(self.labels)
+        s._f_ops, s._f_results, s._f_info, s._f_groups, s._f_labels = [], [], [], [], []
+        s._checkpoints = {k: v for k, v in self._checkpoints.items() if k <= len(self.ops)}
+        return s
+
     def _rebuild(self, keep: int) -> None:
+        """The VM after the first `keep` ops (the op lists already end there)."""
         base = max(k for k in self._checkpoints if k <= keep)
         vm = deepcopy_vm(self._checkpoints[base])
         t0 = self._clock()
         for op in self.ops[base:keep]:
             vm.apply(op)
-        del self.ops[keep:], self.results[keep:], self.times[keep:]
         self.vm = vm
         self._since_ckpt = self._clock() - t0
-        self._drop_checkpoints_after(keep)
 
     def _take_checkpoint(self) -> None:
+        if len(self.ops) in self._checkpoints:  # a redo reached one taken before
+            self._since_ckpt = 0.0
+            return
         t0 = self._clock()
         self._checkpoints[len(self.ops)] = deepcopy_vm(self.vm)
         self._ckpt_cost = self._clock() - t0
@@ -249,7 +482,8 @@ class Session:
 
     @property
     def checkpoints(self) -> list[int]:
-        """Op counts at which a checkpoint exists (0 always)."""
+        """Op counts at which a checkpoint exists (0 always; later ones may lie in the
+        undone future, for redo and seeks)."""
         return sorted(self._checkpoints)
 
     # ------------------------------------------------------------------ files

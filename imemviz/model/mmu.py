@@ -61,6 +61,21 @@ class LeafTable:
         self._d2m = self.leaves[LEVEL_2M]._d
         self._d1g = self.leaves[LEVEL_1G]._d
 
+    def __deepcopy__(self, memo: dict) -> LeafTable:
+        """The leaf indexes copied as a whole (SparseIndex.__deepcopy__), the lookup dicts
+        pointing at the copies."""
+        import copy
+
+        new = LeafTable.__new__(LeafTable)
+        memo[id(self)] = new
+        new.root = self.root
+        new.leaves = {lv: copy.deepcopy(idx, memo) for lv, idx in self.leaves.items()}
+        new.tables = dict(self.tables)  # (level, index) -> pfn: immutable keys and values
+        new._d4k = new.leaves[LEVEL_4K]._d
+        new._d2m = new.leaves[LEVEL_2M]._d
+        new._d1g = new.leaves[LEVEL_1G]._d
+        return new
+
     def lookup(self, gfn: int) -> Leaf | None:
         v = self._d4k.get(gfn)
         if v is not None:

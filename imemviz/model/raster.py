@@ -27,8 +27,7 @@ guest_memfd folio for private, a host page behind the hva for shared), and
 the two mismatches that matter to a VMM developer: a private gfn whose
 memslot has no guest_memfd (a private access exits with EFAULT), and a
 shared gfn whose old private folio was never discarded (memory held twice).
-The colours are the Okabe-Ito palette: private is warm (orange, vermillion),
-shared is cool (blue) and lighter-vs-darker separates them in grey too.
+How each code looks (colour, pattern, name) is the app's: `imemviz.app.palette`.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from collections.abc import Iterable, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-import attrs
 import numpy as np
 
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED
@@ -73,160 +71,6 @@ class Code(IntEnum):
 
 
 NCODES = len(Code)
-
-
-@attrs.frozen(slots=True)
-class LegendEntry:
-    code: Code
-    name: str
-    description: str
-    rgb: tuple[int, int, int]
-    group: str  # "Address space", "Shared", "Private", "TDX S-EPT"
-
-
-def _hex(s: str) -> tuple[int, int, int]:
-    return int(s[1:3], 16), int(s[3:5], 16), int(s[5:7], 16)
-
-
-# Okabe-Ito based: private = orange/vermillion/brown, shared = sky blue/blue/navy,
-# PENDING = bluish green, poison = black, holes = neutral grey.  At one level the
-# shared colour is darker than the private one, so the two differ in lightness too.
-LEGEND: tuple[LegendEntry, ...] = (
-    LegendEntry(Code.OUTSIDE, "outside", "past the last memslot", _hex("#ffffff"), "Address space"),
-    LegendEntry(
-        Code.HOLE,
-        "hole / MMIO",
-        "no memslot: a guest access exits to the VMM (KVM_EXIT_MMIO)",
-        _hex("#b4b4b4"),
-        "Address space",
-    ),
-    LegendEntry(
-        Code.NO_BACKING,
-        "private, no guest_memfd",
-        "the gfn is private but its memslot has no guest_memfd: a private access exits with EFAULT",
-        _hex("#f0e442"),
-        "Address space",
-    ),
-    LegendEntry(
-        Code.HWPOISON,
-        "hwpoison",
-        "the backing page had a memory error: an access gets EHWPOISON",
-        _hex("#000000"),
-        "Address space",
-    ),
-    LegendEntry(
-        Code.SHARED_EMPTY,
-        "shared, untouched",
-        "shared gfn, no host page behind its hva yet",
-        _hex("#e3eef8"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.SHARED_POPULATED,
-        "shared, host page",
-        "host page exists behind the hva, no EPT leaf",
-        _hex("#a9cbe6"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.SHARED_KEPT,
-        "shared, private folio kept",
-        "shared gfn whose old guest_memfd folio was never discarded (memory held twice)",
-        _hex("#d9a3c4"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.SHARED_4K,
-        "shared 4K",
-        "mapped by a 4K leaf in the shared EPT",
-        _hex("#0072b2"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.SHARED_2M,
-        "shared 2M",
-        "mapped by a 2M leaf in the shared EPT",
-        _hex("#004b78"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.SHARED_1G,
-        "shared 1G",
-        "mapped by a 1G leaf in the shared EPT",
-        _hex("#002540"),
-        "Shared",
-    ),
-    LegendEntry(
-        Code.PRIVATE_EMPTY,
-        "private, no folio",
-        "private gfn, no guest_memfd folio yet",
-        _hex("#fbe8cf"),
-        "Private",
-    ),
-    LegendEntry(
-        Code.PRIVATE_ALLOCATED,
-        "private, folio",
-        "guest_memfd folio allocated, no private leaf",
-        _hex("#f6c27d"),
-        "Private",
-    ),
-    LegendEntry(
-        Code.PRIVATE_4K,
-        "private 4K",
-        "mapped by a 4K private leaf (S-EPT MAPPED on TDX)",
-        _hex("#e69f00"),
-        "Private",
-    ),
-    LegendEntry(
-        Code.PRIVATE_2M, "private 2M", "mapped by a 2M private leaf", _hex("#d55e00"), "Private"
-    ),
-    LegendEntry(
-        Code.PRIVATE_1G, "private 1G", "mapped by a 1G private leaf", _hex("#8a3b00"), "Private"
-    ),
-    LegendEntry(
-        Code.PENDING_4K,
-        "PENDING 4K",
-        "S-EPT leaf added by TDH.MEM.PAGE.AUG, not accepted: touching it kills the TD",
-        _hex("#009e73"),
-        "TDX S-EPT",
-    ),
-    LegendEntry(
-        Code.PENDING_2M,
-        "PENDING 2M",
-        "2M S-EPT leaf not accepted yet",
-        _hex("#00664a"),
-        "TDX S-EPT",
-    ),
-    LegendEntry(
-        Code.PENDING_1G,
-        "PENDING 1G",
-        "1G S-EPT leaf not accepted yet",
-        _hex("#003d2c"),
-        "TDX S-EPT",
-    ),
-    LegendEntry(
-        Code.BLOCKED,
-        "BLOCKED",
-        "S-EPT leaf blocked by TDH.MEM.RANGE.BLOCK (only inside a zap)",
-        _hex("#7b3294"),
-        "TDX S-EPT",
-    ),
-)
-LEGEND_BY_CODE: dict[Code, LegendEntry] = {e.code: e for e in LEGEND}
-assert len(LEGEND_BY_CODE) == NCODES
-
-
-def lut() -> np.ndarray:
-    """The 256-entry RGBA lookup table (uint8) of the codes; unused entries are magenta."""
-    table = np.zeros((256, 4), dtype=np.uint8)
-    table[:] = (255, 0, 255, 255)
-    for e in LEGEND:
-        table[int(e.code)] = (*e.rgb, 255)
-    return table
-
-
-def code_name(code: int) -> str:
-    return LEGEND_BY_CODE[Code(code)].name
 
 
 # --------------------------------------------------------------------- sources
@@ -767,3 +611,41 @@ def guest_extent(vm: VM, align: int = 1 << 18) -> int:
         (s.end_gfn for s in vm.memslots.by_id.values() if s.as_id == 0 and s.npages), default=0
     )
     return max(align, -(-end // align) * align)
+
+
+def raster_rows_at(
+    bounds: np.ndarray,
+    codes: np.ndarray,
+    limit: int,
+    row_starts: np.ndarray,
+    row_gfns: int,
+    cols: int,
+) -> np.ndarray:
+    """(rows, cols) codes of rows of `row_gfns` gfns that start anywhere (`row_starts`),
+    from the step function of [0, limit); gfns at or past `limit` are OUTSIDE.
+
+    Each row is split as `reduce_to_pixels` splits it, so a row equals the same row of
+    `StepCache.raster_rows`; one pass over all the rows (a folded map stacks rows from
+    many places: one call instead of one per stretch).  Cost: O(pixels * log runs).
+    """
+    starts = np.asarray(row_starts, dtype=np.int64)
+    if len(starts) == 0 or cols <= 0:
+        return np.zeros((len(starts), max(cols, 0)), dtype=np.uint8)
+    b = np.append(bounds[:-1], limit).astype(np.int64)
+    c = np.append(codes, np.uint8(Code.OUTSIDE)).astype(np.uint8)  # [limit, ...) is outside
+    pb = pixel_bounds(0, row_gfns, cols)
+    left = (starts[:, None] + pb[None, :-1]).ravel()
+    last = (starts[:, None] + pb[None, 1:]).ravel() - 1
+    lo = np.searchsorted(b, left, side="right") - 1
+    hi = np.searchsorted(b, last, side="right") - 1
+    out = c[np.clip(lo, 0, None)]
+    multi = np.flatnonzero(hi > lo)
+    if len(multi):
+        # The most significant code of runs lo..hi: max over c[lo:hi + 1], by reduceat on
+        # interleaved (lo, hi + 1) index pairs (every other result is the one wanted).
+        idx = np.empty(2 * len(multi), dtype=np.int64)
+        idx[0::2] = lo[multi]
+        idx[1::2] = hi[multi] + 1
+        cc = np.append(c, np.uint8(0))
+        out[multi] = np.maximum.reduceat(cc, idx)[0::2]
+    return out.reshape(len(starts), cols)

@@ -12,7 +12,8 @@ row pay a list append each; a big merge is pre-sorted with numpy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from itertools import islice
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from sortedcontainers import SortedList
@@ -20,6 +21,19 @@ from sortedcontainers import SortedList
 V = TypeVar("V")
 
 _BULK = 4096  # pending keys beyond which a merge pre-sorts them with numpy
+_COPY_CHUNK = 1 << 16  # items copied per C call by a deep copy (a few ms of the GIL each)
+
+
+def copy_dict(d: dict) -> dict:
+    """A shallow copy of a dict of immutable values, a chunk at a time: the C copy of a
+    million items would hold the GIL (and freeze the app's GUI) for tens of ms."""
+    if len(d) <= _COPY_CHUNK:
+        return d.copy()
+    out: dict = {}
+    items = iter(d.items())
+    while chunk := list(islice(items, _COPY_CHUNK)):
+        out.update(chunk)
+    return out
 
 
 class SparseIndex(Generic[V]):
@@ -32,6 +46,20 @@ class SparseIndex(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._d)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SparseIndex[V]:
+        """Values are ints (immutable): copy the dict and the key order, not each item
+        (copy.deepcopy's generic path costs a Python call per item)."""
+        new = SparseIndex.__new__(SparseIndex)
+        d = memo.get(id(self._d))
+        if d is None:
+            d = copy_dict(self._d)
+            memo[id(self._d)] = d
+        new._d = d
+        new._keys = _copy_sorted(self._keys)
+        new._pending = list(self._pending)
+        memo[id(self)] = new
+        return new
 
     def __contains__(self, key: int) -> bool:
         return key in self._d
@@ -159,3 +187,19 @@ class SparseIndex(Generic[V]):
         self._d.clear()
         self._keys.clear()
         self._pending.clear()
+
+
+def _copy_sorted(keys: SortedList) -> SortedList:
+    """A copy of a SortedList of ints: its sublists copied as they are (already sorted),
+    one short C call each, instead of sorting every key again."""
+    new = SortedList()
+    try:
+        new._lists = [sub[:] for sub in keys._lists]
+        new._maxes = list(keys._maxes)
+        new._len = keys._len
+        new._load = keys._load
+        new._index = []  # rebuilt by SortedList on the next positional access
+        new._offset = 0
+    except AttributeError:  # another sortedcontainers layout: the public way
+        new = SortedList(keys)
+    return new

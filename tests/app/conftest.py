@@ -76,9 +76,13 @@ def make_window(qtbot, engine, settings):
     """make_window(session) -> a shown MainWindow on that session, fully drawn."""
     windows: list[MainWindow] = []
 
-    def make(session: Session | None = None, size=(1280, 860)) -> MainWindow:
+    def make(session: Session | None = None, size=(1280, 860), fold: bool = False) -> MainWindow:
+        """fold: the map folds long empty runs (the app's default); the tests written
+        for the linear map, which click any page of a fresh guest, keep it off."""
         w = MainWindow(engine, settings)
         windows.append(w)
+        w.navigator.actions["fold"].setChecked(fold)
+        w.map.animator.duration_ms = 0  # framings land at once (test_framing.py animates)
         w.resize(*size)
         w.show()
         qtbot.waitExposed(w)

@@ -6,8 +6,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
+from imemviz.app.palette import LEGEND_BY_CODE
 from imemviz.app.window import MainWindow
-from imemviz.model.raster import LEGEND_BY_CODE, Code
+from imemviz.model.raster import Code
 from imemviz.model.vm import VM
 
 
@@ -16,9 +17,17 @@ def lut_colour(code: Code) -> QColor:
 
 
 def pixel_at_gfn(window: MainWindow, gfn: int) -> QColor:
-    """The colour on screen at the centre of gfn's cell."""
+    """The colour on screen at the centre of gfn's cell: the state's colour (its pattern,
+    the second channel, and the tile's label are hidden for the grab;
+    tests/app/test_navigation.py checks the patterns)."""
     pane = window.map
-    img = pane.view.grab().toImage()
+    pane.patterns.setVisible(False)
+    pane.cells.setVisible(False)
+    try:
+        img = pane.view.grab().toImage()
+    finally:
+        pane.patterns.setVisible(True)
+        pane.cells.setVisible(True)
     return img.pixelColor(pane.gfn_pos(gfn))
 
 

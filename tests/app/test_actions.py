@@ -443,3 +443,62 @@ def test_import_trace_and_export_perfetto(make_window, qtbot, tmp_path, monkeypa
     trigger(w, "export_perfetto")
     wait_idle(qtbot, w.engine)
     assert pf.exists() and pf.stat().st_size > 100
+
+
+# ------------------------------------------------------------------ issue 10 bugs
+
+
+@pytest.mark.parametrize("ram", ["1T", "4T"])
+def test_new_vm_of_a_tebibyte_and_more(make_window, qtbot, ram) -> None:
+    """A New VM of >= 1 TiB used to end with a 2 GiB VM: its high memslot's hva passed
+    the top of user space (EINVAL).  Now every byte of RAM is in a memslot."""
+    w = make_window(sw_session())
+    trigger(w, "new_vm")
+    d = dialog(w, "dialog_new_vm")
+    d.ram.setText(ram)
+    assert d.validate(), d.error.text()
+    d.accept()
+    wait_drawn(qtbot, w)
+    vm = session_vm(w)
+    total = sum(s.npages for s in vm.memslots.by_id.values()) << 12
+    assert total == (1 << 40) * int(ram[0])
+    assert vm.td_state == "RUNNABLE"
+    assert "EINVAL" not in w.message.text()
+
+
+def test_new_vm_that_the_kernel_would_refuse_stays_open(make_window, qtbot, monkeypatch) -> None:
+    """A layout the kernel refuses is refused in the dialog, loudly, and the VM on screen
+    stays.  (Forced here with the old hva choice, which put 1 TiB past TASK_SIZE_MAX.)"""
+    monkeypatch.setattr(plans, "layout_hva", lambda ram: plans.QEMU_HVA)
+    w = make_window(sw_session())
+    before = w.engine.snapshot.session
+    trigger(w, "new_vm")
+    d = dialog(w, "dialog_new_vm")
+    d.ram.setText("1T")
+    assert d.validate()
+    d.accept()
+    assert d.isVisible()
+    assert "set_user_memory_region2 returns EINVAL" in d.error.text()
+    assert not d.buttons.button(QDialogButtonBox.Ok).isEnabled()
+    wait_idle(qtbot, w.engine)
+    assert w.engine.snapshot.session == before
+
+
+def test_td_build_actions_follow_the_td_state_not_the_selection(make_window, qtbot) -> None:
+    s = Session.new({"type": "tdx", "host_memory": "1G"})
+    s.apply_group(plans.qemu_layout("tdx", 64 * MB, finalize=False))
+    w = make_window(s)
+    w.selection.clear()
+    acts = {k: w.findChild(QAction, f"act_{k}") for k in ("init_mem_region", "finalize")}
+    assert all(a.isEnabled() for a in acts.values())
+    trigger(w, "init_mem_region")
+    d = dialog(w, "dialog_tdx_init_mem_region")
+    d.accept()
+    wait_idle(qtbot, w.engine)
+    trigger(w, "finalize", qtbot)
+    assert session_vm(w).td_state == "RUNNABLE"
+    # Finalized: KVM refuses both ioctls now, so the actions are off, selection or not.
+    assert not any(a.isEnabled() for a in acts.values())
+    w.selection.set_gfn(0x10)
+    assert not any(a.isEnabled() for a in acts.values())
+    assert w.findChild(QAction, "act_accept").isEnabled()

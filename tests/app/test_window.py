@@ -23,7 +23,7 @@ def test_layout_is_saved_and_restored(qtbot, engine, settings) -> None:
     w.show()
     qtbot.waitExposed(w)
     w.docks["legend"].hide()
-    w.resize(701, 555)  # inside the offscreen platform's 800x800 screen
+    w.resize(701, 655)  # inside the offscreen platform's 800x800 screen, above the minimum
     w.close()
     assert settings.value("window/state") is not None
     w2 = MainWindow(engine, settings)
@@ -31,7 +31,7 @@ def test_layout_is_saved_and_restored(qtbot, engine, settings) -> None:
     qtbot.waitExposed(w2)
     assert not w2.docks["legend"].isVisible()
     assert w2.docks["inspector"].isVisible()
-    assert (w2.width(), w2.height()) == (701, 555)
+    assert (w2.width(), w2.height()) == (701, 655)
     w2.close()
 
 
@@ -61,7 +61,9 @@ def test_a_refused_op_explains_itself_without_a_modal(window, qtbot) -> None:
     for _ in range(20):
         window.engine.apply_ops([O.Close(99)])
     wait_idle(qtbot, window.engine)
-    assert len(window.log.lines) == n + 20
+    # Every one logged: the action's line (its name and outcome), then the op's.
+    assert len(window.log.lines) == n + 40
+    assert window.log.lines[-2].startswith("▶ Close: close failed with EBADF")
     assert not [b for b in window.findChildren(QMessageBox) if b.isVisible()]
 
 

@@ -4,6 +4,10 @@ mmu_invalidate_seq, and the exits ops produced (memory fault, MMIO, errno failur
 Every `OpRecord` carries `stats` (`imemviz.model.op_stats`); the pane appends
 one row per op to a growing numpy array and redraws the curves at most every
 `REDRAW_MS`, so a replay of a million ops does not repaint a million times.
+x is the session's op index, as in the log, the event log and the timeline
+(the start at -1).  After an undo or a seek the engine sends the whole history
+up to the new position (`feeds.CountersHistory`): the curves are cut back to
+it, not restarted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from imemviz.app.feeds import PaneFeed
+from imemviz.app.feeds import CountersHistory, PaneFeed
 from imemviz.app.worker import Engine, OpRecord
 from imemviz.model.op_stats import STAT_NAMES
 
@@ -56,7 +60,7 @@ class CountersPane(QWidget):
         self._rows: list[tuple[int, ...]] = []
         self._idx: list[int] = []
         self._exits = [0, 0, 0]
-        self._offset = 0
+        self._stale = False
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground("w")
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -71,10 +75,19 @@ class CountersPane(QWidget):
                 first = plot
             else:
                 plot.setXLink(first)
+            # Long histories (a 20,000-op recording) draw at the cost of the pixels.
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
             for name, colour, dashed in lines:
                 pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
-                self.curves[name] = plot.plot([], [], name=name, pen=pen, stepMode=None)
-        first.getAxis("bottom").setLabel("op")
+                self.curves[name] = plot.plot(
+                    [], [], name=name, pen=pen, stepMode=None, autoDownsampleFactor=1.0
+                )
+        first.getAxis("bottom").setLabel("op # (−1: the start)")
+        self.plots = [self.view.getItem(k, 0) for k in range(len(PLOTS))]
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.apply_theme)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.view)
@@ -85,19 +98,39 @@ class CountersPane(QWidget):
         engine.opApplied.connect(self.on_op)
         feed.statsReset.connect(self.reset)
 
-    def reset(self, first: tuple[int, int, tuple[int, ...]]) -> None:
-        """A new VM (open, new, undo): the curves start over from its current counters."""
-        session_ops, vm_ops, stats = first
-        # x is the VM's op number (as in the event log); OpRecord.index counts session ops.
-        self._offset = vm_ops - session_ops
-        op_count = vm_ops
-        self.ops = np.zeros(0, np.int64)
-        self.data = np.zeros((0, len(COLUMNS)), np.int64)
-        self._rows, self._idx, self._exits = [], [], [0, 0, 0]
-        if stats:
-            self._idx.append(op_count - 1)
-            self._rows.append((*stats, 0, 0, 0))
-        self.flush()
+    def apply_theme(self, theme) -> None:
+        """Dark or light backgrounds, axes, titles and legends (imemviz.app.plot_theme)."""
+        self.view.setBackground(theme.background)
+        for plot, title in zip(self.plots, PLOTS, strict=True):
+            plot.setTitle(title, color=theme.text)
+            for side in ("left", "bottom"):
+                ax = plot.getAxis(side)
+                ax.setPen(pg.mkPen(theme.axis))
+                ax.setTextPen(pg.mkPen(theme.text))
+            if plot.legend is not None:
+                plot.legend.setLabelTextColor(theme.text)
+        # The one black curve would vanish on a dark background.
+        seq = self.curves.get("mmu_invalidate_seq")
+        if seq is not None:
+            pen = seq.opts["pen"]
+            pen = pg.mkPen(theme.text, width=pen.widthF(), style=pen.style())
+            seq.setPen(pen)
+            if seq.opts.get("symbol"):
+                seq.setSymbolPen(pen)
+                seq.setSymbolBrush(pen.color())
+
+    def reset(self, history: CountersHistory) -> None:
+        """The session's history was rewritten (open, new VM, undo, seek): every op's
+        counters up to the current position."""
+        self.ops = history.ops.copy()
+        self.data = np.hstack((history.stats, history.exits)).astype(np.int64)
+        self._rows, self._idx = [], []
+        self._exits = [int(x) for x in history.exits[-1]] if len(history.exits) else [0, 0, 0]
+        # Drawn a moment later, in its own turn of the event loop: the map's new raster
+        # (which came with the same command) is not kept waiting for the curves.
+        self._stale = True
+        if not self._timer.isActive():
+            self._timer.start()
 
     def on_op(self, rec: OpRecord) -> None:
         if not rec.stats:
@@ -110,16 +143,22 @@ class CountersPane(QWidget):
             self._exits[1] += 1
         if not rec.ok:
             self._exits[2] += 1
-        self._idx.append(rec.index + self._offset)
+        self._idx.append(rec.index)
         self._rows.append((*rec.stats, *self._exits))
         if not self._timer.isActive():
             self._timer.start()
 
     def flush(self) -> None:
+        self._timer.stop()
         if self._rows:
             self.ops = np.concatenate((self.ops, np.asarray(self._idx, np.int64)))
             self.data = np.vstack((self.data, np.asarray(self._rows, np.int64)))
             self._rows, self._idx = [], []
+        if not self.isVisible() or self.visibleRegion().isEmpty():
+            # Hidden, or a tab behind another: drawn when it is shown (`shown`).
+            self._stale = True
+            return
+        self._stale = False
         few = len(self.ops) < 60  # a handful of points: draw them, a line alone is not seen
         for name, curve in self.curves.items():
             col = COLUMNS.index(name)
@@ -128,6 +167,15 @@ class CountersPane(QWidget):
             curve.setSymbolSize(5)
             curve.setSymbolPen(curve.opts["pen"])
             curve.setSymbolBrush(curve.opts["pen"].color())
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self.shown(True)
+
+    def shown(self, visible: bool) -> None:
+        """The pane (or its dock's tab) came into view: draw what it missed."""
+        if visible and self._stale and not self._timer.isActive():
+            self._timer.start()
 
     def series(self, name: str) -> np.ndarray:
         self.flush()

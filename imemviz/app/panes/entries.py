@@ -301,6 +301,8 @@ class EntriesPane(QWidget):
         self.model.set_leaves(leaves)
         self._update_count()
         self._fill_tree(leaves)
+        # The selected page's leaf stays in view across new data (and a step view's).
+        self._on_selection(self.selection.gfn, self.selection.range)
 
     def _fill_tree(self, lv: LeafArrays) -> None:
         self.tree.clear()
@@ -363,7 +365,11 @@ class EntriesPane(QWidget):
         return sept
 
     def _update_count(self) -> None:
-        self.count.setText(f"{self.model.rowCount():,} of {len(self.model.leaves):,}")
+        text = f"{self.model.rowCount():,} of {len(self.model.leaves):,}"
+        step = self.model.leaves.step
+        # A step view shows the leaves as they were at a protocol step: say so.
+        self.count.setText(f"at {step}: {text}" if step else text)
+        self.count.setStyleSheet("color: #4a148c; font-weight: bold" if step else "")
 
     # ------------------------------------------------------------ user
     def _on_filter(self) -> None:

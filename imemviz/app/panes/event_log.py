@@ -6,6 +6,11 @@ lookup-table gather over a million bytes.  `data()` formats a cell with
 `format_event` only when it is on screen.  Clicking an event highlights what
 it names (gfns, pfns, guest_memfd pages) in every pane; right click steps
 through the op it belongs to.
+
+Ops are numbered as everywhere else in the app: the session's op index
+(`#k` in the log and the timeline).  The events themselves carry the VM's op
+counter, which runs ahead by the ops of the start (a scene's, a state's);
+`base` converts, and the start's own events show as "start".
 """
 
 from __future__ import annotations
@@ -64,14 +69,26 @@ class EventLogModel(QAbstractTableModel):
         super().__init__(parent)
         self.events: list[tuple] = []
         self._ids = array("B")
-        self.op_first: dict[int, int] = {}  # op index -> position of its first event
+        self.op_first: dict[int, int] = {}  # VM op number -> position of its first event
+        self.base = 0  # the VM's op number of session op 0
+        self.marked: tuple[int, int] | None = None  # event positions [a, b) of the marked ops
+        self.mark_alpha = 0.0
         self.enabled: set[str] | None = None  # None: every kind
         self.view: np.ndarray | None = None  # positions shown; None: all
 
     # ------------------------------------------------------------ data in
-    def reset(self, events: list[tuple], index: tuple[bytes, dict[int, int]] | None = None) -> None:
-        """All events anew; `index` is `index_events(events)` when the engine made it."""
+    def reset(
+        self,
+        events: list[tuple],
+        index: tuple[bytes, dict[int, int]] | None = None,
+        base: int | None = None,
+    ) -> None:
+        """All events anew; `index` is `index_events(events)` when the engine made it;
+        `base` the VM's op number of session op 0."""
         self.beginResetModel()
+        if base is not None:
+            self.base = base
+        self.marked = None
         ids, first = index if index is not None else index_events(events)
         self.events = list(events)
         self._ids = array("B", ids)
@@ -160,25 +177,47 @@ class EventLogModel(QAbstractTableModel):
         c = index.column()
         if role == Qt.DisplayRole:
             if c == 0:
-                return str(ev[0])
+                k = ev[0] - self.base
+                return str(k) if k >= 0 else "start"
             if c == 1:
                 return ev[1]
             if c == 2:
                 return format_event(ev)[len(ev[1]) + 1 :]
         if role == Qt.ToolTipRole:
             expl, fn = EXPLAIN.get(ev[1], ("", ""))
-            return f"{expl}" + (f"\nkernel: {fn}" if fn else "")
+            text = f"{expl}" + (f"\nkernel: {fn}" if fn else "")
+            if ev[0] < self.base:
+                text += (
+                    f"\n(op {ev[0] + 1} of the {self.base} ops of the start: the scene or "
+                    "state this session opened)"
+                )
+            return text
         return None
 
     def op_events(self, op: int) -> tuple[int, list[tuple]]:
-        """(first position, events) of one op."""
-        first = self.op_first.get(op)
+        """(first position, events) of session op `op` (negative: the start's ops)."""
+        vm_op = op + self.base
+        first = self.op_first.get(vm_op)
         if first is None:
             return -1, []
         end = first
-        while end < len(self.events) and self.events[end][0] == op:
+        while end < len(self.events) and self.events[end][0] == vm_op:
             end += 1
         return first, self.events[first:end]
+
+    def session_ops(self) -> list[int]:
+        """The session op numbers that have events here (the start's are negative)."""
+        return [k - self.base for k in self.op_first]
+
+    def mark_ops(self, ops: tuple[int, ...]) -> None:
+        """Mark the rows of these session ops (the latest action's), for the fade."""
+        spans = [self.op_span(op) for op in ops]
+        spans = [sp for sp in spans if sp is not None]
+        self.marked = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
+
+    def op_span(self, op: int) -> tuple[int, int] | None:
+        first, evs = self.op_events(op)
+        return (first, first + len(evs)) if evs else None
 
 
 class EventLogPane(QWidget):
@@ -259,9 +298,9 @@ class EventLogPane(QWidget):
         engine.snapshotReady.connect(self._on_snapshot)
 
     # ------------------------------------------------------------ data
-    def _on_reset(self, log: tuple[list[tuple], tuple[bytes, dict[int, int]]]) -> None:
-        events, index = log
-        self.model.reset(events, index)
+    def _on_reset(self, log: tuple) -> None:
+        events, index, *rest = log
+        self.model.reset(events, index, rest[0] if rest else None)
         self._after_change()
 
     def _on_op(self, rec: OpRecord) -> None:
@@ -323,10 +362,10 @@ class EventLogPane(QWidget):
         idx = self.table.indexAt(pos)
         if not idx.isValid():
             return
-        op = self.model.events[self.model.position(idx.row())][0]
+        op = self.model.events[self.model.position(idx.row())][0] - self.model.base
         menu = QMenu(self)
         menu.setObjectName("event_menu")
-        act = menu.addAction(f"Step through op #{op}")
+        act = menu.addAction(f"Step through op #{op}" if op >= 0 else "Step through this op")
         act.triggered.connect(lambda: self.stepRequested.emit(op))
         for hook in self.menu_hooks:
             hook(menu, self.model.events[self.model.position(idx.row())])

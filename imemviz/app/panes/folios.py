@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsPathItem,
@@ -125,13 +125,16 @@ class FoliosPane(QWidget):
         self.vb.mouseClickEvent = self._click  # type: ignore[method-assign]
         self.img = pg.ImageItem(axisOrder="row-major")
         self.img.setLookupTable(host_lut())
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.apply_theme)
         self.img.setLevels((0, 255))
         self.vb.addItem(self.img)
         self.hl_item = QGraphicsPathItem()
         pen = QPen(QColor(220, 0, 120), 2.0)
         pen.setCosmetic(True)
         self.hl_item.setPen(pen)
-        self.hl_item.setBrush(QBrush(QColor(220, 0, 120, 90)))
+        # An outline, never a fill: a tint would change the colours that carry meaning.
         self.hl_item.setZValue(10)
         self.vb.addItem(self.hl_item, ignoreBounds=True)
         self.view.scene().sigMouseMoved.connect(self._hover)
@@ -146,6 +149,15 @@ class FoliosPane(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.legend)
         lay.addWidget(self.view, 1)
+
+    def apply_theme(self, theme) -> None:
+        """Dark or light around the host colours (imemviz.app.plot_theme)."""
+        self.view.setBackground(theme.background)
+        self.axis.setPen(pg.mkPen(theme.axis))
+        self.axis.setTextPen(pg.mkPen(theme.text))
+        table = host_lut().copy()
+        table[HostCode.OUTSIDE] = [int(theme.background[i : i + 2], 16) for i in (1, 3, 5)]
+        self.img.setLookupTable(table)
 
     # ------------------------------------------------------------ data
     def _on_snapshot(self, snap: Snapshot) -> None:

@@ -28,11 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app.palette import code_name, lut
+from imemviz.app.panes.map_animator import MapAnimator
+from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
+from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
-from imemviz.model.raster import NCODES, code_name, lut
+from imemviz.model.raster import NCODES
 from imemviz.model.units import fmt_size
 
 KEY = "gpa_map"
@@ -86,11 +90,23 @@ class GpaMapPane(QWidget):
         self._hover_gfn: int | None = None
         self._drag_from: int | None = None
         self._pan_from: tuple[float, float] | None = None
+        self._shown_d0 = 0  # display row of the raster on screen's first row
+        self.ui_scale = 1.0  # presentation mode draws text and lines bigger
+        self.gutter_px = GUTTER_PX
+        self.label_px = LABEL_PX
+        self.focus: tuple[tuple[int, int], ...] = ()  # gfn ranges kept unfolded (framing)
+        self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
+        self.history = ViewHistory()  # Back / Forward through framings
+        self.animator = MapAnimator(self)
         self._build()
         engine.snapshotReady.connect(self._on_snapshot)
         engine.rasterReady.connect(self._on_raster)
         engine.inspectReady.connect(self._on_inspect)
         selection.changed.connect(self._on_selection)
+        from imemviz.app import plot_theme
+
+        plot_theme.hub().changed.connect(self.apply_theme)
+        self.apply_theme(plot_theme.current())
 
     # ------------------------------------------------------------------ widgets
     def _build(self) -> None:
@@ -108,6 +124,8 @@ class GpaMapPane(QWidget):
         plot.hideButtons()
         plot.setMenuEnabled(False)
         plot.setLabel("bottom", "offset in row")
+        self._text_colour = "#111"
+        self._muted_colour = "#555"
         for ax in (self.left_axis, self.bottom_axis):
             ax.setPen(pg.mkPen("#444"))
             ax.setTextPen(pg.mkPen("#222"))
@@ -135,11 +153,19 @@ class GpaMapPane(QWidget):
         self.brackets.setPen(bpen)
         self.brackets.setZValue(10)
         self.vb.addItem(self.brackets, ignoreBounds=True)
+        # The selected range: a dashed outline on a white halo, never a tint (a tint turns
+        # one legend colour into another: private 4K orange into private 1G brown).
+        self.range_halo = QGraphicsPathItem()
+        hpen = QPen(QColor(255, 255, 255), 4.0)
+        hpen.setCosmetic(True)
+        self.range_halo.setPen(hpen)
+        self.range_halo.setZValue(19)
+        self.vb.addItem(self.range_halo, ignoreBounds=True)
         self.range_item = QGraphicsPathItem()
-        rpen = QPen(QColor(0, 0, 0), 1.5, Qt.DashLine)
+        rpen = QPen(QColor(0, 0, 0), 2.0, Qt.DashLine)
         rpen.setCosmetic(True)
         self.range_item.setPen(rpen)
-        self.range_item.setBrush(QBrush(QColor(0, 0, 0, 45)))
+        self.range_item.setBrush(QBrush(Qt.NoBrush))
         self.range_item.setZValue(20)
         self.vb.addItem(self.range_item, ignoreBounds=True)
         self.cursor_item = QGraphicsRectItem()
@@ -158,6 +184,12 @@ class GpaMapPane(QWidget):
         self.vb.addItem(self.hover_item, ignoreBounds=True)
         self.cells = CellLabels()
         self.vb.addItem(self.cells, ignoreBounds=True)
+        self.patterns = PatternLayer(self.cells)
+        self.vb.addItem(self.patterns, ignoreBounds=True)
+        self.fold_bands = FoldBands()
+        self.vb.addItem(self.fold_bands, ignoreBounds=True)
+        self.block_labels = BlockLabels(self.cells)
+        self.vb.addItem(self.block_labels, ignoreBounds=True)
         self._labels: list[pg.TextItem] = []
         self._label_font = QFont()
         self._label_font.setPixelSize(11)
@@ -175,6 +207,7 @@ class GpaMapPane(QWidget):
         row.setSpacing(0)
         row.addWidget(self.view, 1)
         row.addWidget(self.scrollbar)
+        self.side_row = row  # the minimap goes between the map and its scroll bar
         col = QVBoxLayout(self)
         col.setContentsMargins(2, 2, 2, 2)
         col.setSpacing(2)
@@ -182,6 +215,68 @@ class GpaMapPane(QWidget):
         col.addLayout(row, 1)
         self.vb.sigResized.connect(self._on_resize)
         self.view.setToolTip("")
+
+    def set_ui_scale(self, scale: float) -> None:
+        """Text, lines and patterns `scale` times their size (presentation mode)."""
+        self.ui_scale = scale
+        self.gutter_px = round(GUTTER_PX * scale)
+        self.label_px = LABEL_PX * scale
+        self._label_font.setPixelSize(round(11 * scale))
+        for t in self._labels:
+            t.setFont(self._label_font)
+        tick = QFont()
+        tick.setPixelSize(round(11 * scale))
+        for ax in (self.left_axis, self.bottom_axis):
+            ax.setStyle(tickFont=tick)
+            ax.label.setFont(tick)
+        for item, width in (
+            (self.outline, 1.6),
+            (self.brackets, 3.0),
+            (self.range_halo, 4.0),
+            (self.range_item, 2.0),
+            (self.cursor_item, 2.5),
+        ):
+            pen = item.pen()
+            pen.setWidthF(width * scale)
+            item.setPen(pen)
+        self.cells.set_scale(scale)
+        self.patterns.set_scale(scale)
+        self.fold_bands.font.setPixelSize(round(11 * scale))
+        self.fold_bands._texts.clear()
+        self.block_labels.set_font_px(round(13 * scale))
+        self._axis_width = 0  # _fit_axis measures again with the new font
+        self._on_resize()
+
+    def apply_theme(self, theme) -> None:
+        """Light or dark around the states' colours (imemviz.app.plot_theme)."""
+        self.theme = theme
+        self.view.setBackground(theme.background)
+        for ax in (self.left_axis, self.bottom_axis):
+            ax.setPen(pg.mkPen(theme.axis))
+            ax.setTextPen(pg.mkPen(theme.text))
+        self.bottom_axis.setLabel("offset in row", color=theme.text)
+        self.img.setLookupTable(lut(theme.dark))
+        for item, colour in (
+            (self.outline, theme.outline),
+            (self.brackets, theme.text),
+            (self.range_item, theme.selection),
+            (self.range_halo, theme.halo),
+            (self.cursor_item, theme.selection),
+            (self.hover_item, theme.muted),
+        ):
+            pen = item.pen()
+            pen.setColor(QColor(colour))
+            item.setPen(pen)
+        self.hatch.setBrush(QBrush(QColor(theme.hole_ink), Qt.BDiagPattern))
+        self.fold_bands.background = QColor(theme.background)
+        self.fold_bands.text_colour = QColor(theme.text)
+        self.block_labels.background = QColor(theme.background)
+        self.block_labels.text_colour = QColor(theme.text)
+        self.block_labels.update()
+        self._text_colour, self._muted_colour = theme.text, theme.muted
+        if self.snapshot is not None:
+            self._update_overlays()
+        self.fold_bands.update()
 
     # ------------------------------------------------------------------ public
     @property
@@ -195,19 +290,72 @@ class GpaMapPane(QWidget):
             anchor_gfn = self.selection.gfn
         frac = 0.5
         if anchor_gfn is not None:
-            frac = (anchor_gfn / lay.row_gfns - lay.top) / max(lay.rows_visible(), 1e-9)
+            frac = (lay.display_y(anchor_gfn) - lay.top) / max(lay.rows_visible(), 1e-9)
             if not 0.0 <= frac <= 1.0:
                 frac = 0.5
         lay.zoom(steps, anchor_gfn, frac)
         self.refresh()
 
-    def zoom_all(self) -> None:
-        self.layout_.fit()
+    def zoom_all(self, animate: bool = False) -> None:
+        self.opened.clear()
+        self._update_pins()
+        probe = self.layout_.copy()
+        probe.fit()
+        self.go_to(View.of(probe), animate)
+
+    def show_range(self, start: int, end: int, animate: bool = False) -> None:
+        """Zoom so [start, end) fills the view (Z), remembering the view for Back."""
+        self.focus = ((start, end),)
+        self._update_pins()
+        probe = self.layout_.copy()
+        probe.show_range(start, end)
+        self.go_to(View.of(probe), animate)
+
+    def go_to(self, view: View, animate: bool = False, record: bool = True) -> None:
+        """Frame `view` (smoothly with `animate`); `record` keeps the current one for Back."""
+        current = View.of(self.layout_)
+        if record:
+            self.history.push(current)
+        if animate:
+            self.animator.start(current, view)
+        else:
+            self.animator.stop()
+            view.apply(self.layout_)
+            self.refresh()
+
+    def back(self, animate: bool = True) -> bool:
+        view = self.history.go_back(View.of(self.layout_))
+        if view is not None:
+            self.go_to(view, animate, record=False)
+        return view is not None
+
+    def forward(self, animate: bool = True) -> bool:
+        view = self.history.go_forward(View.of(self.layout_))
+        if view is not None:
+            self.go_to(view, animate, record=False)
+        return view is not None
+
+    def set_fold(self, on: bool) -> None:
+        """Fold long runs of empty memory (View > Fold empty memory)."""
+        self.layout_.set_fold(on)
         self.refresh()
 
-    def show_range(self, start: int, end: int) -> None:
-        self.layout_.show_range(start, end)
+    def open_fold(self, fold) -> None:
+        """Unfold one band (a click on it): its run stays open until Zoom all."""
+        self.opened.append(fold.run)
+        self._update_pins()
         self.refresh()
+
+    def _update_pins(self) -> None:
+        """Ranges never folded: the selected page and the ends of the selected range, the
+        focus (what is being framed) and the folds the user opened."""
+        pins = list(self.focus) + list(self.opened)
+        g, rng = self.selection.gfn, self.selection.range
+        if g is not None:
+            pins.append((g, g + 1))
+        if rng is not None:
+            pins += [(rng[0], rng[0] + 1), (rng[1] - 1, rng[1])]
+        self.layout_.set_pins(pins)
 
     def is_drawn(self) -> bool:
         """The raster on screen is the current view of the current state."""
@@ -233,10 +381,23 @@ class GpaMapPane(QWidget):
         self.snapshot = snap
         lay = self.layout_
         was_fit = lay.row_gfns == lay.fit_row_gfns() and lay.top == 0
+        folds_before = lay.foldmap().key()
         lay.extent = max(snap.extent, 1)
+        lay.set_runs(snap.runs)
+        if first:
+            self.focus = ()
+            self.opened.clear()
+            self.history.clear()
+            self.animator.stop()
+            self._update_pins()
         if first or (prev.extent != snap.extent and was_fit):
             lay.fit()  # showing the whole guest: keep showing all of it
-        if first or prev.extent != snap.extent or prev.slots != snap.slots:
+        if (
+            first
+            or prev.extent != snap.extent
+            or prev.slots != snap.slots
+            or lay.foldmap().key() != folds_before
+        ):
             self.refresh()
         elif self._wanted is not None and self._wanted.touches(snap.changed):
             pass  # the engine pushes the new raster of our standing view right after this
@@ -255,11 +416,15 @@ class GpaMapPane(QWidget):
             and req == self._shown.request
         ):
             return  # an older answer overtaken by a pushed one
+        d0 = self.layout_.foldmap().display_row(req.start // req.row_gfns)
         self.img.setImage(ans.codes, autoLevels=False, levels=(0, 255), autoDownsample=False)
-        self.img.setRect(QRectF(0, req.start // req.row_gfns, req.row_gfns, req.rows))
+        self.img.setRect(QRectF(0, d0, req.row_gfns, req.rows))
         self.img.show()
         self._shown = ans
-        self.cells.set_data(ans.codes, req.start // req.row_gfns, self.layout_)
+        self._shown_d0 = d0
+        self.cells.set_data(ans.codes, d0, self.layout_)
+        self.patterns.set_data(ans.codes, d0, self.layout_)
+        self.block_labels.set_data(ans.codes, d0, self.layout_)
         if self.is_drawn():
             self.drawn.emit()
 
@@ -282,18 +447,36 @@ class GpaMapPane(QWidget):
             padding=0.0,
             update=True,
         )
+        # The left axis labels display rows with addresses: a new zoom or new folds over
+        # the same display range change its labels, which pyqtgraph caches by range.
+        key = (lay.row_gfns, lay.foldmap().key())
+        if key != getattr(self, "_axis_key", None):
+            self._axis_key = key
+            self.left_axis.picture = None
+            self.left_axis.update()
         self._sync_scrollbar()
         self._update_overlays()
-        if self._shown is not None and self._shown.request.row_gfns != lay.row_gfns:
+        if self._shown is not None and (
+            self._shown.request.row_gfns != lay.row_gfns
+            or self._shown_d0
+            != lay.foldmap().display_row(self._shown.request.start // lay.row_gfns)
+        ):
             self.img.hide()  # the old raster is in other coordinates
             self.cells.set_data(None, 0, lay)
+            self.patterns.set_data(None, 0, lay)
+            self.block_labels.set_data(None, 0, lay)
+        self.fold_bands.set_layout(lay)
         self._request_raster()
         self._emit_view()
 
     def _request_raster(self) -> None:
         lay = self.layout_
-        row0, rows, cols = lay.raster_window()
-        self._wanted = RasterRequest(KEY, row0 * lay.row_gfns, lay.row_gfns, rows, cols)
+        _row0, rows, cols = lay.raster_window()
+        pieces = lay.raster_pieces()
+        if len(pieces) == 1 and pieces[0][2] < 0:
+            self._wanted = RasterRequest(KEY, pieces[0][0], lay.row_gfns, rows, cols)
+        else:
+            self._wanted = RasterRequest(KEY, pieces[0][0], lay.row_gfns, rows, cols, pieces)
         if self.engine.snapshot is not None:
             self.engine.request_raster(self._wanted)
 
@@ -326,10 +509,13 @@ class GpaMapPane(QWidget):
         snap = self.snapshot
         slots = [s for s in (snap.slots if snap else ()) if s.id >> 16 == 0]
         self.outline.setPath(
-            outline_path(((s.base_gfn, min(s.end_gfn, lay.extent)) for s in slots), lay.row_gfns)
+            outline_path(
+                lay.display_ranges((s.base_gfn, min(s.end_gfn, lay.extent)) for s in slots),
+                lay.row_gfns,
+            )
         )
         gaps = holes(slots, lay.extent)
-        self.hatch.setPath(outline_path(gaps, lay.row_gfns))
+        self.hatch.setPath(outline_path(lay.display_ranges(gaps), lay.row_gfns))
         self._place_labels(slots, gaps)
         self._on_selection(self.selection.gfn, self.selection.range)
 
@@ -356,7 +542,7 @@ class GpaMapPane(QWidget):
                     min(s.end_gfn, lay.extent),
                     f"slot {s.id} · {fmt_size(s.npages * 4096)}\n"
                     f"@ {fmt_gpa(s.base_gfn * 4096)}\n{gm}",
-                    "#111",
+                    self._text_colour,
                 )
             )
         for a, b in gaps:
@@ -365,7 +551,7 @@ class GpaMapPane(QWidget):
                     a,
                     b,
                     f"hole · {fmt_size((b - a) * 4096)}\n@ {fmt_gpa(a * 4096)}\nMMIO (no memslot)",
-                    "#555",
+                    self._muted_colour,
                 )
             )
         regions.sort()
@@ -375,8 +561,8 @@ class GpaMapPane(QWidget):
         placed: list[tuple[str, float, str]] = []
         next_free = top
         for a, b, text, colour in regions:
-            y0 = a / r
-            y1 = b / r
+            y0 = lay.display_y(a)
+            y1 = lay.display_y(b) if b < lay.extent else float(lay.rows_total())
             if y1 <= top or y0 >= bottom:
                 continue
             vy0, vy1 = max(y0, top), min(y1, bottom)
@@ -386,12 +572,12 @@ class GpaMapPane(QWidget):
                 path.moveTo(x_line, y0 + 0.5 / px)
                 path.lineTo(x_line + r * 5 / max(lay.width, 1), y0 + 0.5 / px)
             y = max(vy0, next_free)
-            if y > bottom - LABEL_PX / px:  # no room below: as low as fits, if it clears
-                y = bottom - LABEL_PX / px
+            if y > bottom - self.label_px / px:  # no room below: as low as fits, if it clears
+                y = bottom - self.label_px / px
                 if y < next_free - 1e-9:
                     continue
             placed.append((text, y, colour))
-            next_free = y + (LABEL_PX + 4) / px
+            next_free = y + (self.label_px + 4) / px
         self.brackets.setPath(path)
         while len(self._labels) < len(placed):
             t = pg.TextItem(anchor=(0, 0))
@@ -409,12 +595,21 @@ class GpaMapPane(QWidget):
             t.show()
 
     def _on_selection(self, gfn, rng) -> None:
+        before = self.layout_.foldmap().key()
+        self._update_pins()
+        if self.layout_.foldmap().key() != before:
+            self.refresh()  # the selection opened a fold: redraw (this runs again from there)
+            return
         lay = self.layout_
         if rng is not None and rng[1] - rng[0] > 1:
-            self.range_item.setPath(outline_path([rng], lay.row_gfns))
+            path = outline_path(lay.display_ranges([rng]), lay.row_gfns)
+            self.range_item.setPath(path)
+            self.range_halo.setPath(path)
             self.range_item.show()
+            self.range_halo.show()
         else:
             self.range_item.hide()
+            self.range_halo.hide()
         if gfn is not None:
             x, y = lay.cell_of(gfn)
             self.cursor_item.setRect(QRectF(x, y, 1, 1))
@@ -450,8 +645,9 @@ class GpaMapPane(QWidget):
         r = self.vb.boundingRect()
         lay = self.layout_
         first = lay.width == MapLayout().width and lay.height == MapLayout().height
-        lay.resize(max(r.width() - GUTTER_PX, 16), max(r.height() - 2 * MARGIN_PX, 16))
-        if first:
+        at_fit = lay.row_gfns == lay._fit and lay.top == 0  # showing everything: keep it so
+        lay.resize(max(r.width() - self.gutter_px, 16), max(r.height() - 2 * MARGIN_PX, 16))
+        if first or at_fit:
             lay.fit()
         self.refresh()
 
@@ -461,13 +657,14 @@ class GpaMapPane(QWidget):
         return self.layout_.gfn_at(p.x(), p.y())
 
     def on_wheel(self, ev) -> None:
+        self.animator.stop()
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         if not delta:
             return
         if ev.modifiers() & Qt.ControlModifier:
             lay = self.layout_
             p = self.vb.mapToView(ev.pos())
-            g = math.floor(p.y()) * lay.row_gfns + min(max(p.x(), 0), lay.row_gfns)
+            g = lay.gfn_at(p.x(), p.y())
             frac = (p.y() - lay.top) / max(lay.rows_visible(), 1e-9)
             lay.zoom(1 if delta > 0 else -1, g, min(max(frac, 0.0), 1.0))
             self.refresh()
@@ -478,6 +675,11 @@ class GpaMapPane(QWidget):
     def on_click(self, ev) -> None:
         gfn = self._gfn_of(ev.pos())
         mods = ev.modifiers()
+        fold = self.layout_.fold_at(self.vb.mapToView(ev.pos()).y())
+        if fold is not None and ev.button() == Qt.LeftButton and not mods:
+            ev.accept()
+            self.open_fold(fold)
+            return
         if ev.button() == Qt.LeftButton:
             ev.accept()
             self.setFocus()
@@ -498,6 +700,7 @@ class GpaMapPane(QWidget):
 
     def on_drag(self, ev) -> None:
         ev.accept()
+        self.animator.stop()
         if ev.button() == Qt.MiddleButton:
             if ev.isStart():
                 self._pan_from = (ev.buttonDownPos().y(), self.layout_.top)
@@ -557,8 +760,13 @@ class GpaMapPane(QWidget):
         if s is None:
             return None
         req = s.request
-        row = gfn // req.row_gfns - req.start // req.row_gfns
-        if not 0 <= row < req.rows or req.row_gfns != self.layout_.row_gfns:
+        if req.row_gfns != self.layout_.row_gfns:
+            return None
+        fm = self.layout_.foldmap()
+        if fm.fold_of_row(gfn // req.row_gfns) >= 0:
+            return None
+        row = fm.display_row(gfn // req.row_gfns) - self._shown_d0
+        if not 0 <= row < req.rows:
             return None
         col = (gfn % req.row_gfns) * req.cols // req.row_gfns
         code = int(s.codes[row, col])

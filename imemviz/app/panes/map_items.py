@@ -20,40 +20,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsObject
 
+from imemviz.app.palette import LEGEND_BY_CODE, is_dark
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa, nice_step, staircase
-from imemviz.model.raster import LEGEND_BY_CODE, Code
+from imemviz.model.raster import Code
 from imemviz.model.units import fmt_size
 
-# Short names drawn inside cells when zoomed in far enough.
-SHORT = {
-    Code.OUTSIDE: "",
-    Code.HOLE: "hole",
-    Code.SHARED_EMPTY: "",
-    Code.PRIVATE_EMPTY: "",
-    Code.SHARED_POPULATED: "S page",
-    Code.SHARED_KEPT: "S+folio",
-    Code.PRIVATE_ALLOCATED: "P folio",
-    Code.NO_BACKING: "no gmem",
-    Code.SHARED_1G: "S 1G",
-    Code.SHARED_2M: "S 2M",
-    Code.SHARED_4K: "S 4K",
-    Code.PRIVATE_1G: "P 1G",
-    Code.PRIVATE_2M: "P 2M",
-    Code.PRIVATE_4K: "P 4K",
-    Code.BLOCKED: "BLOCKED",
-    Code.PENDING_1G: "PEND 1G",
-    Code.PENDING_2M: "PEND 2M",
-    Code.PENDING_4K: "PENDING",
-    Code.HWPOISON: "POISON",
-}
-
-
-def _dark(code: int) -> bool:
-    r, g, b = LEGEND_BY_CODE[Code(code)].rgb
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 128
-
-
-DARK = [_dark(c) for c in Code]
+# Short names drawn inside cells when zoomed in far enough, and whether text on a
+# code's colour is drawn light (both from the palette).
+SHORT = {code: LEGEND_BY_CODE[code].short for code in Code}
+DARK = [is_dark(c) for c in Code]
 
 
 class GpaAxis(pg.AxisItem):
@@ -68,13 +43,29 @@ class GpaAxis(pg.AxisItem):
         minVal, maxVal = sorted((minVal, maxVal))  # an inverted view gives them reversed
         if size <= 0 or maxVal <= minVal:
             return []
-        step = nice_step(28 * (maxVal - minVal) / size)
+        px = size / (maxVal - minVal)  # pixels per display row
+        step = nice_step(28 / px)
+        # Only where there are rows: not in the margins, not below the guest's end.
+        minVal, maxVal = max(minVal, 0), min(maxVal, self._layout().rows_total())
         lo, hi = math.ceil(minVal / step), math.floor(maxVal / step)
-        return [(step, [k * step for k in range(lo, hi + 1)])]
+        values = [k * step for k in range(lo, hi + 1)]
+        fm = self._layout().foldmap()
+        if fm:
+            # The row after each fold band gets its address: the jump is on the axis.
+            after = [f.drow + fm.band for f in fm.folds_between(minVal - fm.band, maxVal)]
+            after = [a for a in after if minVal <= a <= maxVal]
+            values = [v for v in values if all(abs(v - a) * px >= 16 for a in after)]
+            values = sorted(set(values) | set(after))
+        return [(step, values)]
 
     def tickStrings(self, values, scale, spacing):
-        r = self._layout().row_gfns
-        return [fmt_gpa(round(v) * r * 4096) for v in values]
+        lay = self._layout()
+        fm = lay.foldmap()
+        out = []
+        for v in values:
+            row, fold = fm.at_display_row(round(v))
+            out.append("" if fold >= 0 else fmt_gpa(row * lay.row_gfns * 4096))
+        return out
 
 
 class OffsetAxis(pg.AxisItem):
@@ -109,12 +100,16 @@ def outline_path(ranges: Iterable[tuple[int, int]], row_gfns: int) -> QPainterPa
 
 
 class CellLabels(QGraphicsObject):
-    """Text inside each visible cell (GPA and state) once cells are large enough.
-
-    Texts are QStaticText, cached: a repaint after an op lays out nothing again.
+    """Text inside each visible cell once cells are large enough: its GPA and its state
+    ("P 4K") in cells of FULL_PX and more, the state alone in cells of SHORT_PX (the
+    row's address is on the axis), nothing below.  Sizes grow with the UI scale
+    (presentation mode).  Texts are QStaticText, cached: a repaint after an op lays out
+    nothing again.
     """
 
-    MIN_W, MIN_H = 58.0, 26.0
+    FULL_PX = (58.0, 26.0)
+    SHORT_PX = (30.0, 14.0)
+    MIN_W, MIN_H = FULL_PX
     CACHE_MAX = 4096
 
     def __init__(self) -> None:
@@ -122,23 +117,38 @@ class CellLabels(QGraphicsObject):
         self._codes: np.ndarray | None = None
         self._row0 = 0
         self._layout: MapLayout | None = None
-        self._font = QFont()
-        self._font.setPixelSize(10)
-        self._line = 12.0
         self._texts: dict[str, QStaticText] = {}
+        self.set_scale(1.0)
         self.setZValue(5)
+
+    def set_scale(self, scale: float) -> None:
+        self.scale_ = scale
+        self._font = QFont()
+        self._font.setPixelSize(round(10 * scale))
+        self._line = 12.0 * scale
+        self._texts = {}
+        self.update()
 
     def set_data(self, codes: np.ndarray | None, row0: int, layout: MapLayout) -> None:
         self.prepareGeometryChange()
         self._codes, self._row0, self._layout = codes, row0, layout
         self.update()
 
-    def active(self) -> bool:
+    def tier(self) -> int:
+        """2: address and state, 1: state only, 0: no labels at this zoom."""
         lay = self._layout
         if lay is None or self._codes is None or self._codes.shape[1] != lay.row_gfns:
-            return False
+            return 0
         w, h = lay.cell_px()
-        return w >= self.MIN_W and h >= self.MIN_H
+        s = self.scale_
+        if w >= self.FULL_PX[0] * s and h >= self.FULL_PX[1] * s:
+            return 2
+        if w >= self.SHORT_PX[0] * s and h >= self.SHORT_PX[1] * s:
+            return 1
+        return 0
+
+    def active(self) -> bool:
+        return self.tier() > 0
 
     def boundingRect(self) -> QRectF:
         if self._codes is None or self._layout is None:
@@ -158,7 +168,8 @@ class CellLabels(QGraphicsObject):
         return t
 
     def paint(self, painter: QPainter, *args) -> None:
-        if not self.active():
+        tier = self.tier()
+        if not tier:
             return
         assert self._codes is not None and self._layout is not None
         lay = self._layout
@@ -176,28 +187,42 @@ class CellLabels(QGraphicsObject):
         # A light grid: every page its own tile.
         painter.setPen(QPen(QColor(255, 255, 255, 170), 1))
         x0, x1 = origin.x(), origin.x() + r * cw
+        fm = lay.foldmap()
+        linear = [fm.at_display_row(d) for d in range(y0, y1)]
         for row in range(y0, y1 + 1):
             y = origin.y() + row * ch
             painter.drawLine(QPointF(x0, y), QPointF(x1, y))
-        ya, yb = origin.y() + y0 * ch, origin.y() + y1 * ch
-        for col in range(1, r):
-            x = origin.x() + col * cw
-            painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+        for i, (_lin, fold) in enumerate(linear):
+            if fold >= 0:
+                continue
+            ya, yb = origin.y() + (y0 + i) * ch, origin.y() + (y0 + i + 1) * ch
+            for col in range(1, r):
+                x = origin.x() + col * cw
+                painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+        pad = 3 * self.scale_
         for row in range(y0, y1):
+            lin, fold = linear[row - y0]
+            if fold >= 0:
+                continue
             line = self._codes[row - self._row0]
             ytop = origin.y() + row * ch + 2
             for col in range(r):
                 code = int(line[col])
                 if code == Code.OUTSIDE:
                     continue
-                x = origin.x() + col * cw + 3
+                x = origin.x() + col * cw + pad
                 painter.setPen(pens[DARK[code]])
-                painter.drawStaticText(
-                    QPointF(x, ytop), self._text(fmt_gpa((row * r + col) * 4096))
-                )
                 short = SHORT[Code(code)]
-                if short:
+                if tier == 2:
                     painter.drawStaticText(
-                        QPointF(x, ytop + ch - 4 - self._line), self._text(short)
+                        QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
+                    )
+                    if short:
+                        painter.drawStaticText(
+                            QPointF(x, ytop + ch - 4 - self._line), self._text(short)
+                        )
+                elif short:
+                    painter.drawStaticText(
+                        QPointF(x, ytop + (ch - self._line) / 2 - 2), self._text(short)
                     )
         painter.restore()

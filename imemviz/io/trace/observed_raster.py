@@ -24,7 +24,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from imemviz.model.raster import LEGEND_BY_CODE, Code, lut
+from imemviz.model.raster import Code
 
 
 class ObservedCode(IntEnum):
@@ -93,40 +93,6 @@ NAMES = {
     int(Code.SHARED_EMPTY): "shared, no leaf",
     int(Code.PRIVATE_EMPTY): "private, no leaf",
 }
-
-
-def observed_lut() -> np.ndarray:
-    table = lut()
-    for code, _name, _desc, rgb in OBSERVED_LEGEND:
-        table[int(code)] = (*rgb, 255)
-    return table
-
-
-def code_name(code: int) -> str:
-    if code in NAMES:
-        return NAMES[code]
-    for c, name, _d, _rgb in OBSERVED_LEGEND:
-        if int(c) == code:
-            return name
-    try:
-        return LEGEND_BY_CODE[Code(code)].name
-    except ValueError:
-        return "?"
-
-
-def legend() -> list[tuple[int, str, str, tuple[int, int, int]]]:
-    """The entries the observed map uses, in significance order (lowest first)."""
-    out = []
-    for c in RANKED[1:]:
-        ci = int(c)
-        for oc, name, desc, rgb in OBSERVED_LEGEND:
-            if int(oc) == ci:
-                out.append((ci, name, desc, rgb))
-                break
-        else:
-            e = LEGEND_BY_CODE[Code(ci)]
-            out.append((ci, NAMES.get(ci, e.name), DESCRIPTIONS.get(ci, e.description), e.rgb))
-    return out
 
 
 _LEAF_CODES = {

@@ -1,0 +1,297 @@
+"""The session's timeline on a 20,000-op recording: opening it, seeking and undo, offscreen.
+
+Every move runs on the engine thread from the session's checkpoints; the GUI
+thread only posts commands and draws.  Measured, in a window of 1600x1000:
+
+- GUI stall: the longest gap between beats of a 5 ms QTimer on the GUI thread,
+  from posting the command until the map shows the result (target <= 16 ms);
+- latency: from posting the command until the map has painted the state at the
+  new position (target <= 100 ms for a seek).
+
+The recording: a 4 GiB TDX TD laid out as QEMU does, then 20,000 ops drawn from
+a seeded mix (accept-and-touch, plain accesses, 4K-64K conversions both ways
+with discard, hole punches, preallocation), the kind of history a long
+session leaves.  Seeks go to seeded random positions; undo goes back one op at
+a time from the end of the recording opened as history.
+
+    .venv/bin/python benchmarks/bench_timeline.py [--quick] [--runs N] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SIZE = (1600, 1000)
+GIB = 1 << 30
+
+
+def make_recording(path: str, n_ops: int, seed: int = 7) -> None:
+    """Write a recording of `n_ops` ops on a 4 GiB TD (every op valid for the TD)."""
+    from imemviz.io import plans
+    from imemviz.io.session import Session
+
+    rnd = random.Random(seed)
+    s = Session.new({"type": "tdx", "host_memory": "16G"})
+    s.apply_group(plans.qemu_layout("tdx", 4 * GIB), "layout")
+    low = (2 * GIB) >> 12  # gfns [0, low) and [1M, 1M + low) are RAM
+    hot = [rnd.randrange(0, low - 64) for _ in range(400)]  # where this guest works
+
+    def gfn() -> int:
+        g = rnd.choice(hot) + rnd.randrange(0, 64)
+        return g if rnd.random() < 0.5 else g + (1 << 20)
+
+    while len(s.ops) < n_ops:
+        vm = s.vm
+        r = rnd.random()
+        g = gfn()
+        if r < 0.45:
+            plan = plans.accept_and_touch(vm, g)
+        elif r < 0.6:
+            plan = plans.guest_access(g, write=True, value=rnd.randrange(256))
+        elif r < 0.8:
+            n = rnd.choice((1, 4, 16))
+            plan = plans.convert(vm, g, g + n, private=rnd.random() < 0.5, discard=True)
+        elif r < 0.9:
+            plan = plans.punch_hole(vm, g, g + rnd.choice((1, 8)))
+        else:
+            plan = plans.allocate(vm, g, g + 8)
+        if plan.ops:
+            s.apply_group(plan.ops, plan.label)
+    s.save_recording(path, with_times=False)
+
+
+def _app():
+    from PySide6.QtWidgets import QApplication
+
+    sys.setswitchinterval(0.002)  # as run_app does
+    return QApplication.instance() or QApplication(sys.argv[:1])
+
+
+def _wait(app, pred, timeout: float = 300.0) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.perf_counter() + timeout
+    tick = QTimer()
+    tick.start(50)
+    try:
+        while not pred():
+            app.processEvents(QEventLoop.WaitForMoreEvents)
+            if time.perf_counter() > deadline:
+                raise TimeoutError("timed out")
+    finally:
+        tick.stop()
+
+
+def _idle(app, ms: int) -> None:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+class Heartbeat:
+    """A 5 ms QTimer on the GUI thread; `gap()` is the longest time between two beats
+    since `reset()`, the time the GUI could not run."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._beat)
+        self.last = time.perf_counter()
+        self.worst = 0.0
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def reset(self) -> None:
+        self.last = time.perf_counter()
+        self.worst = 0.0
+
+    def gap_ms(self) -> float:
+        return max(self.worst, time.perf_counter() - self.last) * 1000
+
+
+def _window(app):
+    from PySide6.QtCore import QSettings
+
+    from imemviz.app.window import MainWindow
+    from imemviz.app.worker import Engine
+
+    tmp = tempfile.mkdtemp(prefix="imemviz-bench-")
+    engine = Engine()
+    engine.failed.connect(lambda m: print(f"engine failed: {m}", file=sys.stderr))
+    engine.start()
+    w = MainWindow(engine, QSettings(os.path.join(tmp, "s.ini"), QSettings.IniFormat))
+    w.resize(*SIZE)
+    w.show()
+    return w, engine
+
+
+def _move(app, w, hb: Heartbeat, post, want_position: int) -> tuple[float, float]:
+    """(latency ms to the map painted at the new position, max GUI gap ms)."""
+    engine = w.engine
+    painted: list[float] = []
+
+    def paint_now() -> None:
+        snap = engine.snapshot
+        if snap is not None and snap.position == want_position:
+            w.map.view.viewport().repaint()
+            painted.append(time.perf_counter())
+
+    w.map.drawn.connect(paint_now)
+    try:
+        _idle(app, 30)
+        hb.reset()
+        t0 = time.perf_counter()
+        post()
+        _wait(
+            app,
+            lambda: (
+                bool(painted)
+                and engine.snapshot.position == want_position
+                and w.map.is_drawn()
+                and engine.idle
+            ),
+        )
+        gap = hb.gap_ms()
+    finally:
+        w.map.drawn.disconnect(paint_now)
+    return (painted[0] - t0) * 1000, gap
+
+
+def run(app, path: str, n_seeks: int, n_undo: int, seed: int) -> dict[str, list[float]]:
+    w, engine = _window(app)
+    hb = Heartbeat()
+    hb.timer.start()
+    out: dict[str, list[float]] = {}
+    try:
+        _wait(app, lambda: True)
+        c = w.presenter.replay
+        # Opening the recording to replay it: read, applied (checkpoints) and rewound to
+        # its start, all on the engine thread.
+        hb.reset()
+        t0 = time.perf_counter()
+        c.load(path)
+        _wait(app, lambda: c.active and w.wait_drawn() and engine.snapshot.position == 0)
+        out["open ms"] = [(time.perf_counter() - t0) * 1000]
+        out["open stall ms"] = [hb.gap_ms()]
+        n = c.length
+        rnd = random.Random(seed)
+        lat, gaps = [], []
+        for _ in range(n_seeks):
+            k = rnd.randrange(0, n + 1)
+            while k == c.position:
+                k = rnd.randrange(0, n + 1)
+            a, g = _move(app, w, hb, lambda k=k: c.seek(k), k)
+            lat.append(a)
+            gaps.append(g)
+        out["seek ms"], out["seek stall ms"] = lat, gaps
+        # Undo: the recording opened as history (File > Open), one op back at a time.
+        engine.open(path)
+        _wait(app, lambda: not c.active and w.wait_drawn() and engine.snapshot.position == n)
+        lat, gaps = [], []
+        for i in range(n_undo):
+            a, g = _move(app, w, hb, engine.undo, n - 1 - i)
+            lat.append(a)
+            gaps.append(g)
+        out["undo ms"], out["undo stall ms"] = lat, gaps
+        out["checkpoints"] = [len(engine.worker.session.checkpoints)]
+    finally:
+        hb.timer.stop()
+        w.close()
+        engine.stop()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2,000 ops, fewer moves")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--write", metavar="MD", help="write the results into this markdown file")
+    a = ap.parse_args()
+    n_ops = 2000 if a.quick else 20_000
+    app = _app()
+    folder = tempfile.mkdtemp(prefix="imemviz-timeline-")
+    path = os.path.join(folder, "long.jsonl")
+    t = time.perf_counter()
+    make_recording(path, n_ops)
+    print(f"recording of {n_ops:,} ops written in {time.perf_counter() - t:.1f} s")
+    runs = [
+        run(app, path, 10 if a.quick else 25, 5 if a.quick else 10, seed) for seed in range(a.runs)
+    ]
+    keys = list(runs[0])
+    summary = {}
+    for k in keys:
+        per_run = [statistics.median(r[k]) for r in runs]
+        worst = max(max(r[k]) for r in runs)
+        summary[k] = (statistics.median(per_run), worst)
+        print(
+            f"  {k:14s} median {summary[k][0]:8.1f}  max {worst:8.1f}  (runs: "
+            + ", ".join(f"{x:.1f}" for x in per_run)
+            + ")"
+        )
+    if a.write:
+        write(a.write, n_ops, a.runs, summary)
+
+
+def write(path: str, n_ops: int, runs: int, s: dict) -> None:
+    lines = [
+        "## Session timeline: seek, undo and open",
+        "",
+        f"`benchmarks/bench_timeline.py`, offscreen, window {SIZE[0]}x{SIZE[1]}, "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} "
+        f"CPUs. A recording of {n_ops:,} ops on a 4 GiB TD (accepts, accesses, conversions "
+        "both ways with discard, hole punches, preallocation); medians of the per-run "
+        f"medians over {runs} runs, max over all moves. Stall = the longest gap between "
+        "beats of a 5 ms QTimer on the GUI thread, from posting the command until the map "
+        "shows the result; latency = until the map has painted the new position.",
+        "",
+        "| measurement | target | median | max |",
+        "| --- | --- | --- | --- |",
+        f"| seek to a random op: latency | <= 100 ms | {s['seek ms'][0]:.0f} ms | "
+        f"{s['seek ms'][1]:.0f} ms |",
+        f"| seek: GUI stall | <= 16 ms | {s['seek stall ms'][0]:.1f} ms | "
+        f"{s['seek stall ms'][1]:.1f} ms |",
+        f"| undo one op (the recording opened as history): latency | - | "
+        f"{s['undo ms'][0]:.0f} ms | {s['undo ms'][1]:.0f} ms |",
+        f"| undo: GUI stall | <= 16 ms | {s['undo stall ms'][0]:.1f} ms | "
+        f"{s['undo stall ms'][1]:.1f} ms |",
+        f"| open for replay (read, apply, checkpoints, rewind) | - | "
+        f"{s['open ms'][0] / 1000:.1f} s | {s['open ms'][1] / 1000:.1f} s |",
+        f"| open: GUI stall | <= 16 ms | {s['open stall ms'][0]:.1f} ms | "
+        f"{s['open stall ms'][1]:.1f} ms |",
+        "",
+        f"Checkpoints kept for the {n_ops:,} ops: {s['checkpoints'][0]:.0f}.",
+    ]
+    text = "\n".join(lines) + "\n"
+    head = lines[0]
+    old = "# Benchmarks\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    if head in old:
+        before, rest = old.split(head, 1)
+        nxt = rest.find("\n## ")
+        after = rest[nxt + 1 :] if nxt >= 0 else ""
+        new = before + text + ("\n" + after if after else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new.rstrip("\n") + "\n")
+
+
+if __name__ == "__main__":
+    main()

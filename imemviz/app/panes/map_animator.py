@@ -1,0 +1,77 @@
+"""Smooth moves of the GPA map: a QVariantAnimation steps the view from one framing to
+another (`map_frame.interpolate`: the zoom in powers of two on a log scale, the centre
+address eased), redrawing at each step.  A user's own scroll or zoom stops it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, QVariantAnimation, Signal
+
+from imemviz.app.panes.map_frame import View, interpolate
+
+if TYPE_CHECKING:
+    from imemviz.app.panes.gpa_map import GpaMapPane
+
+DURATION_MS = 420
+
+
+class MapAnimator(QObject):
+    finished = Signal()
+
+    def __init__(self, pane: GpaMapPane) -> None:
+        super().__init__(pane)
+        self.pane = pane
+        self.duration_ms = DURATION_MS
+        self._from: View | None = None
+        self._to: View | None = None
+        self._anim = QVariantAnimation(self)
+        self._anim.setStartValue(0.0)
+        self._anim.setEndValue(1.0)
+        self._anim.valueChanged.connect(self._step)
+        self._anim.finished.connect(self._done)
+
+    @property
+    def running(self) -> bool:
+        return self._to is not None
+
+    @property
+    def target(self) -> View | None:
+        return self._to
+
+    def start(self, a: View, b: View) -> None:
+        self._anim.stop()
+        self._from, self._to = a, b
+        if self.duration_ms <= 0 or a == b:
+            self._done()
+            return
+        self._anim.setDuration(self.duration_ms)
+        self._anim.start()
+
+    def stop(self) -> None:
+        """Stop where it is (the user took over)."""
+        if self._to is None:
+            return
+        self._anim.stop()
+        self._from = self._to = None
+        self.finished.emit()
+
+    def finish(self) -> None:
+        """Jump to the end now (tests, screenshots)."""
+        if self._to is not None:
+            self._anim.stop()
+            self._done()
+
+    def _step(self, t) -> None:
+        if self._from is None or self._to is None:
+            return
+        interpolate(self._from, self._to, float(t)).apply(self.pane.layout_)
+        self.pane.refresh()
+
+    def _done(self) -> None:
+        to = self._to
+        self._from = self._to = None
+        if to is not None:
+            to.apply(self.pane.layout_)
+            self.pane.refresh()
+        self.finished.emit()

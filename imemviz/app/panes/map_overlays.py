@@ -1,0 +1,404 @@
+"""Two layers of the GPA map drawn over its image: state patterns and fold bands.
+
+`PatternLayer` draws the palette's second channel (`imemviz.app.palette.Pattern`):
+dots, stripes, crosses over every run of cells whose state has one, wherever the run
+is at least `MIN_PATTERN_PX` on screen both ways.  The runs come from the raster
+(`pattern_runs`, numpy), so the cost is the runs on screen, not the guest.
+`FoldBands` draws each fold band (`map_fold`): torn edges, and what was folded away
+("1.9G private, no folio · 0x1200000–0x7bffffff"), so the address jump is explicit.
+
+Both paint in device pixels (the painter's transform reset), so patterns keep their
+spacing at every zoom and text stays crisp.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QStaticText,
+    QTransform,
+)
+from PySide6.QtWidgets import QGraphicsObject
+
+from imemviz.app.palette import LEGEND_BY_CODE, PATTERN_OF, Pattern, is_dark
+from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
+from imemviz.model.raster import NCODES, Code
+
+MIN_PATTERN_PX = 6.0  # a run smaller than this on screen (either way) shows its colour only
+MAX_PATTERN_RUNS = 6000
+MAX_LABELLED_BANDS = 80  # more fold bands than this on screen: only the first get a label  # beyond this many runs on screen, only the first ones get a pattern
+TILE = 8  # pattern tile size in pixels at UI scale 1
+
+# Which codes carry a drawn pattern (holes have their own hatch item on the map).
+_HAS_PATTERN = np.array(
+    [PATTERN_OF[c] not in (Pattern.NONE, Pattern.HATCH) for c in range(NCODES)]
+    + [False] * (256 - NCODES),
+    dtype=bool,
+)
+
+
+def size_text(n: int) -> str:
+    """Bytes for a label: 7.5M, 1.9G, 4K (binary units, one decimal when it matters)."""
+    for suffix, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{v:.1f}{suffix}" if v < 100 and round(v, 1) != int(v) else f"{v:.0f}{suffix}"
+    return f"{n}B"
+
+
+def pattern_runs(codes: np.ndarray) -> np.ndarray:
+    """(n, 4) int64 rows (raster row, first col, end col, code) of the runs of cells whose
+    code has a pattern, row by row (no Qt)."""
+    if codes.size == 0:
+        return np.zeros((0, 4), np.int64)
+    cols = codes.shape[1]
+    flat = codes.reshape(-1)
+    start = np.ones(flat.shape, bool)
+    start[1:] = flat[1:] != flat[:-1]
+    start[::cols] = True  # every row starts a run
+    idx = np.flatnonzero(start)
+    ends = np.append(idx[1:], flat.size)
+    code = flat[idx]
+    keep = _HAS_PATTERN[code]
+    idx, ends, code = idx[keep], ends[keep], code[keep]
+    row, c0 = np.divmod(idx, cols)
+    c1 = ends - row * cols
+    return np.stack([row, c0, c1, code.astype(np.int64)], axis=1)
+
+
+def pattern_tile(pattern: Pattern, ink: QColor, scale: float = 1.0) -> QPixmap:
+    """A square tile of the pattern in `ink` on transparent."""
+    n = max(TILE, round(TILE * scale))
+    pm = QPixmap(n, n)
+    pm.fill(Qt.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing, pattern in (Pattern.DIAGONAL_CROSS,))
+    w = max(1.0, 1.6 * scale)
+    pen = QPen(ink, w)
+    pen.setCapStyle(Qt.FlatCap)
+    p.setPen(pen)
+    h = n / 2
+    if pattern == Pattern.DOTS:
+        p.setPen(Qt.NoPen)
+        p.setBrush(ink)
+        d = max(2.0, 2.2 * scale)
+        p.drawEllipse(QRectF(h - d / 2, h - d / 2, d, d))
+    elif pattern == Pattern.VERTICAL:
+        p.drawLine(QPointF(h, 0), QPointF(h, n))
+    elif pattern == Pattern.HORIZONTAL:
+        p.drawLine(QPointF(0, h), QPointF(n, h))
+    elif pattern == Pattern.GRID:
+        p.drawLine(QPointF(h, 0), QPointF(h, n))
+        p.drawLine(QPointF(0, h), QPointF(n, h))
+    elif pattern == Pattern.DIAGONAL_CROSS:
+        for dx in (-n, 0, n):
+            p.drawLine(QPointF(dx, 0), QPointF(dx + n, n))
+            p.drawLine(QPointF(dx, n), QPointF(dx + n, 0))
+    elif pattern == Pattern.HATCH:
+        for dx in (-n, 0, n):
+            p.drawLine(QPointF(dx, n), QPointF(dx + n, 0))
+    p.end()
+    return pm
+
+
+def ink_for(code: int) -> QColor:
+    """The pattern's ink on a code's colour: light on dark colours, dark on light ones."""
+    return QColor(255, 255, 255, 170) if is_dark(code) else QColor(0, 0, 0, 120)
+
+
+class PatternLayer(QGraphicsObject):
+    """The patterns of the states on screen, from the raster the map shows."""
+
+    def __init__(self, cells=None) -> None:
+        super().__init__()
+        self.cells = cells  # CellLabels: tiles that name their state need no pattern
+        self._runs = np.zeros((0, 4), np.int64)
+        self._d0 = 0
+        self._cols = 1
+        self._layout: MapLayout | None = None
+        self._brushes: dict[int, QBrush] = {}
+        self.scale = 1.0
+        self.setZValue(4)
+
+    def set_scale(self, scale: float) -> None:
+        self.scale = scale
+        self._brushes.clear()
+        self.update()
+
+    def brush(self, code: int) -> QBrush:
+        b = self._brushes.get(code)
+        if b is None:
+            b = QBrush(pattern_tile(PATTERN_OF[code], ink_for(code), self.scale))
+            self._brushes[code] = b
+        return b
+
+    def set_data(self, codes: np.ndarray | None, d0: int, layout: MapLayout) -> None:
+        self.prepareGeometryChange()
+        self._layout = layout
+        if codes is None:
+            self._runs = np.zeros((0, 4), np.int64)
+        else:
+            self._runs = pattern_runs(codes)
+            self._cols = codes.shape[1]
+        self._d0 = d0
+        self.update()
+
+    def runs(self) -> np.ndarray:
+        """(row, c0, c1, code) of what is patterned (tests)."""
+        return self._runs
+
+    def boundingRect(self) -> QRectF:
+        lay = self._layout
+        if lay is None or not len(self._runs):
+            return QRectF()
+        return QRectF(0, self._d0, lay.row_gfns, int(self._runs[-1, 0]) + 1)
+
+    def paint(self, painter: QPainter, *args) -> None:
+        lay = self._layout
+        if lay is None or not len(self._runs):
+            return
+        if self.cells is not None and self.cells.tier() > 0:
+            return  # each tile names its state: text, the clearer second channel
+        tr = painter.transform()
+        o = tr.map(QPointF(0, self._d0))
+        cw = (tr.map(QPointF(lay.row_gfns, 0)).x() - tr.map(QPointF(0, 0)).x()) / self._cols
+        ch = tr.map(QPointF(0, 1)).y() - tr.map(QPointF(0, 0)).y()
+        if ch < MIN_PATTERN_PX:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(Qt.NoPen)
+        for row, c0, c1, code in self._runs[:MAX_PATTERN_RUNS].tolist():
+            w = (c1 - c0) * cw
+            if w < MIN_PATTERN_PX:
+                continue
+            painter.fillRect(QRectF(o.x() + c0 * cw, o.y() + row * ch, w, ch), self.brush(code))
+        painter.restore()
+
+
+class FoldBands(QGraphicsObject):
+    """Torn edges and a label on every fold band in view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._layout: MapLayout | None = None
+        self.background = QColor(255, 255, 255)
+        self.text_colour = QColor(40, 40, 40)
+        self.font = QFont()
+        self.font.setPixelSize(11)
+        self._texts: dict[str, QStaticText] = {}
+        self.setZValue(9)  # under the memslot outlines
+
+    def set_layout(self, layout: MapLayout) -> None:
+        self.prepareGeometryChange()
+        self._layout = layout
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        lay = self._layout
+        if lay is None:
+            return QRectF()
+        return QRectF(0, 0, lay.row_gfns, lay.rows_total())
+
+    def _static(self, text: str) -> QStaticText:
+        """Laid-out label texts, cached (a repaint lays out nothing again)."""
+        st = self._texts.get(text)
+        if st is None:
+            if len(self._texts) > 2048:
+                self._texts.clear()
+            st = QStaticText(text)
+            st.setTextFormat(Qt.PlainText)
+            st.prepare(QTransform(), self.font)
+            self._texts[text] = st
+        return st
+
+    @staticmethod
+    def label(fold, r: int) -> str:
+        a, b = fold.row0 * r, fold.row1 * r
+        name = LEGEND_BY_CODE[Code(fold.code)].name
+        return (
+            f"⋯ {size_text((b - a) * 4096)} {name} folded: "
+            f"{fmt_gpa(a * 4096)} – {fmt_gpa(b * 4096 - 1)} ⋯"
+        )
+
+    def paint(self, painter: QPainter, *args) -> None:
+        lay = self._layout
+        if lay is None:
+            return
+        fm = lay.foldmap()
+        if not fm:
+            return
+        folds = fm.folds_between(lay.top - fm.band, lay.top + lay.rows_visible() + 1)
+        if not folds:
+            return
+        tr = painter.transform()
+        x0 = tr.map(QPointF(0, 0)).x()
+        x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self.font)
+        fmx = painter.fontMetrics()
+        # Torn edges: one zigzag, built once per paint and moved to each band's edges
+        # (no antialiasing: hundreds of bands may be on screen on a huge guest).
+        n = max(2, math.ceil((x1 - x0) / 8.0))
+        amp = 2.0
+        zig = QPolygonF(
+            [QPointF(x0 + k * (x1 - x0) / n, amp if k % 2 else -amp) for k in range(n + 1)]
+        )
+        edge = QPen(self.background, 1)  # a 1 px pen: the fast path (a wider one strokes)
+        bg = QColor(self.background)
+        bg.setAlpha(215)
+        for k, f in enumerate(folds):
+            ya = tr.map(QPointF(0, f.drow)).y()
+            yb = tr.map(QPointF(0, f.drow + fm.band)).y()
+            h = yb - ya
+            painter.setPen(edge)
+            for y in (ya, yb):
+                painter.translate(0, y)
+                painter.drawPolyline(zig)
+                painter.translate(0, -y)
+            if h < fmx.height() - 2 or k >= MAX_LABELLED_BANDS:
+                continue  # too thin for text (or too many): the edges say it all
+            st = self._static(self.label(f, lay.row_gfns))
+            size = st.size()
+            tw, th = size.width() + 12, min(h - 2 * amp, size.height() + 2)
+            box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(bg)
+            painter.drawRoundedRect(box, th / 2, th / 2)
+            painter.setPen(self.text_colour)
+            painter.drawStaticText(
+                QPointF(box.left() + 6, box.top() + (th - size.height()) / 2), st
+            )
+        painter.restore()
+
+
+def _legend_name(code: int) -> str | None:
+    try:
+        return LEGEND_BY_CODE[Code(code)].name
+    except (ValueError, KeyError):
+        return None
+
+
+class BlockLabels(QGraphicsObject):
+    """The state's name written on every block of whole rows of one state, so the view
+    reads without the legend ("private 4K" on the firmware, "shared 2M" on a bounce
+    buffer).  Only where tiles carry no labels of their own and the block is at least
+    MIN_BLOCK_PX high."""
+
+    MIN_BLOCK_PX = 24.0
+
+    def __init__(self, cells) -> None:
+        super().__init__()
+        self.cells = cells  # CellLabels: no block labels when tiles have their own
+        self._codes: np.ndarray | None = None
+        self._d0 = 0
+        self._layout: MapLayout | None = None
+        self.background = QColor(255, 255, 255)
+        self.text_colour = QColor(30, 30, 30)
+        self.font = QFont()
+        self.font.setPixelSize(13)
+        self.font.setBold(True)
+        self._texts: dict[str, QStaticText] = {}
+        # The name written on a block of `code` (None: no label).  A map with codes of its
+        # own (the observed timeline's unknowns) gives its own.
+        self.name_of: Callable[[int], str | None] = _legend_name
+        self.setZValue(13)
+
+    def set_font_px(self, px: int) -> None:
+        self.font.setPixelSize(px)
+        self._texts.clear()
+        self.update()
+
+    def set_data(self, codes: np.ndarray | None, d0: int, layout: MapLayout) -> None:
+        self.prepareGeometryChange()
+        self._codes, self._d0, self._layout = codes, d0, layout
+        self.update()
+
+    def blocks(self) -> list[tuple[int, int, int]]:
+        """(first display row, rows, code) of each block of uniform whole rows in view."""
+        lay, codes = self._layout, self._codes
+        if lay is None or codes is None or not len(codes):
+            return []
+        uniform = (codes == codes[:, :1]).all(axis=1)
+        row_code = codes[:, 0]
+        fm = lay.foldmap()
+        out: list[tuple[int, int, int]] = []
+        start = None
+        for i in range(len(codes) + 1):
+            d = self._d0 + i
+            ok = (
+                i < len(codes)
+                and uniform[i]
+                and row_code[i] != Code.OUTSIDE
+                and fm.at_display_row(d)[1] < 0
+            )
+            if start is not None and (not ok or row_code[i] != row_code[start]):
+                out.append((self._d0 + start, i - start, int(row_code[start])))
+                start = None
+            if ok and start is None:
+                start = i
+        return out
+
+    def boundingRect(self) -> QRectF:
+        lay, codes = self._layout, self._codes
+        if lay is None or codes is None:
+            return QRectF()
+        return QRectF(0, self._d0, lay.row_gfns, len(codes))
+
+    def paint(self, painter: QPainter, *args) -> None:
+        lay = self._layout
+        if lay is None or self._codes is None or self.cells.tier() > 0:
+            return
+        tr = painter.transform()
+        x0 = tr.map(QPointF(0, 0)).x()
+        x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
+        top, bottom = lay.top, lay.top + lay.rows_visible()
+        # save/restore around a try: an exception between them would leave the painter
+        # unbalanced, which crashes Qt at the end of the paint.
+        painter.save()
+        try:
+            self._paint_blocks(painter, tr, x0, x1, top, bottom)
+        finally:
+            painter.restore()
+
+    def _paint_blocks(self, painter: QPainter, tr, x0: float, x1: float, top: int, bottom: int):
+        painter.resetTransform()
+        painter.setRenderHint(QPainter.Antialiasing, True)
+        bg = QColor(self.background)
+        bg.setAlpha(200)
+        for d, n, code in self.blocks():
+            a, b = max(d, top), min(d + n, bottom)  # the part on screen
+            ya, yb = tr.map(QPointF(0, a)).y(), tr.map(QPointF(0, b)).y()
+            name = self.name_of(code)
+            if yb - ya < self.MIN_BLOCK_PX or not name:
+                continue
+            st = self._static(name)
+            size = st.size()
+            tw, th = size.width() + 16, size.height() + 4
+            box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(bg)
+            painter.drawRoundedRect(box, th / 2, th / 2)
+            painter.setPen(self.text_colour)
+            painter.drawStaticText(QPointF(box.left() + 8, box.top() + 2), st)
+
+    def _static(self, text: str) -> QStaticText:
+        st = self._texts.get(text)
+        if st is None:
+            st = QStaticText(text)
+            st.setTextFormat(Qt.PlainText)
+            st.prepare(QTransform(), self.font)
+            self._texts[text] = st
+        return st

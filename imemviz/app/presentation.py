@@ -1,0 +1,147 @@
+"""Presentation mode (View > Presentation mode, F11): the app as a room sees it.
+
+On: the window goes full screen, every font and the map's lines, labels and patterns
+grow by `SCALE`, the panes a room does not read (the log and its tabs, the inspector
+and its step-through tab) are hidden so the map gets the space, the legend stays on
+the right in one narrow column, and the Replay pane (while a replay is loaded) stays
+low under the map.  The map's tiles
+carry labels from a smaller zoom on: at 1280x720 the deepest zooms label every page.
+Off: everything comes back as it was (fonts, dock layout, window state).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import QApplication
+
+if TYPE_CHECKING:
+    from imemviz.app.window import MainWindow
+
+SCALE = 1.35
+KEEP_DOCKS = ("legend", "replay")  # visible in presentation mode (replay: when loaded)
+
+
+class Presentation(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.on = False
+        self._saved: tuple | None = None
+        self._corner = Qt.BottomDockWidgetArea
+        act = QAction("&Presentation mode", window)
+        act.setObjectName("act_presentation")
+        act.setCheckable(True)
+        act.setShortcut(QKeySequence("F11"))
+        tip = "Full screen, bigger text and lines, only the map, the legend and the replay (F11)"
+        act.setToolTip(tip)
+        act.setStatusTip(tip)
+        act.toggled.connect(lambda on: self.set_on(on))
+        window.addAction(act)
+        self.action = act
+        bar = window.menuBar()
+        menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+        view = menus.get("&View")
+        if view is not None:
+            view.addAction(act)
+
+    def set_on(self, on: bool, fullscreen: bool = True) -> None:
+        """Enter or leave presentation mode (`fullscreen` False: keep the window's size,
+        for screenshots at a given size)."""
+        if on == self.on:
+            return
+        w = self.window
+        app = QApplication.instance()
+        if on:
+            font = app.font()
+            self._saved = (
+                w.saveState(),
+                w.isFullScreen(),
+                font,
+                {k: d.isVisible() for k, d in w.docks.items()},
+            )
+            big = app.font()
+            if big.pointSizeF() > 0:
+                big.setPointSizeF(big.pointSizeF() * SCALE)
+            else:
+                big.setPixelSize(round(big.pixelSize() * SCALE))
+            app.setFont(big)
+            for name, dock in w.docks.items():
+                if name not in KEEP_DOCKS:
+                    dock.hide()
+            self.on = True
+            w.map.set_ui_scale(SCALE)
+            w.legend.set_scale(SCALE)
+            # The legend in one narrow column on the right, the Replay pane (when one
+            # is loaded) low under the map: the map keeps most of the window.
+            legend = w.docks.get("legend")
+            if legend is not None:
+                # The right column takes the bottom-right corner: the Replay pane stays
+                # under the map only, and the column has the window's height.
+                self._corner = w.corner(Qt.BottomRightCorner)
+                w.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+                w.legend.set_groups_per_row(1)
+                w.addDockWidget(Qt.RightDockWidgetArea, legend)
+                legend.show()
+                legend.raise_()
+                # The Replay pane keeps its controls; its op list would take the map's
+                # height (the caption band above the map says what happens).
+                w.presenter.pane.list.hide()
+                replay = w.docks.get("replay")
+                if replay is not None and replay.isVisible():
+                    # Its title, buttons and slider at the big font (the pane's own
+                    # minimum is kept small for the docked layout).
+                    pane = w.presenter.pane
+                    pane.layout().activate()
+                    h = pane.layout().minimumSize().height() + replay.minimumSizeHint().height()
+                    w.resizeDocks([replay], [h], Qt.Vertical)
+            # The status line is for the action's outcome: the zoom figures step aside.
+            w.zoom_label.hide()
+            self._fit_legend()
+            if fullscreen:
+                w.showFullScreen()
+        else:
+            assert self._saved is not None
+            state, was_full, font, visible = self._saved
+            app.setFont(font)
+            w.map.set_ui_scale(1.0)
+            w.legend.set_scale(1.0)
+            w.legend.set_groups_per_row(2)
+            w.presenter.pane.list.show()
+            w.zoom_label.show()
+            w.legend.setFont(QFont())
+            w.setCorner(Qt.BottomRightCorner, self._corner)
+            if not was_full and w.isFullScreen():
+                w.showNormal()
+            w.restoreState(state)
+            for name, dock in w.docks.items():
+                dock.setVisible(visible.get(name, dock.isVisible()))
+            self.on = False
+        if self.action.isChecked() != on:
+            self.action.blockSignals(True)
+            self.action.setChecked(on)
+            self.action.blockSignals(False)
+        w.map.zoom_all()
+
+    def _fit_legend(self) -> None:
+        """The legend's one column fits the window's height (at 1280x720 the full scale
+        would make it taller than the window): its text shrinks until it does."""
+        w = self.window
+        legend = w.legend
+        room = w.height() - w.menuBar().sizeHint().height() - w.statusBar().sizeHint().height()
+        room -= w.toolbar.sizeHint().height() + 40  # the dock's title bar and margins
+        font = QFont(QApplication.instance().font())
+        base = font.pointSizeF()
+        legend.setFont(font)
+        for k in range(12):
+            legend.layout().activate()
+            if legend.minimumSizeHint().height() <= room or base <= 0:
+                break
+            font.setPointSizeF(base * (1.0 - 0.04 * (k + 1)))
+            legend.setFont(font)
+
+
+def install(window: MainWindow) -> Presentation:
+    return Presentation(window)

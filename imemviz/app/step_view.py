@@ -1,0 +1,169 @@
+"""Steps shown, not told: while stepping through an op, the map and the entries draw the
+state at that step, then the present again.
+
+The step panel (stepper.py) says which step; this module asks the engine
+thread for the state there (`Engine.show_step`: `model/step_state.py` rebuilds
+it from the op's events, the worker rasterises it through the same path as
+the present) and draws what only exists mid-protocol: the gfns of an
+invalidation in progress, as a dotted outline labelled "invalidation in
+progress" (faults there retry until the end).  A line over the map says that
+it shows a past step, not the present; "Back to the present" (Esc), closing
+the step panel, or any action brings the present back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QLabel
+
+from imemviz.app.messages import StepShown
+from imemviz.app.panes.map_items import outline_path
+from imemviz.app.panes.map_marks import Tag
+
+if TYPE_CHECKING:
+    from imemviz.app.window import MainWindow
+
+MARGIN = 10
+
+
+class StepView(QObject):
+    """Connects the step panel to the engine's step view and draws its extras on the map."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.engine = window.engine
+        self.shown: StepShown | None = None
+        pane = window.map
+        self.label = QLabel(pane.view)
+        self.label.setObjectName("step_view_label")
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.PlainText)
+        self.label.setAttribute(Qt.WA_TransparentForMouseEvents, True)
+        self.label.setStyleSheet(
+            "QLabel { color: white; background: rgba(40, 20, 60, 220);"
+            " border-radius: 6px; padding: 6px 10px; font-weight: bold; }"
+        )
+        self.label.hide()
+        pane.view.installEventFilter(self)
+        pen_halo = QPen(QColor(255, 255, 255), 6.0)
+        pen_halo.setCosmetic(True)
+        pen_dots = QPen(QColor(20, 20, 20), 3.0, Qt.DotLine)
+        pen_dots.setCosmetic(True)
+        self.progress_items = []
+        for pen, z in ((pen_halo, 24), (pen_dots, 25)):
+            it = QGraphicsPathItem()
+            it.setPen(pen)
+            it.setBrush(QBrush(Qt.NoBrush))
+            it.setZValue(z)
+            it.hide()
+            pane.vb.addItem(it, ignoreBounds=True)
+            self.progress_items.append(it)
+        self.progress_text = Tag("invalidation in progress: faults here retry")
+        self.progress_text.setZValue(46)
+        self.progress_text.hide()
+        pane.vb.addItem(self.progress_text, ignoreBounds=True)
+        pane.viewChanged.connect(lambda _t: self._draw_progress())
+
+        stepper = window.panes2.stepper
+        self.stepper = stepper
+        stepper.stepChanged.connect(self._on_step)
+        stepper.presentRequested.connect(self.present)
+        dock = window.docks.get("stepper")
+        if dock is not None:
+            dock.visibilityChanged.connect(lambda v: None if v else self.present())
+        self.engine.stepShown.connect(self._on_shown)
+
+    # ------------------------------------------------------------------ control
+    def _on_step(self, k: int) -> None:
+        op = self.stepper.op
+        if op is None or op < 0:
+            self.stepper.set_view_note(
+                "This op belongs to the start (the scene or state opened): the map shows "
+                "the present.",
+                False,
+            )
+            return
+        self.engine.show_step(op, k)
+
+    def present(self) -> None:
+        if self.shown is not None and self.shown.op is not None:
+            self.engine.show_step(None)
+
+    # ------------------------------------------------------------------ drawing
+    def _on_shown(self, shown: StepShown) -> None:
+        self.shown = shown
+        marks = getattr(self.window, "marks", None)
+        if marks is not None:
+            marks.suspend(shown.op is not None)
+        if shown.op is None:
+            self.label.hide()
+            self.stepper.set_view_note("The map and the entries show the present.", False)
+        else:
+            note = "" if shown.exact else " (this op changes memslots or files: shown as after it)"
+            self.label.setText(
+                f"Step-through — the map and the entries show {shown.title}{note}, "
+                "not the present.  Esc: back to the present"
+            )
+            self.stepper.set_view_note(
+                f"The map and the entries show the state at this step{note}.", True
+            )
+            self._place()
+            # What the op changed is drawn unfolded (the present may fold it: a page the
+            # op freed is empty now) and framed when too small to see, as a replay is.
+            nav = getattr(self.window, "navigator", None)
+            ranges = (*shown.changed, *shown.in_progress)
+            if nav is not None and ranges:
+                nav.frame_change(sorted(ranges), legible=True)
+        self._draw_progress()
+
+    def _draw_progress(self) -> None:
+        shown = self.shown
+        ranges = shown.in_progress if shown is not None and shown.op is not None else ()
+        if not ranges:
+            for it in self.progress_items:
+                it.hide()
+            self.progress_text.hide()
+            return
+        lay = self.window.map.layout_
+        scale = getattr(self.window.map, "ui_scale", 1.0)  # presentation mode: bigger
+        for it, width in zip(self.progress_items, (6.0, 3.0), strict=True):
+            pen = it.pen()
+            if pen.widthF() != width * scale:
+                pen.setWidthF(width * scale)
+                it.setPen(pen)
+        self.progress_text.set_scale(scale)
+        # Display coordinates: the map may fold rows (map_fold.py).
+        path = outline_path(lay.display_ranges(ranges), lay.row_gfns)
+        for it in self.progress_items:
+            it.setPath(path)
+            it.show()
+        x, y = lay.cell_of(ranges[0][0])
+        self.progress_text.setPos(QPointF(x, y))
+        self.progress_text.show()
+
+    def _place(self) -> None:
+        host = self.window.map.view
+        w = min(host.width() - 2 * MARGIN, 900)
+        self.label.setFixedWidth(max(200, w))
+        self.label.adjustSize()
+        self.label.move(MARGIN, max(MARGIN, host.height() - self.label.height() - 52))
+        self.label.show()
+        self.label.raise_()
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if ev.type() == QEvent.Resize and self.label.isVisible():
+            self._place()
+        return False
+
+    def in_progress_shown(self) -> tuple[tuple[int, int], ...]:
+        return (
+            self.shown.in_progress if self.shown is not None and self.shown.op is not None else ()
+        )
+
+
+def install(window: MainWindow) -> StepView:
+    return StepView(window)
