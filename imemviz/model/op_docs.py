@@ -32,13 +32,24 @@ OP_DOCS: dict[str, OpDoc] = {
         "free number from 3 up, as a process whose 0-2 are taken gets.",
         {
             "size": "bytes; a positive multiple of 4096 below 2^63",
-            "flags": "MMAP (1): the VMM may mmap the file (its host view); INIT_SHARED (2): "
-            "pages start shared (only on VMs without private memory)",
+            "flags": "MMAP (1): the VMM may mmap the file (its host view), and a memslot bound "
+            "to it takes shared pages from it too (gmem-only); INIT_SHARED (2): pages start "
+            "shared (only on VMs without private memory). Both from kernel 6.18 (mainline, 7.1, "
+            "6.18); 6.16 and older support no flag (EINVAL)",
         },
         '`{"fd": N}`',
         (
             _EIO_DEAD,
-            ("EINVAL", "an unknown or unsupported flag (kvm_gmem_get_supported_flags())"),
+            (
+                "ENOTTY",
+                "kernel upm-v8: KVM_CREATE_GUEST_MEMFD does not exist (kvm_arch_vm_ioctl()'s "
+                "default); that design uses memfd_create with INACCESSIBLE",
+            ),
+            (
+                "EINVAL",
+                "an unknown or unsupported flag (kvm_gmem_get_supported_flags()): any flag "
+                "before 6.18, INIT_SHARED on a VM with private memory",
+            ),
             ("EINVAL", "size is 0, not page aligned, or 2^63 or more"),
         ),
         '{"op": "create_guest_memfd", "size": "4G"}',
@@ -50,46 +61,97 @@ OP_DOCS: dict[str, OpDoc] = {
         {
             "slot": "as_id << 16 | slot id (address space 1 is SMM: only on VMs without "
             "private memory)",
-            "flags": "LOG_DIRTY_PAGES (1), READONLY (2, not for TDX nor with GUEST_MEMFD), "
-            "GUEST_MEMFD (4)",
+            "flags": "LOG_DIRTY_PAGES (1, not with GUEST_MEMFD); READONLY (2: guest writes exit "
+            "as KVM_EXIT_MMIO; not on TDX, not with GUEST_MEMFD); GUEST_MEMFD (4: on a `default` "
+            "VM only from kernel 6.18, before that only on VMs with private memory)",
             "guest_phys_addr": "page aligned guest physical address of the slot",
             "memory_size": "bytes, page aligned; 0 deletes the slot",
             "userspace_addr": "page aligned address of the VMM's memory behind the slot "
             "(shared pages)",
-            "guest_memfd": "the guest_memfd to bind (with GUEST_MEMFD)",
+            "guest_memfd": "the guest_memfd to bind (with GUEST_MEMFD); one created with MMAP "
+            "makes the slot gmem-only: its userspace range is the VMM's mmap of the file",
             "guest_memfd_offset": "page aligned offset of the slot in the file",
         },
         "`{}`",
         (
             _EIO_DEAD,
             (
-                "EINVAL",
-                "slot, flags, size, addresses or offset out of range or unaligned; a "
-                "guest_memfd slot changed (they are immutable); deleting a slot that does not "
-                "exist; the range past what the VM can map",
+                "ENOTTY",
+                "kernel upm-v8: KVM_SET_USER_MEMORY_REGION2 does not exist (private slots go "
+                "through set_user_memory_region there)",
             ),
+            (
+                "EINVAL",
+                "slot id out of range; a flag check_memory_region_flags() refuses (see flags); "
+                "size, guest_phys_addr, userspace_addr or guest_memfd_offset unaligned or out "
+                "of range; address space 1 (SMM) on a VM with private memory; deleting a slot "
+                "that does not exist; a guest_memfd slot changed (they are immutable), or a "
+                "change of size, userspace_addr or READONLY (kvm_set_memory_region())",
+            ),
+            ("EEXIST", "the gfn range overlaps another slot (checked before any binding)"),
             ("EBADF", "guest_memfd is not an open file (kvm_gmem_bind())"),
-            ("EEXIST", "the gfn range overlaps another slot, or the file range another binding"),
+            (
+                "EINVAL",
+                "guest_memfd is not a guest_memfd (a memfd, or fds 0-2), or the slot runs past "
+                "the end of the file (kvm_gmem_bind())",
+            ),
+            (
+                "EINVAL",
+                "kernels 7.1 and older: the file range overlaps another binding of the same "
+                "guest_memfd (kvm_gmem_bind(); kernel rule bind_overlap_errno)",
+            ),
+            (
+                "EEXIST",
+                "mainline (7.2 merge window, 7ea987a90585): the file range overlaps another "
+                "binding of the same guest_memfd",
+            ),
+            (
+                "EINVAL",
+                "the range reaches past the largest gfn the VM can map, or the TDX shared bit "
+                "(kvm_arch_prepare_memory_region())",
+            ),
         ),
         '{"op": "set_user_memory_region2", "slot": 0, "flags": ["GUEST_MEMFD"], '
         '"guest_phys_addr": 0, "memory_size": "2G", "userspace_addr": "0x7f0000000000", '
         '"guest_memfd": 3}',
     ),
     "set_user_memory_region": OpDoc(
-        "KVM_SET_USER_MEMORY_REGION (the v1 ioctl: no guest_memfd)",
-        "As set_user_memory_region2 without the guest_memfd fields.",
+        "KVM_SET_USER_MEMORY_REGION (the v1 ioctl; upm-v8: kvm_private_mem_register())",
+        "As set_user_memory_region2 without the guest_memfd fields. Under kernel upm-v8 (the "
+        "2022 design, [kernels.md](kernels.md#the-2022-design-upm-v8)) it is also how a private memslot is made: flag PRIVATE "
+        "with private_fd, an inaccessible memfd from memfd_create, whose pages back the slot's "
+        "private memory while userspace_addr backs its shared memory.",
         {
             "slot": "as_id << 16 | slot id",
-            "flags": "LOG_DIRTY_PAGES (1), READONLY (2)",
+            "flags": "LOG_DIRTY_PAGES (1), READONLY (2, not on TDX); PRIVATE (4, "
+            "KVM_MEM_PRIVATE) only under kernel upm-v8: merged kernels refuse bit 2 in v1 "
+            "(the name GUEST_MEMFD is accepted for it too)",
             "guest_phys_addr": "page aligned guest physical address",
             "memory_size": "bytes, page aligned; 0 deletes the slot",
             "userspace_addr": "page aligned address of the VMM's memory",
+            "private_fd": "upm-v8, with PRIVATE: the inaccessible memfd behind the slot's "
+            "private pages (kvm_userspace_memory_region_ext); ignored otherwise",
+            "private_offset": "upm-v8, with PRIVATE: page aligned offset of the slot in that "
+            "memfd; two slots may map the same pages (v8 does not check)",
         },
         "`{}`",
         (
             _EIO_DEAD,
-            ("EINVAL", "a flag v1 does not have (GUEST_MEMFD), or what v2 refuses"),
+            (
+                "EINVAL",
+                "a flag v1 does not have (bit 2 on merged kernels), or what v2 refuses (see "
+                "set_user_memory_region2); upm-v8: private_offset unaligned or wrapping; PRIVATE "
+                "in a request for an existing slot (private memslots are immutable; a request "
+                "without it may move or change the slot, which is then no longer private)",
+            ),
             ("EEXIST", "the gfn range overlaps another slot"),
+            (
+                "EINVAL",
+                "upm-v8: private_fd is not an open file (fget() fails: EINVAL, not EBADF), or "
+                "not an inaccessible memfd (v8 does not check; the model refuses it); any "
+                "kernel: the range reaches past the largest gfn the VM can map "
+                "(kvm_arch_prepare_memory_region())",
+            ),
         ),
         '{"op": "set_user_memory_region", "slot": 1, "guest_phys_addr": "4G", '
         '"memory_size": "1G", "userspace_addr": "0x7f1000000000"}',
@@ -109,6 +171,11 @@ OP_DOCS: dict[str, OpDoc] = {
         (
             _EIO_DEAD,
             (
+                "ENOTTY",
+                "kernel upm-v8: KVM_SET_MEMORY_ATTRIBUTES does not exist (memory_encrypt_reg_region "
+                "and memory_encrypt_unreg_region set the attribute there)",
+            ),
+            (
                 "EINVAL",
                 "flags not 0, attributes the VM does not support, size 0, an "
                 "unaligned or wrapping range",
@@ -117,16 +184,23 @@ OP_DOCS: dict[str, OpDoc] = {
         '{"op": "set_memory_attributes", "address": 0, "size": "2G", "attributes": ["PRIVATE"]}',
     ),
     "fallocate": OpDoc(
-        "fallocate(2) on a guest_memfd (vfs_fallocate(), kvm_gmem_fallocate())",
+        "fallocate(2) on a guest_memfd (vfs_fallocate(), kvm_gmem_fallocate()) or on a memfd "
+        "(shmem_fallocate(); upm-v8's inaccessible_fallocate())",
         "KEEP_SIZE allocates a folio for every page of the range that has none "
         "(kvm_gmem_allocate()); KEEP_SIZE|PUNCH_HOLE invalidates the range's mappings and "
-        "frees its folios. A range of any size costs its runs of folios, not its pages.",
+        "frees its folios. A range of any size costs its runs of folios, not its pages. On a "
+        "memfd it is shmem's: allocate or punch; on an inaccessible memfd (upm-v8) the "
+        "punch frees the pages first and then calls the notifier, which zaps with the byte "
+        "offsets read as page offsets (kernel rule memfile_notifier): a leaf may keep "
+        "mapping a freed page.",
         {
-            "fd": _FD,
+            "fd": "a guest_memfd or memfd file descriptor (3 or more: what create_guest_memfd "
+            "or memfd_create returned)",
             "mode": "KEEP_SIZE (1) to allocate, KEEP_SIZE|PUNCH_HOLE (3) to free; "
-            "COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE are refused as guest_memfd does",
-            "offset": "bytes, page aligned",
-            "len": "bytes, page aligned, not 0",
+            "COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE are refused as guest_memfd does; a memfd "
+            "also takes 0 (allocate and grow the file)",
+            "offset": "bytes, page aligned (a memfd takes any offset)",
+            "len": "bytes, not 0; page aligned (a memfd takes any length)",
         },
         "`{}`",
         (
@@ -134,17 +208,20 @@ OP_DOCS: dict[str, OpDoc] = {
             (
                 "EINVAL",
                 "offset negative or len not positive (vfs_fallocate()); offset or "
-                "len unaligned, or an allocation past the end of the file",
+                "len unaligned, or an allocation past the end of the file (a guest_memfd); a "
+                "punch with offset or len unaligned (an inaccessible memfd, upm-v8)",
             ),
             (
                 "EOPNOTSUPP",
-                "a mode guest_memfd does not implement, or PUNCH_HOLE without KEEP_SIZE",
+                "a mode guest_memfd (a memfd: shmem) does not implement, or PUNCH_HOLE "
+                "without KEEP_SIZE",
             ),
             ("ENODEV", "fd is 0, 1 or 2 (a terminal, not a regular file)"),
             ("EFBIG", "offset + len past the largest file offset"),
             (
                 "ENOMEM",
-                "host memory ran out (the folios allocated before stay, as in kvm_gmem_allocate())",
+                "host memory ran out (a guest_memfd keeps the folios allocated before, as "
+                "kvm_gmem_allocate() does; a memfd frees them again, as shmem_fallocate() does)",
             ),
         ),
         '{"op": "fallocate", "fd": 3, "mode": ["KEEP_SIZE", "PUNCH_HOLE"], "offset": 0, '
@@ -154,7 +231,9 @@ OP_DOCS: dict[str, OpDoc] = {
         "close(2)",
         "Closes a descriptor. For a guest_memfd (its last reference) kvm_gmem_release() "
         "unbinds it from its memslots (which stay), zaps what it mapped and frees its "
-        "folios. 0-2 can be closed once, like any process's.",
+        "folios. A memfd's pages are freed; an inaccessible memfd (upm-v8) lives on while "
+        "private memslots hold it (each took its own reference) and goes with the last of "
+        "them. 0-2 can be closed once, like any process's.",
         {"fd": "the descriptor"},
         "`{}`",
         (("EBADF", "fd is not open"),),
@@ -177,7 +256,10 @@ OP_DOCS: dict[str, OpDoc] = {
         },
         '`{"value", "level", "pfn"}` (the byte read or written, the leaf\'s level, the '
         'host pfn); `{"exit": {"reason": "KVM_EXIT_MMIO", "gpa"}}` for an access without a '
-        'memslot; `{"in_flight": true}` for a held fault',
+        "memslot or a write to a READONLY memslot (memory unchanged); under kernel upm-v8 a "
+        'private/shared mismatch in a PRIVATE slot: `{"exit": {"reason": '
+        '"KVM_EXIT_MEMORY_FAULT", "gpa", "size", "flags"}}` (flags 1: private; v8 returns 0 '
+        'from KVM_RUN); `{"in_flight": true}` for a held fault',
         (
             (
                 "EIO",
@@ -189,7 +271,9 @@ OP_DOCS: dict[str, OpDoc] = {
             (
                 "EFAULT",
                 "KVM_EXIT_MEMORY_FAULT: the access type differs from the attribute, "
-                "a private access without a memslot or guest_memfd (`ret.exit`)",
+                "a private access without a memslot or guest_memfd (`ret.exit`); kernels "
+                "before 6.13 (6.12, 6.8, upm-v8): device memory whose pages are not refcounted "
+                "(host_mmap_pfnmap refcounted false; kvm_try_get_pfn(), no exit)",
             ),
             ("EHWPOISON", "the page behind it was hit by memory_failure"),
             ("ENOMEM", "no host memory for the page or an S-EPT table"),
@@ -277,7 +361,10 @@ OP_DOCS: dict[str, OpDoc] = {
     "host_access": OpDoc(
         "the VMM touching its own memory behind a memslot (handle_mm_fault())",
         "The VMM reads or writes the page at hva; the first touch allocates it (a huge page "
-        "where shared_page_size and the memslot allow).",
+        "where shared_page_size and the memslot allow). Device memory (host_mmap_pfnmap) is "
+        "read and written as it is. On a gmem-only slot (a guest_memfd created with MMAP, "
+        "6.18 and later) the range is the VMM's mmap of the guest_memfd: the access is "
+        "kvm_gmem_fault_user_mapping() and reaches the guest_memfd's own page.",
         {
             "hva": "an address inside some memslot's userspace_addr range",
             "write": "a store: fills the page with `value`",
@@ -286,6 +373,12 @@ OP_DOCS: dict[str, OpDoc] = {
         '`{"value"}`',
         (
             ("EFAULT", "hva is outside every memslot's range"),
+            (
+                "SIGBUS",
+                "the VMM's mmap of an MMAP guest_memfd (6.18 and later): the file has no "
+                "INIT_SHARED (its memory is the guest's), the page is past the file's end or "
+                "hwpoisoned, or the guest_memfd was closed (kvm_gmem_fault_user_mapping())",
+            ),
             ("EHWPOISON", "the page was hit by memory_failure"),
             ("ENOMEM", "no host memory"),
         ),
@@ -302,7 +395,12 @@ OP_DOCS: dict[str, OpDoc] = {
         },
         "`{}`",
         (
-            ("EINVAL", "an unaligned start, a wrapping range, or an unaligned hugetlb range"),
+            (
+                "EINVAL",
+                "an unaligned start, a wrapping range, or an unaligned hugetlb range; device "
+                "memory (host_mmap_pfnmap, VM_PFNMAP) in the range "
+                "(madvise_dontneed_free_valid_vma(): the part before it is dropped)",
+            ),
             ("ENOMEM", "part of the range is not mapped (the rest is dropped)"),
         ),
         '{"op": "madvise", "hva": "0x7f0000200000", "len": "2M"}',
@@ -310,8 +408,9 @@ OP_DOCS: dict[str, OpDoc] = {
     "memory_failure": OpDoc(
         "memory_failure() on a host pfn (a memory error)",
         "Poisons a host page: a guest_memfd folio gets hwpoison and its mappings are "
-        "zapped (kvm_gmem_error_folio()); a VMM page is dropped; a free page leaves the "
-        "allocator.",
+        "zapped (kvm_gmem_error_folio()); a memfd's page (shmem) is marked hwpoison and "
+        "kept, and nothing tells KVM (upm-v8: a later private fault gets EHWPOISON); a VMM "
+        "page is dropped; a free page leaves the allocator.",
         {"pfn": "the host page frame number"},
         "`{}`",
         (
@@ -319,6 +418,186 @@ OP_DOCS: dict[str, OpDoc] = {
             ("EHWPOISON", "the page is poisoned already"),
         ),
         '{"op": "memory_failure", "pfn": "0x12345"}',
+    ),
+    "pre_fault_memory": OpDoc(
+        "KVM_PRE_FAULT_MEMORY, a vCPU ioctl from 6.10 (kvm_vcpu_pre_fault_memory(), "
+        "kvm_arch_vcpu_pre_fault_memory())",
+        "Maps [gpa, gpa + size) as the guest's faults would, before the guest runs: one step "
+        "per leaf, the access type from each page's attribute (a TD's private pages are "
+        "AUGed PENDING; the guest still accepts them). No exit reaches the VMM. If no step "
+        "mapped anything the op fails with the first step's errno; otherwise it succeeds "
+        "with the part of the range that is left.",
+        {
+            "gpa": "page aligned guest physical address (a TD's without the shared bit)",
+            "size": "bytes, page aligned, not 0",
+            "vcpu": "the vCPU whose MMU maps it (0-1023)",
+            "flags": "must be 0",
+        },
+        '`{"gpa", "size"}`: the range left (size 0 when all of it was mapped); on an '
+        "EINVAL for flags or alignment, and on a step's errno, `ret` holds the range as well",
+        (
+            ("EIO", "the VM is dead (kvm_vcpu_ioctl())"),
+            (
+                "EINVAL",
+                "kernels 6.8 and upm-v8: KVM_PRE_FAULT_MEMORY does not exist (an unknown vCPU "
+                "ioctl is EINVAL: kvm_arch_vcpu_ioctl()'s default; kernel rule pre_fault_memory)",
+            ),
+            ("EBUSY", "the vCPU has a held fault (it is inside KVM_RUN; resume it first)"),
+            (
+                "EINVAL",
+                "flags not 0; gpa or size unaligned, size 0, or a wrapping range "
+                "(kvm_vcpu_pre_fault_memory())",
+            ),
+            ("EOPNOTSUPP", "a TD not finalized yet (!pre_fault_allowed)"),
+            ("EINVAL", "a TDX GPA with the shared bit (kvm_is_gfn_alias())"),
+            (
+                "ENOENT",
+                "a shared gpa without a memslot: the fault would be emulated as MMIO "
+                "(RET_PF_EMULATE)",
+            ),
+            (
+                "EFAULT",
+                "a private gpa without a memslot or a guest_memfd, or with its guest_memfd "
+                "closed (the fault's memory-fault exit, not reported); before 6.13 device "
+                "memory whose pages are not refcounted",
+            ),
+            ("EHWPOISON", "the page's guest_memfd folio was hit by memory_failure"),
+            (
+                "EINTR",
+                "a poisoned shared page: KVM sends SIGBUS and the loop sees the signal pending",
+            ),
+            ("ENOMEM", "no host memory for the page or an S-EPT table"),
+        ),
+        '{"op": "pre_fault_memory", "gpa": 0, "size": "2M"}',
+    ),
+    "guest_map_gpa_range": OpDoc(
+        "the guest asking for a conversion: `TDG.VP.VMCALL<MapGPA>` (tdx_map_gpa()) or "
+        "KVM_HC_MAP_GPA_RANGE (kvm_emulate_hypercall()), then KVM_EXIT_HYPERCALL",
+        "A vCPU asks the host to make [gpa, gpa + size) private or shared. KVM checks the "
+        "request and exits to the VMM, which answers with set_memory_attributes (under "
+        "upm-v8 with memory_encrypt_reg_region / memory_encrypt_unreg_region). The op "
+        "changes no state; it shows what KVM hands the VMM. The VMM is taken to have enabled "
+        "KVM_CAP_EXIT_HYPERCALL for it (QEMU does).",
+        {
+            "gpa": "guest physical address of the range (a TD's without the shared bit: "
+            "`private` says the direction)",
+            "size": "bytes; page aligned",
+            "private": "true: make it private (attrs KVM_MAP_GPA_RANGE_ENCRYPTED, 16); false: "
+            "shared (0; a TD asks with the shared-bit GPA)",
+            "vcpu": "the vCPU that asks (0-1023)",
+        },
+        '`{"exit": {"reason": "KVM_EXIT_HYPERCALL", "nr": 12, "args": [gpa, npages, '
+        "attrs]}}`; a TD exits once per 2 MiB chunk (TDX_MAP_GPA_MAX_LEN): `exit` is the "
+        'first and `"chunks": [[gpa, npages], ...]` lists all when there are more. A request '
+        'KVM refuses goes back to the guest, not to the VMM: `{"guest_ret": status}` with '
+        "`KVM_EINVAL` (unaligned gpa, or 0 pages), `TDVMCALL_STATUS_INVALID_OPERAND` (a "
+        "wrapping range, a GPA past GPAW, a range across the shared bit, a private request "
+        "with the shared bit) or `TDVMCALL_STATUS_ALIGN_ERROR` (unaligned gpa or size)",
+        (
+            _EIO_DEAD,
+            ("EINVAL", "a TD not finalized yet (tdx_vcpu_pre_run())"),
+            ("EBUSY", "the vCPU has a held fault (resume it first)"),
+        ),
+        '{"op": "guest_map_gpa_range", "gpa": "0x100000", "size": "2M", "private": false}',
+    ),
+    "memfd_create": OpDoc(
+        "memfd_create(2) and ftruncate(2); upm-v8: MFD_INACCESSIBLE (memfd_mkinaccessible())",
+        "Creates a memfd of `size` bytes and returns its descriptor (the lowest free number "
+        "from 3). Under upm-v8 flag INACCESSIBLE makes the inaccessible memfd a private "
+        "memslot binds (set_user_memory_region with PRIVATE): no read, write or mmap, its "
+        "pages taken by KVM. On merged kernels bit 8 is MFD_NOEXEC_SEAL (6.3) and the file is "
+        "a plain memfd: fallocate and close work on it, KVM cannot bind it.",
+        {
+            "size": "bytes (ftruncate); page aligned for an inaccessible memfd",
+            "flags": "INACCESSIBLE (8) under upm-v8 (MFD_NOEXEC_SEAL on merged kernels); the "
+            "other memfd_create bits as integers: MFD_CLOEXEC 1, MFD_ALLOW_SEALING 2, "
+            "MFD_HUGETLB 4 (with its page-size bits), MFD_EXEC 16 (merged kernels)",
+        },
+        '`{"fd": N}`',
+        (
+            ("EINVAL", "an unknown flag (memfd_create())"),
+            ("EINVAL", "merged kernels: MFD_EXEC with MFD_NOEXEC_SEAL (bit 8)"),
+            ("EINVAL", "upm-v8: INACCESSIBLE with MFD_ALLOW_SEALING or MFD_HUGETLB"),
+            ("EINVAL", "size 2^63 or more (a negative length for ftruncate())"),
+            (
+                "EINVAL",
+                "upm-v8: INACCESSIBLE and size not page aligned (inaccessible_setattr())",
+            ),
+        ),
+        '{"op": "memfd_create", "size": "1G", "flags": ["INACCESSIBLE"]}',
+    ),
+    "memory_encrypt_reg_region": OpDoc(
+        "KVM_MEMORY_ENCRYPT_REG_REGION; under kernel upm-v8 kvm_vm_ioctl_set_mem_attr() (v8 5/8)",
+        "upm-v8 only: marks [address, address + size) private and zaps every leaf in the "
+        "range with one invalidation (kvm_zap_gfn_range()), whether or not anything changes "
+        "and whether or not a memslot is there. On merged kernels the ioctl is SEV's "
+        "(it pins the VMM's memory by hva) and a VM without SEV gets ENOTTY.",
+        {
+            "address": "page aligned guest physical address (kvm_enc_region.addr)",
+            "size": "bytes, page aligned, not 0",
+        },
+        "`{}`",
+        (
+            _EIO_DEAD,
+            (
+                "ENOTTY",
+                "merged kernels (not upm-v8): no mem_enc_register_region for this VM "
+                "(kvm_arch_vm_ioctl(); kernel rule enc_region_attributes)",
+            ),
+            ("EINVAL", "size 0 or a wrapping range"),
+            ("EINVAL", "address or size not page aligned"),
+        ),
+        '{"op": "memory_encrypt_reg_region", "address": 0, "size": "1G"}',
+    ),
+    "memory_encrypt_unreg_region": OpDoc(
+        "KVM_MEMORY_ENCRYPT_UNREG_REGION; under kernel upm-v8 kvm_vm_ioctl_set_mem_attr() (v8 5/8)",
+        "upm-v8 only: marks [address, address + size) shared (KVM_MEM_ATTR_SHARED: memory "
+        "starts private under v8) and zaps every leaf in the range with one invalidation "
+        "(kvm_zap_gfn_range()). On merged kernels a VM without SEV gets ENOTTY.",
+        {
+            "address": "page aligned guest physical address (kvm_enc_region.addr)",
+            "size": "bytes, page aligned, not 0",
+        },
+        "`{}`",
+        (
+            _EIO_DEAD,
+            (
+                "ENOTTY",
+                "merged kernels (not upm-v8): no mem_enc_unregister_region for this VM "
+                "(kvm_arch_vm_ioctl(); kernel rule enc_region_attributes)",
+            ),
+            ("EINVAL", "size 0 or a wrapping range"),
+            ("EINVAL", "address or size not page aligned"),
+        ),
+        '{"op": "memory_encrypt_unreg_region", "address": "0x1000", "size": "4K"}',
+    ),
+    "host_mmap_pfnmap": OpDoc(
+        "mmap(2) MAP_FIXED of device memory, a VM_PFNMAP VMA (do_mmap()); KVM's faults: "
+        "hva_to_pfn_remapped()",
+        "The VMM maps device memory (e.g. a virtio-gpu blob) at hva, over part of guest RAM: "
+        "the mmu notifier invalidates the range (shared "
+        "leaves go), the anonymous pages there are freed, and device pages (host memory in "
+        "blocks of up to 2M, the driver's) take their place. A guest fault there maps the "
+        "device page at 4K; one that is not refcounted is refused before kernel 6.13 "
+        "(6.12, 6.8, upm-v8: guest_access fails EFAULT; kernel rule pfnmap_noref).",
+        {
+            "hva": "page aligned start, inside memslots' userspace ranges",
+            "size": "bytes (rounded up to pages), not 0",
+            "refcounted": "whether the device's struct pages have a refcount (false: a TTM "
+            "buffer made of tail pages, as Venus uses)",
+        },
+        "`{}`",
+        (
+            ("EINVAL", "hva unaligned or size 0 (do_mmap())"),
+            ("ENOMEM", "the range runs past the end of the address space"),
+            (
+                "EFAULT",
+                "part of the range is outside every memslot's userspace range (the model "
+                "tracks only the VMM's memory behind memslots; not an mmap errno)",
+            ),
+            ("ENOMEM", "no host memory for the device pages (nothing is mapped)"),
+        ),
+        '{"op": "host_mmap_pfnmap", "hva": "0x7f0000200000", "size": "2M"}',
     ),
     "note": OpDoc(
         "nothing in the kernel: a caption",
@@ -354,7 +633,13 @@ OP_DOCS: dict[str, OpDoc] = {
 
 CONFIG_DOCS: dict[str, str] = {
     "type": '`"default"`, `"sw_protected"` or `"tdx"` (the KVM VM type)',
-    "kernel": "the kernel release whose rules apply",
+    "kernel": 'the kernel whose uAPI and rules the VM follows: `"mainline"` (the tree past '
+    'the 7.2 merge window), the releases `"7.1"`, `"6.18"`, `"6.16"`, `"6.12"`, `"6.8"`, or '
+    '`"upm-v8"` (the unmerged 2022 design: inaccessible memfd, KVM_MEM_PRIVATE slots, '
+    "memory private by default). An op a release lacks fails as that kernel fails it (a VM "
+    "ioctl with ENOTTY, a vCPU ioctl with EINVAL); `tdx` needs 6.16 or later, "
+    "`sw_protected` 6.8 or later. Every rule per kernel, with its source: "
+    "[kernels.md](kernels.md)",
     "host_memory": "bytes of host RAM the folio allocator manages (a multiple of 2M, up to 1P)",
     "gmem_max_order": "largest guest_memfd folio order: 0 (upstream), 9 (2M), 18 (1G)",
     "shared_page_size": 'host page size behind userspace_addr: `"4K"`, `"2M"` (THP), '
