@@ -37,8 +37,11 @@ def guest_map_gpa_range(vm: VM, op) -> Result:
     if vm.is_tdx:
         return _tdx_map_gpa(vm, op.vcpu, gpa, size, private, attrs)
     # kvm_emulate_hypercall(), KVM_HC_MAP_GPA_RANGE(a0 = gpa, a1 = npages, a2 = attrs)
+    # !PAGE_ALIGNED(gpa) || !npages || gfn + npages wraps (u64) -> -KVM_EINVAL to the guest.
+    # A size that is not whole pages cannot be said in npages: refused the same way.
     npages = size >> 12
-    if gpa & 0xFFF or size & 0xFFF or not npages or (gpa >> 12) + npages >= 1 << 52:
+    gfn = gpa >> 12
+    if gpa & 0xFFF or size & 0xFFF or not npages or (gfn + npages) % U64 <= gfn:
         return _guest_error(vm, op.vcpu, "KVM_EINVAL")
     vm.emit("kvm_hypercall", KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs)
     return _exit(vm, op.vcpu, [gpa, npages, attrs])

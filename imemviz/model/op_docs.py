@@ -490,7 +490,7 @@ OP_DOCS: dict[str, OpDoc] = {
         "attrs]}}`; a TD exits once per 2 MiB chunk (TDX_MAP_GPA_MAX_LEN): `exit` is the "
         'first and `"chunks": [[gpa, npages], ...]` lists all when there are more. A request '
         'KVM refuses goes back to the guest, not to the VMM: `{"guest_ret": status}` with '
-        "`KVM_EINVAL` (unaligned gpa, or 0 pages), `TDVMCALL_STATUS_INVALID_OPERAND` (a "
+        "`KVM_EINVAL` (unaligned gpa, 0 pages, or gfn + npages wrapping a u64), `TDVMCALL_STATUS_INVALID_OPERAND` (a "
         "wrapping range, a GPA past GPAW, a range across the shared bit, a private request "
         "with the shared bit) or `TDVMCALL_STATUS_ALIGN_ERROR` (unaligned gpa or size)",
         (
@@ -588,8 +588,13 @@ OP_DOCS: dict[str, OpDoc] = {
         },
         "`{}`",
         (
-            ("EINVAL", "hva unaligned or size 0 (do_mmap())"),
-            ("ENOMEM", "the range runs past the end of the address space"),
+            ("EINVAL", "size 0 (do_mmap())"),
+            (
+                "ENOMEM",
+                "the range runs past the top of user space, TASK_SIZE 0x7ffffffff000 "
+                "(__get_unmapped_area())",
+            ),
+            ("EINVAL", "hva not page aligned (__get_unmapped_area(), after the range check)"),
             (
                 "EFAULT",
                 "part of the range is outside every memslot's userspace range (the model "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from imemviz.model.host_ops import _free_host_pages, hva_invalidate
+from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.result import Result
 
 if TYPE_CHECKING:
@@ -25,11 +26,16 @@ U64 = 1 << 64
 
 def host_mmap_pfnmap(vm: VM, op) -> Result:
     hva, size = op.hva, op.size
-    if hva & 0xFFF or size == 0:
-        return Result.fail("EINVAL")  # do_mmap(): MAP_FIXED needs an aligned address; len 0
+    # do_mmap(): len 0 -> EINVAL; PAGE_ALIGN(len) wrapping -> ENOMEM; then
+    # __get_unmapped_area(): len > TASK_SIZE or addr > TASK_SIZE - len -> ENOMEM, and only
+    # then offset_in_page(addr) -> EINVAL (MAP_FIXED's address is taken as given).
+    if size == 0:
+        return Result.fail("EINVAL")
     size = (size + 0xFFF) & ~0xFFF
-    if hva + size >= U64:
-        return Result.fail("ENOMEM")  # the range does not fit the address space
+    if size >= U64 or size > TASK_SIZE_MAX or hva > TASK_SIZE_MAX - size:
+        return Result.fail("ENOMEM")
+    if hva & 0xFFF:
+        return Result.fail("EINVAL")
     lo, hi = hva >> 12, (hva + size) >> 12
     if not _inside_slots(vm, lo, hi):
         # The model tracks the VMM's memory behind memslots only (as host_access does).

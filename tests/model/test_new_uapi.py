@@ -145,6 +145,9 @@ def test_vmcall_map_gpa_range_one_exit() -> None:
     assert ok(vm, "guest_map_gpa_range", gpa=G, size=0, private=False) == {
         "guest_ret": "KVM_EINVAL"
     }
+    # Only a u64 wrap of gfn + npages is refused: a range past any memslot still exits.
+    high = ok(vm, "guest_map_gpa_range", gpa=1 << 63, size=1 << 40, private=False)
+    assert high["exit"]["args"] == [1 << 63, 1 << 28, 0]
 
 
 def test_map_gpa_needs_a_running_vcpu() -> None:
@@ -178,6 +181,11 @@ def test_pfnmap_refusals() -> None:
     assert do(vm, "host_mmap_pfnmap", hva=HVA + 1, size=4096).errno == "EINVAL"
     assert do(vm, "host_mmap_pfnmap", hva=HVA, size=0).errno == "EINVAL"
     assert do(vm, "host_mmap_pfnmap", hva=HVA + 8 * M, size=4096).errno == "EFAULT"
+    # __get_unmapped_area() checks the range against TASK_SIZE before the alignment.
+    top = 0x7FFFFFFFF000
+    assert do(vm, "host_mmap_pfnmap", hva=top + 1, size=4096).errno == "ENOMEM"
+    assert do(vm, "host_mmap_pfnmap", hva=top - 4096, size=8192).errno == "ENOMEM"
+    assert do(vm, "host_mmap_pfnmap", hva=top - 8191, size=4096).errno == "EINVAL"
     ok(vm, "host_mmap_pfnmap", hva=HVA + 2 * M, size=4096)
     ok(vm, "host_access", hva=HVA, write=True, value=1)
     r = do(vm, "madvise", hva=HVA, len=4 * M)
