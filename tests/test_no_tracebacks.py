@@ -257,3 +257,16 @@ def test_mutated_states_end_with_exit_0_1_or_2_and_one_line(
         fuzzkit.outcome("open", path, work["probe"])
 
     prop()
+
+
+def test_diff_of_a_deeply_nested_state_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """diff sniffs whether its inputs are recordings: a first line nested past the JSON
+    decoder's recursion limit is a bad state file, not a traceback (found by the fuzz run)."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    for argv in (["diff", deep, deep], ["diff", deep, "--kernels", "6.12,mainline"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == ""
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -39,7 +39,7 @@ def is_recording(path: str) -> bool:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: not a header
             return False
         return isinstance(value, dict) and value.get("format") == "imemviz-recording"
     return False
