@@ -94,15 +94,22 @@ def test_a_plan_with_nothing_to_do_says_why(loaded, qtbot) -> None:
 
 
 def test_stop_drops_queued_commands(qapp, qtbot) -> None:
-    import time
+    import threading
 
     e = Engine()
     e.start()
+    gate = threading.Event()
     try:
-        e.set_session(sw_session())
-        e.call(lambda s: time.sleep(0.3))
+        session = sw_session()
+        before = len(session.ops)
+        e.set_session(session)
+        # The worker is held in a command until every op is queued and the stop is asked
+        # for, however slow the machine: no timing decides the outcome.
+        e.call(lambda s: gate.wait(30))
         for g in range(2000):
             e.apply_ops([O.GuestAccess(g << 12)])
+        e.worker.request_stop()
     finally:
+        gate.set()
         assert e.stop()
-    assert len(e.worker.session.ops) < 2000
+    assert len(e.worker.session.ops) == before  # none of the 2000 queued ops ran
