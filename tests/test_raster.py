@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imemviz import resources
+from imemviz.io.replay import Timeline
 from imemviz.model import VM, VMConfig
 from imemviz.model import ops as O
 from imemviz.model import raster as R
@@ -359,3 +361,31 @@ def test_raster_rows_at_equals_raster_rows_row_by_row(extent, row_gfns, cols, se
     for i, s in enumerate(starts.tolist()):
         want = cache.raster_rows(s, row_gfns, 1, cols)[0]
         np.testing.assert_array_equal(got[i], want, err_msg=f"row at {s}")
+
+
+@pytest.mark.parametrize("name", resources.scene_names())
+def test_changed_ranges_keep_the_cache_true_on_every_scene(name) -> None:
+    """Every event a shipped scene emits (upm-v8's, PFNMAP's, MMAP guest_memfd's, TDX's)
+    is either known to change no pixel or names the gfns it changes: a cache kept only
+    from changed ranges equals a fresh build after every op."""
+    tl = Timeline.load(str(resources.scene_path(name)))
+    vm = tl.start_vm()
+    for op in tl.ops:  # the extent the scene reaches (its memslots come with its ops)
+        vm.apply(op)
+    extent = R.guest_extent(vm, 512) + (1 << 20)
+    vm = tl.start_vm()
+    cache = R.StepCache(vm, extent)
+    unknown = 0
+    for k, op in enumerate(tl.ops):
+        vm.apply(op)
+        ranges = R.changed_ranges(vm, vm.last_events)
+        unknown += ranges is None
+        cache.update(vm, ranges)
+        if k % 50 == 0 or k == len(tl.ops) - 1:
+            fresh_b, fresh_c = R.step_function(vm, 0, extent)
+            np.testing.assert_array_equal(cache.bounds, fresh_b, err_msg=f"op #{k}")
+            np.testing.assert_array_equal(cache.codes, fresh_c, err_msg=f"op #{k}")
+    # Only ops that move or delete whole memslots / close files may redraw everything.
+    assert unknown <= sum(
+        op.NAME in ("close", "set_user_memory_region2", "set_user_memory_region") for op in tl.ops
+    ), unknown

@@ -117,3 +117,27 @@ def test_gmem_order_debate(tmp_path) -> None:
     small, huge = last_stats("gmem-order-0"), last_stats("gmem-order-9")
     assert small["mappings"]["private"]["4K"] == 512 and small["mappings"]["private"]["2M"] == 0
     assert huge["mappings"]["private"]["2M"] == 1 and huge["mappings"]["private"]["4K"] == 0
+
+
+def test_every_scene_has_a_key_op_for_the_gallery() -> None:
+    """docs/app.md's scene gallery shows each scene at its key op (scripts/
+    make_scene_gallery.py's KEY_OPS): a new scene needs one, and the op must exist."""
+    import importlib.util
+    from pathlib import Path
+
+    from imemviz.io.replay import Timeline
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "make_scene_gallery.py"
+    spec = importlib.util.spec_from_file_location("make_scene_gallery", path)
+    assert spec is not None and spec.loader is not None
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    docs = (path.parent.parent / "docs" / "app.md").read_text()
+    for name in resources.scene_names():
+        if name in gallery.SKIP:
+            continue
+        assert name in gallery.KEY_OPS, f"{name}: add its key op to KEY_OPS"
+        k, _what = gallery.KEY_OPS[name]
+        ops = Timeline.load(str(resources.scene_path(name))).ops
+        assert 0 <= k < len(ops) and ops[k].NAME != "note", name
+        assert f"screenshots/scenes/{name}.png" in docs, f"{name}: not in docs/app.md"

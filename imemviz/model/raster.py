@@ -503,6 +503,15 @@ _NO_RASTER_CHANGE = frozenset(
         "TDH.PHYMEM.PAGE.WBINVD",
         "TDH.MEM.SEPT.ADD",
         "note",
+        # The guest's requests and the VMM's calls whose effects come as their own events
+        # (leaves, folios, attributes, zaps): they change no pixel themselves.
+        "kvm_hypercall",
+        "kvm_hypercall_refused",
+        "tdx_map_gpa",
+        "kvm_pre_fault_memory",
+        "memfd_create",
+        "shmem_fallocate",
+        "inaccessible_notifier_invalidate",
     }
 )
 # Events carrying (gfn, level) in their first two fields (after the name).
@@ -560,7 +569,16 @@ def changed_ranges(vm: VM, events: Iterable[tuple]) -> list[tuple[int, int]] | N
             if f[1] == "MOVE":
                 return None
             add((f[2], f[2] + f[3]))
-        elif name in ("kvm_gmem_bind", "kvm_gmem_unbind"):
+        elif name in ("kvm_vm_ioctl_set_mem_attr", "kvm_zap_gfn_range"):
+            add((f[0], f[1]))  # upm-v8: gfn ranges
+        elif name == "kvm_gmem_fault_user_mapping":
+            rs = _file_ranges(vm, f[0], f[1], f[1] + 1)
+            if rs is None:
+                return None
+            out.extend(rs)
+        elif name == "mmap_pfnmap":
+            out.extend(_hva_ranges(vm, f[0], f[0] + f[1]))
+        elif name in ("kvm_gmem_bind", "kvm_gmem_unbind", "kvm_private_mem_register"):
             slot = vm.memslots.by_id.get(f[1])
             if slot is None:
                 return None
