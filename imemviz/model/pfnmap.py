@@ -17,13 +17,14 @@ from imemviz.model.host_ops import _free_host_pages, hva_invalidate
 from imemviz.model.result import Result
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import HostMmapPfnmap
     from imemviz.model.vm import VM
 
 MAX_BLOCK_ORDER = 9  # a TTM-style allocation: non-compound blocks of up to 2M
 U64 = 1 << 64
 
 
-def host_mmap_pfnmap(vm: VM, op) -> Result:
+def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:
     hva, size = op.hva, op.size
     if hva & 0xFFF or size == 0:
         return Result.fail("EINVAL")  # do_mmap(): MAP_FIXED needs an aligned address; len 0

@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imemviz.model.events import Event
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED
 
 if TYPE_CHECKING:
     from imemviz.model.memslots import Memslot
+    from imemviz.model.mmu import LeafTable
     from imemviz.model.sparse import SparseIndex
     from imemviz.model.vm import VM
 
@@ -82,7 +84,7 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 def _intervals(
     starts: Sequence[int] | np.ndarray,
-    length: int | np.ndarray,
+    length: int | Sequence[int] | np.ndarray,
     values: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     s = np.asarray(starts, dtype=np.int64)
@@ -94,7 +96,7 @@ def _intervals(
     return s, e, v
 
 
-def _index_items(idx: SparseIndex, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+def _index_items(idx: SparseIndex[int], lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Keys in [lo, hi) and their values from a SparseIndex, as sorted int64 arrays."""
     if lo >= hi or not len(idx):
         return _EMPTY, _EMPTY
@@ -103,7 +105,7 @@ def _index_items(idx: SparseIndex, lo: int, hi: int) -> tuple[np.ndarray, np.nda
     return np.fromiter(keys, np.int64, n), np.fromiter(vals, np.int64, n)
 
 
-def _leaf_source(table, start: int, end: int) -> tuple[np.ndarray, ...]:
+def _leaf_source(table: LeafTable, start: int, end: int) -> tuple[np.ndarray, ...]:
     """Leaves of a LeafTable touching [start, end): value = level << 2 | state."""
     ss, ls, vs = [], [], []
     for level, idx in table.leaves.items():
@@ -515,7 +517,7 @@ _GFN_LEVEL = {
 }
 
 
-def changed_ranges(vm: VM, events: Iterable[tuple]) -> list[tuple[int, int]] | None:
+def changed_ranges(vm: VM, events: Iterable[Event]) -> list[tuple[int, int]] | None:
     """The gfn ranges whose raster codes an op's events may have changed (merged).
 
     `vm` is the state right after the op (bindings and memslots are read to
@@ -638,7 +640,7 @@ def raster_rows_at(
     last = (starts[:, None] + pb[None, 1:]).ravel() - 1
     lo = np.searchsorted(b, left, side="right") - 1
     hi = np.searchsorted(b, last, side="right") - 1
-    out = c[np.clip(lo, 0, None)]
+    out: np.ndarray = c[np.clip(lo, 0, None)]
     multi = np.flatnonzero(hi > lo)
     if len(multi):
         # The most significant code of runs lo..hi: max over c[lo:hi + 1], by reduceat on
