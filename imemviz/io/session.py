@@ -39,6 +39,7 @@ from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
 from imemviz.model.config import VMConfig
+from imemviz.model.events import Event
 from imemviz.model.ops import Op
 from imemviz.model.result import Result
 from imemviz.model.vm import VM
@@ -48,9 +49,9 @@ RECORDING_SUFFIXES = (".jsonl",)
 FORWARD_APPLY_OPS = 16  # a forward seek this short applies its ops rather than copy a checkpoint
 
 Progress = Callable[[int, int], None]
-OnOp = Callable[[int, Op, Result, list[tuple], float], None]
+OnOp = Callable[[int, Op, Result, list[Event], float], None]
 """Called after each op: (index in the session, op, result, its events, seconds it took)."""
-Annotate = Callable[[VM, int, Op, Result, list[tuple]], Any]
+Annotate = Callable[[VM, int, Op, Result, list[Event]], Any]
 """Computes what a front end keeps per op, right after it: (vm after, index, op, result,
 events) -> anything; stored in `Session.info` and kept through undo, redo and seeks."""
 
