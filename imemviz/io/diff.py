@@ -116,7 +116,7 @@ class Side:
     counters: dict[str, Any]
     process: dict[str, Any]
     slots: dict[int, dict[str, Any]]
-    attributes: ExtentMap
+    attributes: ExtentMap[int]
     files: dict[int, dict[str, Any]]
     folios: dict[int, Items]
     leaves: dict[str, Items]
@@ -280,7 +280,7 @@ def _attr_name(v: Any) -> str:
     return "PRIVATE" if v == 8 else "shared" if not v else str(v)
 
 
-def attribute_changes(a: ExtentMap, b: ExtentMap) -> list[dict[str, Any]]:
+def attribute_changes(a: ExtentMap[int], b: ExtentMap[int]) -> list[dict[str, Any]]:
     """Ranges whose attributes differ, walking both maps' runs together (coalesced)."""
     out: list[dict[str, Any]] = []
     ia, ib = a.items(), b.items()
@@ -508,14 +508,16 @@ def clusters(
         side, code, pfn, flag, weight = (x[:cut] for x in (side, code, pfn, flag, weight))
 
     def per_group(mask: np.ndarray) -> list[int]:
-        return np.add.reduceat(np.where(mask, weight, 0), lo).tolist()
+        sums: list[int] = np.add.reduceat(np.where(mask, weight, 0), lo).tolist()
+        return sums
 
     sides = []
     for k in (0, 1):
         on = side == k
         cnt = per_group(on)
         sizes = {names[c]: per_group(on & (code == c)) for c in names}
-        flags = {flag_names[f]: per_group(on & (flag == f)) for f in flag_names or {}}
+        fnames = flag_names or {}
+        flags = {fnames[f]: per_group(on & (flag == f)) for f in fnames}
         lone = np.add.reduceat(np.where(on, pfn, 0), lo).tolist()
         sides.append((cnt, sizes, flags, lone))
     labels = (removed, added, "changed")

@@ -177,6 +177,7 @@ class Session:
             # complete line (as `imemviz run --salvage` replays it), with a warning.
             with open_script(p, salvage=True) as reader:
                 h = reader.header
+                assert h is not None  # open_script() without ops_only always reads one
                 vm = start_vm(h.start, reader.source, h.line)
                 ops = [op for _line, op, _t in reader]
                 warning = reader.salvaged
@@ -308,7 +309,7 @@ class Session:
     def future(self, max_groups: int | None = None) -> list[UndoneGroup]:
         """The undone groups in timeline order (the next one to redo first); at most
         `max_groups` of them."""
-        out = []
+        out: list[UndoneGroup] = []
         end = len(self._f_ops)
         for k in range(len(self._f_groups) - 1, -1, -1):
             if max_groups is not None and len(out) >= max_groups:

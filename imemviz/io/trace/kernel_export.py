@@ -191,5 +191,7 @@ def export_recording(path: str) -> Iterator[str]:
     from imemviz.io.script import open_script, start_vm
 
     with open_script(path) as reader:
-        vm = start_vm(reader.header.start, reader.source, reader.header.line)
+        h = reader.header
+        assert h is not None  # open_script() without ops_only always reads one
+        vm = start_vm(h.start, reader.source, h.line)
         yield from export_lines(vm, (op for _line, op, _t in reader))
