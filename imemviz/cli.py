@@ -103,7 +103,8 @@ def _load(prog: str, module: str, func: str, what: str = "this command") -> Call
                 f"{prog}: {what} is not available in this installation ({e})"
             ) from None
         raise
-    return getattr(mod, func)
+    fn: Callable[..., int] = getattr(mod, func)
+    return fn
 
 
 def _delegate(prog: str, module: str, func: str, argv: list[str]) -> int:
@@ -272,7 +273,9 @@ def run_script(
     inputs = (script, from_state)
     try:
         # Claim the outputs first: an unwritable folder fails before the work.
-        results = None if to_stdout else AtomicFile(results_out, inputs=inputs)
+        results = (
+            None if to_stdout or results_out is None else AtomicFile(results_out, inputs=inputs)
+        )
         if results is not None:
             outputs.append(results)
         state = None

@@ -55,7 +55,7 @@ class SevereBanner(QFrame):
         self.text = QLabel("")
         self.text.setObjectName("severe_banner_text")
         self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.RichText)
+        self.text.setTextFormat(Qt.TextFormat.RichText)
         self.show_btn = QPushButton("Show on map")
         self.show_btn.setObjectName("severe_banner_show")
         self.show_btn.setToolTip("Scroll the map to where it happened")
@@ -72,7 +72,7 @@ class SevereBanner(QFrame):
         lay.addWidget(self.icon)
         lay.addWidget(self.text, 1)
         for b in (self.show_btn, self.undo_btn, self.close_btn):
-            lay.addWidget(b, 0, Qt.AlignTop)
+            lay.addWidget(b, 0, Qt.AlignmentFlag.AlignTop)
         window.engine.snapshotReady.connect(self._on_snapshot)
         self.hide()
 

@@ -31,9 +31,9 @@ class CaptionOverlay(QLabel):
         self.locate = locate
         self.at_bottom = False  # the band never moves: nothing is ever under it
         self.setWordWrap(True)
-        self.setAlignment(Qt.AlignCenter)
-        self.setTextFormat(Qt.PlainText)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         # Padding as contents margins (not style-sheet padding) so the height we compute
         # from the font metrics is exactly what the label needs.
         self.setContentsMargins(PAD_X, PAD_Y, PAD_X, PAD_Y)
@@ -54,7 +54,7 @@ class CaptionOverlay(QLabel):
         self._place()
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
-        if obj is self.host and ev.type() == QEvent.Resize:
+        if obj is self.host and ev.type() == QEvent.Type.Resize:
             self._place()
         return False
 
@@ -73,7 +73,9 @@ class CaptionOverlay(QLabel):
         fm = QFontMetrics(f)
         inner = max(100, w - 2 * PAD_X - 8)
         text_rect = fm.boundingRect(
-            QRect(0, 0, inner, 10_000), int(Qt.AlignCenter | Qt.TextWordWrap), text
+            QRect(0, 0, inner, 10_000),
+            int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+            text,
         )
         lines = max(MIN_LINES * fm.lineSpacing(), text_rect.height())
         height = lines + 2 * PAD_Y

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
 COMPARE_COLOUR = QColor(255, 110, 0)
-RANGES_ROLE = Qt.UserRole + 1
+RANGES_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class _Slot(NamedTuple):
@@ -107,7 +107,7 @@ class ComparePane(QWidget):
         self.header = QLabel("File > Compare with... shows here what differs from a state file.")
         self.header.setObjectName("compare_header")
         self.header.setWordWrap(True)
-        self.header.setTextFormat(Qt.PlainText)
+        self.header.setTextFormat(Qt.TextFormat.PlainText)
         self.list = QListWidget()
         self.list.setObjectName("compare_list")
         self.list.itemClicked.connect(self._go)
@@ -193,7 +193,7 @@ class Compare:
         self.pane = ComparePane(w)
         self.pane.controller = self
         self.pane.setMinimumSize(120, 60)
-        self.dock = w.add_pane(self.pane, "Compare", Qt.BottomDockWidgetArea)
+        self.dock = w.add_pane(self.pane, "Compare", Qt.DockWidgetArea.BottomDockWidgetArea)
         log = w.docks.get("log")
         if log is not None:
             w.tabifyDockWidget(log, self.dock)
@@ -260,7 +260,7 @@ class Compare:
         self.dock.show()
         self.dock.raise_()
         if self.dock.height() < 200:  # the bottom docks start one log line tall
-            self.window.resizeDocks([self.dock], [240], Qt.Vertical)
+            self.window.resizeDocks([self.dock], [240], Qt.Orientation.Vertical)
         self.window.show_message(
             f"{os.path.basename(c.path)}: "
             + ("the same state" if c.equal else f"{len(c.entries)} differences (orange on the map)")

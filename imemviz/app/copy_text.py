@@ -99,7 +99,7 @@ def entry_row(w: MainWindow) -> dict[str, str] | None:
     if not idx.isValid():
         return None
     model = pane.model
-    cols = [model.headerData(c, Qt.Horizontal) for c in range(model.columnCount())]
+    cols = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
     return {c: model.data(model.index(idx.row(), k)) for k, c in enumerate(cols)}
 
 
@@ -169,7 +169,7 @@ class CopyText:
                 break
         # The two tables' right-click menus: the same actions, on that pane.
         for table in (w.inspector.table, w.panes2.entries.table):
-            table.setContextMenuPolicy(Qt.ActionsContextMenu)
+            table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
             for act in (self.as_text, self.as_json):
                 table.addAction(act)
         w.panes2.events.menu_hooks.append(self._event_menu)

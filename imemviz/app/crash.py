@@ -173,8 +173,8 @@ class CrashReporter(QObject):
         self.window = window
         self.tracebacks: list[str] = []
         self.dialog: QMessageBox | None = None
-        self.raised.connect(self._show, Qt.QueuedConnection)
-        self.bundleWritten.connect(self._written, Qt.QueuedConnection)
+        self.raised.connect(self._show, Qt.ConnectionType.QueuedConnection)
+        self.bundleWritten.connect(self._written, Qt.ConnectionType.QueuedConnection)
         self.action = QAction("Save &bug-report bundle…", window)
         self.action.setObjectName("act_bug_report")
         tip = (
@@ -214,7 +214,7 @@ class CrashReporter(QObject):
             return
         box = QMessageBox(self.window)
         box.setObjectName("crash_dialog")
-        box.setIcon(QMessageBox.Critical)
+        box.setIcon(QMessageBox.Icon.Critical)
         box.setWindowTitle("imemviz: unexpected error")
         box.setText(
             "imemviz hit an unexpected error (a bug). The app is still running and "
@@ -222,12 +222,12 @@ class CrashReporter(QObject):
         )
         box.setInformativeText(self._informative())
         box.setDetailedText("\n\n".join(self.tracebacks))
-        save = box.addButton("Save bug-report bundle…", QMessageBox.ActionRole)
+        save = box.addButton("Save bug-report bundle…", QMessageBox.ButtonRole.ActionRole)
         save.setObjectName("crash_save")
         save.clicked.connect(lambda: self.ask_and_save())
-        box.addButton(QMessageBox.Close)
+        box.addButton(QMessageBox.StandardButton.Close)
         box.setModal(False)
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda _r: setattr(self, "dialog", None))
         self.dialog = box
         box.show()

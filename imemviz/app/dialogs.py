@@ -55,7 +55,9 @@ def _error_and_buttons(dlg: QDialog, outer: QVBoxLayout) -> tuple[QLabel, QDialo
     error.setWordWrap(True)
     error.setStyleSheet("color: #b71c1c")
     outer.addWidget(error)
-    buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+    buttons = QDialogButtonBox(
+        QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+    )
     buttons.accepted.connect(dlg.accept)
     buttons.rejected.connect(dlg.reject)
     outer.addWidget(buttons)
@@ -205,11 +207,11 @@ class OpDialog(QDialog):
             _kind, w = self._widgets.get(e.field, (None, None))
             if isinstance(w, QLineEdit):
                 w.setStyleSheet("border: 1px solid #b71c1c")
-            self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+            self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
             return False
         self.op = op
         self.error.setText("")
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
         return True
 
     def accept(self) -> None:
@@ -255,7 +257,7 @@ class NewVmDialog(QDialog):
             ("default", "A normal VM: no private memory"),
         ):
             self.type.addItem(t)
-            self.type.setItemData(self.type.count() - 1, tip, Qt.ToolTipRole)
+            self.type.setItemData(self.type.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.kernel = QComboBox()  # the kernel whose rules apply (docs/kernels.md)
         for k in PROFILES:
             self.kernel.addItem(k)
@@ -357,13 +359,13 @@ class NewVmDialog(QDialog):
                 self.error.setText(f"{e.path.removeprefix('vm.')}: {e.message}")
             else:
                 self.error.setText(str(e))
-            self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+            self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
             self.config = None
             return False
         self.config = config.to_dict()
         self.ops = ops
         self.error.setText("")
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
         return True
 
     def accept(self) -> None:
@@ -384,7 +386,7 @@ class NewVmDialog(QDialog):
                     f"guest RAM: the layout fails: {op.NAME} returns {r.errno}; "
                     "try less guest RAM or more host memory"
                 )
-                self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+                self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
                 self.config = None
                 return False
         return True

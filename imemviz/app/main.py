@@ -131,7 +131,7 @@ def run_app(
         # A screenshot never reads or writes the user's saved layout or recent files.
         tmp = tempfile.TemporaryDirectory(prefix="imemviz-settings-")
         os.environ["IMEMVIZ_CONFIG_DIR"] = tmp.name
-        settings = QSettings(os.path.join(tmp.name, "imemviz.ini"), QSettings.IniFormat)
+        settings = QSettings(os.path.join(tmp.name, "imemviz.ini"), QSettings.Format.IniFormat)
     else:
         settings = user_settings.layout_qsettings()
     user_settings.setup_logging()

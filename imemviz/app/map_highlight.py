@@ -32,7 +32,7 @@ class MapHighlight(QObject):
         self.item.setPen(pen)
         # An outline with a white halo, never a tint: a fill would turn the legend's
         # colours into others (magenta over light blue reads as BLOCKED purple).
-        self.item.setBrush(QBrush(Qt.NoBrush))
+        self.item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self.item.setZValue(22)
         self.halo = QGraphicsPathItem()
         hpen = QPen(QColor(255, 255, 255), 5.0)

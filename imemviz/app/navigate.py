@@ -56,7 +56,7 @@ class Navigator(QObject):
         # The record of a command comes just before its snapshot (worker._flush_action).
         window.engine.actionDone.connect(self._on_action)
         window.engine.snapshotReady.connect(self._on_snapshot)
-        self.resolved.connect(self._on_resolved, Qt.QueuedConnection)
+        self.resolved.connect(self._on_resolved, Qt.ConnectionType.QueuedConnection)
 
     # ------------------------------------------------------------------ follow
     def replaying(self) -> bool:
@@ -176,17 +176,17 @@ class _Edit(QLineEdit):
     window-wide) and Escape to itself while it has the focus."""
 
     def event(self, ev) -> bool:
-        if ev.type() == QEvent.ShortcutOverride and ev.key() in (
-            Qt.Key_Return,
-            Qt.Key_Enter,
-            Qt.Key_Escape,
+        if ev.type() == QEvent.Type.ShortcutOverride and ev.key() in (
+            Qt.Key.Key_Return,
+            Qt.Key.Key_Enter,
+            Qt.Key.Key_Escape,
         ):
             ev.accept()
             return True
         return super().event(ev)
 
     def keyPressEvent(self, ev) -> None:
-        if ev.key() == Qt.Key_Escape:
+        if ev.key() == Qt.Key.Key_Escape:
             self.clearFocus()
             return
         super().keyPressEvent(ev)
@@ -209,7 +209,7 @@ class GotoBox(QWidget):
         self.edit.setToolTip(f"Frame and select {USAGE} (Ctrl+G); Alt+Left goes back")
         self.answer = QLabel("")
         self.answer.setObjectName("goto_answer")
-        self.answer.setTextFormat(Qt.PlainText)
+        self.answer.setTextFormat(Qt.TextFormat.PlainText)
         self.answer.setMaximumWidth(520)
         col = QVBoxLayout(self)
         col.setContentsMargins(4, 0, 4, 0)
@@ -245,7 +245,7 @@ class GotoBox(QWidget):
         self.answer.setToolTip(text)
 
     def focus(self) -> None:
-        self.edit.setFocus(Qt.ShortcutFocusReason)
+        self.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.edit.selectAll()
 
 

@@ -143,8 +143,8 @@ class EventModel(QAbstractTableModel):
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
         return len(self.HEAD)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEAD[section]
         return None
 
@@ -158,16 +158,16 @@ class EventModel(QAbstractTableModel):
                 self._cache.popitem(last=False)
         return d
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or self.tl is None:
             return None
         i = int(self.rows[index.row()])
-        if role == Qt.BackgroundRole and i in self.marked:
+        if role == Qt.ItemDataRole.BackgroundRole and i in self.marked:
             return QColor(255, 215, 215)
-        if role == Qt.ToolTipRole and i in self.marked:
+        if role == Qt.ItemDataRole.ToolTipRole and i in self.marked:
             ms = [m for m in self.tl.marks if m["i"] == i]
             return "\n".join(f"{m['what']}: kernel {m['kernel']}; model {m['model']}" for m in ms)
-        if role != Qt.DisplayRole:
+        if role != Qt.ItemDataRole.DisplayRole:
             return None
         c = index.column()
         if c == 0:
@@ -225,7 +225,7 @@ class ObservedWindow(QMainWindow):
         bar = QWidget()
         row = QHBoxLayout(bar)
         row.setContentsMargins(4, 2, 4, 2)
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("scrubber")
         self.slider.setRange(0, 0)
         self.slider.setToolTip("Scrub through real time: the state after each event")
@@ -247,20 +247,20 @@ class ObservedWindow(QMainWindow):
         tb.setObjectName("observed_timeline_bar")
         tb.setMovable(False)
         tb.addWidget(bar)
-        self.addToolBar(Qt.BottomToolBarArea, tb)
+        self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, tb)
 
     def _build_docks(self) -> None:
         self.events = EventModel(self)
         self.table = QTableView()
         self.table.setObjectName("observed_events")
         self.table.setModel(self.events)
-        self.table.setSelectionBehavior(QTableView.SelectRows)
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.clicked.connect(self._on_event_clicked)
         for c, wdt in enumerate((70, 90, 45, 190)):
             self.table.setColumnWidth(c, wdt)
-        log_dock = self._dock("Event log", self.table, Qt.BottomDockWidgetArea)
+        log_dock = self._dock("Event log", self.table, Qt.DockWidgetArea.BottomDockWidgetArea)
         rates = QWidget()
         col = QVBoxLayout(rates)
         col.setContentsMargins(2, 2, 2, 2)
@@ -275,18 +275,18 @@ class ObservedWindow(QMainWindow):
         self.phase_label.setWordWrap(True)
         col.addWidget(self.plot, 1)
         col.addWidget(self.phase_label)
-        rates_dock = self._dock("Rates", rates, Qt.BottomDockWidgetArea)
-        self.splitDockWidget(log_dock, rates_dock, Qt.Horizontal)
-        self.resizeDocks([log_dock, rates_dock], [900, 500], Qt.Horizontal)
-        self.resizeDocks([log_dock], [300], Qt.Vertical)
+        rates_dock = self._dock("Rates", rates, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(log_dock, rates_dock, Qt.Orientation.Horizontal)
+        self.resizeDocks([log_dock, rates_dock], [900, 500], Qt.Orientation.Horizontal)
+        self.resizeDocks([log_dock], [300], Qt.Orientation.Vertical)
         self.inspector = QTextEdit()
         self.inspector.setReadOnly(True)
         self.inspector.setObjectName("observed_inspector")
-        self._dock("Inspector", self.inspector, Qt.RightDockWidgetArea)
+        self._dock("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
         self.counters = QLabel("")
         self.counters.setObjectName("observed_counters")
-        self.counters.setAlignment(Qt.AlignTop | Qt.AlignLeft)
-        self._dock("Counters", self.counters, Qt.RightDockWidgetArea)
+        self.counters.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self._dock("Counters", self.counters, Qt.DockWidgetArea.RightDockWidgetArea)
         legend = QWidget()
         grid = QGridLayout(legend)
         grid.setVerticalSpacing(1)
@@ -299,7 +299,7 @@ class ObservedWindow(QMainWindow):
             grid.addWidget(sw, r, 0)
             grid.addWidget(lab, r, 1)
         grid.setRowStretch(grid.rowCount(), 1)
-        self._dock("Legend", legend, Qt.RightDockWidgetArea)
+        self._dock("Legend", legend, Qt.DockWidgetArea.RightDockWidgetArea)
 
     def _dock(self, title: str, w: QWidget, area) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -479,7 +479,7 @@ class ImportDialog(QDialog):
         col.addWidget(self.bar)
         self.message = QLabel("")
         col.addWidget(self.message)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.rejected.connect(self.cancel)
         col.addWidget(self.buttons)
         self.thread = QThread()
@@ -510,7 +510,7 @@ class ImportDialog(QDialog):
             self.message.setStyleSheet("color: #b71c1c")
             self.bar.setRange(0, 1)
             self.bar.setValue(0)
-            self.buttons.setStandardButtons(QDialogButtonBox.Close)
+            self.buttons.setStandardButtons(QDialogButtonBox.StandardButton.Close)
             self.buttons.rejected.connect(self.reject)
 
     def closeEvent(self, ev) -> None:
@@ -545,7 +545,7 @@ def import_dialog(
     dlg = ImportDialog(paths, out, parent)
 
     def done(code: int) -> None:
-        if code == QDialog.Accepted:
+        if code == QDialog.DialogCode.Accepted:
             open_observed(out)
 
     dlg.finished.connect(done)

@@ -197,7 +197,7 @@ def _counters(tl: ObservedTimeline, st: dict, i: int) -> dict[str, Any]:
     priv = at["private"] == 1
     out["private gfns"] = int((at["end"][priv] - at["start"][priv]).sum())
     out["memslots"] = len(st["slots"]["base_gfn"])
-    from imemviz.io.trace.timeline import KIND_CODE
+    from imemviz.io.trace.events import KIND_CODE
 
     upto = tl.kind[: i + 1]
     out["faults so far"] = int((upto == KIND_CODE["fault"]).sum())

@@ -63,10 +63,10 @@ def install(w: MainWindow) -> Panes2:
         (folios, "Host folios"),
         (counters, "Counters"),
     ):
-        dock = w.add_pane(pane, title, Qt.BottomDockWidgetArea)
+        dock = w.add_pane(pane, title, Qt.DockWidgetArea.BottomDockWidgetArea)
         if log_dock is not None:
             w.tabifyDockWidget(log_dock, dock)
-    step_dock = w.add_pane(stepper, "Step through", Qt.RightDockWidgetArea)
+    step_dock = w.add_pane(stepper, "Step through", Qt.DockWidgetArea.RightDockWidgetArea)
     inspector_dock = w.docks.get("inspector")
     if inspector_dock is not None:
         # A tab behind the inspector (stacked, it would add its height to the window's

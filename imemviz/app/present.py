@@ -68,7 +68,7 @@ class Presenter:
         self.pane = ReplayPane(self.replay)
         # A small explicit minimum: a docked pane must not raise the window's minimum size.
         self.pane.setMinimumSize(120, 60)
-        self.dock = window.add_pane(self.pane, "Timeline", Qt.BottomDockWidgetArea)
+        self.dock = window.add_pane(self.pane, "Timeline", Qt.DockWidgetArea.BottomDockWidgetArea)
         log_dock = window.docks.get("log")
         if log_dock is not None:
             window.tabifyDockWidget(log_dock, self.dock)
@@ -250,13 +250,15 @@ class Presenter:
         ):
             # (splitDockWidget would only add a tab: the log is in a tab group.)
             w.removeDockWidget(self.dock)
-            w.addDockWidget(Qt.BottomDockWidgetArea, self.dock, Qt.Horizontal)
+            w.addDockWidget(
+                Qt.DockWidgetArea.BottomDockWidgetArea, self.dock, Qt.Orientation.Horizontal
+            )
             self.dock.show()
-            w.resizeDocks([self.dock], [int(w.width() * 0.5)], Qt.Horizontal)
+            w.resizeDocks([self.dock], [int(w.width() * 0.5)], Qt.Orientation.Horizontal)
             # Room for a few rows of the list under its title, buttons and slider.
             tall = min(230, int(w.height() * 0.22))
             if self.dock.height() < tall:
-                w.resizeDocks([self.dock], [tall], Qt.Vertical)
+                w.resizeDocks([self.dock], [tall], Qt.Orientation.Vertical)
         self.dock.show()
         self.dock.raise_()
 
@@ -312,7 +314,7 @@ class Presenter:
         dlg.setObjectName("export_progress")
         dlg.setWindowTitle("Export video")
         dlg.setMinimumDuration(0)
-        dlg.setWindowModality(Qt.WindowModal)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
 
         def progress(done: int, total: int) -> bool:
             dlg.setMaximum(max(total, 1))
@@ -346,7 +348,7 @@ class _CloseFilter(QObject):
         self.presenter = presenter
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
-        if obj is self.presenter.window and ev.type() == QEvent.Close:
+        if obj is self.presenter.window and ev.type() == QEvent.Type.Close:
             self.presenter.shutdown()
         return False
 
@@ -356,11 +358,11 @@ def _record_icon() -> QIcon:
     from PySide6.QtGui import QColor, QPixmap
 
     pm = QPixmap(QSize(32, 32))
-    pm.fill(Qt.transparent)
+    pm.fill(Qt.GlobalColor.transparent)
     p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.setBrush(QColor("#d32f2f"))
-    p.setPen(Qt.NoPen)
+    p.setPen(Qt.PenStyle.NoPen)
     p.drawEllipse(5, 5, 22, 22)
     p.end()
     return QIcon(pm)

@@ -30,7 +30,7 @@ class Presentation(QObject):
         self.window = window
         self.on = False
         self._saved: tuple | None = None
-        self._corner = Qt.BottomDockWidgetArea
+        self._corner = Qt.DockWidgetArea.BottomDockWidgetArea
         act = QAction("&Presentation mode", window)
         act.setObjectName("act_presentation")
         act.setCheckable(True)
@@ -80,10 +80,10 @@ class Presentation(QObject):
             if legend is not None:
                 # The right column takes the bottom-right corner: the Replay pane stays
                 # under the map only, and the column has the window's height.
-                self._corner = w.corner(Qt.BottomRightCorner)
-                w.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+                self._corner = w.corner(Qt.Corner.BottomRightCorner)
+                w.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
                 w.legend.set_groups_per_row(1)
-                w.addDockWidget(Qt.RightDockWidgetArea, legend)
+                w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, legend)
                 legend.show()
                 legend.raise_()
                 # The Replay pane keeps its controls; its op list would take the map's
@@ -96,7 +96,7 @@ class Presentation(QObject):
                     pane = w.presenter.pane
                     pane.layout().activate()
                     h = pane.layout().minimumSize().height() + replay.minimumSizeHint().height()
-                    w.resizeDocks([replay], [h], Qt.Vertical)
+                    w.resizeDocks([replay], [h], Qt.Orientation.Vertical)
             # The status line is for the action's outcome: the zoom figures step aside.
             w.zoom_label.hide()
             self._fit_legend()
@@ -112,7 +112,7 @@ class Presentation(QObject):
             w.presenter.pane.list.show()
             w.zoom_label.show()
             w.legend.setFont(QFont())
-            w.setCorner(Qt.BottomRightCorner, self._corner)
+            w.setCorner(Qt.Corner.BottomRightCorner, self._corner)
             if not was_full and w.isFullScreen():
                 w.showNormal()
             w.restoreState(state)

@@ -52,7 +52,7 @@ class RangeOverlay(QObject):
         pen = QPen(colour, 2.5)
         pen.setCosmetic(True)  # a single page stays visible at any zoom
         if dashed:
-            pen.setStyle(Qt.DashLine)
+            pen.setStyle(Qt.PenStyle.DashLine)
         self.item.setPen(pen)
         fill = QColor(colour)
         fill.setAlpha(fill_alpha)

@@ -134,7 +134,7 @@ class Recorder(QObject):
             dlg.setObjectName("caption_dialog")
             dlg.setWindowTitle("Add caption")
             dlg.setLabelText("Caption (a note op: shown over the map while the recording replays)")
-            dlg.setInputMode(QInputDialog.TextInput)
+            dlg.setInputMode(QInputDialog.InputMode.TextInput)
             dlg.resize(560, dlg.sizeHint().height())
             dlg.textValueSelected.connect(lambda t: self.add_caption(t) if t.strip() else None)
             self.window._show("caption", dlg)

@@ -72,7 +72,7 @@ class TimelineModel(QAbstractListModel):
             return 0
         return len(self.info) + 1
 
-    def data(self, index: _Index, role: int = Qt.DisplayRole) -> Any:
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         info = self.info
         if info is None or not index.isValid():
             return None
@@ -80,15 +80,15 @@ class TimelineModel(QAbstractListModel):
         future = k > self.c.position
         theme = plot_theme.current()
         if k == 0:
-            if role == Qt.DisplayRole:
+            if role == Qt.ItemDataRole.DisplayRole:
                 return "(start)"
-            if role == Qt.BackgroundRole and self.c.position == 0:
+            if role == Qt.ItemDataRole.BackgroundRole and self.c.position == 0:
                 return QBrush(HERE_BG[theme.dark])
             return None
         first, end = self._firsts[k - 1], self._firsts[k]
         op = info.ops[first] if first < len(info.ops) else None
         note = isinstance(op, Note) and end - first == 1
-        if role == Qt.DisplayRole:
+        if role == Qt.ItemDataRole.DisplayRole:
             if info.replay:
                 if note:
                     return f"#{first}  “{op.text}”"
@@ -96,22 +96,22 @@ class TimelineModel(QAbstractListModel):
             ops = f"#{first}" if end - first == 1 else f"#{first}–#{end - 1}"
             label = info.labels[k - 1] or (op.NAME if op is not None else "")
             return f"{ops}  {label[:1].upper() + label[1:]}"
-        if role == Qt.ToolTipRole:
+        if role == Qt.ItemDataRole.ToolTipRole:
             if op is None:
                 return None
             lines = [op_text(o) for o in info.ops[first : min(end, first + 8)]]
             more = end - first - len(lines)
             tip = "\n".join(lines) + (f"\n… {more} more" if more > 0 else "")
             return tip + ("\n(undone / not applied yet: click to go there)" if future else "")
-        if role == Qt.FontRole:
+        if role == Qt.ItemDataRole.FontRole:
             return self._bold if note else (self._italic if future else None)
-        if role == Qt.BackgroundRole and k == self.c.position:
+        if role == Qt.ItemDataRole.BackgroundRole and k == self.c.position:
             return QBrush(HERE_BG[theme.dark])
-        if role == Qt.BackgroundRole and note:
+        if role == Qt.ItemDataRole.BackgroundRole and note:
             return QBrush(QColor(theme.caption_row))
-        if role == Qt.ForegroundRole and future:
+        if role == Qt.ItemDataRole.ForegroundRole and future:
             return QBrush(FUTURE_FG)
-        if role == Qt.ForegroundRole and note:
+        if role == Qt.ItemDataRole.ForegroundRole and note:
             return QBrush(QColor(theme.caption_row_text))
         return None
 
@@ -136,7 +136,7 @@ class ReplayPane(QWidget):
         self.title = QLabel("")
         self.title.setObjectName("replay_title")
         # A long scene title is clipped rather than widening the dock.
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title.setStyleSheet("font-weight: bold")
 
         style = self.style()
@@ -183,7 +183,7 @@ class ReplayPane(QWidget):
         row.addStretch(1)
         lay.addWidget(self.title)  # its own line: scene titles are long
         lay.addLayout(row)
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("replay_slider")
         self.slider.setToolTip("Seek: the state after this many steps")
         self.slider.valueChanged.connect(self._on_slider)
@@ -198,10 +198,10 @@ class ReplayPane(QWidget):
         self.list.horizontalHeader().setStretchLastSection(True)
         vh = self.list.verticalHeader()
         vh.hide()
-        vh.setSectionResizeMode(QHeaderView.Fixed)
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(20)
         self.list.setShowGrid(False)
-        self.list.setSelectionMode(QAbstractItemView.NoSelection)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.list.setToolTip("Every step; captions in bold. Click one to go there")
         self.list.clicked.connect(self._on_item)
         self.list.activated.connect(self._on_item)

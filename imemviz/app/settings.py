@@ -72,7 +72,7 @@ def layout_qsettings() -> QSettings:
 
     path = config_dir() / LAYOUT_FILE
     fresh = not path.exists()
-    qs = QSettings(str(path), QSettings.IniFormat)
+    qs = QSettings(str(path), QSettings.Format.IniFormat)
     if fresh and not os.environ.get("IMEMVIZ_CONFIG_DIR"):
         old = QSettings(APP_NAME, APP_NAME)
         for key in old.allKeys():
@@ -315,23 +315,27 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
         p = QPalette()
         base, window_bg, text = QColor(30, 30, 30), QColor(45, 45, 45), QColor(220, 220, 220)
         for role, color in (
-            (QPalette.Window, window_bg),
-            (QPalette.WindowText, text),
-            (QPalette.Base, base),
-            (QPalette.AlternateBase, window_bg),
-            (QPalette.ToolTipBase, window_bg),
-            (QPalette.ToolTipText, text),
-            (QPalette.Text, text),
-            (QPalette.Button, window_bg),
-            (QPalette.ButtonText, text),
-            (QPalette.Highlight, QColor(42, 130, 218)),
-            (QPalette.HighlightedText, QColor(255, 255, 255)),
-            (QPalette.Link, QColor(100, 170, 255)),
-            (QPalette.PlaceholderText, QColor(140, 140, 140)),
+            (QPalette.ColorRole.Window, window_bg),
+            (QPalette.ColorRole.WindowText, text),
+            (QPalette.ColorRole.Base, base),
+            (QPalette.ColorRole.AlternateBase, window_bg),
+            (QPalette.ColorRole.ToolTipBase, window_bg),
+            (QPalette.ColorRole.ToolTipText, text),
+            (QPalette.ColorRole.Text, text),
+            (QPalette.ColorRole.Button, window_bg),
+            (QPalette.ColorRole.ButtonText, text),
+            (QPalette.ColorRole.Highlight, QColor(42, 130, 218)),
+            (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+            (QPalette.ColorRole.Link, QColor(100, 170, 255)),
+            (QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140)),
         ):
             p.setColor(role, color)
-        for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
-            p.setColor(QPalette.Disabled, role, QColor(120, 120, 120))
+        for role in (
+            QPalette.ColorRole.Text,
+            QPalette.ColorRole.ButtonText,
+            QPalette.ColorRole.WindowText,
+        ):
+            p.setColor(QPalette.ColorGroup.Disabled, role, QColor(120, 120, 120))
     else:
         p = app.style().standardPalette()
     app.setPalette(p)

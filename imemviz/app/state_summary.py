@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
 HELD_COLOUR = QColor(230, 140, 0)
-GFN_ROLE = Qt.UserRole + 1
+GFN_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class _Feed(QObject):
@@ -91,8 +91,8 @@ class SummaryPane(QWidget):
         self.summary: StateSummary | None = None
         self.text = QLabel("No VM loaded")
         self.text.setObjectName("summary_text")
-        self.text.setTextFormat(Qt.PlainText)
-        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.text.setWordWrap(True)
         self.violations = QListWidget()
         self.violations.setObjectName("summary_violations")
@@ -171,10 +171,10 @@ class Banner(QToolBar):
         self.setFloatable(False)
         self.label = QLabel("")
         self.label.setObjectName("banner")
-        self.label.setTextFormat(Qt.PlainText)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setContentsMargins(8, 4, 8, 4)
         # The whole width of the window, one line (the full text is in the tooltip).
-        self.label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.label.setMinimumWidth(100)
         self.addWidget(self.label)
         self.setVisible(False)
@@ -202,7 +202,7 @@ class StateSummary_:
 def install(w: MainWindow) -> StateSummary_:
     pane = SummaryPane(w)
     pane.setMinimumSize(120, 60)
-    dock = w.add_pane(pane, "State summary", Qt.RightDockWidgetArea)
+    dock = w.add_pane(pane, "State summary", Qt.DockWidgetArea.RightDockWidgetArea)
     # A tab next to the legend and the step panel (already tabbed: no tab bar added,
     # which would raise the window's minimum height).
     legend = w.docks.get("legend")
@@ -210,7 +210,7 @@ def install(w: MainWindow) -> StateSummary_:
         w.tabifyDockWidget(legend, dock)
         legend.raise_()
     banner = Banner(w)
-    w.addToolBar(Qt.TopToolBarArea, banner)
+    w.addToolBar(Qt.ToolBarArea.TopToolBarArea, banner)
     held = RangeOverlay(w.map, HELD_COLOUR, fill_alpha=90, dashed=True, markers=True)
     feed = _Feed(w.engine, w)
     pane.feed = feed

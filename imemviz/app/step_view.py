@@ -41,8 +41,8 @@ class StepView(QObject):
         self.label = QLabel(pane.view)
         self.label.setObjectName("step_view_label")
         self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.PlainText)
-        self.label.setAttribute(Qt.WA_TransparentForMouseEvents, True)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.label.setStyleSheet(
             "QLabel { color: white; background: rgba(40, 20, 60, 220);"
             " border-radius: 6px; padding: 6px 10px; font-weight: bold; }"
@@ -51,13 +51,13 @@ class StepView(QObject):
         pane.view.installEventFilter(self)
         pen_halo = QPen(QColor(255, 255, 255), 6.0)
         pen_halo.setCosmetic(True)
-        pen_dots = QPen(QColor(20, 20, 20), 3.0, Qt.DotLine)
+        pen_dots = QPen(QColor(20, 20, 20), 3.0, Qt.PenStyle.DotLine)
         pen_dots.setCosmetic(True)
         self.progress_items = []
         for pen, z in ((pen_halo, 24), (pen_dots, 25)):
             it = QGraphicsPathItem()
             it.setPen(pen)
-            it.setBrush(QBrush(Qt.NoBrush))
+            it.setBrush(QBrush(Qt.BrushStyle.NoBrush))
             it.setZValue(z)
             it.hide()
             pane.vb.addItem(it, ignoreBounds=True)
@@ -155,7 +155,7 @@ class StepView(QObject):
         self.label.raise_()
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
-        if ev.type() == QEvent.Resize and self.label.isVisible():
+        if ev.type() == QEvent.Type.Resize and self.label.isVisible():
             self._place()
         return False
 

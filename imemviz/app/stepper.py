@@ -61,7 +61,7 @@ class StepPanel(QWidget):
         self.text = QLabel("")
         self.text.setObjectName("stepper_text")
         self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.RichText)
+        self.text.setTextFormat(Qt.TextFormat.RichText)
         self.list = QListWidget()
         self.list.setObjectName("stepper_list")
         self.list.currentRowChanged.connect(self._on_list)
@@ -99,7 +99,7 @@ class StepPanel(QWidget):
         ):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self)
-                sc.setContext(Qt.WidgetWithChildrenShortcut)
+                sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
                 sc.activated.connect(fn)
         buttons = QHBoxLayout()
         for b in (self.prev_btn, self.next_btn, self.play_btn):

@@ -114,9 +114,14 @@ def _frame(window, size: tuple[int, int]) -> bytes:
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QImage
 
-    img = window.grab().toImage().convertToFormat(QImage.Format_RGB888)
+    img = window.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
     if (img.width(), img.height()) != size:
-        img = img.scaled(size[0], size[1], Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
+        img = img.scaled(
+            size[0],
+            size[1],
+            Qt.AspectRatioMode.IgnoreAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
     w, h, bpl = img.width(), img.height(), img.bytesPerLine()
     raw = bytes(img.constBits())
     if bpl == w * 3:
@@ -171,11 +176,11 @@ def export_video(
     try:
         app = _app(sys.argv[:1])
         tmpdir = tempfile.TemporaryDirectory(prefix="imemviz-export-")
-        settings = QSettings(os.path.join(tmpdir.name, "imemviz.ini"), QSettings.IniFormat)
+        settings = QSettings(os.path.join(tmpdir.name, "imemviz.ini"), QSettings.Format.IniFormat)
         engine = Engine()
         engine.start()
         window = MainWindow(engine, settings)
-        window.setAttribute(Qt.WA_DontShowOnScreen, True)
+        window.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
     except BaseException:
         target.discard()
         raise

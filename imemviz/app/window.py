@@ -61,9 +61,9 @@ class MainWindow(QMainWindow):
         self.inspector = InspectorPane(engine, self.selection)
         self.legend = LegendPane()
         self.log = LogPane(engine)
-        self.add_pane(self.inspector, "Inspector", Qt.RightDockWidgetArea)
-        self.add_pane(self.legend, "Legend", Qt.RightDockWidgetArea)
-        self.add_pane(self.log, "Log", Qt.BottomDockWidgetArea)
+        self.add_pane(self.inspector, "Inspector", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.add_pane(self.legend, "Legend", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.add_pane(self.log, "Log", Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.registry = ActionRegistry(self)
         self.registry.build_menus(self.menuBar())
@@ -77,7 +77,7 @@ class MainWindow(QMainWindow):
         self.value.setValue(0xAA)
         self.value.setToolTip("The byte guest and host writes store in the page")
         self.registry.build_toolbar(self.toolbar, {"write": self.value})
-        self.addToolBar(Qt.TopToolBarArea, self.toolbar)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
         self._build_status()
         # Part 2 panes: host folios, entries, event log, counters, step-through (panes2.py).
         from imemviz.app.panes2 import install as install_panes2
@@ -120,7 +120,9 @@ class MainWindow(QMainWindow):
         log_engine(self)
 
     # ------------------------------------------------------------------ panes
-    def add_pane(self, widget: QWidget, title: str, area=Qt.RightDockWidgetArea) -> QDockWidget:
+    def add_pane(
+        self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea
+    ) -> QDockWidget:
         """Dock a pane; its dock is named `dock_<widget objectName>` for the saved layout."""
         dock = QDockWidget(title, self)
         name = widget.objectName() or title.lower()
@@ -146,11 +148,11 @@ class MainWindow(QMainWindow):
         if not self._sized:
             # Dock sizes apply once the window has its size: default proportions.
             self._sized = True
-            self.resizeDocks([self.docks["inspector"]], [330], Qt.Horizontal)
+            self.resizeDocks([self.docks["inspector"]], [330], Qt.Orientation.Horizontal)
             self.resizeDocks(
-                [self.docks["inspector"], self.docks["legend"]], [430, 260], Qt.Vertical
+                [self.docks["inspector"], self.docks["legend"]], [430, 260], Qt.Orientation.Vertical
             )
-            self.resizeDocks([self.docks["log"]], [120], Qt.Vertical)
+            self.resizeDocks([self.docks["log"]], [120], Qt.Orientation.Vertical)
             self._default_state = self.saveState(LAYOUT_VERSION)
 
     def save_layout(self) -> None:
@@ -176,7 +178,7 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.message = QLabel("")
         self.message.setObjectName("status_message")
-        self.message.setTextFormat(Qt.PlainText)
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.message.setToolTip(
             "The last result; refused ops say which kernel rule refused them (full text in the log)"
         )
@@ -415,12 +417,12 @@ class MainWindow(QMainWindow):
 
     def about(self) -> None:
         box = QMessageBox(
-            QMessageBox.Information,
+            QMessageBox.Icon.Information,
             "About imemviz",
             f"imemviz {imemviz.__version__}\n\nA visualizer and simulator of KVM "
             "private memory: guest_memfd, memory attributes, the TDP MMU and "
             "TDX Secure EPT.",
-            QMessageBox.Ok,
+            QMessageBox.StandardButton.Ok,
             self,
         )
         box.setModal(False)

@@ -144,10 +144,12 @@ def backing_pfn(vm: VM, gfn: int) -> int | None:
     private = bool(d["attributes"] & PRIVATE)
     m = d["private_mapping"] if private else d["shared_mapping"]
     if m is not None:
-        return m["pfn"]
+        mapped: int = m["pfn"]
+        return mapped
     f = d["folio"]
     if f is not None and (private or d["shared_mapping"] is None):
-        return f["pfn"] + d["gmem"]["index"] - f["index"]
+        folio_pfn: int = f["pfn"] + d["gmem"]["index"] - f["index"]
+        return folio_pfn
     return None
 
 

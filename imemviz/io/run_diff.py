@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from imemviz.io.script import ScriptError, open_script, start_vm
 from imemviz.model.kernels import PROFILES
@@ -62,6 +63,7 @@ def run_script(path: str, kernel: str | None = None) -> tuple[VM, list[tuple[int
     source = os.fspath(path)
     with open_script(source) as reader:
         header = reader.header
+        assert header is not None  # open_script() without ops_only always reads one
         start = dict(header.start)
         if kernel is not None:
             if set(start) != {"vm"} or not isinstance(start["vm"], dict):
@@ -138,7 +140,7 @@ def format_results(changes: list[dict[str, Any]], kernels: tuple[str, str] | Non
 
 
 def load_pair(
-    a: str, b: str | None, kernels: str | None, usage
+    a: str, b: str | None, kernels: str | None, usage: Callable[[str], NoReturn]
 ) -> tuple[VM, VM, list[dict[str, Any]] | None, tuple[str, str] | None, str, str]:
     """What `imemviz diff` compares: (VM a, VM b, result changes or None, kernels, name a,
     name b).  State files load as before; scripts run.  `usage(msg)` reports a command-line
@@ -147,7 +149,7 @@ def load_pair(
 
     from imemviz.io.cmdline import CommandExit, load
 
-    def run(path: str, kernel: str | None):
+    def run(path: str, kernel: str | None) -> tuple[VM, list[tuple[int, str, Result]]]:
         try:
             return run_script(path, kernel)
         except ScriptError as e:

@@ -25,7 +25,7 @@ from imemviz.model.vm import VM
 
 # The C scanner behind json.loads, called directly for the common line that
 # starts with "{": json.loads' Python wrapper costs four times the parse.
-_scan_value = json.JSONDecoder().scan_once
+_scan_value = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, not in typeshed
 
 FORMAT = "imemviz-recording"
 VERSION = 1
@@ -320,6 +320,7 @@ def open_script(
 def read_header(path: str | os.PathLike[str]) -> Header:
     """Only the header of a script file."""
     with open_script(path) as reader:
+        assert reader.header is not None  # open_script() without ops_only always reads one
         return reader.header
 
 
@@ -332,6 +333,7 @@ def iter_ops(path: str | os.PathLike[str]) -> Iterator[ScriptOp]:
 def read_script(path: str | os.PathLike[str]) -> Script:
     """A whole script in memory: for small files (scenes, tests, the app's open)."""
     with open_script(path) as reader:
+        assert reader.header is not None  # open_script() without ops_only always reads one
         return Script(reader.source, reader.header, list(reader))
 
 
@@ -384,6 +386,7 @@ def _scene_vm(name: Any, source: str, line: int, depth: int) -> VM:
     try:
         with open_script(path) as reader:
             h = reader.header
+            assert h is not None  # open_script() without ops_only always reads one
             vm = _start_vm(h.start, reader.source, h.line, depth + 1)
             for _line, op, _t in reader:
                 vm.apply(op)

@@ -39,6 +39,7 @@ from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
 from imemviz.model.config import VMConfig
+from imemviz.model.events import Event
 from imemviz.model.ops import Op
 from imemviz.model.result import Result
 from imemviz.model.vm import VM
@@ -48,9 +49,9 @@ RECORDING_SUFFIXES = (".jsonl",)
 FORWARD_APPLY_OPS = 16  # a forward seek this short applies its ops rather than copy a checkpoint
 
 Progress = Callable[[int, int], None]
-OnOp = Callable[[int, Op, Result, list[tuple], float], None]
+OnOp = Callable[[int, Op, Result, list[Event], float], None]
 """Called after each op: (index in the session, op, result, its events, seconds it took)."""
-Annotate = Callable[[VM, int, Op, Result, list[tuple]], Any]
+Annotate = Callable[[VM, int, Op, Result, list[Event]], Any]
 """Computes what a front end keeps per op, right after it: (vm after, index, op, result,
 events) -> anything; stored in `Session.info` and kept through undo, redo and seeks."""
 
@@ -176,6 +177,7 @@ class Session:
             # complete line (as `imemviz run --salvage` replays it), with a warning.
             with open_script(p, salvage=True) as reader:
                 h = reader.header
+                assert h is not None  # open_script() without ops_only always reads one
                 vm = start_vm(h.start, reader.source, h.line)
                 ops = [op for _line, op, _t in reader]
                 warning = reader.salvaged
@@ -307,7 +309,7 @@ class Session:
     def future(self, max_groups: int | None = None) -> list[UndoneGroup]:
         """The undone groups in timeline order (the next one to redo first); at most
         `max_groups` of them."""
-        out = []
+        out: list[UndoneGroup] = []
         end = len(self._f_ops)
         for k in range(len(self._f_groups) - 1, -1, -1):
             if max_groups is not None and len(out) >= max_groups:

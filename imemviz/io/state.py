@@ -204,7 +204,7 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
     f.seek(-len(head), os.SEEK_CUR)
     try:
         if head[:2] == _GZIP_MAGIC:
-            reader: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb")
+            reader: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=f, mode="rb")
         elif head == _ZSTD_MAGIC:
             frame = f.read(18)
             f.seek(-len(frame), os.SEEK_CUR)

@@ -15,6 +15,7 @@ passes, not a Python loop per leaf.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ def coalesce(
     return starts, np.add.reduceat(counts, starts)
 
 
-def _merge(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+def _merge(parts: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     """Concatenate per-level/order columns and order them by start (stable)."""
     parts = [p for p in parts if len(p[0])]
     if not parts:
@@ -220,8 +221,8 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
     cols = _merge(parts)
     rows = []
     if cols:
-        poison = [bool(h) for h in cols[4].tolist()] if cols[4].any() else None
-        rows = _rows(cols, (0, 2), 3, poison, False)
+        poisoned = [bool(h) for h in cols[4].tolist()] if cols[4].any() else None
+        rows = _rows(cols, (0, 2), 3, poisoned, False)
     out = {
         "fd": f.fd,
         "ino": inode.ino,
@@ -241,8 +242,9 @@ _LEVEL_NAME = np.array([None, *(LEVEL_NAMES[lv] for lv in LEVELS)], dtype=object
 _STATE_NAME = np.array([STATE_NAMES[s] for s in sorted(STATE_NAMES)], dtype=object)
 
 
-def _named_levels(parts: list[tuple[np.ndarray, ...]]) -> list[list[Any]]:
-    cols = _merge(parts)
+def _named_levels(parts: Sequence[tuple[np.ndarray, ...]]) -> list[Any]:
+    """_merge's columns with the level column (1) as names: columns for _rows."""
+    cols: list[Any] = _merge(parts)
     if cols:
         cols[1] = _LEVEL_NAME[cols[1]].tolist()
     return cols

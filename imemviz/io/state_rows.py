@@ -72,12 +72,13 @@ class Rows(NamedTuple):
     code: np.ndarray
     span: np.ndarray
     pfn: np.ndarray
-    count: np.ndarray
+    count: np.ndarray  # type: ignore[assignment]  # shadows tuple.count; nothing calls that
     extra: np.ndarray
 
     @property
     def end(self) -> np.ndarray:
-        return self.start + self.count * self.span
+        end: np.ndarray = self.start + self.count * self.span
+        return end
 
 
 class _Slow(Exception):

@@ -11,6 +11,7 @@ from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
     from imemviz.model.memslots import Memslot
+    from imemviz.model.ops import SetMemoryAttributes
     from imemviz.model.vm import VM
 
 KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
@@ -21,7 +22,7 @@ def supported_attributes(vm: VM) -> int:
     return KVM_MEMORY_ATTRIBUTE_PRIVATE if vm.has_private_mem else 0
 
 
-def set_memory_attributes(vm: VM, op) -> Result:
+def set_memory_attributes(vm: VM, op: SetMemoryAttributes) -> Result:
     if vm.dead:
         return Result.fail("EIO")
     if not vm.kernel["guest_memfd"]:

@@ -19,12 +19,16 @@ user action.  Qt-free: the app's marks, status bar and log read it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
+from imemviz.model.events import Event
 from imemviz.model.raster import changed_ranges
+
+if TYPE_CHECKING:
+    from imemviz.model.vm import VM
 
 MAX_RANGES = 256
 # Events that only widen an invalidation (the leaves it zaps and the pages it frees come
@@ -127,14 +131,18 @@ def coarsen(ranges: Iterable[Range], cap: int = MAX_RANGES) -> tuple[Range, ...]
     return tuple(zip(a[starts, 0].tolist(), a[ends, 1].tolist(), strict=True))
 
 
-def _coarsen_files(files: Iterable[tuple[int, int, int]], cap: int) -> tuple:
+def _coarsen_files(
+    files: Iterable[tuple[int, int, int]], cap: int
+) -> tuple[tuple[int, int, int], ...]:
     by_fd: dict[int, list[Range]] = {}
     for fd, s, e in files:
         by_fd.setdefault(fd, []).append((s, e))
     return tuple((fd, s, e) for fd in sorted(by_fd) for s, e in coarsen(by_fd[fd], cap))
 
 
-def _coarsen_leaves(leaves: Iterable[tuple[int, int, int]], cap: int) -> tuple:
+def _coarsen_leaves(
+    leaves: Iterable[tuple[int, int, int]], cap: int
+) -> tuple[tuple[int, int, int], ...]:
     by_root: dict[int, list[Range]] = {}
     for root, s, e in leaves:
         by_root.setdefault(root, []).append((s, e))
@@ -165,7 +173,7 @@ def merge(changes: Sequence[Changes], cap: int = MAX_RANGES) -> Changes:
 
 
 # ------------------------------------------------------------------ one op
-def op_changes(vm: Any, op: Any, result: Any, events: Sequence[tuple]) -> Changes:
+def op_changes(vm: Any, op: Any, result: Any, events: Sequence[Event]) -> Changes:
     """What one op changed; `vm` is the state right after it (see the module docstring)."""
     gfn_ranges = changed_ranges(vm, [ev for ev in events if ev[1] not in _WIDEN_ONLY])
     everything = gfn_ranges is None
@@ -255,7 +263,7 @@ def _root_of(vm: Any, root: str, gfn: int, level: int) -> int:
     return 0 if vm.private.leaves[level].get(gfn) is not None else 1
 
 
-def _fallback_gfns(vm: Any, events: Sequence[tuple]) -> list[Range]:
+def _fallback_gfns(vm: Any, events: Sequence[Event]) -> list[Range]:
     """When changed_ranges cannot say (a memslot move, a zap of everything): every memslot
     an event names, else every memslot."""
     out = []
@@ -271,14 +279,14 @@ def _gfn_of_gpa(gpa: Any) -> int | None:
     return gpa >> 12 if isinstance(gpa, int) else None
 
 
-def _gfn_of_hva(vm: Any, hva: int) -> int | None:
+def _gfn_of_hva(vm: VM, hva: int) -> int | None:
     for s in vm.memslots.all():
         if s.npages and not s.as_id and s.userspace_addr <= hva < s.hva_end:
             return s.base_gfn + ((hva - s.userspace_addr) >> 12)
     return None
 
 
-def _severe(vm: Any, op: Any, result: Any, events: Sequence[tuple]) -> tuple[Severe, ...]:
+def _severe(vm: Any, op: Any, result: Any, events: Sequence[Event]) -> tuple[Severe, ...]:
     out: list[Severe] = []
     name = getattr(op, "NAME", "")
     gpa_gfn = _gfn_of_gpa(getattr(op, "gpa", None))
@@ -338,7 +346,7 @@ def _severe(vm: Any, op: Any, result: Any, events: Sequence[tuple]) -> tuple[Sev
     return tuple(out)
 
 
-def _poisoned_gfns(vm: Any, events: Sequence[tuple]) -> list[int]:
+def _poisoned_gfns(vm: Any, events: Sequence[Event]) -> list[int]:
     """Gfns backed by what a memory_failure poisoned (a guest_memfd folio or a VMM page)."""
     out = []
     for ev in events:

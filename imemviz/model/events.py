@@ -9,9 +9,13 @@ oldest events are dropped first and counted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, TypeAlias
 
 from imemviz.model.units import LEVEL_NAMES
+
+# One event: (op_index, name, *fields), the fields' types as EVENT_FIELDS names them (ints,
+# strings, None): heterogeneous by design, so typed as a plain tuple of anything.
+Event: TypeAlias = tuple[Any, ...]
 
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     # kvm / kvmmmu tracepoints
@@ -109,12 +113,12 @@ class EventLog:
 
     def __init__(self, maxlen: int = 200_000) -> None:
         self.maxlen = maxlen
-        self.log: deque[tuple] = deque(maxlen=maxlen)
-        self.current: list[tuple] = []
+        self.log: deque[Event] = deque(maxlen=maxlen)
+        self.current: list[Event] = []
         self.total = 0
         self.dropped = 0
 
-    def commit(self) -> list[tuple]:
+    def commit(self) -> list[Event]:
         """Move the current op's events into the log and return them.
 
         `current` becomes a new list: whoever caches its `append` must take it again.
@@ -132,7 +136,7 @@ class EventLog:
         return cur
 
 
-def event_dict(ev: tuple) -> dict[str, Any]:
+def event_dict(ev: Event) -> dict[str, Any]:
     names = EVENT_FIELDS[ev[1]]
     d: dict[str, Any] = {"op": ev[0], "name": ev[1]}
     d.update(zip(names, ev[2:], strict=True))
@@ -149,7 +153,7 @@ def _fmt(name: str, value: Any) -> str:
     return str(value)
 
 
-def format_event(ev: tuple) -> str:
+def format_event(ev: Event) -> str:
     """One readable line: `TDH.MEM.PAGE.AUG gfn 0x1234 level 4K pfn 0x8a00`."""
     names = EVENT_FIELDS[ev[1]]
     parts = [ev[1]]

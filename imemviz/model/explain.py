@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imemviz.model.events import Event
+
 # Results that carry a TDX module status (ret.tdx_status).
 TDX_STATUS = {
     "TDX_PAGE_ALREADY_ACCEPTED": "TDG.MEM.PAGE.ACCEPT found the page already accepted "
@@ -143,7 +145,7 @@ def explain(
     ok: bool,
     errno: str | None,
     ret: Mapping[str, Any] | None = None,
-    events: Iterable[tuple] = (),
+    events: Iterable[Event] = (),
 ) -> str:
     """The rule behind a result, or a note on a notable success, or "".
 

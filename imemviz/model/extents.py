@@ -10,22 +10,25 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterator
+from typing import Generic, TypeVar
+
+H = TypeVar("H", bound=Hashable)  # the run values (attributes: int)
 
 
-class ExtentMap:
+class ExtentMap(Generic[H]):
     """A total map [0, limit) -> value, stored as coalesced runs."""
 
     __slots__ = ("_starts", "_vals", "limit")
 
-    def __init__(self, default: Hashable, limit: int) -> None:
+    def __init__(self, default: H, limit: int) -> None:
         self._starts: list[int] = [0]
-        self._vals: list[Hashable] = [default]
+        self._vals: list[H] = [default]
         self.limit = limit
 
     def __len__(self) -> int:
         return len(self._starts)
 
-    def get(self, x: int) -> Hashable:
+    def get(self, x: int) -> H:
         return self._vals[bisect_right(self._starts, x) - 1]
 
     def is_uniform(self, start: int, end: int) -> bool:
@@ -33,11 +36,11 @@ class ExtentMap:
         i = bisect_right(self._starts, start) - 1
         return i + 1 >= len(self._starts) or self._starts[i + 1] >= end
 
-    def all_equal(self, start: int, end: int, value: Hashable) -> bool:
+    def all_equal(self, start: int, end: int, value: H) -> bool:
         i = bisect_right(self._starts, start) - 1
         return self._vals[i] == value and (i + 1 >= len(self._starts) or self._starts[i + 1] >= end)
 
-    def iter_range(self, start: int, end: int) -> Iterator[tuple[int, int, Hashable]]:
+    def iter_range(self, start: int, end: int) -> Iterator[tuple[int, int, H]]:
         """Runs clipped to [start, end), in order."""
         starts, vals = self._starts, self._vals
         i = bisect_right(starts, start) - 1
@@ -47,17 +50,17 @@ class ExtentMap:
             yield max(starts[i], start), min(run_end, end), vals[i]
             i += 1
 
-    def runs_in(self, start: int, end: int) -> tuple[list[int], list[Hashable]]:
+    def runs_in(self, start: int, end: int) -> tuple[list[int], list[H]]:
         """Starts and values of the runs meeting [start, end), as two lists; the first
         start may lie before `start` (the run that contains it)."""
         i0 = bisect_right(self._starts, start) - 1
         i1 = bisect_left(self._starts, end)
         return self._starts[i0:i1], self._vals[i0:i1]
 
-    def items(self) -> Iterator[tuple[int, int, Hashable]]:
+    def items(self) -> Iterator[tuple[int, int, H]]:
         return self.iter_range(0, self.limit)
 
-    def set_range(self, start: int, end: int, value: Hashable) -> None:
+    def set_range(self, start: int, end: int, value: H) -> None:
         """Assign `value` to [start, end), coalescing with equal neighbours."""
         if start >= end:
             return
@@ -66,7 +69,7 @@ class ExtentMap:
         j = bisect_right(starts, end) - 1  # run containing end (end may be its start)
         tail_val = vals[j]
         new_starts: list[int] = []
-        new_vals: list[Hashable] = []
+        new_vals: list[H] = []
         if starts[i] < start:
             if vals[i] != value:
                 new_starts.append(start)

@@ -8,7 +8,7 @@ gmem or hva pfn, then the retry checks and the max-level rule under mmu_lock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -21,6 +21,7 @@ from imemviz.model.units import LEVEL_1G, LEVEL_4K, LEVEL_NAMES, level_for_order
 from imemviz.model.zap import demote, ensure_tables, install
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import GuestAccept, GuestAccess, VcpuResume
     from imemviz.model.vm import VM
 
 PFERR_WRITE = 1 << 1
@@ -91,7 +92,7 @@ def _vcpu_check(vm: VM, vcpu: int) -> Result | None:
 
 
 # -- ops ------------------------------------------------------------------------------------
-def guest_access(vm: VM, op) -> Result:
+def guest_access(vm: VM, op: GuestAccess) -> Result:
     refused = _vcpu_check(vm, op.vcpu)
     if refused:
         return refused
@@ -106,7 +107,7 @@ def guest_access(vm: VM, op) -> Result:
     return _run(vm, acc, hold=op.hold)
 
 
-def vcpu_resume(vm: VM, op) -> Result:
+def vcpu_resume(vm: VM, op: VcpuResume) -> Result:
     if vm.dead:
         vm.in_flight.pop(op.vcpu, None)
         return Result.fail("EIO", vm_dead=True)
@@ -116,7 +117,7 @@ def vcpu_resume(vm: VM, op) -> Result:
     return _run(vm, held.access, hold=False, held=held)
 
 
-def guest_accept(vm: VM, op) -> Result:
+def guest_accept(vm: VM, op: GuestAccept) -> Result:
     if not vm.is_tdx:
         return Result.fail("EINVAL", tdx_status="TDX_NOT_A_TD")
     refused = _vcpu_check(vm, 0)
@@ -173,6 +174,7 @@ MAX_RETRIES = 8
 
 def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -> Result:
     retries = 0
+    pf: PendingFault | Result
     while True:
         if held is not None:
             pf, held = held, None
@@ -221,7 +223,7 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
         # tdx_handle_ept_violation(): "Guest access before accepting" -> kvm_vm_dead().
         vm.kill(f"guest access before accepting gpa {acc.gfn << 12:#x} on vCPU {acc.vcpu}")
         vm.emit("kvm_userspace_exit", acc.vcpu, "error", "EIO")
-        ret = {"vm_dead": True}
+        ret: dict[str, Any] = {"vm_dead": True}
         if acc.retried:
             ret["retried"] = True
         return Result(False, "EIO", ret)
@@ -232,6 +234,7 @@ def _complete(vm: VM, acc: Access, table: LeafTable, leaf: Leaf) -> Result:
             if slot is not None and slot.flags & KVM_MEM_READONLY:
                 # The leaf of a READONLY slot is not writable: the write faults, is emulated.
                 return _mmio_exit(vm, acc, acc.gfn)
+        assert acc.value is not None  # ops.py: value is required with write
         vm.host.write(pfn, acc.value)
         value = acc.value
     else:
@@ -271,7 +274,7 @@ def _mmio_exit(vm: VM, acc: Access, gfn: int) -> Result:
         return Result.fail("ENOENT")  # kvm_tdp_page_prefault(): RET_PF_EMULATE -> -ENOENT
     vm.emit("kvm_mmio", acc.vcpu, gpa)
     vm.emit("kvm_userspace_exit", acc.vcpu, "KVM_EXIT_MMIO", "")
-    ret: dict = {"exit": {"reason": "KVM_EXIT_MMIO", "gpa": gpa}}
+    ret: dict[str, Any] = {"exit": {"reason": "KVM_EXIT_MMIO", "gpa": gpa}}
     if acc.retried:
         ret["retried"] = True
     return Result(True, None, ret)

@@ -25,6 +25,7 @@ from imemviz.model.result import Result
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import Close, CreateGuestMemfd, Fallocate, MemoryFailure
     from imemviz.model.vm import VM
 
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -65,7 +66,7 @@ def lowest_free_fd(vm: VM) -> int:
     return fd
 
 
-def create_guest_memfd(vm: VM, op) -> Result:
+def create_guest_memfd(vm: VM, op: CreateGuestMemfd) -> Result:
     if vm.dead:
         return Result.fail("EIO")
     if not vm.kernel["guest_memfd"]:
@@ -238,7 +239,7 @@ def gmem_invalidate(
 
 
 # -- fallocate ------------------------------------------------------------------------------
-def fallocate(vm: VM, op) -> Result:
+def fallocate(vm: VM, op: Fallocate) -> Result:
     fd, mode, offset, length = op.fd, op.mode, op.offset, op.len
     file = vm.files.get(fd) if fd >= 0 else None  # below 0: files no descriptor refers to
     if file is None and (fd not in STD_FDS or fd in vm.closed_std_fds):
@@ -331,7 +332,7 @@ def _allocate(vm: VM, file: GmemFile, start: int, end: int) -> Result:
 
 
 # -- close ----------------------------------------------------------------------------------
-def close(vm: VM, op) -> Result:
+def close(vm: VM, op: Close) -> Result:
     fd = op.fd
     file = vm.files.get(fd) if fd >= 0 else None
     if file is None:
@@ -371,7 +372,7 @@ def find_gmem_folio(vm: VM, pfn: int) -> tuple[GmemFile, Folio] | None:
     return None
 
 
-def memory_failure(vm: VM, op) -> Result:
+def memory_failure(vm: VM, op: MemoryFailure) -> Result:
     from imemviz.model import host_ops
 
     pfn = op.pfn

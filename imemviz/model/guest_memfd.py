@@ -30,7 +30,8 @@ FILE_KINDS = (GUEST_MEMFD, INACCESSIBLE, MEMFD)
 
 
 class Folio(NamedTuple):
-    index: int  # head index in the file
+    # `index` and `count` (Segment) shadow tuple's methods of those names; nothing calls those.
+    index: int  # type: ignore[assignment]  # head index in the file
     order: int
     pfn: int  # head pfn
     hwpoison: bool = False
@@ -44,11 +45,11 @@ class Segment(NamedTuple):
     """`count` folios of one order at index, index + 2**order, ... with pfns pfn, pfn +
     2**order, ... (a run that one fallocate allocated, or a single folio: count 1)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (see Folio)
     order: int
     pfn: int
     hwpoison: bool
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count
 
     @property
     def end(self) -> int:
@@ -66,7 +67,7 @@ class RunIndex:
 
     def __init__(self) -> None:
         self._d: dict[int, tuple[int, int, bool]] = {}  # start -> (count, pfn, hwpoison)
-        self._keys: SortedList = SortedList()
+        self._keys: SortedList[int] = SortedList()
         self.folios = 0  # folios in all runs
 
     def __len__(self) -> int:
@@ -256,7 +257,7 @@ class GmemInode:
 
     def folios_in(self, start: int, end: int) -> list[Folio]:
         """Every folio overlapping [start, end), by index (runs expanded: small ranges)."""
-        out = []
+        out: list[Folio] = []
         for seg in self.segments_in(start, end):
             n = 1 << seg.order
             k0 = max(0, (start - seg.index) >> seg.order)

@@ -187,6 +187,7 @@ class BuddyAllocator:
                 runs.append((pfn, n))
             self.free_pages -= n << order
 
+        pfn: int | None
         while left:
             if order == MAX_ORDER:
                 if not self._top:

@@ -10,6 +10,8 @@ view of guest_memfd")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from imemviz.model.result import Result
@@ -17,6 +19,8 @@ from imemviz.model.units import LEVEL_4K
 from imemviz.model.zap import FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
+    from imemviz.model.memslots import Memslot
+    from imemviz.model.ops import HostAccess, Madvise
     from imemviz.model.vm import VM
 
 U64 = 1 << 64
@@ -89,7 +93,7 @@ def faultin_hva(vm: VM, hva: int, write: bool) -> tuple[str | None, int, int]:
     return None, pfn + (hvpn - head), level
 
 
-def host_access(vm: VM, op) -> Result:
+def host_access(vm: VM, op: HostAccess) -> Result:
     hva = op.hva
     if not vm.memslots.hva_in_any(hva):
         return Result.fail("EFAULT")
@@ -107,12 +111,13 @@ def host_access(vm: VM, op) -> Result:
             return Result.fail(err)
     vm.emit("handle_mm_fault", hva, pfn, int(op.write))
     if op.write:
+        assert op.value is not None  # ops.py: value is required with write
         vm.host.write(pfn, op.value)
         return Result.success(value=op.value)
     return Result.success(value=vm.host.read(pfn))
 
 
-def _gmem_mmap_slot(vm: VM, hva: int):
+def _gmem_mmap_slot(vm: VM, hva: int) -> Memslot | None:
     """The gmem-only slot (guest_memfd with MMAP) whose userspace range holds `hva`: there
     the range is the VMM's mmap of the guest_memfd."""
     for s in vm.memslots.by_id.values():
@@ -121,7 +126,7 @@ def _gmem_mmap_slot(vm: VM, hva: int):
     return None
 
 
-def gmem_user_fault(vm: VM, slot, hva: int) -> tuple[str | None, int]:
+def gmem_user_fault(vm: VM, slot: Memslot, hva: int) -> tuple[str | None, int]:
     """kvm_gmem_fault_user_mapping(): the guest_memfd's own page, or SIGBUS."""
     from imemviz.model.gmem_ops import alloc_folio
     from imemviz.model.guest_memfd import GUEST_MEMFD_FLAG_INIT_SHARED
@@ -158,7 +163,7 @@ def _mapped_intervals(vm: VM) -> list[tuple[int, int]]:
     return out
 
 
-def madvise(vm: VM, op) -> Result:
+def madvise(vm: VM, op: Madvise) -> Result:
     start, length = op.hva, op.len
     if start & 0xFFF:
         return Result.fail("EINVAL")
@@ -202,10 +207,12 @@ def _dontneed(vm: VM, lo: int, hi: int) -> None:
     hva_invalidate(vm, lo, hi, lambda: _free_host_pages(vm, lo >> 12, hi >> 12))
 
 
-def hva_invalidate(vm: VM, lo: int, hi: int, during) -> None:
+def hva_invalidate(vm: VM, lo: int, hi: int, during: Callable[[], None]) -> None:
     """kvm_mmu_notifier_invalidate_range_start/end: shared leaves of every overlapping slot."""
-    pieces = []
-    other_as = []  # kvm_handle_hva_range() walks every address space; the model keeps
+    pieces: list[tuple[int, int]] = []
+    other_as: list[
+        tuple[int, int]
+    ] = []  # kvm_handle_hva_range() walks every address space; the model keeps
     # leaves for address space 0 only, so the others only widen the in-progress range.
     for s in vm.memslots.all():
         a, b = max(lo, s.userspace_addr), min(hi, s.hva_end)
@@ -250,12 +257,13 @@ def poison_shared_page(vm: VM, pfn: int) -> bool:
                 hvpn = head + (pfn - p)
                 vm.poisoned_hva.add(hvpn)
                 lo, hi = head << 12, (head + n) << 12
-                hva_invalidate(vm, lo, hi, lambda h=head, lv=level: _drop(vm, lv, h))
+                hva_invalidate(vm, lo, hi, partial(_drop, vm, level, head))
                 return True
     return False
 
 
 def _drop(vm: VM, level: int, head: int) -> None:
     pfn = vm.hva_pages[level].pop(head)
+    assert pfn is not None  # poison_shared_page() found it there
     vm.host.release(pfn, 9 * (level - 1))
     vm.emit("mm_page_free", pfn, 9 * (level - 1), head << 12)

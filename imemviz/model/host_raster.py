@@ -15,14 +15,20 @@ memory), so a single 4K folio stays visible in a 64 GiB pfn space.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
+from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
+    from imemviz.model.guest_memfd import GmemInode
     from imemviz.model.vm import VM
+
+# One source of runs for _space: seven equally long int64 columns (see _part).
+Part = tuple[np.ndarray, ...]
 
 
 class HostCode(IntEnum):
@@ -107,7 +113,7 @@ class Space:
         return int(self.codes[i]) if i >= 0 else self.base
 
 
-def _space(limit: int, base: int, parts: list[tuple], poison) -> Space:
+def _space(limit: int, base: int, parts: list[Part], poison: Iterable[int]) -> Space:
     cols = [np.concatenate([np.asarray(p[k], np.int64) for p in parts]) for k in range(7)]
     s, e, c, fd, idx, pfn, unit = cols
     order = np.argsort(s, kind="stable")
@@ -125,7 +131,16 @@ def _space(limit: int, base: int, parts: list[tuple], poison) -> Space:
     )
 
 
-def _part(starts, sizes, code, fd=None, index=None, pfn=None, unit=None) -> tuple:
+def _part(
+    starts: ArrayLike,
+    sizes: ArrayLike,
+    code: ArrayLike,
+    fd: int | None = None,
+    index: ArrayLike | None = None,
+    pfn: ArrayLike | None = None,
+    unit: ArrayLike | None = None,
+) -> Part:
+    """One source of runs as columns (start, end, code, fd, index, pfn, unit); -1: none."""
     s = np.asarray(starts, np.int64)
     e = s + np.asarray(sizes, np.int64)
     c = np.broadcast_to(np.asarray(code, np.int64), s.shape)
@@ -141,7 +156,7 @@ def _part(starts, sizes, code, fd=None, index=None, pfn=None, unit=None) -> tupl
     )
 
 
-def _folio_arrays(inode, order: int) -> tuple[np.ndarray, ...]:
+def _folio_arrays(inode: GmemInode, order: int) -> tuple[np.ndarray, ...]:
     """(head indexes, head pfns, hwpoison flags, sizes in pages) of one order's folios; a
     run of folios is one entry."""
     keys, pfn, hw, count = inode.columns(order)
@@ -179,8 +194,8 @@ def pfn_space(vm: VM) -> Space:
     parts.append(_part(tables, 1, HostCode.SEPT))
     for fd, f in vm.files.items():
         for order in (0, 9, 18):
-            idx, pfn, _, size = _folio_arrays(f.inode, order)
-            parts.append(_part(pfn, size, ORDER_CODE[order], fd, idx, pfn, 1 << order))
+            heads, pfn, _, size = _folio_arrays(f.inode, order)
+            parts.append(_part(pfn, size, ORDER_CODE[order], fd, heads, pfn, 1 << order))
     return _space(host.npages, HostCode.OTHER, parts, host.poisoned)
 
 

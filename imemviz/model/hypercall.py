@@ -19,6 +19,7 @@ from imemviz.model.fault import _vcpu_check
 from imemviz.model.result import Result
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import GuestMapGpaRange
     from imemviz.model.vm import VM
 
 KVM_HC_MAP_GPA_RANGE = 12
@@ -28,7 +29,7 @@ TDX_MAP_GPA_MAX_LEN = 2 << 20
 U64 = 1 << 64
 
 
-def guest_map_gpa_range(vm: VM, op) -> Result:
+def guest_map_gpa_range(vm: VM, op: GuestMapGpaRange) -> Result:
     refused = _vcpu_check(vm, op.vcpu)
     if refused:
         return refused

@@ -36,7 +36,7 @@ class Violation:
         return f"{self.code}: {self.message}" + (f" ({', '.join(where)})" if where else "")
 
 
-class _Capped(list):
+class _Capped(list[Violation]):
     """A list that keeps the first `limit` violations and counts them all."""
 
     def __init__(self, limit: int | None) -> None:

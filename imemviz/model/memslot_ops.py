@@ -17,6 +17,7 @@ from imemviz.model.result import Result
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, zap_all, zap_range
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import SetUserMemoryRegion, SetUserMemoryRegion2
     from imemviz.model.vm import VM
 
 KVM_USER_MEM_SLOTS = 32764  # x86: SHRT_MAX - KVM_INTERNAL_MEM_SLOTS
@@ -37,7 +38,7 @@ def max_gfn(vm: VM) -> int:
     return vm.config.shared_bit_gfn if vm.is_tdx else 1 << 40
 
 
-def set_user_memory_region(vm: VM, op) -> Result:
+def set_user_memory_region(vm: VM, op: SetUserMemoryRegion) -> Result:
     return _set_region(
         vm,
         op.slot,
@@ -51,7 +52,7 @@ def set_user_memory_region(vm: VM, op) -> Result:
     )
 
 
-def set_user_memory_region2(vm: VM, op) -> Result:
+def set_user_memory_region2(vm: VM, op: SetUserMemoryRegion2) -> Result:
     return _set_region(
         vm,
         op.slot,
@@ -193,7 +194,8 @@ def _bind(vm: VM, slot: Memslot, fd: int, offset: int) -> str | None:
         return "EINVAL"
     start = offset >> 12
     if file.bindings_in(start, start + slot.npages):
-        return vm.kernel["bind_overlap_errno"]
+        errno: str = vm.kernel["bind_overlap_errno"]
+        return errno
     file.bindings.append(Binding(start, slot.npages, slot.id))
     file.bindings.sort(key=lambda b: b.pgoff)
     slot.gmem_file = file

@@ -9,7 +9,7 @@ ignore the attribute filter (`zap_tables`).  A leaf is stored as
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imemviz.model.sparse import SparseIndex
 from imemviz.model.units import LEVEL_1G, LEVEL_2M, LEVEL_4K, LEVELS
@@ -61,7 +61,7 @@ class LeafTable:
         self._d2m = self.leaves[LEVEL_2M]._d
         self._d1g = self.leaves[LEVEL_1G]._d
 
-    def __deepcopy__(self, memo: dict) -> LeafTable:
+    def __deepcopy__(self, memo: dict[int, Any]) -> LeafTable:
         """The leaf indexes copied as a whole (SparseIndex.__deepcopy__), the lookup dicts
         pointing at the copies."""
         import copy
@@ -132,7 +132,7 @@ class LeafTable:
         return len(self.leaves[level])
 
     def all_leaves(self) -> list[Leaf]:
-        out = []
+        out: list[Leaf] = []
         for level in LEVELS:
             out.extend(Leaf(g, level, v >> 2, v & 3) for g, v in self.leaves[level].items())
         out.sort(key=lambda lf: lf.gfn)

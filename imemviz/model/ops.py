@@ -359,14 +359,13 @@ def _unsigned(top: int, what: str) -> Callable[[Any], int]:
     """A C unsigned field: 0..top, and -1 for all ones as C allows."""
 
     def conv(v: Any) -> int:
-        if type(v) is not int:
-            v = _to_int(v)
-        if 0 <= v <= top:
-            return v
-        if v == -1:
+        n: int = v if type(v) is int else _to_int(v)
+        if 0 <= n <= top:
+            return n
+        if n == -1:
             return top
         raise _Invalid(
-            f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {show_int(v)}"
+            f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {show_int(n)}"
         )
 
     return conv
@@ -374,11 +373,10 @@ def _unsigned(top: int, what: str) -> Callable[[Any], int]:
 
 def _ranged(lo: int, hi: int, what: str) -> Callable[[Any], int]:
     def conv(v: Any) -> int:
-        if type(v) is not int:
-            v = _to_int(v)
-        if lo <= v <= hi:
-            return v
-        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {show_int(v)}")
+        n: int = v if type(v) is int else _to_int(v)
+        if lo <= n <= hi:
+            return n
+        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {show_int(n)}")
 
     return conv
 

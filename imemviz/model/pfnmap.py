@@ -18,13 +18,14 @@ from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.result import Result
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import HostMmapPfnmap
     from imemviz.model.vm import VM
 
 MAX_BLOCK_ORDER = 9  # a TTM-style allocation: non-compound blocks of up to 2M
 U64 = 1 << 64
 
 
-def host_mmap_pfnmap(vm: VM, op) -> Result:
+def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:
     hva, size = op.hva, op.size
     # do_mmap(): len 0 -> EINVAL; PAGE_ALIGN(len) wrapping -> ENOMEM; then
     # __get_unmapped_area(): len > TASK_SIZE or addr > TASK_SIZE - len -> ENOMEM, and only

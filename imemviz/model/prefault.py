@@ -21,12 +21,13 @@ from imemviz.model.result import Result
 from imemviz.model.units import LEVEL_4K
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import PreFaultMemory
     from imemviz.model.vm import VM
 
 U64 = 1 << 64
 
 
-def pre_fault_memory(vm: VM, op) -> Result:
+def pre_fault_memory(vm: VM, op: PreFaultMemory) -> Result:
     gpa, size = op.gpa, op.size
     if vm.dead:
         return Result.fail("EIO", vm_dead=True)  # kvm_vcpu_ioctl(): vm_dead
@@ -41,7 +42,7 @@ def pre_fault_memory(vm: VM, op) -> Result:
         return Result.fail("EINVAL", **left)
     vm.emit("kvm_pre_fault_memory", op.vcpu, gpa, size)
     full = size
-    err = None
+    err: int | str | None = None
     while size:
         err = _step(vm, op.vcpu, gpa)
         if isinstance(err, str):
@@ -52,7 +53,7 @@ def pre_fault_memory(vm: VM, op) -> Result:
         done = min(size, (gpa & ~(n - 1)) + n - gpa)
         gpa += done
         size -= done
-    if err is not None and size == full:
+    if isinstance(err, str) and size == full:
         return Result.fail(err, gpa=gpa, size=size)
     return Result.success(gpa=gpa, size=size)
 

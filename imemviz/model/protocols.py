@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from imemviz.model.events import EVENT_FIELDS
+from imemviz.model.events import EVENT_FIELDS, Event
 
 # name -> (explanation, kernel function)
 EXPLAIN: dict[str, tuple[str, str]] = {
@@ -228,7 +228,7 @@ EVENT_NAMES: tuple[str, ...] = tuple(EVENT_FIELDS)
 NAME_ID: dict[str, int] = {n: i for i, n in enumerate(EVENT_NAMES)}
 
 
-def index_events(events: Sequence[tuple], base: int = 0) -> tuple[bytes, dict[int, int]]:
+def index_events(events: Sequence[Event], base: int = 0) -> tuple[bytes, dict[int, int]]:
     """One byte per event (its name's id in EVENT_NAMES, 255 unknown) and each op's first
     position (+ base): what the event log needs to filter and to find an op's events."""
     get = NAME_ID.get
@@ -258,7 +258,7 @@ def _pages(level: Any) -> int:
     return 1 << (9 * (level - 1)) if isinstance(level, int) and level >= 1 else 1
 
 
-def event_span(ev: tuple) -> Span:
+def event_span(ev: Event) -> Span:
     """The gfns, pfns and file pages one event names (addresses from its fields)."""
     name = ev[1]
     d = dict(zip(EVENT_FIELDS[name], ev[2:], strict=False))
@@ -382,7 +382,7 @@ def _period(names: Sequence[str], i: int, max_period: int) -> tuple[int, int]:
     return best
 
 
-def steps(events: Sequence[tuple], max_period: int = 6) -> list[Step]:
+def steps(events: Sequence[Event], max_period: int = 6) -> list[Step]:
     """An op's events as protocol steps: runs and repeated patterns grouped (see module doc)."""
     names = [ev[1] for ev in events]
     out: list[Step] = []
@@ -399,7 +399,7 @@ def steps(events: Sequence[tuple], max_period: int = 6) -> list[Step]:
     return out
 
 
-def protocol_name(events: Sequence[tuple]) -> str:
+def protocol_name(events: Sequence[Event]) -> str:
     """Which kernel protocol an op's events are: for the step panel's title."""
     names = {ev[1] for ev in events}
     if "kvm_vm_set_mem_attributes" in names:

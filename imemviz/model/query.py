@@ -10,10 +10,11 @@ from imemviz.model.result import Result
 from imemviz.model.units import LEVEL_1G, LEVEL_2M, LEVEL_NAMES, LEVELS
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import Inspect, Note, Stats
     from imemviz.model.vm import VM
 
 
-def note(vm: VM, op) -> Result:
+def note(vm: VM, op: Note) -> Result:
     vm.emit("note", op.text)
     return Result.success()
 
@@ -73,7 +74,7 @@ def inspect_gfn(vm: VM, gfn: int) -> dict[str, Any]:
     return out
 
 
-def inspect(vm: VM, op) -> Result:
+def inspect(vm: VM, op: Inspect) -> Result:
     gfn, _alias = decode_gpa(vm, op.gpa)
     return Result(True, None, inspect_gfn(vm, gfn))
 
@@ -103,5 +104,5 @@ def stats_dict(vm: VM) -> dict[str, Any]:
     }
 
 
-def stats(vm: VM, op) -> Result:
+def stats(vm: VM, op: Stats) -> Result:
     return Result(True, None, stats_dict(vm))

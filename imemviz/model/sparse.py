@@ -13,23 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 from sortedcontainers import SortedList
 
+K = TypeVar("K")
 V = TypeVar("V")
 
 _BULK = 4096  # pending keys beyond which a merge pre-sorts them with numpy
 _COPY_CHUNK = 1 << 16  # items copied per C call by a deep copy (a few ms of the GIL each)
 
 
-def copy_dict(d: dict) -> dict:
+def copy_dict(d: dict[K, V]) -> dict[K, V]:
     """A shallow copy of a dict of immutable values, a chunk at a time: the C copy of a
     million items would hold the GIL (and freeze the app's GUI) for tens of ms."""
     if len(d) <= _COPY_CHUNK:
         return d.copy()
-    out: dict = {}
+    out: dict[K, V] = {}
     items = iter(d.items())
     while chunk := list(islice(items, _COPY_CHUNK)):
         out.update(chunk)
@@ -41,7 +42,7 @@ class SparseIndex(Generic[V]):
 
     def __init__(self) -> None:
         self._d: dict[int, V] = {}
-        self._keys: SortedList = SortedList()
+        self._keys: SortedList[int] = SortedList()
         self._pending: list[int] = []
 
     def __len__(self) -> int:
@@ -64,7 +65,7 @@ class SparseIndex(Generic[V]):
     def __contains__(self, key: int) -> bool:
         return key in self._d
 
-    def _sorted(self) -> SortedList:
+    def _sorted(self) -> SortedList[int]:
         pending = self._pending
         if pending:
             if len(pending) > _BULK:
@@ -78,6 +79,10 @@ class SparseIndex(Generic[V]):
             pending.clear()
         return self._keys
 
+    @overload
+    def get(self, key: int) -> V | None: ...
+    @overload
+    def get(self, key: int, default: V) -> V: ...
     def get(self, key: int, default: V | None = None) -> V | None:
         return self._d.get(key, default)
 
@@ -87,6 +92,10 @@ class SparseIndex(Generic[V]):
             self._pending.append(key)
         d[key] = value
 
+    @overload
+    def pop(self, key: int) -> V | None: ...
+    @overload
+    def pop(self, key: int, default: V) -> V: ...
     def pop(self, key: int, default: V | None = None) -> V | None:
         d = self._d
         if key not in d:
@@ -189,17 +198,18 @@ class SparseIndex(Generic[V]):
         self._pending.clear()
 
 
-def _copy_sorted(keys: SortedList) -> SortedList:
+def _copy_sorted(keys: SortedList[int]) -> SortedList[int]:
     """A copy of a SortedList of ints: its sublists copied as they are (already sorted),
     one short C call each, instead of sorting every key again."""
-    new = SortedList()
+    new: SortedList[int] = SortedList()
     try:
-        new._lists = [sub[:] for sub in keys._lists]
-        new._maxes = list(keys._maxes)
-        new._len = keys._len
-        new._load = keys._load
-        new._index = []  # rebuilt by SortedList on the next positional access
-        new._offset = 0
+        # sortedcontainers' internals (not in its stubs), guarded by the except below
+        new._lists = [sub[:] for sub in keys._lists]  # type: ignore[attr-defined]
+        new._maxes = list(keys._maxes)  # type: ignore[attr-defined]
+        new._len = keys._len  # type: ignore[attr-defined]
+        new._load = keys._load  # type: ignore[attr-defined]
+        new._index = []  # type: ignore[attr-defined]  # rebuilt on the next positional access
+        new._offset = 0  # type: ignore[attr-defined]
     except AttributeError:  # another sortedcontainers layout: the public way
         new = SortedList(keys)
     return new

@@ -23,13 +23,17 @@ Qt-free; the app's engine thread serves "the map at step k of op N" from it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from imemviz.model.events import Event
 from imemviz.model.guest_memfd import Folio, Segment
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.protocols import Step, merge
+
+if TYPE_CHECKING:
+    from imemviz.model.vm import VM
 
 Range = tuple[int, int]
 
@@ -83,7 +87,7 @@ class StepReplayer:
         self,
         before: Any,
         after: Any,
-        events: Sequence[tuple],
+        events: Sequence[Event],
         steps: Sequence[Step],
         copy: Any,
     ) -> None:
@@ -99,7 +103,7 @@ class StepReplayer:
         self._depth = 0
         # KVM_SET_MEMORY_ATTRIBUTES stores the attributes inside its invalidation, just
         # before kvm_mmu_invalidate_end (the event comes first): held until then.
-        self._attrs: list[tuple] = []
+        self._attrs: list[Event] = []
         names = [ev[1] for ev in self.events]
         first_attr = (
             names.index("kvm_vm_set_mem_attributes")
@@ -130,7 +134,7 @@ class StepReplayer:
         return StepState(self._vm, k, merge(self._mmu + self._gmem), True)
 
     # ------------------------------------------------------------------ events
-    def _apply(self, ev: tuple) -> None:
+    def _apply(self, ev: Event) -> None:
         name, f = ev[1], ev[2:]
         if name in _INERT:
             return
@@ -157,7 +161,7 @@ class StepReplayer:
         else:
             raise Unsupported(name)
 
-    def _table(self, vm: Any, root: str, gfn: int, level: int, pfn: int) -> LeafTable:
+    def _table(self, vm: VM, root: str, gfn: int, level: int, pfn: int) -> LeafTable:
         """The table a `kvm_mmu_set_spte` of the direct root wrote (outside TDX the private
         and shared leaves share that root: the state after the op says which)."""
         if vm.is_tdx:
@@ -190,26 +194,26 @@ def _leaf(table: LeafTable, gfn: int, level: int) -> Leaf | None:
 
 
 # ------------------------------------------------------------------ handlers
-def _attributes(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _attributes(r: StepReplayer, vm: Any, f: Event) -> None:
     vm.attributes.set_range(f[0], f[1], f[2])
 
 
-def _attributes_event(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _attributes_event(r: StepReplayer, vm: Any, f: Event) -> None:
     if r._attrs_wait:
         r._attrs.append(f)  # stored at the invalidation's end, as attr_ops does
     else:
         _attributes(r, vm, f)
 
 
-def _aug(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _aug(r: StepReplayer, vm: Any, f: Event) -> None:
     vm.private.install(Leaf(f[0], f[1], f[2], PENDING))
 
 
-def _add(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _add(r: StepReplayer, vm: Any, f: Event) -> None:
     vm.private.install(Leaf(f[0], 1, f[1], MAPPED))
 
 
-def _accept(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _accept(r: StepReplayer, vm: Any, f: Event) -> None:
     gfn, level, status = f
     if status != "TDX_SUCCESS":
         return
@@ -219,18 +223,18 @@ def _accept(r: StepReplayer, vm: Any, f: tuple) -> None:
     vm.private.set_state(lf, MAPPED)
 
 
-def _block(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _block(r: StepReplayer, vm: Any, f: Event) -> None:
     lf = _leaf(vm.private, f[0], f[1])
     if lf is None:
         raise Unsupported("TDH.MEM.RANGE.BLOCK of a missing leaf")
     vm.private.set_state(lf, PENDING_BLOCKED if lf.state == PENDING else BLOCKED)
 
 
-def _remove(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _remove(r: StepReplayer, vm: Any, f: Event) -> None:
     vm.private.leaves[f[1]].pop(f[0])
 
 
-def _demote(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _demote(r: StepReplayer, vm: Any, f: Event) -> None:
     gfn, level, sept = f
     lf = _leaf(vm.private, gfn, level)
     if lf is None:
@@ -243,7 +247,7 @@ def _demote(r: StepReplayer, vm: Any, f: tuple) -> None:
     vm.private.tables[(level - 1, gfn >> (9 * (level - 1)))] = sept
 
 
-def _spte_changed(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _spte_changed(r: StepReplayer, vm: Any, f: Event) -> None:
     root, gfn, level, old, new = f
     if new != -1 or old == -1:
         return  # an install: the AUG / ADD / set_spte event that comes with it does it
@@ -257,12 +261,12 @@ def _spte_changed(r: StepReplayer, vm: Any, f: tuple) -> None:
             return
 
 
-def _set_spte(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _set_spte(r: StepReplayer, vm: Any, f: Event) -> None:
     root, gfn, pfn, level = f
     r._table(vm, root, gfn, level, pfn).install(Leaf(gfn, level, pfn, MAPPED))
 
 
-def _sept_add(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _sept_add(r: StepReplayer, vm: Any, f: Event) -> None:
     gfn, level, pfn = f
     vm.private.tables[(level - 1, gfn >> (9 * (level - 1)))] = pfn
 
@@ -274,12 +278,12 @@ def _inode(vm: Any, fd: int) -> Any:
     return file.inode
 
 
-def _folio_alloc(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _folio_alloc(r: StepReplayer, vm: Any, f: Event) -> None:
     fd, index, order, pfn = f
     _inode(vm, fd).add(Folio(index, order, pfn))
 
 
-def _folio_free(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _folio_free(r: StepReplayer, vm: Any, f: Event) -> None:
     fd, index, order, _pfn = f
     inode = _inode(vm, fd)
     folio = inode.folio_at(index)
@@ -294,13 +298,13 @@ def _folio_free(r: StepReplayer, vm: Any, f: tuple) -> None:
                 inode.add(Folio(i, 0, folio.pfn + k, folio.hwpoison))
 
 
-def _folios_alloc(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _folios_alloc(r: StepReplayer, vm: Any, f: Event) -> None:
     """`count` folios of one order in a row (one fallocate of a range): one run."""
     fd, index, order, pfn, count = f
     _inode(vm, fd).add_segment(Segment(index, order, pfn, False, count))
 
 
-def _folios_free(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _folios_free(r: StepReplayer, vm: Any, f: Event) -> None:
     """Pages [index, index + count << order) leave the page cache (a punch): whole folios
     of that order, or the inside of a huge folio split by a partial punch (its pages
     outside the range stay, as 4K folios)."""
@@ -330,7 +334,7 @@ def _folios_free(r: StepReplayer, vm: Any, f: tuple) -> None:
                 inode.add_segment(Segment(hi, 0, pfn, folio.hwpoison, folio.index + n - hi))
 
 
-def _error_folio(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _error_folio(r: StepReplayer, vm: Any, f: Event) -> None:
     fd, index, _order, _pfn = f
     inode = _inode(vm, fd)
     folio = inode.folio_at(index)
@@ -339,12 +343,12 @@ def _error_folio(r: StepReplayer, vm: Any, f: tuple) -> None:
     inode.set_hwpoison(folio)
 
 
-def _page_alloc(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _page_alloc(r: StepReplayer, vm: Any, f: Event) -> None:
     pfn, order, hva = f
     vm.hva_pages[order // 9 + 1].set(hva >> 12, pfn)
 
 
-def _page_free(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _page_free(r: StepReplayer, vm: Any, f: Event) -> None:
     _pfn, order, hva = f
     level = order // 9 + 1
     hvpn = hva >> 12
@@ -362,7 +366,7 @@ def _page_free(r: StepReplayer, vm: Any, f: tuple) -> None:
             return
 
 
-def _memory_failure(r: StepReplayer, vm: Any, f: tuple) -> None:
+def _memory_failure(r: StepReplayer, vm: Any, f: Event) -> None:
     pfn, kind, _result = f
     if kind != "dirty LRU page":
         return  # a guest_memfd folio (kvm_gmem_error_folio follows) or not guest memory

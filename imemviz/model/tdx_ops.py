@@ -12,12 +12,13 @@ from imemviz.model.units import LEVEL_4K
 from imemviz.model.zap import ensure_tables
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import TdxFinalizeVm, TdxInitMemRegion
     from imemviz.model.vm import VM
 
 TDX_EXTENDMR_CHUNKS = 4096 // 256  # TDH.MR.EXTEND measures 256 bytes per call
 
 
-def tdx_init_mem_region(vm: VM, op) -> Result:
+def tdx_init_mem_region(vm: VM, op: TdxInitMemRegion) -> Result:
     if not vm.is_tdx:
         return Result.fail("EINVAL")  # vt_vcpu_mem_enc_unlocked_ioctl(): not a TD vCPU
     if vm.dead:
@@ -65,7 +66,7 @@ def _populate_one(vm: VM, gfn: int, measure: bool, value: int) -> str | None:
     return None
 
 
-def tdx_finalize_vm(vm: VM, op) -> Result:
+def tdx_finalize_vm(vm: VM, op: TdxFinalizeVm) -> Result:
     if not vm.is_tdx:
         return Result.fail("ENOTTY")  # vt_mem_enc_ioctl(): not a TD
     if vm.dead:

@@ -15,6 +15,7 @@ frees, which KVM cannot bind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imemviz.model.guest_memfd import INACCESSIBLE, MEMFD, Folio, GmemFile, GmemInode
@@ -22,6 +23,7 @@ from imemviz.model.result import Result
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
+    from imemviz.model.ops import MemfdCreate, MemoryEncryptRegRegion, MemoryEncryptUnregRegion
     from imemviz.model.vm import VM
 
 MFD_CLOEXEC = 0x1
@@ -36,7 +38,7 @@ U64_MAX = (1 << 64) - 1
 
 
 # -- memfd_create ------------------------------------------------------------------------
-def memfd_create(vm: VM, op) -> Result:
+def memfd_create(vm: VM, op: MemfdCreate) -> Result:
     """memfd_create(2) and the ftruncate() that sizes the file."""
     flags = op.flags
     v8 = vm.kernel["memfd_inaccessible"]
@@ -148,7 +150,7 @@ def notifier_invalidate(vm: VM, file: GmemFile, start: int, end: int) -> None:
         zap_gfn_range(vm, start_gfn, end_gfn)
 
 
-def zap_gfn_range(vm: VM, start: int, end: int, during=None) -> None:
+def zap_gfn_range(vm: VM, start: int, end: int, during: Callable[[], None] | None = None) -> None:
     """kvm_zap_gfn_range(): one invalidation (begin, zap every leaf in range, end), whether
     or not a memslot is there."""
     from imemviz.model.vm import GFN_LIMIT
@@ -187,11 +189,11 @@ def _release(vm: VM, file: GmemFile) -> None:
 
 
 # -- KVM_MEMORY_ENCRYPT_(UN)REG_REGION -----------------------------------------------------
-def memory_encrypt_reg_region(vm: VM, op) -> Result:
+def memory_encrypt_reg_region(vm: VM, op: MemoryEncryptRegRegion) -> Result:
     return _set_mem_attr(vm, op.address, op.size, private=True)
 
 
-def memory_encrypt_unreg_region(vm: VM, op) -> Result:
+def memory_encrypt_unreg_region(vm: VM, op: MemoryEncryptUnregRegion) -> Result:
     return _set_mem_attr(vm, op.address, op.size, private=False)
 
 

@@ -21,7 +21,7 @@ from imemviz.model import (
 )
 from imemviz.model import ops as O
 from imemviz.model.config import VMConfig
-from imemviz.model.events import EventLog
+from imemviz.model.events import Event, EventLog
 from imemviz.model.extents import ExtentMap
 from imemviz.model.fault import PendingFault
 from imemviz.model.guest_memfd import GmemFile
@@ -69,7 +69,7 @@ class VM:
         self.poisoned_hva: set[int] = set()  # hva page numbers whose page was poisoned
         # Device memory the VMM mapped (host_mmap_pfnmap): hva page -> pfn << 1 | refcounted.
         self.pfnmap: SparseIndex[int] = SparseIndex()
-        self.last_events: list[tuple] = []
+        self.last_events: list[Event] = []
 
     # -- helpers shared by the op modules ------------------------------------------------
     def emit(self, name: str, *fields: Any) -> None:

@@ -8,9 +8,10 @@ every other VM has one direct root and the filter is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from imemviz.model.events import Event
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.units import LEVEL_2M, LEVEL_4K
 
@@ -108,10 +109,10 @@ def zap_all(vm: VM) -> int:
     return n
 
 
-def _remove_private(vm: VM, leaves: list[tuple[int, int, int, int]]) -> None:
+def _remove_private(vm: VM, leaves: Sequence[tuple[int, int, int, int]]) -> None:
     """tdx_sept_remove_private_spte(): BLOCK -> TRACK -> REMOVE -> WBINVD -> clear, per leaf."""
     runnable = vm.td_state == "RUNNABLE"
-    events: list[tuple] = []
+    events: list[Event] = []
     emit = events.append
     i = vm.op_index
     epoch = vm.tdx_epoch

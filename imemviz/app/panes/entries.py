@@ -61,7 +61,7 @@ class EntriesModel(QAbstractTableModel):
         self.levels: set[int] | None = None
         self.states: set[int] | None = None
         self.sort_column = 1
-        self.sort_order = Qt.AscendingOrder
+        self.sort_order = Qt.SortOrder.AscendingOrder
         self._orders: dict[int, np.ndarray] = {}
         self._pos: np.ndarray | None = None
 
@@ -124,7 +124,7 @@ class EntriesModel(QAbstractTableModel):
         o = self._order(self.sort_column)
         mask = self._mask()
         v = o if mask is None else o[mask[o]]
-        self.view = v[::-1] if self.sort_order == Qt.DescendingOrder else v
+        self.view = v[::-1] if self.sort_order == Qt.SortOrder.DescendingOrder else v
         self._pos = None  # row of each leaf, built on the first lookup
 
     # ------------------------------------------------------------ Qt model
@@ -134,13 +134,20 @@ class EntriesModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation, role=Qt.DisplayRole) -> Any:
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal and 0 <= section < len(COLUMNS):
+    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(COLUMNS)
+        ):
             return COLUMNS[section]
         return None
 
-    def data(self, index: _Index, role=Qt.DisplayRole) -> Any:
-        if not index.isValid() or role not in (Qt.DisplayRole, Qt.ToolTipRole):
+    def data(self, index: _Index, role=Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role not in (
+            Qt.ItemDataRole.DisplayRole,
+            Qt.ItemDataRole.ToolTipRole,
+        ):
             return None
         r, c = index.row(), index.column()
         if not 0 <= r < len(self.view):
@@ -164,7 +171,7 @@ class EntriesModel(QAbstractTableModel):
             return "none" if s < 0 else str(s)
         return None
 
-    def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         self.layoutAboutToBeChanged.emit()
         self.sort_column, self.sort_order = column, order
         self._rebuild()
@@ -248,12 +255,12 @@ class EntriesPane(QWidget):
         self.table.setObjectName("entries_table")
         self.table.setModel(self.model)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(1, Qt.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         vh = self.table.verticalHeader()
-        vh.setSectionResizeMode(QHeaderView.Fixed)  # a million rows: no per-row sizes
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # a million rows: no per-row sizes
         vh.setDefaultSectionSize(20)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
@@ -274,7 +281,7 @@ class EntriesPane(QWidget):
         top = QHBoxLayout()
         for wdg in (self.root_box, self.level_box, self.state_box, self.search, self.count):
             top.addWidget(wdg)
-        split = QSplitter(Qt.Horizontal)
+        split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
         split.addWidget(self.table)
         split.setSizes([170, 600])
@@ -310,11 +317,11 @@ class EntriesPane(QWidget):
         for root in (0, 1):
             m = lv.root == root
             top = QTreeWidgetItem([names[root], f"{int(m.sum()):,}"])
-            top.setData(0, Qt.UserRole, (root, None))
+            top.setData(0, Qt.ItemDataRole.UserRole, (root, None))
             for level in (3, 2, 1):  # 1G -> 2M -> 4K, as the walk goes
                 n = int((m & (lv.level == level)).sum())
                 it = QTreeWidgetItem([f"{LEVEL_TEXT[level]} leaves", f"{n:,}"])
-                it.setData(0, Qt.UserRole, (root, level))
+                it.setData(0, Qt.ItemDataRole.UserRole, (root, level))
                 top.addChild(it)
             if root == 0 and lv.is_tdx:
                 top.addChild(self._sept_pages(lv.tables))
@@ -327,19 +334,19 @@ class EntriesPane(QWidget):
     def _reexpand(self, item: QTreeWidgetItem) -> None:
         for k in range(item.childCount()):
             child = item.child(k)
-            data = child.data(0, Qt.UserRole)
+            data = child.data(0, Qt.ItemDataRole.UserRole)
             if data and data[0] == "region" and tuple(data[1:4]) in self._expanded:
                 child.setExpanded(True)  # itemExpanded fills it
                 self._reexpand(child)
 
     def _on_expand(self, item: QTreeWidgetItem) -> None:
-        data = item.data(0, Qt.UserRole)
+        data = item.data(0, Qt.ItemDataRole.UserRole)
         if data and data[0] == "region":
             populate(item, self.model.leaves)
             self._expanded.add(tuple(data[1:4]))
 
     def _on_collapse(self, item: QTreeWidgetItem) -> None:
-        data = item.data(0, Qt.UserRole)
+        data = item.data(0, Qt.ItemDataRole.UserRole)
         if data and data[0] == "region":
             self._expanded.discard(tuple(data[1:4]))
 
@@ -359,7 +366,7 @@ class EntriesPane(QWidget):
             )
             for _lv, g, pfn in rows[:MAX_TABLE_ITEMS].tolist():
                 it = QTreeWidgetItem([f"gfn {g:#x}–{g + span - 1:#x}", f"pfn {pfn:#x}"])
-                it.setData(0, Qt.UserRole, ("table", g, g + span, pfn))
+                it.setData(0, Qt.ItemDataRole.UserRole, ("table", g, g + span, pfn))
                 grp.addChild(it)
             sept.addChild(grp)
         return sept
@@ -379,7 +386,7 @@ class EntriesPane(QWidget):
         self._update_count()
 
     def _on_tree(self, item: QTreeWidgetItem) -> None:
-        data = item.data(0, Qt.UserRole)
+        data = item.data(0, Qt.ItemDataRole.UserRole)
         if not data:
             return
         if data[0] == "table":  # an S-EPT page: its gfns on the map, its page in host memory
@@ -429,7 +436,9 @@ class EntriesPane(QWidget):
         self._syncing = not emit
         try:
             self.table.selectRow(row)
-            self.table.scrollTo(self.model.index(row, 0), QAbstractItemView.PositionAtCenter)
+            self.table.scrollTo(
+                self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtCenter
+            )
         finally:
             self._syncing = False
 

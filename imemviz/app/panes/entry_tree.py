@@ -16,7 +16,7 @@ from imemviz.app.feeds import LeafArrays
 
 LEVEL_TEXT = {1: "4K", 2: "2M", 3: "1G"}
 MAX_CHILDREN = 1024  # per node; more are summarised in one line
-ROLE = Qt.UserRole
+ROLE = Qt.ItemDataRole.UserRole
 GFN_LIMIT = 1 << 52
 
 
@@ -24,7 +24,7 @@ def address_node(root: int, label: str) -> QTreeWidgetItem:
     """The top node of one root's address tree (children come on expand)."""
     it = QTreeWidgetItem([label, ""])
     it.setData(0, ROLE, ("region", root, 30, 0, GFN_LIMIT))
-    it.setChildIndicatorPolicy(QTreeWidgetItem.ShowIndicator)
+    it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
     return it
 
 
@@ -59,7 +59,7 @@ def populate(item: QTreeWidgetItem, lv: LeafArrays) -> None:
             name = "1G" if child_shift == 18 else "2M"
             sub = QTreeWidgetItem([f"{name} @ gfn {s:#x}", f"{n:,}"])
             sub.setData(0, ROLE, ("region", root, child_shift, s, s + size))
-            sub.setChildIndicatorPolicy(QTreeWidgetItem.ShowIndicator)
+            sub.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
             item.addChild(sub)
         if len(heads) > MAX_CHILDREN:
             item.addChild(QTreeWidgetItem([f"… {len(heads) - MAX_CHILDREN:,} more", ""]))

@@ -156,8 +156,12 @@ class EventLogModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation, role=Qt.DisplayRole) -> Any:
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal and 0 <= section < len(COLUMNS):
+    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(COLUMNS)
+        ):
             return COLUMNS[section]
         return None
 
@@ -170,12 +174,12 @@ class EventLogModel(QAbstractTableModel):
         i = int(np.searchsorted(self.view, position))
         return i if i < len(self.view) and self.view[i] == position else -1
 
-    def data(self, index: _Index, role=Qt.DisplayRole) -> Any:
+    def data(self, index: _Index, role=Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < self.rowCount():
             return None
         ev = self.events[self.position(index.row())]
         c = index.column()
-        if role == Qt.DisplayRole:
+        if role == Qt.ItemDataRole.DisplayRole:
             if c == 0:
                 k = ev[0] - self.base
                 return str(k) if k >= 0 else "start"
@@ -183,7 +187,7 @@ class EventLogModel(QAbstractTableModel):
                 return ev[1]
             if c == 2:
                 return format_event(ev)[len(ev[1]) + 1 :]
-        if role == Qt.ToolTipRole:
+        if role == Qt.ItemDataRole.ToolTipRole:
             expl, fn = EXPLAIN.get(ev[1], ("", ""))
             text = f"{expl}" + (f"\nkernel: {fn}" if fn else "")
             if ev[0] < self.base:
@@ -240,13 +244,15 @@ class EventLogPane(QWidget):
         self.kinds.setToolTip("Which events the table shows, by group and by name")
         for group in GROUPS:
             top = QTreeWidgetItem([group])
-            top.setFlags(top.flags() | Qt.ItemIsUserCheckable | Qt.ItemIsAutoTristate)
-            top.setCheckState(0, Qt.Checked)
+            top.setFlags(
+                top.flags() | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsAutoTristate
+            )
+            top.setCheckState(0, Qt.CheckState.Checked)
             for name in EVENT_NAMES:
                 if group_of(name) == group:
                     it = QTreeWidgetItem([name])
-                    it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
-                    it.setCheckState(0, Qt.Checked)
+                    it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                    it.setCheckState(0, Qt.CheckState.Checked)
                     it.setToolTip(0, EXPLAIN.get(name, ("", ""))[0])
                     top.addChild(it)
             self.kinds.addTopLevelItem(top)
@@ -259,17 +265,17 @@ class EventLogPane(QWidget):
         self.table = QTableView()
         self.table.setObjectName("event_table")
         self.table.setModel(self.model)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         vh = self.table.verticalHeader()
         vh.hide()
-        vh.setSectionResizeMode(QHeaderView.Fixed)
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vh.setDefaultSectionSize(20)
         hh = self.table.horizontalHeader()
         hh.setStretchLastSection(True)
         self.table.setColumnWidth(0, 50)
         self.table.setColumnWidth(1, 240)
-        self.table.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._on_menu)
         # More entries for the right-click menu: f(menu, event) (copy as text: copy_text.py).
         self.menu_hooks: list = []
@@ -284,7 +290,7 @@ class EventLogPane(QWidget):
         top.addWidget(self.follow)
         top.addStretch(1)
         top.addWidget(self.count)
-        split = QSplitter(Qt.Horizontal)
+        split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.kinds)
         split.addWidget(self.table)
         split.setSizes([200, 700])
@@ -321,7 +327,7 @@ class EventLogPane(QWidget):
             top = self.kinds.topLevelItem(i)
             for k in range(top.childCount()):
                 it = top.child(k)
-                if it.checkState(0) == Qt.Checked:
+                if it.checkState(0) == Qt.CheckState.Checked:
                     names.add(it.text(0))
         self.model.set_enabled(names)
         self._after_change()
@@ -354,7 +360,9 @@ class EventLogPane(QWidget):
         self._syncing = True
         try:
             self.table.selectRow(row)
-            self.table.scrollTo(self.model.index(row, 0), QAbstractItemView.PositionAtCenter)
+            self.table.scrollTo(
+                self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtCenter
+            )
         finally:
             self._syncing = False
 

@@ -84,7 +84,7 @@ class FoliosPane(QWidget):
         self.space_box = QComboBox()
         self.space_box.setObjectName("folios_space")
         self.space_box.setToolTip("Which space to draw: host pfns or a guest_memfd's offsets")
-        self.space_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.space_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.space_box.currentIndexChanged.connect(self._on_space_box)
         self.zoom_in = QToolButton(text="+")
         self.zoom_out = QToolButton(text="−")
@@ -94,7 +94,7 @@ class FoliosPane(QWidget):
         self.zoom_out.clicked.connect(lambda: self.set_zoom(self.zoom - 1))
         self.header = QLabel(" ")
         self.header.setObjectName("folios_header")
-        self.header.setTextFormat(Qt.PlainText)
+        self.header.setTextFormat(Qt.TextFormat.PlainText)
         legend = " ".join(
             f"<span style='color:{'#d0d0d0' if code == HostCode.FREE else c};font-size:16px'>"
             f"&#9632;</span>&nbsp;{n}&nbsp;"
@@ -102,7 +102,7 @@ class FoliosPane(QWidget):
             if code != HostCode.OUTSIDE
         )
         self.legend = QLabel(legend)
-        self.legend.setTextFormat(Qt.RichText)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
         self.legend.setToolTip(
             "\n".join(f"{n}: {m}" for code, (n, _, m) in HOST_LEGEND.items() if code)
@@ -378,7 +378,7 @@ class FoliosPane(QWidget):
     def _wheel(self, ev, axis=None) -> None:
         ev.accept()
         steps = 1 if ev.delta() > 0 else -1
-        if ev.modifiers() & Qt.ControlModifier:
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
             p = self.vb.mapSceneToView(ev.scenePos())
             self.set_zoom(self.zoom + steps, self.page_at(p.x(), p.y()))
         else:

@@ -105,7 +105,9 @@ class InspectModel(QAbstractTableModel):
         for i, (a, b) in enumerate(zip(old, rows, strict=True)):
             if a != b:
                 idx = self.index(i, 1)
-                self.dataChanged.emit(idx, idx, [Qt.DisplayRole, Qt.ToolTipRole])
+                self.dataChanged.emit(
+                    idx, idx, [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole]
+                )
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -113,22 +115,26 @@ class InspectModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else 2
 
-    def data(self, index: QModelIndex, role: int = Qt.DisplayRole):
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         field, value = self._rows[index.row()]
-        if role in (Qt.DisplayRole, Qt.EditRole):
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return field if index.column() == 0 else value
-        if role == Qt.ToolTipRole:
+        if role == Qt.ItemDataRole.ToolTipRole:
             return f"{value}\n\n{HELP.get(field, '')}" if index.column() else HELP.get(field, "")
-        if role == Qt.FontRole and index.column() == 0:
+        if role == Qt.ItemDataRole.FontRole and index.column() == 0:
             f = QFont()
             f.setBold(True)
             return f
         return None
 
-    def headerData(self, section: int, orientation, role: int = Qt.DisplayRole):
-        if role == Qt.DisplayRole and orientation == Qt.Horizontal and 0 <= section < 2:
+    def headerData(self, section: int, orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < 2
+        ):
             return ("field", "value")[section]
         return None
 
@@ -148,11 +154,13 @@ class InspectorPane(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.ResizeToContents
+        )
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setWordWrap(False)  # one line per field (full text in the tooltip)
-        self.table.setTextElideMode(Qt.ElideRight)
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.Fixed)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.setAlternatingRowColors(True)
         self.table.setToolTip(
             "The selected page's whole chain: attribute, memslot, "

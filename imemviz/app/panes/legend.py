@@ -84,7 +84,9 @@ class LegendPane(QWidget):
                     tip += f" (drawn with {e.pattern.value})"
                 sw.setToolTip(tip)
                 name.setToolTip(tip)
-                grid.addWidget(sw, r, col, Qt.AlignRight | Qt.AlignVCenter)
+                grid.addWidget(
+                    sw, r, col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                )
                 grid.addWidget(name, r, col + 1)
 
     def set_scale(self, scale: float) -> None:

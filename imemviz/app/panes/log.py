@@ -153,7 +153,7 @@ class LogPane(QWidget):
         self._pending_ops = []
         colours = _colours()
         self.text.appendHtml("".join(f"<p>{b.format(**colours)}</p>" for b in bodies))
-        self.text.moveCursor(QTextCursor.End)
+        self.text.moveCursor(QTextCursor.MoveOperation.End)
 
     def recolour(self, _theme=None) -> None:
         """Redraw every entry in the current theme's colours (the light theme's blue and
@@ -163,7 +163,7 @@ class LogPane(QWidget):
         colours = _colours()
         self.text.clear()
         self.text.appendHtml("".join(f"<p>{b.format(**colours)}</p>" for b in self._bodies))
-        self.text.moveCursor(QTextCursor.End)
+        self.text.moveCursor(QTextCursor.MoveOperation.End)
 
 
 def _brace(text: str) -> str:

@@ -162,7 +162,7 @@ class CellLabels(QGraphicsObject):
             if len(self._texts) > self.CACHE_MAX:
                 self._texts.clear()
             t = QStaticText(s)
-            t.setTextFormat(Qt.PlainText)
+            t.setTextFormat(Qt.TextFormat.PlainText)
             t.prepare(QTransform(), self._font)
             self._texts[s] = t
         return t

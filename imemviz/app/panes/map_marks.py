@@ -34,11 +34,11 @@ def mark_pens(scale: float = 1.0) -> tuple[QPen, QPen]:
     (times the UI scale: presentation mode draws lines bigger)."""
     halo = QPen(HALO, HALO_PX * scale)
     halo.setCosmetic(True)
-    halo.setJoinStyle(Qt.MiterJoin)
+    halo.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
     ink = QPen(INK, INK_PX * scale)
     ink.setCosmetic(True)
     ink.setDashPattern(DASHES)
-    ink.setJoinStyle(Qt.MiterJoin)
+    ink.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
     return halo, ink
 
 
@@ -56,7 +56,7 @@ class MapMarks:
         self.ink.setPen(ink_pen)
         self.ink.setZValue(27)
         for it in (self.halo, self.ink):
-            it.setBrush(QBrush(Qt.NoBrush))
+            it.setBrush(QBrush(Qt.BrushStyle.NoBrush))
             it.hide()
             pane.vb.addItem(it, ignoreBounds=True)
         self.changes: Changes | None = None
@@ -196,7 +196,7 @@ class Tag(QGraphicsObject):
 
     def __init__(self, text: str = "", dashed: bool = False) -> None:
         super().__init__()
-        self.setFlag(QGraphicsItem.ItemIgnoresTransformations, True)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self._font = QFont()
         self._font.setPixelSize(13)
         self._font.setBold(True)
@@ -237,7 +237,7 @@ class Tag(QGraphicsObject):
     def paint(self, painter: QPainter, *args) -> None:
         h = self.height()
         box = QRectF(0, -self.anchor - h - 4, self._w, h)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         halo, ink = mark_pens()
         halo.setWidthF(4.0 * self.ui_scale)
         ink.setWidthF(2.0 * self.ui_scale)
@@ -248,7 +248,7 @@ class Tag(QGraphicsObject):
         painter.drawRoundedRect(box, 3, 3)
         painter.setPen(QPen(INK))
         painter.setFont(self._font)
-        painter.drawText(box, Qt.AlignCenter, self._text)
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self._text)
 
 
 class SevereGlyph(QGraphicsObject):
@@ -263,7 +263,7 @@ class SevereGlyph(QGraphicsObject):
     def __init__(self, severe: Severe) -> None:
         super().__init__()
         self.severe = severe
-        self.setFlag(QGraphicsItem.ItemIgnoresTransformations, True)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self.setZValue(45)
         self._font = QFont()
         self._font.setPixelSize(13)
@@ -294,7 +294,7 @@ class SevereGlyph(QGraphicsObject):
 
     def paint(self, painter: QPainter, *args) -> None:
         s, o = self.SIZE, self.offset
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         # The leader: from just outside the page's centre to the disc.
         start = QPointF(o.x(), o.y()) * (6.0 / (o.x() ** 2 + o.y() ** 2) ** 0.5)
         for pen in (QPen(QColor(255, 255, 255), 5), QPen(SEVERE_INK, 2.5)):
@@ -308,9 +308,9 @@ class SevereGlyph(QGraphicsObject):
         painter.drawEllipse(disc.adjusted(1.5, 1.5, -1.5, -1.5))
         painter.setFont(self._font)
         mark = "✕" if self.severe.kind in ("td_killed", "vm_dead") else "!"
-        painter.drawText(disc, Qt.AlignCenter, mark)
+        painter.drawText(disc, Qt.AlignmentFlag.AlignCenter, mark)
         box = QRectF(o.x() + s / 2 + 6, o.y() - 11, self._text_w, 22)
         painter.setPen(QPen(SEVERE_INK, 1.5))
         painter.setBrush(QColor(255, 255, 255, 235))
         painter.drawRoundedRect(box, 4, 4)
-        painter.drawText(box, Qt.AlignCenter, self._text)
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self._text)

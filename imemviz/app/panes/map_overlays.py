@@ -81,16 +81,16 @@ def pattern_tile(pattern: Pattern, ink: QColor, scale: float = 1.0) -> QPixmap:
     """A square tile of the pattern in `ink` on transparent."""
     n = max(TILE, round(TILE * scale))
     pm = QPixmap(n, n)
-    pm.fill(Qt.transparent)
+    pm.fill(Qt.GlobalColor.transparent)
     p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing, pattern in (Pattern.DIAGONAL_CROSS,))
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, pattern in (Pattern.DIAGONAL_CROSS,))
     w = max(1.0, 1.6 * scale)
     pen = QPen(ink, w)
-    pen.setCapStyle(Qt.FlatCap)
+    pen.setCapStyle(Qt.PenCapStyle.FlatCap)
     p.setPen(pen)
     h = n / 2
     if pattern == Pattern.DOTS:
-        p.setPen(Qt.NoPen)
+        p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(ink)
         d = max(2.0, 2.2 * scale)
         p.drawEllipse(QRectF(h - d / 2, h - d / 2, d, d))
@@ -178,7 +178,7 @@ class PatternLayer(QGraphicsObject):
             return
         painter.save()
         painter.resetTransform()
-        painter.setPen(Qt.NoPen)
+        painter.setPen(Qt.PenStyle.NoPen)
         for row, c0, c1, code in self._runs[:MAX_PATTERN_RUNS].tolist():
             w = (c1 - c0) * cw
             if w < MIN_PATTERN_PX:
@@ -218,7 +218,7 @@ class FoldBands(QGraphicsObject):
             if len(self._texts) > 2048:
                 self._texts.clear()
             st = QStaticText(text)
-            st.setTextFormat(Qt.PlainText)
+            st.setTextFormat(Qt.TextFormat.PlainText)
             st.prepare(QTransform(), self.font)
             self._texts[text] = st
         return st
@@ -274,7 +274,7 @@ class FoldBands(QGraphicsObject):
             size = st.size()
             tw, th = size.width() + 12, min(h - 2 * amp, size.height() + 2)
             box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
-            painter.setPen(Qt.NoPen)
+            painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(bg)
             painter.drawRoundedRect(box, th / 2, th / 2)
             painter.setPen(self.text_colour)
@@ -375,7 +375,7 @@ class BlockLabels(QGraphicsObject):
 
     def _paint_blocks(self, painter: QPainter, tr, x0: float, x1: float, top: int, bottom: int):
         painter.resetTransform()
-        painter.setRenderHint(QPainter.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         bg = QColor(self.background)
         bg.setAlpha(200)
         for d, n, code in self.blocks():
@@ -388,7 +388,7 @@ class BlockLabels(QGraphicsObject):
             size = st.size()
             tw, th = size.width() + 16, size.height() + 4
             box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
-            painter.setPen(Qt.NoPen)
+            painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(bg)
             painter.drawRoundedRect(box, th / 2, th / 2)
             painter.setPen(self.text_colour)
@@ -398,7 +398,7 @@ class BlockLabels(QGraphicsObject):
         st = self._texts.get(text)
         if st is None:
             st = QStaticText(text)
-            st.setTextFormat(Qt.PlainText)
+            st.setTextFormat(Qt.TextFormat.PlainText)
             st.prepare(QTransform(), self.font)
             self._texts[text] = st
         return st

@@ -46,9 +46,9 @@ class Minimap(QWidget):
         self._extent = 1
         self._dragging = False
         self.setFixedWidth(WIDTH)
-        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
-        self.setCursor(Qt.PointingHandCursor)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(
             "The whole guest (not folded), with what the map shows outlined: "
             "click or drag to go there; the wheel scrolls the map"
@@ -109,7 +109,7 @@ class Minimap(QWidget):
         rgba = self._lut[self._codes]  # (rows, cols, 4) uint8
         h, w = rgba.shape[:2]
         buf = np.ascontiguousarray(rgba)
-        self._image = QImage(buf.data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
+        self._image = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
@@ -174,7 +174,7 @@ class Minimap(QWidget):
         self.navigated.emit(gfn)
 
     def mousePressEvent(self, ev) -> None:
-        if ev.button() == Qt.LeftButton:
+        if ev.button() == Qt.MouseButton.LeftButton:
             self._dragging = True
             self._go(ev.position().y(), record=True)
             ev.accept()

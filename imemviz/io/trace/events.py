@@ -27,7 +27,7 @@ processes start light.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeAlias
 
 from imemviz.io.trace import decode
 from imemviz.io.trace.formats import SNP_PAGE_TYPES
@@ -106,6 +106,11 @@ def fault_line(
 FAULT_FIELDS = ("vcpu", "gpa", "error_code", "gfn", "write", "private", "t")
 
 
+# A decoded trace event (prepare's result): (op code, its fields...), the fields per op
+# code as ObservedState.commit's handlers unpack them.
+TraceOp: TypeAlias = tuple[Any, ...]
+
+
 class Decoder:
     """prepare(kind, fields, pid, vcpu, ts) -> op, under one trace's settings."""
 
@@ -126,43 +131,51 @@ class Decoder:
             "memory_fault": self._memory_fault,
         }
 
-    def prepare(self, kind: str, f: dict[str, Any], pid, vcpu, ts: float) -> tuple | None:
+    def prepare(
+        self, kind: str, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp | None:
         p = self._by_kind.get(kind)
         return None if p is None else p(f, pid, vcpu, ts)
 
-    def _fault(self, f, pid, vcpu, ts) -> tuple:
+    def _fault(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         gpa, ec = f["gpa"], f["error_code"]
         gfn, write, _fetch, private, _rmp = decode.fault_tuple(
             self.vendor, gpa, ec, self.shared_bit
         )
         return FAULT, pid, gfn, private, fault_line(vcpu, gpa, ec, gfn, write, private, ts)
 
-    def _spte(self, f, pid, vcpu, ts) -> tuple:
+    def _spte(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         level = f["level"]
         old, old_pfn = decode.spte_tuple(f["old_spte"], level, self.layout)
         new, new_pfn = decode.spte_tuple(f["new_spte"], level, self.layout)
         return SPTE, pid, f["as_id"], f["gfn"], level, old, old_pfn, new, new_pfn
 
-    def _set_spte(self, f, pid, vcpu, ts) -> tuple | None:
+    def _set_spte(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp | None:
         level = f["level"]
         kind, pfn = decode.spte_tuple(f["spte"], level, self.layout)
         if kind != decode.LEAF:
             return None
         return SET_SPTE, pid, f["gfn"] & ~(span(level) - 1), level, pfn
 
-    def _zap(self, f, pid, vcpu, ts) -> tuple:
+    def _zap(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         return ZAP, f["gfn"], f["role_level"]
 
-    def _attributes(self, f, pid, vcpu, ts) -> tuple:
+    def _attributes(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp:
         private = 1 if f["attr"] & KVM_MEMORY_ATTRIBUTE_PRIVATE else 0
         return ATTR, f["start"], f["end"], private, ts
 
-    def _convert(self, f, pid, vcpu, ts) -> tuple:
+    def _convert(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         private = 1 if f["msg"] == "shared_to_private" else 0
         start, size = f["start"], f["size"]
         return CONVERT, start >> 12, (start + size + 0xFFF) >> 12, private, start, size, ts
 
-    def _memslot(self, f, pid, vcpu, ts) -> tuple | None:
+    def _memslot(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp | None:
         if f["ret"] != 0:
             return None
         fd = f.get("gmem_fd", -1)
@@ -178,12 +191,14 @@ class Decoder:
             f.get("gmem_offset", 0),
         )
 
-    def _launch(self, f, pid, vcpu, ts) -> tuple:
+    def _launch(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         kind = SNP_PAGE_TYPES.get(f["page_type"], f["page_type"].upper())
         return LAUNCH, {"gpa": f["gpa"], "size": f["len"], "type": kind, "t": ts}
 
-    def _tdx_add(self, f, pid, vcpu, ts) -> tuple:
+    def _tdx_add(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
         return LAUNCH, {"gpa": f["gpa"], "size": 4096, "type": "TDX_PAGE_ADD", "t": ts}
 
-    def _memory_fault(self, f, pid, vcpu, ts) -> tuple:
+    def _memory_fault(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp:
         return (MEMORY_FAULT,)

@@ -107,7 +107,9 @@ class EventFormat:
     printk: str  # the format string, verbatim
     pattern: str  # regex over the payload, one named group per field
     regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
-    converters: tuple = attrs.field(init=False, eq=False, repr=False)
+    converters: tuple[tuple[str, Callable[[str], Any]], ...] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         rx = re.compile(self.pattern + r"\s*$")

@@ -24,7 +24,7 @@ import os
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import attrs
@@ -214,7 +214,8 @@ def import_traces(
                 from imemviz.io.trace.model_check import check_timeline
 
                 f.flush()
-                report = check_timeline(f.tmp_path, state, settings, opts)
+                tmp = f.tmp_path  # type: ignore[attr-defined]  # set by atomic_output
+                report = check_timeline(tmp, state, settings, opts)
                 for m in report.marks:
                     w.raw({"mark": m})
                 short["check"] = report.summary()
@@ -234,7 +235,13 @@ def import_traces(
             s.close()
 
 
-def _commit_all(records, state: ObservedState, w: TimelineWriter, spool, index) -> None:
+def _commit_all(
+    records: Iterator[pipeline.Row],
+    state: ObservedState,
+    w: TimelineWriter,
+    spool: Mapping[str, IO[str]],
+    index: IndexWriter,
+) -> None:
     """Every record's op done to the state, in order; its timeline line, index columns
     and summary entries written.  The hot loop of the import's process: kept small."""
     commit = COMMIT
@@ -289,7 +296,9 @@ def _write_index(out: str, index: IndexWriter, token: str, events: int, tail: in
                 os.unlink(path)
 
 
-def _summary(stats: list[FileStats], state: ObservedState, settings, errors) -> dict[str, Any]:
+def _summary(
+    stats: list[FileStats], state: ObservedState, settings: dict[str, Any], errors: dict[int, str]
+) -> dict[str, Any]:
     skipped: Counter[str] = Counter()
     for s in stats:
         skipped.update(s.skipped)
@@ -338,7 +347,13 @@ def leaves_list(state: ObservedState) -> list[dict[str, Any]]:
     return out
 
 
-def _write_summary(path: str, short, state, spool, inputs) -> None:
+def _write_summary(
+    path: str,
+    short: dict[str, Any],
+    state: ObservedState,
+    spool: Mapping[str, IO[str]],
+    inputs: tuple[str, ...],
+) -> None:
     enc = json.JSONEncoder(separators=(", ", ": ")).encode
     with atomic_output(path, inputs) as f:
         f.write("{")

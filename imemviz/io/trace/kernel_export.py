@@ -22,6 +22,7 @@ from typing import Any
 from imemviz.io.trace.decode import PT_PAGE_SIZE, SHADOW_NONPRESENT_VALUE, SPTE_MMU_PRESENT
 from imemviz.io.trace.formats import BY_EVENT, c_printf, qemu_format
 from imemviz.model import ops as O
+from imemviz.model.events import Event
 
 ERRNO = {"EFAULT": 14, "EHWPOISON": 133, "EIO": 5, "EINTR": 4}
 EXIT_REASONS = {"KVM_EXIT_MMIO": 6, "KVM_EXIT_HYPERCALL": 2}
@@ -64,14 +65,14 @@ def _qemu(clock: _Clock, event: str, payload: str) -> str:
     return _line(clock, "qemu-system-x86", 4000, 0, "tracing_mark_write", f"{event} {payload}")
 
 
-def _tdx_shared(evs: list[tuple], k: int, exit_flags: int | None) -> bool:
+def _tdx_shared(evs: list[Event], k: int, exit_flags: int | None) -> bool:
     """Whether the TDX fault at evs[k] was a shared access: the leaf it made is in the
     direct root, or its memory-fault exit says shared."""
     for ev in evs[k + 1 :]:
         if ev[1] == "kvm_page_fault":
             break
         if ev[1] in ("kvm_tdp_mmu_spte_changed", "kvm_mmu_set_spte"):
-            return ev[2] == "direct"
+            return bool(ev[2] == "direct")
         if ev[1] == "kvm_mmio":
             return True
     return exit_flags == 0
@@ -79,7 +80,7 @@ def _tdx_shared(evs: list[tuple], k: int, exit_flags: int | None) -> bool:
 
 def event_lines(
     clock: _Clock,
-    events: Iterable[tuple],
+    events: Iterable[Event],
     vcpu: int | None,
     tdx: bool,
     shared_bit_gpa: int = 0,
@@ -143,7 +144,7 @@ def event_lines(
             )
 
 
-def op_lines(clock: _Clock, op: Any, result: Any, events: list[tuple], vm: Any) -> Iterator[str]:
+def op_lines(clock: _Clock, op: Any, result: Any, events: list[Event], vm: Any) -> Iterator[str]:
     """The lines of one applied op: QEMU's view of the ioctl, then the kernel's events."""
     if isinstance(op, O.SetUserMemoryRegion2) and result.ok:
         gmem = op.guest_memfd if op.flags & 4 else -1
@@ -190,5 +191,7 @@ def export_recording(path: str) -> Iterator[str]:
     from imemviz.io.script import open_script, start_vm
 
     with open_script(path) as reader:
-        vm = start_vm(reader.header.start, reader.source, reader.header.line)
+        h = reader.header
+        assert h is not None  # open_script() without ops_only always reads one
+        vm = start_vm(h.start, reader.source, h.line)
         yield from export_lines(vm, (op for _line, op, _t in reader))

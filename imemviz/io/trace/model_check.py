@@ -40,7 +40,7 @@ LEVEL_NAMES = {1: "4K", 2: "2M", 3: "1G"}
 
 
 def vm_config(
-    vm_type: str, kernel: str, host_memory: int, gpaw: int = 52, extra: dict | None = None
+    vm_type: str, kernel: str, host_memory: int, gpaw: int = 52, extra: dict[str, Any] | None = None
 ) -> tuple[VMConfig, list[str]]:
     """The VMCONFIG for the check (under the reporter's `kernel` profile), and notes
     on what could not be honoured.  A kernel that cannot create the VM (TDX before
@@ -91,7 +91,7 @@ class CheckReport:
 
 class _Checker:
     def __init__(
-        self, state: Any, settings: dict[str, Any], kernel: str, extra: dict | None = None
+        self, state: Any, settings: dict[str, Any], kernel: str, extra: dict[str, Any] | None = None
     ) -> None:
         self.settings = settings
         self.vendor = settings["vendor"]
@@ -117,7 +117,9 @@ class _Checker:
             self.report.refused += 1
         return r
 
-    def mark(self, d: dict, what: str, gfn: int, level: int, kernel: str, model: str) -> None:
+    def mark(
+        self, d: dict[str, Any], what: str, gfn: int, level: int, kernel: str, model: str
+    ) -> None:
         self.report.marks.append(
             {
                 "i": d["i"],
@@ -153,7 +155,7 @@ class _Checker:
             if e[0] == "L+":
                 self._leaf(d, e, t)
 
-    def _memslot(self, e: list, t: float) -> None:
+    def _memslot(self, e: list[Any], t: float) -> None:
         _, as_id, slot, base, npages, flags, fd, off = e
         model_fd = 0
         if fd is not None:
@@ -175,11 +177,11 @@ class _Checker:
             t,
         )
 
-    def _attributes(self, e: list, t: float) -> None:
+    def _attributes(self, e: list[Any], t: float) -> None:
         _, start, end, private = e
         self.apply(O.SetMemoryAttributes(start << 12, (end - start) << 12, 8 if private else 0), t)
 
-    def _fault(self, d: dict, t: float) -> None:
+    def _fault(self, d: dict[str, Any], t: float) -> None:
         from imemviz.io.trace.decode import decode_fault
         from imemviz.io.trace.formats import parse_payload
 
@@ -209,7 +211,7 @@ class _Checker:
         r = self.apply(op, t)
         self.last_fault[d.get("pid")] = (fault.gfn, r, d["i"])
 
-    def _leaf(self, d: dict, e: list, t: float) -> None:
+    def _leaf(self, d: dict[str, Any], e: list[Any], t: float) -> None:
         _, _as_id, gfn, level, _pfn, private = e
         n = 1 << (9 * (level - 1))
         if level > 1:

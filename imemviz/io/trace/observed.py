@@ -43,7 +43,7 @@ from sortedcontainers import SortedList
 
 from imemviz.io.trace import decode, events
 from imemviz.io.trace.decode import FROZEN, LEAF, TABLE
-from imemviz.io.trace.events import KVM_MEMORY_ATTRIBUTE_PRIVATE, event_gfn, span
+from imemviz.io.trace.events import KVM_MEMORY_ATTRIBUTE_PRIVATE, TraceOp, event_gfn, span
 from imemviz.io.trace.reader import Record
 from imemviz.model.extents import ExtentMap
 
@@ -134,12 +134,12 @@ class ObservedState:
         self.layout: str = settings["spte_layout"]
         self.shared_bit = 1 << (51 if settings["gpaw"] == 52 else 47)
         known_shared = from_vm_start or self.vm_type == "default"
-        self.attr: ExtentMap = ExtentMap(0 if known_shared else None, GFN_LIMIT)
+        self.attr: ExtentMap[int | None] = ExtentMap(0 if known_shared else None, GFN_LIMIT)
         # (as_id, gfn, level) -> (pfn, private); per as_id the sorted (gfn, level) keys,
         # and the keys added since they were last sorted (sorted only when a range of
         # leaves is asked for: most traces never ask, and a SortedList add costs).
         self.leaves: dict[tuple[int, int, int], tuple[int, int | None]] = {}
-        self._keys: dict[int, SortedList] = {}
+        self._keys: dict[int, SortedList[tuple[int, int]]] = {}
         self._new_keys: dict[int, set[tuple[int, int]]] = {}
         self.slots: dict[tuple[int, int], tuple[int, int, int, int | None, int]] = {}
         self.gmem_extent: dict[int, int] = {}  # QEMU guest_memfd fd -> bytes its slots reach
@@ -161,7 +161,9 @@ class ObservedState:
     def attr_at(self, gfn: int) -> int | None:
         return self.attr.get(gfn)
 
-    def _add_leaf(self, fx: list, as_id: int, gfn: int, level: int, pfn: int, pv) -> None:
+    def _add_leaf(
+        self, fx: list[str], as_id: int, gfn: int, level: int, pfn: int, pv: int | None
+    ) -> None:
         key = (as_id, gfn, level)
         old = self.leaves.get(key)
         if old is not None:
@@ -182,7 +184,9 @@ class ObservedState:
             self.leaf_log.extend((self.i, 1, as_id, gfn, level, pfn, -1 if pv is None else pv))
         fx.append(f'["L+",{as_id},{gfn},{level},{pfn},{"null" if pv is None else pv}]')
 
-    def _del_leaf(self, fx: list, as_id: int, gfn: int, level: int) -> tuple[int, Any] | None:
+    def _del_leaf(
+        self, fx: list[str], as_id: int, gfn: int, level: int
+    ) -> tuple[int, int | None] | None:
         old = self.leaves.pop((as_id, gfn, level), None)
         if old is not None:
             k = (gfn, level)
@@ -197,7 +201,7 @@ class ObservedState:
             fx.append(f'["L-",{as_id},{gfn},{level}]')
         return old
 
-    def _drop_below(self, fx: list, as_id: int, gfn: int, level: int) -> None:
+    def _drop_below(self, fx: list[str], as_id: int, gfn: int, level: int) -> None:
         """A page table at `level` went away: every leaf below it in its range goes too."""
         keys = self._keys.get(as_id)
         if keys is None:
@@ -225,7 +229,7 @@ class ObservedState:
             return None
         return a
 
-    def _set_attr(self, fx: list, start: int, end: int, private: int) -> None:
+    def _set_attr(self, fx: list[str], start: int, end: int, private: int) -> None:
         if start >= end or end > GFN_LIMIT:
             return
         self.attr.set_range(start, end, private)
@@ -249,7 +253,7 @@ class ObservedState:
         return "conversions", _dump(c) + "\n"
 
     # ------------------------------------------------------------------ apply
-    def commit(self, op: tuple | None) -> tuple[list[str], tuple[str, str] | None]:
+    def commit(self, op: TraceOp | None) -> tuple[list[str], tuple[str, str] | None]:
         """Do one event's op (events.py) to the state: its effects (each as its JSON
         text) and what it adds to the summary's lists: (`"faults"`, `"conversions"` or
         `"launch_updates"`, the JSON line), or None.  The caller counts the event in
@@ -274,14 +278,14 @@ class _Commit:
     JSON line), or None."""
 
     @staticmethod
-    def fault(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def fault(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, pid, gfn, private, line = op
         st.last_fault[pid] = (gfn, private)
         st.counts["faults"] += 1
         return "faults", line
 
     @staticmethod
-    def spte(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def spte(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, pid, as_id, gfn, level, old, old_pfn, new, new_pfn = op
         st.seen_tdp = True
         if old == LEAF and new == TABLE:
@@ -306,7 +310,7 @@ class _Commit:
         return None
 
     @staticmethod
-    def set_spte(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def set_spte(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         if st.seen_tdp:
             return None  # the TDP MMU's spte_changed events already said it, with the as_id
         _, pid, gfn, level, pfn = op
@@ -314,27 +318,27 @@ class _Commit:
         return None
 
     @staticmethod
-    def zap(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def zap(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         if st.seen_tdp:
             return None  # the TDP MMU traces every child it zaps
         st._drop_below(fx, 0, op[1], op[2] + 1)
         return None
 
     @staticmethod
-    def attributes(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def attributes(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, start, end, private, ts = op
         st._set_attr(fx, start, end, private)
         to = "private" if private else "shared"
         return st._conversion("kernel", start << 12, (end - start) << 12, to, ts)
 
     @staticmethod
-    def convert(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def convert(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, start, end, private, gpa, size, ts = op
         st._set_attr(fx, start, end, private)
         return st._conversion("qemu", gpa, size, "private" if private else "shared", ts)
 
     @staticmethod
-    def memslot(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def memslot(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, as_id, slot, gpa, size, flags, fd, off = op
         npages = size >> 12
         if npages:
@@ -353,11 +357,11 @@ class _Commit:
         return None
 
     @staticmethod
-    def launch(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def launch(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         return "launch_updates", _dump(op[1]) + "\n"
 
     @staticmethod
-    def memory_fault(st: ObservedState, op: tuple, fx: list) -> dict | None:
+    def memory_fault(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         st.counts["memory_faults"] += 1
         return None
 

@@ -21,6 +21,7 @@ state among its gfns.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,12 @@ _LEAF_CODES = {
 
 
 def _paint(
-    out: np.ndarray, lo_edge: np.ndarray, hi_edge: np.ndarray, starts, ends, rank: int
+    out: np.ndarray,
+    lo_edge: np.ndarray,
+    hi_edge: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    rank: int,
 ) -> None:
     """out[k] = max(out[k], rank) for every pixel k touching one of the intervals."""
     if not len(starts):
@@ -169,18 +175,18 @@ def raster_rows(
         out[(cov == 0) & inside] = _RANK_OF[Code.HOLE]
     lv = state["leaves"]
     as0 = lv["as_id"] == 0
-    for (level, pv), code in _LEAF_CODES.items():
+    for (level, pv), leaf_code in _LEAF_CODES.items():
         m = as0 & (lv["level"] == level) & (lv["private"] == pv)
         if m.any():
             g = lv["gfn"][m]
-            _paint(out, lo_edge, hi_edge, g, g + (1 << (9 * (level - 1))), _RANK_OF[code])
+            _paint(out, lo_edge, hi_edge, g, g + (1 << (9 * (level - 1))), _RANK_OF[leaf_code])
     out[~inside] = 0
     return _CODE_OF[out].reshape(rows, cols)
 
 
 def gfn_info(
     state: dict[str, dict[str, np.ndarray]], gfn: int, attr_default: int | None, slots_known: bool
-) -> dict:
+) -> dict[str, Any]:
     """What the trace tells about one gfn at this point (the map's tooltip)."""
     sl, at, lv = state["slots"], state["attrs"], state["leaves"]
     slot = None
@@ -199,7 +205,7 @@ def gfn_info(
     leaves = []
     span = np.int64(1) << (9 * (lv["level"] - 1))
     hit = (lv["gfn"] <= gfn) & (gfn < lv["gfn"] + span)
-    for k in np.flatnonzero(hit):
+    for k in np.flatnonzero(hit).tolist():
         p = int(lv["private"][k])
         leaves.append(
             {

@@ -10,9 +10,12 @@ show them: setup (memslots and attributes before any vCPU ran), launch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
-from imemviz.io.trace.timeline import KIND_CODE, ObservedTimeline
+from imemviz.io.trace.events import KIND_CODE
+from imemviz.io.trace.timeline import ObservedTimeline
 
 RATE_KINDS = {
     "faults/s": ("fault",),
@@ -50,11 +53,11 @@ def phases(tl: ObservedTimeline) -> list[tuple[str, float, float]]:
     t0 = float(tl.ts[0])
     end = float(tl.ts[-1]) - t0
 
-    def first(kinds) -> float | None:
+    def first(kinds: Iterable[str]) -> float | None:
         idx = np.flatnonzero(np.isin(tl.kind, [KIND_CODE[k] for k in kinds]))
         return float(tl.ts[idx[0]]) - t0 if len(idx) else None
 
-    def last(kinds) -> float | None:
+    def last(kinds: Iterable[str]) -> float | None:
         idx = np.flatnonzero(np.isin(tl.kind, [KIND_CODE[k] for k in kinds]))
         return float(tl.ts[idx[-1]]) - t0 if len(idx) else None
 

@@ -58,7 +58,7 @@ def export_observed(timeline: str, out: str) -> int:
             b = builder_cls(f)
             first = [True]
 
-            def packet(ts_ns: int | None = None):
+            def packet(ts_ns: int | None = None) -> Any:  # perfetto's packet (untyped)
                 p = b.create_packet()
                 p.trusted_packet_sequence_id = SEQ
                 if first[0]:
@@ -81,7 +81,7 @@ def export_observed(timeline: str, out: str) -> int:
                 return uuid
 
             counts = {"private": 0, "shared": 0, "unknown": 0}
-            leaf_kind: dict[tuple, str] = {}
+            leaf_kind: dict[tuple[int, int, int], str] = {}
             marks = []
             for raw in src:
                 d = json.loads(raw)
@@ -115,9 +115,9 @@ def export_observed(timeline: str, out: str) -> int:
                         counts[kind] += 1
                         changed = True
                     elif e[0] == "L-":
-                        kind = leaf_kind.pop((e[1], e[2], e[3]), None)
-                        if kind is not None:
-                            counts[kind] -= 1
+                        gone = leaf_kind.pop((e[1], e[2], e[3]), None)
+                        if gone is not None:
+                            counts[gone] -= 1
                             changed = True
                 if changed:
                     for kind, value in counts.items():

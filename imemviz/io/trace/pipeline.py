@@ -27,10 +27,12 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from multiprocessing.pool import AsyncResult
 from typing import Any
 
+from imemviz.io.trace.events import TraceOp
 from imemviz.io.trace.reader import MAX_LINE, FileStats, LineReader, close, open_trace, position
-from imemviz.io.trace.scanner import BLOCK, Block, _BlockParser, parse_block
+from imemviz.io.trace.scanner import BLOCK, Block, BlockTask, _BlockParser, parse_block
 
 WINDOW = 3  # blocks in flight per parsing process
 
@@ -108,14 +110,14 @@ class Parsers:
             self.pool = ctx.Pool(n)
         self.window = max(1, n) * WINDOW
 
-    def map(self, tasks: Iterator[tuple]) -> Iterator[tuple[Block, bytes]]:
+    def map(self, tasks: Iterator[BlockTask]) -> Iterator[tuple[Block, bytes]]:
         """parse_block over `tasks` (data, src, first_line, settings), in order, with
         the data of each."""
         if self.pool is None:
             for t in tasks:
                 yield parse_block(t), t[0]
             return
-        pending: deque = deque()
+        pending: deque[tuple[AsyncResult[Block], bytes]] = deque()
         for t in tasks:
             pending.append((self.pool.apply_async(parse_block, (t,)), t[0]))
             if len(pending) >= self.window:
@@ -173,17 +175,19 @@ class FileFix:
         if b.last_ts is not None:
             self.last_ts = b.last_ts  # else every record inherited the time before
         st.recognised += b.recognised
-        for k, v in b.skipped.items():
-            st.skipped[k] += v
-        for k, v in b.framings.items():
-            st.framings[k] += v
-        for k, v in b.events.items():
-            self.events[k] = self.events.get(k, 0) + v
+        for name, v in b.skipped.items():
+            st.skipped[name] += v
+        for name, v in b.framings.items():
+            st.framings[name] += v
+        for name, v in b.events.items():
+            self.events[name] = self.events.get(name, 0) + v
 
     def finish(self) -> None:
         self.stats.last_ts = self.last_ts if self.stats.first_ts is not None else None
 
-    def _redo(self, b: Block, data: bytes, redo: dict) -> None:
+    def _redo(
+        self, b: Block, data: bytes, redo: dict[int, tuple[float | None, tuple[int, Any] | None]]
+    ) -> None:
         """Read the records `redo` names again, with the time and vCPU the lines before
         the block give, and put them in place."""
         raw_lines = data.split(b"\n")
@@ -212,7 +216,8 @@ class FileFix:
             b.vcpus[k] = one.vcpus[0]
 
 
-Row = tuple  # (ts, text, op, kind, vcpu, gfn): one record as the importer takes it
+# (ts, text, op, kind, vcpu, gfn): one record as the importer takes it
+Row = tuple[float, str, TraceOp | None, int, int, int]
 
 
 def rows(
@@ -240,7 +245,15 @@ def rows(
     return heapq.merge(*streams, key=lambda r: r[0]), fixes
 
 
-def _file_rows(path, src, fix, settings, parsers, stop, tick) -> Iterator[Row]:
+def _file_rows(
+    path: str,
+    src: int,
+    fix: FileFix,
+    settings: dict[str, Any],
+    parsers: Parsers,
+    stop: Callable[[], bool] | None,
+    tick: Callable[[int, int], None] | None,
+) -> Iterator[Row]:
     def on_tick(pos: int) -> None:
         if tick is not None:
             tick(src, pos)

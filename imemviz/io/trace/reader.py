@@ -69,7 +69,7 @@ class FileStats:
         self.last_ts: float | None = None
 
 
-def open_trace(path: str, stats: FileStats) -> tuple[IO[bytes], subprocess.Popen | None]:
+def open_trace(path: str, stats: FileStats) -> tuple[IO[bytes], subprocess.Popen[bytes] | None]:
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as e:
@@ -241,7 +241,7 @@ def records(
         close(stream, proc)
 
 
-def close(stream: IO[bytes], proc: subprocess.Popen | None) -> None:
+def close(stream: IO[bytes], proc: subprocess.Popen[bytes] | None) -> None:
     with contextlib.suppress(OSError):
         stream.close()
     if proc is not None:

@@ -35,7 +35,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
-from imemviz.io.trace.events import KIND_CODE, Decoder, event_gfn
+from imemviz.io.trace.events import KIND_CODE, Decoder, TraceOp, event_gfn
 from imemviz.io.trace.formats import BY_EVENT, EventFormat, _hex
 from imemviz.io.trace.framing import _FTRACE, vcpu_of_comm
 from imemviz.io.trace.reader import (
@@ -104,7 +104,15 @@ def _optional_groups(rx: re.Pattern[str]) -> set[int]:
     return out
 
 
-def _converter(fmt: EventFormat, first: int) -> Callable[[tuple, int], tuple[dict, int | None]]:
+# A fast-path line's regex groups, and the function that turns a row's groups into its
+# fields and the gfn it is about (conv(groups, ~shared_bit)).
+Groups = tuple[str | Any, ...]
+Converter = Callable[[Groups, int], tuple[dict[str, Any], int | None]]
+# parse_block's task: (data, src, first_line, settings)
+BlockTask = tuple[bytes, int, int, dict[str, Any]]
+
+
+def _converter(fmt: EventFormat, first: int) -> Converter:
     """(fields, gfn) = conv(groups, ~shared_bit): the row's fields from groups[first:], as
     `fmt.parse` gives them, and the gfn the event is about, as observed.event_gfn says."""
     conv = fmt.converters
@@ -112,7 +120,7 @@ def _converter(fmt: EventFormat, first: int) -> Callable[[tuple, int], tuple[dic
         # A field may be missing: the generic way, which leaves it out.
         kind = fmt.kind
 
-        def generic(g: tuple, nmask: int) -> tuple[dict, int | None]:
+        def generic(g: Groups, nmask: int) -> tuple[dict[str, Any], int | None]:
             vals = g[first : first + len(conv)]
             f = {n: c(v) for (n, c), v in zip(conv, vals, strict=True) if v is not None}
             return f, event_gfn(kind, f, ~nmask)
@@ -146,20 +154,21 @@ def _converter(fmt: EventFormat, first: int) -> Callable[[tuple, int], tuple[dic
         gfn = "None"
     src = f"def conv(g, nmask):\n    f = {{{', '.join(parts)}}}\n    return f, {gfn}\n"
     exec(compile(src, f"<fields of {fmt.event}>", "exec"), env)
-    return env["conv"]
+    made: Converter = env["conv"]
+    return made
 
 
 def _trie(items: dict[str, str]) -> str:
     """One alternation of `literal + body` for every item, the literals' common prefixes
     matched once (the regex engine tries alternatives one by one)."""
-    tree: dict = {}
+    tree: dict[str, Any] = {}  # a trie: char -> subtree, and "" -> the body
     for lit, body in items.items():
         node = tree
         for ch in lit:
             node = node.setdefault(ch, {})
         node[""] = body
 
-    def emit(node: dict) -> str:
+    def emit(node: dict[str, Any]) -> str:
         alts = []
         for ch, child in node.items():
             if ch == "":
@@ -178,10 +187,10 @@ def _trie(items: dict[str, str]) -> str:
 class _Row(NamedTuple):
     fmt: EventFormat
     groups: tuple[int, ...]  # for m.group(*groups): comm, pid, cpu, ts, then the fields
-    conv: Callable[[tuple, int], tuple[dict, int | None]]
+    conv: Converter
 
 
-def _fast_line() -> tuple[Callable, dict[int, _Row]]:
+def _fast_line() -> tuple[Callable[[str], re.Match[str] | None], dict[int, _Row]]:
     """The one pattern that reads a common line whole, and its rows by their tag group.
 
     After the framing, a branch per event name (`name:`), then per row of it a
@@ -256,6 +265,7 @@ def read_records(path: str, src: int, stats: FileStats, limit: int) -> Iterator[
             if not bad:
                 m = FAST_MATCH(text)
                 if m is not None:
+                    assert m.lastindex is not None  # the fast pattern ends in a tag group
                     fmt, groups, conv = FAST_ROWS[m.lastindex]
                     g = m.group(*groups)
                     if "[" not in g[0]:
@@ -271,7 +281,14 @@ def read_records(path: str, src: int, stats: FileStats, limit: int) -> Iterator[
         close(stream, proc)
 
 
-def _fast_record(reader: LineReader, fmt: EventFormat, fields, g, n: int, payload: str) -> Record:
+def _fast_record(
+    reader: LineReader,
+    fmt: EventFormat,
+    fields: dict[str, Any],
+    g: Groups,
+    n: int,
+    payload: str,
+) -> Record:
     """A line the fast pattern read, as reader.LineReader would give it."""
     ts = float(g[3])
     pid = int(g[1])
@@ -336,7 +353,7 @@ class Block:
         self.framings: dict[str, int] = {}
         self.events: dict[str, int] = {}
         self.texts: list[str] = []  # per record: its timeline fields "t" to "p"
-        self.ops: list[tuple | None] = []  # per record: its op (events.py)
+        self.ops: list[TraceOp | None] = []  # per record: its op (events.py)
         self.ts = array("d")  # per record: time
         self.kinds = bytearray()  # per record: events.KIND_CODE
         self.vcpus = array("q")  # per record: vCPU, -1 for none
@@ -349,15 +366,15 @@ class Block:
         self.open_chains: set[int] = set()  # ... and not yet ended by a vCPU field
         self.vmap: dict[int, Any] = {}  # thread -> vCPU at the end of the block
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in self.__slots__)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         for k, v in zip(self.__slots__, state, strict=True):
             setattr(self, k, v)
 
 
-def parse_block(task: tuple) -> Block:
+def parse_block(task: BlockTask) -> Block:
     """Read one block: task = (data, src, first_line, settings); data is whole lines."""
     data, src, first_line, settings = task
     return _BlockParser.get(src, settings).parse(data, first_line)
@@ -366,7 +383,7 @@ def parse_block(task: tuple) -> Block:
 class _BlockParser:
     """Reads blocks of one file under one trace's settings (cached per process)."""
 
-    _cache: ClassVar[dict[tuple, _BlockParser]] = {}
+    _cache: ClassVar[dict[tuple[int, tuple[tuple[str, Any], ...]], _BlockParser]] = {}
 
     @classmethod
     def get(cls, src: int, settings: dict[str, Any]) -> _BlockParser:
@@ -488,6 +505,7 @@ class _BlockParser:
             m = match(text)
             if m is not None:
                 tag = m.lastindex
+                assert tag is not None  # the fast pattern ends in a tag group
                 fmt, groups, conv = rows[tag]
                 g = m.group(*groups)
                 if "[" not in g[0]:
@@ -553,9 +571,9 @@ class _BlockParser:
         b.recognised += fast
         if fast:
             b.framings["ftrace"] = fast
-        for tag, c in counts.items():
+        for tag, count in counts.items():
             e = rows[tag].fmt.event
-            b.events[e] = b.events.get(e, 0) + c
+            b.events[e] = b.events.get(e, 0) + count
 
 
 def _plain_lines(whole: bytes) -> list[str] | None:

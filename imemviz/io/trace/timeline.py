@@ -99,11 +99,11 @@ class _Instances:
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.cols: dict[str, list] = {n: [] for n in names}
+        self.cols: dict[str, list[int]] = {n: [] for n in names}
         self.born: list[int] = []
         self.died: list[int] = []
 
-    def add(self, born: int, *values) -> int:
+    def add(self, born: int, *values: int) -> int:
         for n, v in zip(self.names, values, strict=True):
             self.cols[n].append(v)
         self.born.append(born)
@@ -143,7 +143,8 @@ class ObservedTimeline:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return self.header.get("settings", {})
+        settings: dict[str, Any] = self.header.get("settings", {})
+        return settings
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -179,7 +180,7 @@ class ObservedTimeline:
         tl._file = f
         return tl
 
-    def _read_head(self, f) -> None:
+    def _read_head(self, f: IO[bytes]) -> None:
         path = self.path
         line = f.readline()
         try:
@@ -195,7 +196,7 @@ class ObservedTimeline:
             )
         self.header = head
 
-    def _read_indexed(self, f, size: int) -> bool:
+    def _read_indexed(self, f: IO[bytes], size: int) -> bool:
         """Read the timeline from its index; False (nothing read) when it has none that
         matches it."""
         from imemviz.io.trace import timeline_index as TI
@@ -230,7 +231,7 @@ class ObservedTimeline:
         self.gfn = cols["gfn"].astype(np.int64, copy=False)
         self.leaves = TI.leaf_instances(cols["leaf"])
         attrs = _Instances(("start", "end", "private"))
-        runs: SortedDict = SortedDict()
+        runs: SortedDict[int, tuple[int, int]] = SortedDict()
         for i, s, e, v in cols["attr"].tolist():
             _set_run(runs, attrs, i, s, e, v)
         slots = _Instances(("as_id", "slot", "base_gfn", "npages", "flags", "gmem_fd"))
@@ -241,7 +242,13 @@ class ObservedTimeline:
         self.slots = slots.arrays("base_gfn")
         return True
 
-    def _read(self, f, size, progress, stop) -> None:
+    def _read(
+        self,
+        f: IO[bytes],
+        size: int,
+        progress: Callable[[int, int], None] | None,
+        stop: Callable[[], bool] | None,
+    ) -> None:
         path = self.path
         self._read_head(f)
         ts: list[float] = []
@@ -253,7 +260,7 @@ class ObservedTimeline:
         attrs = _Instances(("start", "end", "private"))
         slots = _Instances(("as_id", "slot", "base_gfn", "npages", "flags", "gmem_fd"))
         live_leaf: dict[tuple[int, int, int], int] = {}
-        runs: SortedDict = SortedDict()  # start -> (end, instance)
+        runs: SortedDict[int, tuple[int, int]] = SortedDict()  # start -> (end, instance)
         live_slot: dict[tuple[int, int], int] = {}
         pos = f.tell()
         n_line = 1
@@ -324,7 +331,8 @@ class ObservedTimeline:
         """Event i as written in the file (read on demand: rows are not kept in memory)."""
         assert self._file is not None
         self._file.seek(int(self.offset[i]))
-        return json.loads(self._file.readline())
+        event: dict[str, Any] = json.loads(self._file.readline())
+        return event
 
     def index_at_time(self, t: float) -> int:
         """The last event at or before time t (-1: before the first)."""
@@ -358,7 +366,17 @@ class ObservedTimeline:
         return -(-end // 512) * 512
 
 
-def _slot_effect(slots, live_slot, i, as_id, slot, base, npages, flags, fd) -> None:
+def _slot_effect(
+    slots: _Instances,
+    live_slot: dict[tuple[int, int], int],
+    i: int,
+    as_id: int,
+    slot: int,
+    base: int,
+    npages: int,
+    flags: int,
+    fd: int,
+) -> None:
     """A memslot set (npages > 0) or deleted at event i: instances of memslots."""
     key = (as_id, slot)
     j = live_slot.pop(key, None)
@@ -368,7 +386,9 @@ def _slot_effect(slots, live_slot, i, as_id, slot, base, npages, flags, fd) -> N
         live_slot[key] = slots.add(i, as_id, slot, base, npages, flags, fd)
 
 
-def _set_run(runs: SortedDict, attrs: _Instances, i: int, s: int, e: int, v: int) -> None:
+def _set_run(
+    runs: SortedDict[int, tuple[int, int]], attrs: _Instances, i: int, s: int, e: int, v: int
+) -> None:
     """Attribute runs as instances: [s, e) = v at event i ends the runs it overlaps."""
     # The run that starts before s and reaches into [s, e).
     pos = runs.bisect_right(s) - 1

@@ -60,7 +60,8 @@ class IndexWriter:
     """Collects the columns while the import runs; `write` makes the index file."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, array] = {name: array(code) for name, code, _d, _w in _SECTIONS}
+        # "ts" is an array of doubles, the others of int64 (which mypy takes as floats too)
+        self.cols: dict[str, array[float]] = {name: array(code) for name, code, _d, _w in _SECTIONS}
         self._spool: dict[str, IO[bytes]] = {}
         self.count = {name: 0 for name in self.cols}
 
