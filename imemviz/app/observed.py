@@ -447,10 +447,12 @@ class _ImportWorker(QObject):
 
     @Slot(list, str)
     def run(self, paths: list, out: str) -> None:
-        from imemviz.io.trace.importer import ImportError_, import_traces
+        from imemviz.io.trace.import_process import import_in_child
+        from imemviz.io.trace.importer import ImportError_
 
         try:
-            res = import_traces(paths, out, None, None, self.progress.emit, lambda: self.cancel)
+            # In a child process: on this thread it would share the GIL with the GUI.
+            res = import_in_child(paths, out, None, None, self.progress.emit, lambda: self.cancel)
         except ImportError_ as e:
             self.done.emit(None, str(e))
             return
