@@ -65,6 +65,10 @@ class ObservedMapPane(GpaMapPane):
         self.img.setLookupTable(observed_palette.observed_lut())
         self.block_labels.name_of = observed_palette.code_name
 
+    def apply_theme(self, theme) -> None:
+        super().apply_theme(theme)  # it sets the simulator's table: unknowns were magenta
+        self.img.setLookupTable(observed_palette.observed_lut(theme.dark))
+
     def _on_raster(self, ans) -> None:
         super()._on_raster(ans)
         if self._shown is ans:

@@ -177,3 +177,14 @@ def test_disagreement_marks_are_drawn_on_the_map_and_jump_to_their_event(qtbot, 
         assert w.table.currentIndex().row() >= 0
     finally:
         w.close()
+
+
+def test_a_theme_change_keeps_the_observed_colours(observed) -> None:
+    from imemviz.app import plot_theme
+
+    for theme in (plot_theme.DARK, plot_theme.LIGHT):
+        observed.map.apply_theme(theme)
+        table = observed.map.img.lut
+        for code in ObservedCode:
+            # Not the simulator's table, where the observed codes are magenta.
+            assert tuple(table[int(code)][:3]) != (255, 0, 255)

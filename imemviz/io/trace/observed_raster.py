@@ -62,7 +62,10 @@ OBSERVED_LEGEND: tuple[tuple[int, str, str, tuple[int, int, int]], ...] = (
         ObservedCode.UNKNOWN,
         "unknown",
         "the trace has not said whether the gfn is private or shared",
-        (236, 232, 244),
+        # Muted sage: apart from white, "shared/private, no leaf" and holes (CIEDE2000
+        # >= 20 in normal and dichromat vision) and from every leaf colour (>= 12):
+        # tests/app/test_observed_palette.py.  (236, 232, 244) vanished on white.
+        (104, 144, 96),
     ),
     (
         ObservedCode.LEAF_UNKNOWN_1G,
