@@ -25,6 +25,7 @@ import heapq
 import multiprocessing
 import os
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -240,7 +241,56 @@ def rows(
     return heapq.merge(*streams, key=lambda r: r[0]), fixes
 
 
-def _file_rows(path, src, fix, settings, parsers, stop, tick) -> Iterator[Row]:
+Chunk = tuple  # (ts array, texts, ops, kinds bytes, vcpus array, gfns array): records as columns
+CHUNK = 4096  # records per chunk when several files are merged
+
+
+def chunks(
+    paths: list[str],
+    stats: list[FileStats],
+    settings: dict[str, Any],
+    parsers: Parsers,
+    skip: set[int],
+    stop: Callable[[], bool] | None = None,
+    tick: Callable[[int, int], None] | None = None,
+) -> tuple[Iterator[Chunk], list[FileFix]]:
+    """`rows` as columns: of one file, its blocks as they are (no tuple per record, and
+    the importer extends its index columns with whole arrays); of several, the merged
+    records cut into chunks of CHUNK."""
+    live = [i for i in range(len(paths)) if i not in skip]
+    if len(live) != 1:
+        records, fixes = rows(paths, stats, settings, parsers, skip, stop, tick)
+        return _batched(records), fixes
+    src = live[0]
+    fix = FileFix(src, stats[src], settings)
+    return _file_chunks(paths[src], src, fix, settings, parsers, stop, tick), [fix]
+
+
+def _batched(records: Iterator[Row]) -> Iterator[Chunk]:
+    while True:
+        ts, texts, ops, kinds = array("d"), [], [], bytearray()
+        vcpus, gfns = array("q"), array("q")
+        for t, text, op, kind, vcpu, gfn in records:
+            ts.append(t)
+            texts.append(text)
+            ops.append(op)
+            kinds.append(kind)
+            vcpus.append(vcpu)
+            gfns.append(gfn)
+            if len(texts) >= CHUNK:
+                break
+        if not texts:
+            return
+        yield ts, texts, ops, kinds, vcpus, gfns
+
+
+def _file_chunks(path, src, fix, settings, parsers, stop, tick) -> Iterator[Chunk]:
+    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
+        yield b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns
+    fix.finish()
+
+
+def _fixed_blocks(path, src, fix, settings, parsers, stop, tick) -> Iterator[tuple[Block, bytes]]:
     def on_tick(pos: int) -> None:
         if tick is not None:
             tick(src, pos)
@@ -250,5 +300,10 @@ def _file_rows(path, src, fix, settings, parsers, stop, tick) -> Iterator[Row]:
     )
     for b, data in parsers.map(tasks):
         fix.fix(b, data)
+        yield b, data
+
+
+def _file_rows(path, src, fix, settings, parsers, stop, tick) -> Iterator[Row]:
+    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
         yield from zip(b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns, strict=True)
     fix.finish()
