@@ -90,10 +90,13 @@ def blocks_of(
 
 
 def processes_wanted() -> int:
-    """Parsing processes for this machine: one per core beyond the importing one's
-    share, at most 2 (more only adds copies of the blocks); 0 on one core."""
+    """Parsing processes for this machine: 2 from 4 cores on (more only adds copies of
+    the blocks), else none.  On 2 cores they do not pay: the importing process needs
+    one core for itself, the parsers cost a quarter more CPU in all (pickling the
+    blocks), and a 1M-line import took as long with 0, 1 or 2 of them (medians of 3,
+    docs/benchmarks.md)."""
     n = os.cpu_count() or 1
-    return 0 if n < 2 else 2
+    return 2 if n >= 4 else 0
 
 
 class Parsers:
