@@ -7,8 +7,9 @@
    the peak RSS of the `imemviz import` process.
 2. Loading the observed timeline, then showing 20 random points of it (the
    state's instance masks and a 512 x 1024 raster): median and worst.
-3. The app's GUI thread while File > Import trace runs on its worker thread:
-   the longest gap between 2 ms timer ticks (the GUI stall), and a cancel.
+3. The app's GUI thread while File > Import trace runs (in its child process):
+   the longest gap between 2 ms timer ticks during the import (the GUI stall),
+   then while the result opens, and a cancel.
 """
 
 from __future__ import annotations
