@@ -3,7 +3,8 @@
 `imemviz OUT` (an observed timeline from `imemviz import`) opens this window
 instead of the simulator's: the GPA map (the same pane, fed by
 `ObservedEngine`), a scrubber over real time, the event log (every event with
-the kernel's own text; disagreements with the model marked), rates
+the kernel's own text; disagreements with the model marked there and on the
+map, observed_marks.py), rates
 (faults/s, conversions/s) with the phases of the VM's life, counters of the
 state at the scrubbed point, the inspector of the page under the cursor and
 the legend, including the colours for what the trace cannot tell.  A vCPU
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
 
 from imemviz.app import observed_palette
 from imemviz.app.observed_engine import ObservedEngine
+from imemviz.app.observed_marks import DisagreementMarks
 from imemviz.app.panes.gpa_map import GpaMapPane
 from imemviz.app.panes.legend import swatch
 from imemviz.app.panes.map_layout import fmt_gpa
@@ -63,12 +65,28 @@ class ObservedMapPane(GpaMapPane):
         self.img.setLookupTable(observed_palette.observed_lut())
         self.block_labels.name_of = observed_palette.code_name
 
+    def apply_theme(self, theme) -> None:
+        super().apply_theme(theme)  # it sets the simulator's table: unknowns were magenta
+        self.img.setLookupTable(observed_palette.observed_lut(theme.dark))
+
     def _on_raster(self, ans) -> None:
         super()._on_raster(ans)
         if self._shown is ans:
             # Cell labels know the simulator's codes only: unknowns get none.
             codes = np.where(ans.codes >= NCODES, np.uint8(Code.OUTSIDE), ans.codes)
             self.cells.set_data(codes, ans.request.start // ans.request.row_gfns, self.layout_)
+
+    mark_layer: Any = None  # the window's DisagreementMarks
+
+    def on_click(self, ev) -> None:
+        if (
+            self.mark_layer is not None
+            and ev.button() == Qt.LeftButton
+            and self.mark_layer.click(ev.scenePos())
+        ):
+            ev.accept()
+            return
+        super().on_click(ev)
 
     def code_at(self, gfn: int) -> int | None:
         s = self._shown
@@ -198,6 +216,8 @@ class ObservedWindow(QMainWindow):
         self._drawn_index = -2
         self.map = ObservedMapPane(self.engine, self.selection)  # type: ignore[arg-type]
         self.setCentralWidget(self.map)
+        self.mark_layer = DisagreementMarks(self.map, self._on_mark_clicked)
+        self.map.mark_layer = self.mark_layer
         self._build_scrubber()
         self._build_docks()
         self._build_menu()
@@ -349,6 +369,8 @@ class ObservedWindow(QMainWindow):
         self.slider.setValue(max(len(tl) - 1, 0))
         self.slider.blockSignals(False)
         self.index = len(tl) - 1
+        self.mark_layer.index = self.index
+        self.mark_layer.set_marks(tl.marks)
         self._draw_rates()
         names = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in OS.phases(tl))
         self.phase_label.setText(f"Phases: {names}" if names else "")
@@ -371,6 +393,7 @@ class ObservedWindow(QMainWindow):
         self.time_label.setText(f"t = {t:.6f} s · event {i + 1} of {len(tl)}")
         self.cursor.setValue(t)
         self.counters.setText("\n".join(f"{k}: {v}" for k, v in counters.items()))
+        self.mark_layer.set_index(i)
         self._on_selection(self.selection.gfn, self.selection.range)
 
     def _on_slider(self, value: int) -> None:
@@ -396,6 +419,17 @@ class ObservedWindow(QMainWindow):
             self.selection.set_gfn(g)
             self.map.layout_.ensure_visible(g)
             self.map.refresh()
+
+    def _on_mark_clicked(self, mark: dict) -> None:
+        """A disagreement's disc on the map: scrub to its event, select its page and row."""
+        i = int(mark["i"])
+        self.go(i)
+        self.selection.set_gfn(int(mark["gfn"]))
+        rows = self.events.rows
+        k = int(np.searchsorted(rows, i))
+        if k < len(rows) and rows[k] == i:
+            self.table.selectRow(k)
+            self.table.scrollTo(self.events.index(k, 0))
 
     def _on_selection(self, gfn, _rng) -> None:
         if gfn is None or self.engine.worker._state is None:
@@ -447,10 +481,12 @@ class _ImportWorker(QObject):
 
     @Slot(list, str)
     def run(self, paths: list, out: str) -> None:
-        from imemviz.io.trace.importer import ImportError_, import_traces
+        from imemviz.io.trace.import_process import import_in_child
+        from imemviz.io.trace.importer import ImportError_
 
         try:
-            res = import_traces(paths, out, None, None, self.progress.emit, lambda: self.cancel)
+            # In a child process: on this thread it would share the GIL with the GUI.
+            res = import_in_child(paths, out, None, None, self.progress.emit, lambda: self.cancel)
         except ImportError_ as e:
             self.done.emit(None, str(e))
             return

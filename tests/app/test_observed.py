@@ -124,3 +124,67 @@ def test_import_dialog_cancel_leaves_nothing(qtbot, tmp_path) -> None:
         assert [p for p in tmp_path.iterdir() if p.name.startswith(".imemviz-")] == []
     finally:
         dlg.close()
+
+
+def test_disagreement_marks_are_drawn_on_the_map_and_jump_to_their_event(qtbot, tmp_path) -> None:
+    from PySide6.QtCore import QPoint, Qt
+
+    from tests.trace.test_import import planted_trace
+
+    trace, opts = planted_trace(tmp_path)
+    out = tmp_path / "checked.jsonl"
+    import_traces([trace], str(out), options=opts)
+    w = ObservedWindow(str(out))
+    qtbot.addWidget(w)
+    w.resize(1280, 860)
+    w.show()
+    try:
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        marks = w.tl.marks
+        assert marks and all(m["gfn"] == 0x400 for m in marks)
+        layer = w.mark_layer
+        # Zoomed in on the marked page so it has a cell of its own.
+        w.map.show_range(0x3F0, 0x410)
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        assert {id(g.mark) for g in layer.glyphs} == {id(m) for m in marks}
+        glyph = layer.glyphs[0]
+        # The disc's leader starts at the centre of the marked page's cell.
+        at = w.map.view.mapFromScene(glyph.scenePos())
+        centre = w.map.gfn_pos(0x400)
+        assert abs(at.x() - centre.x()) <= 1 and abs(at.y() - centre.y()) <= 1
+        # The outline is around the 2M leaf's range, not a fill: the path's bounds are
+        # the rows of gfns 0x400..0x600.
+        r = layer.ink.path().boundingRect()
+        row = w.map.layout_.row_gfns
+        assert r.top() == 0x400 // row and r.bottom() == -(-0x600 // row)
+        assert layer.ink.brush().style() == Qt.NoBrush
+        # Scrubbed before the marked event: no mark; a click on the disc goes to it.
+        first = min(int(m["i"]) for m in marks)
+        w.go(first - 1)
+        qtbot.waitUntil(lambda: w._drawn_index == first - 1, timeout=WAIT_MS)
+        assert layer.glyphs == [] and layer.ink.path().isEmpty()
+        w.go(len(w.tl) - 1)
+        qtbot.waitUntil(lambda: bool(layer.glyphs), timeout=WAIT_MS)
+        glyph = layer.glyphs[0]
+        # The disc is drawn in pixels (it ignores the map's zoom), beside the page.
+        anchor = w.map.view.mapFromScene(glyph.scenePos())
+        centre = glyph.disc().center()
+        at = QPoint(anchor.x() + round(centre.x()), anchor.y() + round(centre.y()))
+        qtbot.mouseMove(w.map.view.viewport(), at)
+        qtbot.mouseClick(w.map.view.viewport(), Qt.LeftButton, pos=at)
+        qtbot.waitUntil(lambda: w.index == int(glyph.mark["i"]), timeout=WAIT_MS)
+        assert w.selection.gfn == 0x400
+        assert w.table.currentIndex().row() >= 0
+    finally:
+        w.close()
+
+
+def test_a_theme_change_keeps_the_observed_colours(observed) -> None:
+    from imemviz.app import plot_theme
+
+    for theme in (plot_theme.DARK, plot_theme.LIGHT):
+        observed.map.apply_theme(theme)
+        table = observed.map.img.lut
+        for code in ObservedCode:
+            # Not the simulator's table, where the observed codes are magenta.
+            assert tuple(table[int(code)][:3]) != (255, 0, 255)

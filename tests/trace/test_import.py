@@ -364,7 +364,9 @@ def test_check_is_silent_on_a_tdx_trace_of_the_model(tmp_path: Path) -> None:
     assert roots[0x810] == "mirror" and roots[0x820] == "direct"
 
 
-def test_check_flags_a_planted_disagreement(tmp_path: Path) -> None:
+def planted_trace(tmp_path: Path) -> tuple[str, ImportOptions]:
+    """The model's own trace with one kernel decision changed (two marks: a 2M leaf at
+    gfn 0x400 over mixed attributes), and the options its check needs."""
     trace = Path(_export(SW_CONFIG, SW_OPS, tmp_path / "model.trace"))
     lines = trace.read_text().splitlines()
     # Plant a kernel that maps the shared gfn 0x401 with the 2M leaf the private fault at
@@ -386,7 +388,12 @@ def test_check_flags_a_planted_disagreement(tmp_path: Path) -> None:
         from_vm_start=True,
         vm_config={"gmem_max_order": 9, "shared_page_size": "2M", "host_memory": "4G"},
     )
-    s = run_import(tmp_path, str(trace), opts=opts)
+    return str(trace), opts
+
+
+def test_check_flags_a_planted_disagreement(tmp_path: Path) -> None:
+    trace, opts = planted_trace(tmp_path)
+    s = run_import(tmp_path, trace, opts=opts)
     kinds = s["check"]["by_kind"]
     assert kinds.get("huge_across_attributes") == 1, s["check"]["marks"]
     assert kinds.get("level_differs") == 1

@@ -179,7 +179,7 @@ def import_traces(
             state.slot_log = index.cols["slot"]
             for i in errors:
                 stats[i].error = errors[i]
-            records, fixes = pipeline.rows(
+            chunks, fixes = pipeline.chunks(
                 paths, stats, settings, parsers, set(errors), should_stop, tick
             )
             # No reference cycles are made here: the cyclic GC scanning the state's
@@ -187,7 +187,7 @@ def import_traces(
             gc_on = gc.isenabled()
             gc.disable()
             try:
-                _commit_all(records, state, w, spool, index)
+                _commit_all(chunks, state, w, spool, index)
             except TraceReadError as e:
                 raise ImportError_(str(e)) from None
             finally:
@@ -236,48 +236,44 @@ def import_traces(
 
 
 def _commit_all(
-    records: Iterator[pipeline.Row],
+    chunks: Iterator[pipeline.Chunk],
     state: ObservedState,
     w: TimelineWriter,
     spool: Mapping[str, IO[str]],
     index: IndexWriter,
 ) -> None:
     """Every record's op done to the state, in order; its timeline line, index columns
-    and summary entries written.  The hot loop of the import's process: kept small."""
+    and summary entries written.  The hot loop of the import's process: kept small
+    (records come as columns, pipeline.chunks: the index takes them whole)."""
     commit = COMMIT
-    lines: list[str] = []
-    add = lines.append
     listed: dict[str, list[str]] = {k: [] for k in spool}
     cols = index.cols
-    add_ts, add_kind = cols["ts"].append, cols["kind"].append
-    add_vcpu, add_gfn = cols["vcpu"].append, cols["gfn"].append
+    col_ts, col_kind, col_vcpu, col_gfn = cols["ts"], cols["kind"], cols["vcpu"], cols["gfn"]
     i = w.n
-    for ts, text, op, kind, vcpu, gfn in records:
-        add_ts(ts)
-        add_kind(kind)
-        add_vcpu(vcpu)
-        add_gfn(gfn)
-        if op is None:
-            add(f'{{"i":{i},{text},"fx":[]}}')
-        else:
-            state.i = i
-            fx: list[str] = []
-            extra = commit[op[0]](state, op, fx)
-            add(f'{{"i":{i},{text},"fx":[{",".join(fx)}]}}')
-            if extra is not None:
-                listed[extra[0]].append(extra[1])
-        i += 1
-        if len(lines) >= 4096:
-            w.lines(lines)
-            lines.clear()
-            for k, v in listed.items():
-                if v:
-                    spool[k].write("".join(v))
-                    v.clear()
-            index.flush()
-    w.lines(lines)
-    for k, v in listed.items():
-        spool[k].write("".join(v))
+    for ts, texts, ops, kinds, vcpus, gfns in chunks:
+        col_ts.extend(ts)
+        col_kind.frombytes(kinds)
+        col_vcpu.extend(vcpus)
+        col_gfn.extend(gfns)
+        lines: list[str] = []
+        add = lines.append
+        for text, op in zip(texts, ops, strict=True):
+            if op is None:
+                add(f'{{"i":{i},{text},"fx":[]}}')
+            else:
+                state.i = i
+                fx: list[str] = []
+                extra = commit[op[0]](state, op, fx)
+                add(f'{{"i":{i},{text},"fx":[{",".join(fx)}]}}')
+                if extra is not None:
+                    listed[extra[0]].append(extra[1])
+            i += 1
+        w.lines(lines)
+        for k, v in listed.items():
+            if v:
+                spool[k].write("".join(v))
+                v.clear()
+        index.flush()
 
 
 def _write_index(out: str, index: IndexWriter, token: str, events: int, tail: int) -> None:

@@ -25,6 +25,7 @@ import heapq
 import multiprocessing
 import os
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import AsyncResult
@@ -91,10 +92,13 @@ def blocks_of(
 
 
 def processes_wanted() -> int:
-    """Parsing processes for this machine: one per core beyond the importing one's
-    share, at most 2 (more only adds copies of the blocks); 0 on one core."""
+    """Parsing processes for this machine: 2 from 4 cores on (more only adds copies of
+    the blocks), else none.  On 2 cores they do not pay: the importing process needs
+    one core for itself, the parsers cost a quarter more CPU in all (pickling the
+    blocks), and a 1M-line import took as long with 0, 1 or 2 of them (medians of 3,
+    docs/benchmarks.md)."""
     n = os.cpu_count() or 1
-    return 0 if n < 2 else 2
+    return 2 if n >= 4 else 0
 
 
 class Parsers:
@@ -245,7 +249,56 @@ def rows(
     return heapq.merge(*streams, key=lambda r: r[0]), fixes
 
 
-def _file_rows(
+# (ts, texts, ops, kinds, vcpus, gfns): records as columns
+Chunk = tuple[
+    "array[float]", list[str], list["TraceOp | None"], bytes | bytearray, "array[int]", "array[int]"
+]
+CHUNK = 4096  # records per chunk when several files are merged
+
+
+def chunks(
+    paths: list[str],
+    stats: list[FileStats],
+    settings: dict[str, Any],
+    parsers: Parsers,
+    skip: set[int],
+    stop: Callable[[], bool] | None = None,
+    tick: Callable[[int, int], None] | None = None,
+) -> tuple[Iterator[Chunk], list[FileFix]]:
+    """`rows` as columns: of one file, its blocks as they are (no tuple per record, and
+    the importer extends its index columns with whole arrays); of several, the merged
+    records cut into chunks of CHUNK."""
+    live = [i for i in range(len(paths)) if i not in skip]
+    if len(live) != 1:
+        records, fixes = rows(paths, stats, settings, parsers, skip, stop, tick)
+        return _batched(records), fixes
+    src = live[0]
+    fix = FileFix(src, stats[src], settings)
+    return _file_chunks(paths[src], src, fix, settings, parsers, stop, tick), [fix]
+
+
+def _batched(records: Iterator[Row]) -> Iterator[Chunk]:
+    while True:
+        ts: array[float] = array("d")
+        texts: list[str] = []
+        ops: list[TraceOp | None] = []
+        kinds = bytearray()
+        vcpus, gfns = array("q"), array("q")
+        for t, text, op, kind, vcpu, gfn in records:
+            ts.append(t)
+            texts.append(text)
+            ops.append(op)
+            kinds.append(kind)
+            vcpus.append(vcpu)
+            gfns.append(gfn)
+            if len(texts) >= CHUNK:
+                break
+        if not texts:
+            return
+        yield ts, texts, ops, kinds, vcpus, gfns
+
+
+def _file_chunks(
     path: str,
     src: int,
     fix: FileFix,
@@ -253,7 +306,21 @@ def _file_rows(
     parsers: Parsers,
     stop: Callable[[], bool] | None,
     tick: Callable[[int, int], None] | None,
-) -> Iterator[Row]:
+) -> Iterator[Chunk]:
+    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
+        yield b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns
+    fix.finish()
+
+
+def _fixed_blocks(
+    path: str,
+    src: int,
+    fix: FileFix,
+    settings: dict[str, Any],
+    parsers: Parsers,
+    stop: Callable[[], bool] | None,
+    tick: Callable[[int, int], None] | None,
+) -> Iterator[tuple[Block, bytes]]:
     def on_tick(pos: int) -> None:
         if tick is not None:
             tick(src, pos)
@@ -263,5 +330,18 @@ def _file_rows(
     )
     for b, data in parsers.map(tasks):
         fix.fix(b, data)
+        yield b, data
+
+
+def _file_rows(
+    path: str,
+    src: int,
+    fix: FileFix,
+    settings: dict[str, Any],
+    parsers: Parsers,
+    stop: Callable[[], bool] | None,
+    tick: Callable[[int, int], None] | None,
+) -> Iterator[Row]:
+    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
         yield from zip(b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns, strict=True)
     fix.finish()
