@@ -81,7 +81,7 @@ class ObservedMapPane(GpaMapPane):
     def on_click(self, ev) -> None:
         if (
             self.mark_layer is not None
-            and ev.button() == Qt.LeftButton
+            and ev.button() == Qt.MouseButton.LeftButton
             and self.mark_layer.click(ev.scenePos())
         ):
             ev.accept()

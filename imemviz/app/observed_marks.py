@@ -52,7 +52,7 @@ class MarkGlyph(QGraphicsObject):
     def __init__(self, mark: dict[str, Any]) -> None:
         super().__init__()
         self.mark = mark
-        self.setFlag(QGraphicsItem.ItemIgnoresTransformations, True)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self.setZValue(46)
         self.setToolTip(mark_text(mark))
         self._font = QFont()
@@ -67,7 +67,7 @@ class MarkGlyph(QGraphicsObject):
         return self.disc().adjusted(-4, -4, 4, 4).united(QRectF(-3, -3, 6, 6))
 
     def paint(self, painter: QPainter, *args) -> None:
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         o = self.OFFSET
         for pen in (QPen(HALO, 4.5), QPen(INK, 2.0)):
             painter.setPen(pen)
@@ -79,7 +79,7 @@ class MarkGlyph(QGraphicsObject):
         painter.setPen(QPen(INK, 2.5))
         painter.drawEllipse(d.adjusted(1, 1, -1, -1))
         painter.setFont(self._font)
-        painter.drawText(d, Qt.AlignCenter, "≠")
+        painter.drawText(d, Qt.AlignmentFlag.AlignCenter, "≠")
 
     def hit(self, view: Any, scene_pos: QPointF) -> bool:
         """Whether a point of the scene is on the disc as `view` draws it.  (The scene's
@@ -106,11 +106,11 @@ class DisagreementMarks:
         self.ink = QGraphicsPathItem()
         pen = QPen(INK, 2.0)
         pen.setCosmetic(True)
-        pen.setJoinStyle(Qt.MiterJoin)
+        pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
         self.ink.setPen(pen)
         self.ink.setZValue(29)
         for it in (self.halo, self.ink):
-            it.setBrush(QBrush(Qt.NoBrush))
+            it.setBrush(QBrush(Qt.BrushStyle.NoBrush))
             pane.vb.addItem(it, ignoreBounds=True)
         pane.viewChanged.connect(lambda _text: self.rebuild())
 
