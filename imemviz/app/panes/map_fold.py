@@ -232,6 +232,16 @@ class FoldMap:
             return int(self._r0[i]), i
         return int(self._r1[i]) + drow - d0 - self.band, -1
 
+    def in_band(self, drows: np.ndarray) -> np.ndarray:
+        """Whether each display row of `drows` lies in a fold band (vectorised
+        `at_display_row(d)[1] >= 0`)."""
+        drows = np.asarray(drows, np.int64)
+        i = np.searchsorted(self._d0, drows, side="right") - 1
+        ok = i >= 0
+        out = np.zeros(drows.shape, bool)
+        out[ok] = drows[ok] < self._d0[i[ok]] + self.band
+        return out
+
     def linear_row(self, drow: int) -> int:
         return self.at_display_row(drow)[0]
 
