@@ -65,6 +65,17 @@ class LongRuns:
     def __len__(self) -> int:
         return len(self.start)
 
+    def same_as(self, other: LongRuns | None) -> bool:
+        """The same runs (the fold maps made from `other` still hold)."""
+        return other is not None and (
+            other is self
+            or (
+                np.array_equal(self.start, other.start)
+                and np.array_equal(self.end, other.end)
+                and np.array_equal(self.code, other.code)
+            )
+        )
+
     def candidates(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Runs long enough to fold at r gfns per row, by start."""
         m = (self.end - self.start) >= (FOLD_MIN_ROWS + 2 * CONTEXT_ROWS) * r

@@ -110,8 +110,13 @@ class MapLayout:
         The widest zoom (`fit_row_gfns`) is not recomputed for it (that costs a fold map
         per zoom level): `fit()` does that, and zooming out stops at the last one known.
         """
+        new = runs if isinstance(runs, LongRuns) else LongRuns(runs)
+        if new.same_as(self.long_runs) and all(
+            fm.rows_linear == max(1, -(-self.extent // r)) for r, fm in self._maps.items()
+        ):
+            return  # most ops change no foldable run: the fold maps stay (no refold per op)
         keep = self._linear_top()
-        self.long_runs = runs if isinstance(runs, LongRuns) else LongRuns(runs)
+        self.long_runs = new
         fit = self._fit
         self._invalidate()
         self._fit = fit
