@@ -85,6 +85,28 @@ class LongRuns:
 FoldArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+def pins_touch_folds(
+    long_runs: LongRuns, r: int, band: int, pins: Iterable[tuple[int, int]]
+) -> bool:
+    """Whether any of `pins` lies in a run `find_folds` could fold at r gfns per row
+    with this band: if none does, adding or removing them leaves the folds as they are."""
+    pins = [(a, b) for a, b in pins if b > a]
+    if not pins or not len(long_runs):
+        return False
+    s, e, _c = long_runs.candidates(r)
+    ra = -(-s // r) + CONTEXT_ROWS
+    rb = e // r - CONTEXT_ROWS
+    keep = rb - ra >= max(FOLD_MIN_ROWS, band + 1)
+    ra, rb = ra[keep], rb[keep]
+    for a, b in pins:
+        pa, pb = a // r - CONTEXT_ROWS, (b - 1) // r + 1 + CONTEXT_ROWS
+        i0 = int(np.searchsorted(rb, pa, side="right"))
+        i1 = int(np.searchsorted(ra, pb, side="left"))
+        if i1 > i0:
+            return True
+    return False
+
+
 def find_folds(
     long_runs: LongRuns,
     r: int,

@@ -17,7 +17,14 @@ from collections.abc import Iterable
 
 import attrs
 
-from imemviz.app.panes.map_fold import FoldMap, LongRuns, Runs, band_rows, find_folds
+from imemviz.app.panes.map_fold import (
+    FoldMap,
+    LongRuns,
+    Runs,
+    band_rows,
+    find_folds,
+    pins_touch_folds,
+)
 
 MIN_ROW_GFNS = 8
 MAX_ROW_PX = 40.0
@@ -127,10 +134,22 @@ class MapLayout:
         if pins == self.pins:
             return
         keep = self._linear_top()
+        changed = set(pins) ^ set(self.pins)
+        fm = self._maps.get(self.row_gfns)
         self.pins = pins
         fit = self._fit  # kept (stale at worst): see set_runs
         self._invalidate()
         self._fit = fit
+        if (
+            fm is not None
+            and fm.rows_linear == max(1, -(-self.extent // self.row_gfns))
+            and not pins_touch_folds(
+                self.long_runs if self.fold else NO_RUNS, self.row_gfns, fm.band, changed
+            )
+        ):
+            # The pins that came or went lie in no foldable run at this zoom (an op's
+            # focus, the selection moving over populated memory): its folds stay.
+            self._maps[self.row_gfns] = fm
         self._set_linear_top(keep)
 
     def set_fold(self, on: bool) -> None:
