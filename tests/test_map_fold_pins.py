@@ -69,3 +69,53 @@ def test_a_pin_in_populated_memory_keeps_the_fold_map_object() -> None:
     assert lay.foldmap() is fm
     lay.set_pins([(500_000, 500_001)])  # inside a folded run: it splits
     assert lay.foldmap() is not fm
+
+
+@st.composite
+def step_functions(draw, limit: int = 4096):
+    cuts = sorted(set(draw(st.lists(st.integers(1, limit - 1), max_size=40))))
+    bounds = np.array([0, *cuts, limit], np.int64)
+    pool = [Code.PRIVATE_EMPTY, Code.SHARED_EMPTY, Code.HOLE, Code.PRIVATE_4K]
+    codes = np.array([draw(st.sampled_from(pool)) for _ in range(len(cuts) + 1)], np.uint8)
+    return bounds, codes
+
+
+def _compress(per_gfn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cut = np.flatnonzero(per_gfn[1:] != per_gfn[:-1]) + 1
+    bounds = np.concatenate([[0], cut, [len(per_gfn)]]).astype(np.int64)
+    return bounds, per_gfn[bounds[:-1]]
+
+
+@settings(max_examples=150)
+@given(
+    sf=step_functions(),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 4095),
+            st.integers(1, 300),
+            st.sampled_from([Code.PRIVATE_EMPTY, Code.SHARED_EMPTY, Code.PRIVATE_4K]),
+        ),
+        max_size=4,
+    ),
+)
+def test_long_runs_updated_from_changed_ranges_equal_fresh_ones(sf, edits) -> None:
+    per_gfn = np.repeat(sf[1], np.diff(sf[0]))
+    bounds, codes = _compress(per_gfn)  # a step function's runs differ from their neighbours
+    old = LongRuns((bounds, codes))
+    ranges = []
+    for a, n, code in edits:
+        b = min(a + n, 4096)
+        per_gfn[a:b] = code
+        ranges.append((a, b))
+    merged = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    nb, nc = _compress(per_gfn)
+    got = old.updated(nb, nc, merged)
+    want = LongRuns((nb, nc))
+    np.testing.assert_array_equal(got.start, want.start)
+    np.testing.assert_array_equal(got.end, want.end)
+    np.testing.assert_array_equal(got.code, want.code)

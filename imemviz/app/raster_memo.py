@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from imemviz.app.panes.map_fold import LongRuns
 from imemviz.model.raster import StepCache, raster_rows_at
 
 MAX_RANGES = 512  # more changed ranges than this: compute the raster whole
@@ -89,3 +90,27 @@ class RasterMemo:
 
     def store(self, req: Any, cache: StepCache, codes: np.ndarray) -> None:
         self._last[req.key] = (req, cache, cache.serial, codes)
+
+
+class LongRunsMemo:
+    """The foldable runs sent with each snapshot (`LongRuns`), updated from the ranges
+    the step cache changed rather than recomputed over every run (2.4 ms an op on the
+    4 TiB TD, before the GUI hears of the op).  Unchanged: the same object, which the
+    map recognises without comparing."""
+
+    def __init__(self) -> None:
+        self._last: tuple[StepCache, int, LongRuns] | None = None
+
+    def get(self, cache: StepCache | None) -> LongRuns | None:
+        if cache is None:
+            return None
+        last = self._last
+        runs = None
+        if last is not None and last[0] is cache:
+            ranges = cache.changed_since(last[1])
+            if ranges is not None and len(ranges) <= MAX_RANGES:
+                runs = last[2].updated(cache.bounds, cache.codes, ranges)
+        if runs is None:
+            runs = LongRuns((cache.bounds, cache.codes))
+        self._last = (cache, cache.serial, runs)
+        return runs

@@ -31,8 +31,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from imemviz.app import messages as M
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
-from imemviz.app.panes.map_fold import LongRuns
-from imemviz.app.raster_memo import RasterMemo
+from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
 from imemviz.io.script import ScriptError
@@ -214,6 +213,7 @@ class EngineWorker(QObject):
         self.session: Session | None = None
         self._cache: StepCache | None = None
         self._memo = RasterMemo()  # last raster per view: a change redraws its rows only
+        self._runs_memo = LongRunsMemo()
         self._version = 0
         self._session_no = 0
         self._structure = 0
@@ -936,7 +936,7 @@ class EngineWorker(QObject):
                 length,
                 replay,
                 reset,
-                LongRuns((self._cache.bounds, self._cache.codes)) if self._cache else None,
+                self._runs_memo.get(self._cache),  # updated from the changed ranges
             )
         )
         for a in answers:

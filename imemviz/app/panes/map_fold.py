@@ -65,6 +65,46 @@ class LongRuns:
     def __len__(self) -> int:
         return len(self.start)
 
+    def updated(self, bounds: np.ndarray, codes: np.ndarray, ranges) -> LongRuns:
+        """The long runs of the step function (bounds, codes), which differs from the one
+        these were made from only inside the gfn `ranges` (sorted, merged): only the runs
+        around each range are looked at again (2 ms for 130,000 runs otherwise).
+
+        Around a range, the span from the run before the one holding its start to the run
+        after the one holding its end: those outer boundaries lie outside the range, where
+        both step functions agree, so they are run boundaries in both, and every old run
+        lies wholly inside or wholly outside each span."""
+        n = len(codes)
+        spans: list[list[int]] = []  # [first run, last run] index spans, merged
+        for a, b in ranges:
+            a, b = max(int(a), int(bounds[0])), min(int(b), int(bounds[-1]))
+            if a >= b:
+                continue
+            i0 = max(int(np.searchsorted(bounds, a, side="right")) - 2, 0)
+            i1 = min(int(np.searchsorted(bounds, b - 1, side="right")), n - 1)
+            if spans and i0 <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], i1)
+            else:
+                spans.append([i0, i1])
+        if not spans:
+            return self
+        out = LongRuns(None)
+        gone = np.zeros(len(self.start), bool)
+        parts_s, parts_e, parts_c = [], [], []
+        for i0, i1 in spans:
+            lo, hi = int(bounds[i0]), int(bounds[i1 + 1])
+            gone[np.searchsorted(self.start, lo) : np.searchsorted(self.start, hi)] = True
+            fresh = LongRuns((bounds[i0 : i1 + 2], codes[i0 : i1 + 1]))
+            parts_s.append(fresh.start)
+            parts_e.append(fresh.end)
+            parts_c.append(fresh.code)
+        start = np.concatenate([self.start[~gone], *parts_s])
+        order = np.argsort(start, kind="stable")
+        out.start = np.ascontiguousarray(start[order], np.int64)
+        out.end = np.ascontiguousarray(np.concatenate([self.end[~gone], *parts_e])[order])
+        out.code = np.ascontiguousarray(np.concatenate([self.code[~gone], *parts_c])[order])
+        return out
+
     def same_as(self, other: LongRuns | None) -> bool:
         """The same runs (the fold maps made from `other` still hold)."""
         return other is not None and (
