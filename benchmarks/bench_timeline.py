@@ -108,20 +108,28 @@ class Heartbeat:
         self.timer = QTimer()
         self.timer.setInterval(5)
         self.timer.timeout.connect(self._beat)
-        self.last = time.perf_counter()
-        self.worst = 0.0
+        self.reset()
 
     def _beat(self) -> None:
-        now = time.perf_counter()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
+        now, cpu = time.perf_counter(), time.thread_time()
+        if now - self.last > self.worst:
+            self.worst = now - self.last
+            self.worst_cpu = cpu - self.last_cpu
+        self.last, self.last_cpu = now, cpu
 
     def reset(self) -> None:
-        self.last = time.perf_counter()
-        self.worst = 0.0
+        self.last, self.last_cpu = time.perf_counter(), time.thread_time()
+        self.worst = self.worst_cpu = 0.0
 
     def gap_ms(self) -> float:
         return max(self.worst, time.perf_counter() - self.last) * 1000
+
+    def gap_cpu_ms(self) -> float:
+        """The GUI thread's own CPU time within the longest gap: the stall without the
+        time it waited for the CPU (other processes) or the GIL (the engine thread)."""
+        if time.perf_counter() - self.last > self.worst:
+            return (time.thread_time() - self.last_cpu) * 1000
+        return self.worst_cpu * 1000
 
 
 def _window(app):
@@ -140,8 +148,9 @@ def _window(app):
     return w, engine
 
 
-def _move(app, w, hb: Heartbeat, post, want_position: int) -> tuple[float, float]:
-    """(latency ms to the map painted at the new position, max GUI gap ms)."""
+def _move(app, w, hb: Heartbeat, post, want_position: int) -> tuple[float, float, float]:
+    """(latency ms to the map painted at the new position, max GUI gap ms, the GUI
+    thread's CPU ms within that gap)."""
     engine = w.engine
     painted: list[float] = []
 
@@ -166,10 +175,10 @@ def _move(app, w, hb: Heartbeat, post, want_position: int) -> tuple[float, float
                 and engine.idle
             ),
         )
-        gap = hb.gap_ms()
+        gap, cpu = hb.gap_ms(), hb.gap_cpu_ms()
     finally:
         w.map.drawn.disconnect(paint_now)
-    return (painted[0] - t0) * 1000, gap
+    return (painted[0] - t0) * 1000, gap, cpu
 
 
 def run(app, path: str, n_seeks: int, n_undo: int, seed: int) -> dict[str, list[float]]:
@@ -188,26 +197,29 @@ def run(app, path: str, n_seeks: int, n_undo: int, seed: int) -> dict[str, list[
         _wait(app, lambda: c.active and w.wait_drawn() and engine.snapshot.position == 0)
         out["open ms"] = [(time.perf_counter() - t0) * 1000]
         out["open stall ms"] = [hb.gap_ms()]
+        out["open stall cpu"] = [hb.gap_cpu_ms()]
         n = c.length
         rnd = random.Random(seed)
-        lat, gaps = [], []
+        lat, gaps, cpus = [], [], []
         for _ in range(n_seeks):
             k = rnd.randrange(0, n + 1)
             while k == c.position:
                 k = rnd.randrange(0, n + 1)
-            a, g = _move(app, w, hb, lambda k=k: c.seek(k), k)
+            a, g, cpu = _move(app, w, hb, lambda k=k: c.seek(k), k)
             lat.append(a)
             gaps.append(g)
-        out["seek ms"], out["seek stall ms"] = lat, gaps
+            cpus.append(cpu)
+        out["seek ms"], out["seek stall ms"], out["seek stall cpu"] = lat, gaps, cpus
         # Undo: the recording opened as history (File > Open), one op back at a time.
         engine.open(path)
         _wait(app, lambda: not c.active and w.wait_drawn() and engine.snapshot.position == n)
-        lat, gaps = [], []
+        lat, gaps, cpus = [], [], []
         for i in range(n_undo):
-            a, g = _move(app, w, hb, engine.undo, n - 1 - i)
+            a, g, cpu = _move(app, w, hb, engine.undo, n - 1 - i)
             lat.append(a)
             gaps.append(g)
-        out["undo ms"], out["undo stall ms"] = lat, gaps
+            cpus.append(cpu)
+        out["undo ms"], out["undo stall ms"], out["undo stall cpu"] = lat, gaps, cpus
         out["checkpoints"] = [len(engine.worker.session.checkpoints)]
     finally:
         hb.timer.stop()

@@ -56,7 +56,7 @@ class ReplayController(QObject):
         self._autoplay = False
         self._loading = False  # a LoadRecording is on its way to the engine thread
         self._ends: np.ndarray = np.zeros(1, np.int64)  # op count after each group
-        self._notes: list[int] = []  # op indexes of captions
+        self._notes: tuple[int, ...] = ()  # op indexes of captions
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._tick)
@@ -187,7 +187,7 @@ class ReplayController(QObject):
         self.timeline = info.timeline
         self.length = len(info)
         self._ends = np.concatenate(([0], np.cumsum(np.asarray(info.sizes, np.int64))))
-        self._notes = [i for i, op in enumerate(info.ops) if isinstance(op, Note)]
+        self._notes = info.notes  # found on the engine thread
         self.timelineChanged.emit(info)
         if info.timeline is not None and info.timeline is not was:
             self._loading = False

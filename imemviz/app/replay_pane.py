@@ -12,7 +12,6 @@ so a 20,000-op recording costs nothing to list.  The controls drive a
 from __future__ import annotations
 
 import os
-from itertools import accumulate
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
@@ -55,7 +54,7 @@ class TimelineModel(QAbstractListModel):
         super().__init__(parent)
         self.c = controller
         self.info: TimelineInfo | None = None
-        self._firsts: list[int] = [0]
+        self._firsts: tuple[int, ...] = (0,)
         self._bold = QFont()
         self._bold.setBold(True)
         self._italic = QFont()
@@ -64,7 +63,7 @@ class TimelineModel(QAbstractListModel):
     def set_info(self, info: TimelineInfo | None) -> None:
         self.beginResetModel()
         self.info = info
-        self._firsts = list(accumulate(info.sizes, initial=0)) if info is not None else [0]
+        self._firsts = info.firsts if info is not None else (0,)  # engine thread's
         self.endResetModel()
 
     def rowCount(self, parent: _Index = _ROOT) -> int:

@@ -31,7 +31,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from imemviz.app import messages as M
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
-from imemviz.app.panes.map_fold import LongRuns
+from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
 from imemviz.io.script import ScriptError
@@ -212,6 +212,8 @@ class EngineWorker(QObject):
         self._inspects: dict[str, int] = {}
         self.session: Session | None = None
         self._cache: StepCache | None = None
+        self._memo = RasterMemo()  # last raster per view: a change redraws its rows only
+        self._runs_memo = LongRunsMemo()
         self._version = 0
         self._session_no = 0
         self._structure = 0
@@ -934,7 +936,7 @@ class EngineWorker(QObject):
                 length,
                 replay,
                 reset,
-                LongRuns((self._cache.bounds, self._cache.codes)) if self._cache else None,
+                self._runs_memo.get(self._cache),  # updated from the changed ranges
             )
         )
         for a in answers:
@@ -972,6 +974,11 @@ class EngineWorker(QObject):
         cache = self._step_cache if self._step_cache is not None else self._cache
         if cache is None:
             return None
+        codes = self._memo.patched(req, cache)  # only the rows the changes touched
+        if codes is not None:
+            codes.setflags(write=False)
+            self._memo.store(req, cache, codes)
+            return RasterAnswer(req, self._version, codes, self._step_label)
         if req.pieces:
             # Rows of the guest from every stretch in one pass; fold bands in their code.
             # Big stretches one by one (cost: their pixels plus runs), the many small
@@ -995,6 +1002,7 @@ class EngineWorker(QObject):
         else:
             codes = cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
         codes.setflags(write=False)
+        self._memo.store(req, cache, codes)
         return RasterAnswer(req, self._version, codes, self._step_label)
 
 

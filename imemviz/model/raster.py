@@ -36,6 +36,7 @@ The pieces live in their own modules and are re-exported here: `raster_codes`
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -83,18 +84,47 @@ class StepCache:
     `changed_ranges`) and splices them in; `None` rebuilds everything.
     """
 
+    HISTORY = 16  # updates remembered by `changed_since`
+
     def __init__(self, vm: VM, limit: int) -> None:
         self.limit = limit
         self.bounds, self.codes = step_function(vm, 0, limit)
+        # Every update bumps `serial` and remembers its ranges (None: everything), so a
+        # raster made at an older serial can be patched row by row (`changed_since`).
+        self.serial = 0
+        self._recent: collections.deque[tuple[int, tuple[tuple[int, int], ...] | None]] = (
+            collections.deque(maxlen=self.HISTORY)
+        )
 
     def update(self, vm: VM, ranges: Iterable[tuple[int, int]] | None) -> None:
+        self.serial += 1
         if ranges is None:
+            self._recent.append((self.serial, None))
             self.bounds, self.codes = step_function(vm, 0, self.limit)
             return
-        for a, b in merge_ranges(ranges):
+        merged = merge_ranges(ranges)
+        self._recent.append((self.serial, tuple(merged)))
+        for a, b in merged:
             a, b = max(a, 0), min(b, self.limit)
             if a < b:
                 self._splice(vm, a, b)
+
+    def changed_since(self, serial: int) -> list[tuple[int, int]] | None:
+        """The gfn ranges updated after `serial` (merged), or None when that is unknown
+        (a full rebuild since, or too long ago)."""
+        if serial == self.serial:
+            return []
+        out: list[tuple[int, int]] = []
+        seen = 0
+        for s, ranges in self._recent:
+            if s > serial:
+                if ranges is None:
+                    return None
+                out.extend(ranges)
+                seen += 1
+        if seen != self.serial - serial:
+            return None
+        return merge_ranges(out)
 
     def _splice(self, vm: VM, a: int, b: int) -> None:
         nb, nc = step_function(vm, a, b)

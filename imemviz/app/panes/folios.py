@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from imemviz.app.feeds import HostSpaces, PaneFeed
 from imemviz.app.highlight import Highlight
+from imemviz.app.panes.code_image import CodeImage
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, Snapshot
 from imemviz.model.host_raster import (
@@ -123,7 +124,7 @@ class FoliosPane(QWidget):
         self.vb.invertY(True)
         self.vb.wheelEvent = self._wheel  # type: ignore[method-assign]
         self.vb.mouseClickEvent = self._click  # type: ignore[method-assign]
-        self.img = pg.ImageItem(axisOrder="row-major")
+        self.img = CodeImage(axisOrder="row-major")
         self.img.setLookupTable(host_lut())
         from imemviz.app import plot_theme
 

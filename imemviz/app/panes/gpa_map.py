@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from imemviz.app.palette import code_name, lut
+from imemviz.app.panes.code_image import CodeImage
 from imemviz.app.panes.map_animator import MapAnimator
 from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
@@ -130,7 +131,7 @@ class GpaMapPane(QWidget):
             ax.setPen(pg.mkPen("#444"))
             ax.setTextPen(pg.mkPen("#222"))
         self._axis_width = 0
-        self.img = pg.ImageItem(axisOrder="row-major")
+        self.img = CodeImage(axisOrder="row-major")  # converted once, not every paint
         self.img.setAutoDownsample(False)
         self.img.setLookupTable(lut())
         self.img.setLevels((0, 255))

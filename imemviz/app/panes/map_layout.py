@@ -17,7 +17,14 @@ from collections.abc import Iterable
 
 import attrs
 
-from imemviz.app.panes.map_fold import FoldMap, LongRuns, Runs, band_rows, find_folds
+from imemviz.app.panes.map_fold import (
+    FoldMap,
+    LongRuns,
+    Runs,
+    band_rows,
+    find_folds,
+    pins_touch_folds,
+)
 
 MIN_ROW_GFNS = 8
 MAX_ROW_PX = 40.0
@@ -110,8 +117,13 @@ class MapLayout:
         The widest zoom (`fit_row_gfns`) is not recomputed for it (that costs a fold map
         per zoom level): `fit()` does that, and zooming out stops at the last one known.
         """
+        new = runs if isinstance(runs, LongRuns) else LongRuns(runs)
+        if new.same_as(self.long_runs) and all(
+            fm.rows_linear == max(1, -(-self.extent // r)) for r, fm in self._maps.items()
+        ):
+            return  # most ops change no foldable run: the fold maps stay (no refold per op)
         keep = self._linear_top()
-        self.long_runs = runs if isinstance(runs, LongRuns) else LongRuns(runs)
+        self.long_runs = new
         fit = self._fit
         self._invalidate()
         self._fit = fit
@@ -122,10 +134,22 @@ class MapLayout:
         if pins == self.pins:
             return
         keep = self._linear_top()
+        changed = set(pins) ^ set(self.pins)
+        fm = self._maps.get(self.row_gfns)
         self.pins = pins
         fit = self._fit  # kept (stale at worst): see set_runs
         self._invalidate()
         self._fit = fit
+        if (
+            fm is not None
+            and fm.rows_linear == max(1, -(-self.extent // self.row_gfns))
+            and not pins_touch_folds(
+                self.long_runs if self.fold else NO_RUNS, self.row_gfns, fm.band, changed
+            )
+        ):
+            # The pins that came or went lie in no foldable run at this zoom (an op's
+            # focus, the selection moving over populated memory): its folds stay.
+            self._maps[self.row_gfns] = fm
         self._set_linear_top(keep)
 
     def set_fold(self, on: bool) -> None:

@@ -311,6 +311,7 @@ class BlockLabels(QGraphicsObject):
         self.font.setPixelSize(13)
         self.font.setBold(True)
         self._texts: dict[str, QStaticText] = {}
+        self._blocks: tuple[tuple, list[tuple[int, int, int]]] | None = None
         # The name written on a block of `code` (None: no label).  A map with codes of its
         # own (the observed timeline's unknowns) gives its own.
         self.name_of: Callable[[int], str | None] = _legend_name
@@ -327,28 +328,32 @@ class BlockLabels(QGraphicsObject):
         self.update()
 
     def blocks(self) -> list[tuple[int, int, int]]:
-        """(first display row, rows, code) of each block of uniform whole rows in view."""
+        """(first display row, rows, code) of each block of uniform whole rows in view.
+
+        Computed with numpy once per raster and fold map, not on every paint (an op
+        repaints the map several times)."""
         lay, codes = self._layout, self._codes
         if lay is None or codes is None or not len(codes):
             return []
-        uniform = (codes == codes[:, :1]).all(axis=1)
-        row_code = codes[:, 0]
         fm = lay.foldmap()
-        out: list[tuple[int, int, int]] = []
-        start = None
-        for i in range(len(codes) + 1):
-            d = self._d0 + i
-            ok = (
-                i < len(codes)
-                and uniform[i]
-                and row_code[i] != Code.OUTSIDE
-                and fm.at_display_row(d)[1] < 0
-            )
-            if start is not None and (not ok or row_code[i] != row_code[start]):
-                out.append((self._d0 + start, i - start, int(row_code[start])))
-                start = None
-            if ok and start is None:
-                start = i
+        cached = self._blocks
+        if cached is not None:
+            c_codes, c_d0, c_fm = cached[0]
+            if c_codes is codes and c_d0 == self._d0 and c_fm is fm:
+                return cached[1]
+        uniform = (codes == codes[:, :1]).all(axis=1)
+        row_code = codes[:, 0].astype(np.int64)
+        ok = uniform & (row_code != Code.OUTSIDE)
+        ok &= ~fm.in_band(np.arange(len(codes), dtype=np.int64) + self._d0)
+        tag = np.where(ok, row_code, -1)
+        start = np.flatnonzero(np.concatenate([[True], tag[1:] != tag[:-1]]))
+        ends = np.append(start[1:], len(tag))
+        keep = tag[start] >= 0
+        out = [
+            (self._d0 + int(a), int(b - a), int(c))
+            for a, b, c in zip(start[keep], ends[keep], tag[start[keep]], strict=True)
+        ]
+        self._blocks = ((codes, self._d0, fm), out)
         return out
 
     def boundingRect(self) -> QRectF:
@@ -373,7 +378,9 @@ class BlockLabels(QGraphicsObject):
         finally:
             painter.restore()
 
-    def _paint_blocks(self, painter: QPainter, tr, x0: float, x1: float, top: int, bottom: int):
+    def _paint_blocks(
+        self, painter: QPainter, tr: QTransform, x0: float, x1: float, top: float, bottom: float
+    ) -> None:
         painter.resetTransform()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         bg = QColor(self.background)

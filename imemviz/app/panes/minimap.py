@@ -109,7 +109,10 @@ class Minimap(QWidget):
         rgba = self._lut[self._codes]  # (rows, cols, 4) uint8
         h, w = rgba.shape[:2]
         buf = np.ascontiguousarray(rgba)
-        self._image = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        # Premultiplied ARGB32: the format Qt paints without converting it each time.
+        self._image = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).convertToFormat(
+            QImage.Format.Format_ARGB32_Premultiplied
+        )
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)
