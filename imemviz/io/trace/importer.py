@@ -209,6 +209,8 @@ def import_traces(
                 )
             short = _summary(stats, state, settings, errors)
             tail = w.pos
+            for m in state.marks:  # RMPUPDATE failures in the kernel log (rmp_dump.py)
+                w.raw({"mark": m})
             disagreements = 0
             if opts.check:
                 from imemviz.io.trace.model_check import check_timeline
