@@ -8,6 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from imemviz import resources
+from imemviz.app.highlight import Highlight
 from imemviz.app.rmp_palette import COLOURS, GLYPHS
 from imemviz.io.session import Session
 from imemviz.model.ops import parse_op
@@ -73,6 +74,20 @@ def test_map_selection_highlights_the_rows_behind_it_and_a_row_selects_its_gfns(
     assert w.selection.range == (g, g + n)
     hl = w.selection.highlight
     assert hl is not None and hl.source == "rmp" and hl.pfns == ((p, p + n),)
+    # Another pane's highlight (an event, a folio: host pfns) selects the rows of its pfns.
+    other = int(rows.pfn[want[0]])
+    w.selection.set_highlight(Highlight((), ((other, other + 1),), (), "events", "an event"))
+    assert pane.highlighted_rows == [want[0]]
+
+
+def test_the_tab_sits_right_after_the_entries(make_window, qtbot) -> None:
+    from PySide6.QtWidgets import QTabBar
+
+    w = snp_window(make_window, qtbot, "snp-launch")
+    bars = [b for b in w.findChildren(QTabBar) if b.count() > 3]
+    (bar,) = [b for b in bars if "RMP (SEV-SNP)" in [b.tabText(i) for i in range(b.count())]]
+    tabs = [bar.tabText(i) for i in range(bar.count())]
+    assert tabs.index("RMP (SEV-SNP)") == tabs.index("S-EPT / EPT entries") + 1
 
 
 def test_step_view_at_psmash_and_the_marks_of_the_last_action(make_window, qtbot) -> None:

@@ -352,6 +352,11 @@ def install(w: MainWindow) -> RmpPane:
     entries = w.docks.get("entries")
     if entries is not None:
         w.tabifyDockWidget(entries, dock)
+        # The tab right after the entries' one: the tabs installed after it move behind.
+        for name in ("folios", "counters"):
+            later = w.docks.get(name)
+            if later is not None:
+                w.tabifyDockWidget(dock, later)
     log_dock = w.docks.get("log")
     if log_dock is not None:
         log_dock.raise_()
