@@ -127,3 +127,13 @@ def test_import_decodes_the_dumps_and_marks_the_failure(tmp_path) -> None:
     header = json.loads(out.read_text().splitlines()[0])
     assert header["settings"]["vm_type"] == "snp"  # the dumps say SEV-SNP
     assert res.summary["recognised"] == 4
+
+
+def test_the_command_line_counts_the_marked_failures(tmp_path, capsys) -> None:
+    from imemviz.cli import main
+
+    src = tmp_path / "dmesg.txt"
+    src.write_text(_dmesg(5.0, FAILED, 0x10, 2, 2) + "\n" + _dmesg(5.1, FAILED, 0x11, 1, 3) + "\n")
+    assert main(["import", str(src), "-o", str(tmp_path / "o.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "2 events from 2 lines (0 skipped)" in out and "2 RMPUPDATE failures marked" in out

@@ -477,6 +477,9 @@ def main_import(argv: list[str]) -> int:
     )
     if opts.check:
         line += f"; {res.disagreements} disagreements with the model"
+    failures = s.get("counts", {}).get("rmp_failures", 0)
+    if failures:  # the kernel log's RMPUPDATE failures, marked in OUT (rmp_dump.py)
+        line += f"; {failures} RMPUPDATE failure{'s' if failures != 1 else ''} marked"
     if ns.perfetto:
         from imemviz.io.trace.perfetto_export import export_observed
 
