@@ -49,6 +49,7 @@ def one_size(app, size: tuple[int, int], out: str, panes: bool) -> list[str]:
         s = engine.worker.session
         op = max(i for i, o in enumerate(s.ops) if o.NAME == "fallocate")
         w.panes2.step_op(op)
+        w.docks["rmp"].raise_()  # step_op brings the event log forward
         st = w.panes2.stepper
         k = [x.name for x in st.steps].index("psmash")
         pane = w.rmp

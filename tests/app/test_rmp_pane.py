@@ -12,7 +12,7 @@ from imemviz.app.highlight import Highlight
 from imemviz.app.rmp_palette import COLOURS, GLYPHS
 from imemviz.io.session import Session
 from imemviz.model.ops import parse_op
-from imemviz.model.rmp_rows import FIRMWARE, GUEST_VALID, HYPERVISOR
+from imemviz.model.rmp_rows import FIRMWARE, GUEST_INVALID, GUEST_VALID, HYPERVISOR
 
 from .conftest import wait_idle
 
@@ -96,6 +96,7 @@ def test_step_view_at_psmash_and_the_marks_of_the_last_action(make_window, qtbot
     s = w.engine.worker.session
     op = max(i for i, o in enumerate(s.ops) if o.NAME == "fallocate")
     w.panes2.step_op(op)
+    w.docks["rmp"].raise_()  # step_op brings the event log forward; the user picks the RMP tab
     st = w.panes2.stepper
     k = [x.name for x in st.steps].index("psmash")
 
@@ -137,3 +138,21 @@ def test_step_view_at_psmash_and_the_marks_of_the_last_action(make_window, qtbot
     assert pane.model.data(pane.model.index(marked, 2)).endswith("guest-invalid")
     assert "1 outlined" in pane.marks_note.text()
     assert HYPERVISOR not in rows.state.tolist()
+
+
+def test_a_hidden_pane_builds_nothing_and_catches_up_when_shown(make_window, qtbot) -> None:
+    w = snp_window(make_window, qtbot, "snp-psmash")
+    pane = w.rmp
+    w.docks["log"].raise_()
+    qtbot.waitUntil(lambda: not pane.feed.want, timeout=5000)  # a background tab
+    before = pane.model.rows
+    w.engine.apply_ops(
+        [parse_op({"op": "guest_pvalidate", "gpa": "0x205000", "level": "4K", "validate": False})],
+        "rescind",
+    )
+    wait_idle(qtbot, w.engine)
+    assert pane.model.rows is before  # hidden: not rebuilt after the op
+    w.docks["rmp"].raise_()
+    qtbot.waitUntil(lambda: pane.model.rows is not before, timeout=20_000)
+    rows = pane.model.rows
+    assert GUEST_INVALID in rows.state.tolist()

@@ -54,17 +54,25 @@ _ROOT = QModelIndex()
 
 
 class RmpFeed(QObject):
-    """Builds the RMP rows on the engine thread; `rowsReady(RmpRows)` on the GUI thread."""
+    """Builds the RMP rows on the engine thread; `rowsReady(RmpRows)` on the GUI thread.
+
+    Rows are built while the pane is visible (`want`; `always` for tests and
+    screenshots), and once when an SNP guest appears (so the pane can come forward);
+    a hidden pane's rows go stale and are built when it shows again."""
 
     rowsReady = Signal(object)
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.engine = engine
+        self.want = False
+        self.always = False
+        self._stale = True
+        self._snp = False
         feeds, fn = engine.worker.feeds, self._feed
         step_feeds, step_fn = engine.worker.step_feeds, self._step_feed
         feeds.append(fn)
         step_feeds.append(step_fn)
-        self._snp = False
 
         def detach(*_args: Any) -> None:
             if fn in feeds:
@@ -74,7 +82,7 @@ class RmpFeed(QObject):
 
         self.destroyed.connect(detach)
 
-    # Both run on the engine thread.
+    # These run on the engine thread.
     def _feed(
         self, session: Any, version: int, _no: int, _changed: Any, reset: bool = False
     ) -> None:
@@ -84,11 +92,33 @@ class RmpFeed(QObject):
         if vm is not None:
             self._emit(vm, version, label)
 
+    def refresh(self, vm: Any, version: int, _leaves: bool, _host: bool) -> None:
+        """RefreshFeeds: the pane became visible; build its rows if they are stale."""
+        if self._stale and (self.want or self.always):
+            self._emit(vm, version, "")
+
     def _emit(self, vm: Any, version: int, step: str) -> None:
         snp = getattr(vm, "snp", None) is not None
-        if snp or self._snp:  # a VM of another type: one empty table, then nothing
-            self.rowsReady.emit(rmp_rows(vm, version, step))
+        first, was = snp and not self._snp, self._snp
         self._snp = snp
+        if not snp:
+            if was:  # a VM of another type now: one empty table
+                self.rowsReady.emit(rmp_rows(vm, version, step))
+            self._stale = False
+            return
+        if self.want or self.always or first:
+            self.rowsReady.emit(rmp_rows(vm, version, step))
+            self._stale = False
+        else:
+            self._stale = True
+
+    # GUI thread.
+    def set_wanted(self, visible: bool) -> None:
+        self.want = visible
+        if visible and self._stale and self.engine.snapshot is not None:
+            from imemviz.app.messages import RefreshFeeds
+
+            self.engine.post(RefreshFeeds(False, False))
 
 
 def _keep_state_colour(self, option, index) -> None:
@@ -373,5 +403,6 @@ def install(w: MainWindow) -> RmpPane:
         shown["snp"] = snp
 
     feed.rowsReady.connect(bring_forward)
+    dock.visibilityChanged.connect(feed.set_wanted)
     pane.feed = feed  # type: ignore[attr-defined]
     return pane
