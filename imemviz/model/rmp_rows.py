@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from imemviz.model.rmp import IMMUTABLE, SIZE_2M, VALIDATED, VMSA
+from imemviz.model.rmp import FLAG_BITS, IMMUTABLE, PFN_LIMIT, SIZE_2M, VALIDATED, VMSA
 
 # Row states, in the order of AMD's page states (APM vol. 2, "RMP states").
 HYPERVISOR, FIRMWARE, GUEST_INVALID, GUEST_VALID = 0, 1, 2, 3
@@ -68,13 +68,6 @@ def empty(version: int = 0, step: str = "") -> RmpRows:
     return RmpRows(z, z, z, np.zeros(0, np.uint8), b, b, b, 0, version, step)
 
 
-def state_of(flags: int) -> int:
-    """The AMD page state of an assigned run's flags (model/snp.py `state_name`)."""
-    if flags & (VMSA | IMMUTABLE):
-        return FIRMWARE
-    return GUEST_VALID if flags & VALIDATED else GUEST_INVALID
-
-
 def _folio_spans(vm: Any) -> list[tuple[int, int, int]]:
     """(pfn, end, gfn of pfn or -1) of every guest_memfd folio run, split at bindings."""
     out: list[tuple[int, int, int]] = []
@@ -104,34 +97,43 @@ def _folio_spans(vm: Any) -> list[tuple[int, int, int]]:
 
 
 def rmp_rows(vm: Any, version: int = 0, step: str = "") -> RmpRows:
-    """The rows of an SNP VM's RMP (empty for any other VM)."""
+    """The rows of an SNP VM's RMP (empty for any other VM).  Vectorised over the RMP's
+    runs and the folio runs: 100,000 runs cost a few tens of milliseconds."""
     snp = getattr(vm, "snp", None)
     if snp is None:
         return empty(version, step)
     from imemviz.model.snp import SNP_ASID
 
-    rows: list[tuple[int, int, int, int, int]] = []  # pfn, count, gfn, state, flags
-    for r in snp.rmp.runs():
-        rows.append((r.pfn, r.count, r.gfn, state_of(r.flags), r.flags))
-        if len(rows) >= MAX_ROWS:
-            break
-    for a, b, gfn in _folio_spans(vm):
-        if len(rows) >= MAX_ROWS:
-            break
-        for lo, hi, v in snp.rmp.map.iter_range(a, b):
-            if not v:  # hypervisor-owned folio pages (assigned ones are rows already)
-                rows.append((lo, hi - lo, -1 if gfn < 0 else gfn + lo - a, HYPERVISOR, 0))
-    truncated = len(rows) >= MAX_ROWS
-    rows = sorted(rows[:MAX_ROWS])
-    if not rows:
-        return attrs.evolve(empty(version, step), asid=SNP_ASID)
-    a = np.asarray(rows, np.int64)
-    flags = a[:, 4]
+    starts_l, vals_l = snp.rmp.map.runs_in(0, PFN_LIMIT)
+    starts = np.asarray(starts_l, np.int64)
+    vals = np.asarray(vals_l, np.int64)
+    ends = np.append(starts[1:], np.int64(PFN_LIMIT))
+    m = vals != 0
+    sa, sb, sv = starts[m], ends[m], vals[m]  # the assigned runs
+    flags = sv & FLAG_BITS
+    state = np.where(
+        (flags & (VMSA | IMMUTABLE)) != 0,
+        FIRMWARE,
+        np.where((flags & VALIDATED) != 0, GUEST_VALID, GUEST_INVALID),
+    ).astype(np.uint8)
+    pfn, count, gfn = sa, sb - sa, sa + (sv >> 8)
+    hyp = _hypervisor_pieces(_folio_spans(vm), sa, sb)
+    if len(hyp[0]):
+        hp, hc, hg = hyp
+        pfn = np.concatenate((pfn, hp))
+        count = np.concatenate((count, hc))
+        gfn = np.concatenate((gfn, hg))
+        state = np.concatenate((state, np.full(len(hp), HYPERVISOR, np.uint8)))
+        flags = np.concatenate((flags, np.zeros(len(hp), np.int64)))
+    order = np.argsort(pfn, kind="stable")
+    truncated = len(order) > MAX_ROWS
+    order = order[:MAX_ROWS]
+    flags = flags[order]
     return RmpRows(
-        a[:, 0].copy(),
-        a[:, 1].copy(),
-        a[:, 2].copy(),
-        a[:, 3].astype(np.uint8),
+        pfn[order],
+        count[order],
+        gfn[order],
+        state[order],
         (flags & SIZE_2M) != 0,
         (flags & IMMUTABLE) != 0,
         (flags & VMSA) != 0,
@@ -140,3 +142,29 @@ def rmp_rows(vm: Any, version: int = 0, step: str = "") -> RmpRows:
         step,
         truncated,
     )
+
+
+def _hypervisor_pieces(
+    spans: list[tuple[int, int, int]], sa: np.ndarray, sb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The folio spans minus the assigned runs [sa, sb): (pfn, count, gfn) of each piece.
+    Elementary segments between every boundary, kept where a span covers them and no
+    assigned run does."""
+    z = np.zeros(0, np.int64)
+    if not spans:
+        return z, z, z
+    a = np.asarray(spans, np.int64).reshape(-1, 3)
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    fa, fb, fg = a[:, 0], a[:, 1], a[:, 2]
+    pts = np.unique(np.concatenate((fa, fb, sa[sa < fb[-1]], sb[sb > fa[0]])))
+    lo, hi = pts[:-1], pts[1:]
+    i = np.searchsorted(fa, lo, side="right") - 1
+    ok = i >= 0
+    i = np.clip(i, 0, None)
+    ok &= lo < fb[i]
+    if len(sa):
+        j = np.searchsorted(sa, lo, side="right") - 1
+        ok &= ~((j >= 0) & (lo < sb[np.clip(j, 0, None)]))
+    lo, hi, i = lo[ok], hi[ok], i[ok]
+    g = np.where(fg[i] >= 0, fg[i] + (lo - fa[i]), -1)
+    return lo, hi - lo, g

@@ -59,3 +59,39 @@ def test_changes_name_the_rmp_pfns_an_op_changed() -> None:
     assert by["fallocate"][0] == ((a, b),)
     assert by["guest_access"] == [(), ()]
     assert not rmp_rows(vm).size_2m.any()
+
+
+def test_hypervisor_pieces_match_a_page_by_page_reading() -> None:
+    """The vectorised folio-spans-minus-assigned-runs against a per-pfn reference, on
+    random spans (bound and unbound) and assigned runs."""
+    import random
+
+    import numpy as np
+
+    from imemviz.model.rmp_rows import _hypervisor_pieces
+
+    rng = random.Random(7)
+    for _ in range(200):
+        spans, pfn = [], rng.randrange(0, 40)
+        for _k in range(rng.randrange(0, 6)):
+            n = rng.randrange(1, 30)
+            spans.append((pfn, pfn + n, rng.choice([-1, rng.randrange(0, 1000)])))
+            pfn += n + rng.randrange(0, 10)
+        runs, p = [], rng.randrange(0, 20)
+        for _k in range(rng.randrange(0, 6)):
+            n = rng.randrange(1, 20)
+            runs.append((p, p + n))
+            p += n + rng.randrange(1, 15)
+        sa = np.asarray([a for a, _ in runs], np.int64)
+        sb = np.asarray([b for _, b in runs], np.int64)
+        lo, cnt, g = _hypervisor_pieces(spans, sa, sb)
+        got = {}
+        for a, n, gg in zip(lo.tolist(), cnt.tolist(), g.tolist(), strict=True):
+            for k in range(n):
+                got[a + k] = -1 if gg < 0 else gg + k
+        want = {}
+        for a, b, gg in spans:
+            for q in range(a, b):
+                if not any(x <= q < y for x, y in runs):
+                    want[q] = -1 if gg < 0 else gg + q - a
+        assert got == want
