@@ -209,7 +209,44 @@ def upm_case() -> tuple[dict[str, Any], list[Step]]:
     return cfg, steps
 
 
-CASES = {"tdx": tdx_case, "sw": sw_case, "default": default_case, "upm": upm_case}
+def snp_case() -> tuple[dict[str, Any], list[Step]]:
+    """An SEV-SNP guest with 2M folios: launch pages of every type (Pre-Guest), the
+    finish (Guest-Valid, the VMSA a firmware page), a 2M PVALIDATE (one 2M RMP entry),
+    a 4K conversion and punch inside it (PSMASH), a rescinded page (guest-invalid), a
+    page faulted in but never validated, and shared memory."""
+    cfg = {"type": "snp", "host_memory": "1G", "gmem_max_order": 9, "seed": 5}
+    steps: list[Step] = [
+        O.CreateGuestMemfd(16 * M),
+        O.SetUserMemoryRegion2(
+            0, flags=GMEM, guest_phys_addr=0, memory_size=16 * M, userspace_addr=HVA, guest_memfd=3
+        ),
+        O.SetMemoryAttributes(0, 12 * M, PRIVATE),
+        O.SnpLaunchUpdate(0xF00000 - 4 * M, 16 * K, "NORMAL", 0x90),
+        O.SnpLaunchUpdate(0x809000, 4 * K, "ZERO"),
+        O.SnpLaunchUpdate(0x80A000, 8 * K, "UNMEASURED", 0x11),
+        O.SnpLaunchUpdate(0x80D000, 4 * K, "SECRETS"),
+        O.SnpLaunchUpdate(0x80E000, 4 * K, "CPUID", 6),
+        O.SnpLaunchFinish(),
+        O.GuestPvalidate(0x200000, 2),
+        O.GuestAccess(0x201000, write=True, value=0x42),
+        O.GuestMapGpaRange(0x203000, 4 * K, False),
+        O.SetMemoryAttributes(0x203000, 4 * K, 0),
+        O.Fallocate(3, PUNCH, 0x203000, 4 * K),
+        O.GuestPvalidate(0x205000, 1, False),
+        O.GuestAccess(0x400000),  # faulted in, never validated: #VC, the guest terminates
+        O.GuestAccess(13 * M, write=True, value=7),  # shared
+        O.Note("snp sample"),
+    ]
+    return cfg, steps
+
+
+CASES = {
+    "tdx": tdx_case,
+    "sw": sw_case,
+    "default": default_case,
+    "upm": upm_case,
+    "snp": snp_case,
+}
 
 
 def build(cfg: dict[str, Any], steps: list[Step]) -> tuple[VM, list[O.Op]]:

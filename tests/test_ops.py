@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imemviz.model import ops
+from imemviz.model import ops as O
 from imemviz.model.ops import (
     OPS,
     REQUIRED,
@@ -80,6 +81,9 @@ CONTRACT_FIELDS = {
     "memory_failure": ["pfn"],
     "pre_fault_memory": ["gpa", "size", "vcpu", "flags"],
     "guest_map_gpa_range": ["gpa", "size", "private", "vcpu"],
+    "snp_launch_update": ["gpa", "size", "type", "value"],
+    "snp_launch_finish": [],
+    "guest_pvalidate": ["gpa", "level", "validate"],
     "memfd_create": ["size", "flags"],
     "memory_encrypt_reg_region": ["address", "size"],
     "memory_encrypt_unreg_region": ["address", "size"],
@@ -147,6 +151,12 @@ MINIMAL = [
         {"op": "guest_map_gpa_range", "gpa": 0, "size": 4096, "private": True},
         GuestMapGpaRange(gpa=0, size=4096, private=True, vcpu=0),
     ),
+    (
+        {"op": "snp_launch_update", "gpa": 0, "size": 4096},
+        O.SnpLaunchUpdate(gpa=0, size=4096, type="NORMAL", value=0),
+    ),
+    ({"op": "snp_launch_finish"}, O.SnpLaunchFinish()),
+    ({"op": "guest_pvalidate", "gpa": 0}, O.GuestPvalidate(gpa=0, level=1, validate=True)),
     ({"op": "memfd_create", "size": 4096}, MemfdCreate(size=4096, flags=0)),
     (
         {"op": "memory_encrypt_reg_region", "address": 0, "size": 4096},
@@ -571,6 +581,8 @@ def _value_for(kind: str, spec: ops.FieldSpec) -> st.SearchStrategy[Any]:
         return st.sampled_from([1, 2, 3])
     if kind == "advice":
         return st.just("DONTNEED")
+    if kind == "snp_page_type":
+        return st.sampled_from(ops.SNP_PAGE_TYPE_NAMES)
     assert kind == "str", kind
     return st.text()
 

@@ -92,3 +92,18 @@ def test_the_pairs_named_in_issue_10_are_fixed() -> None:
     # The launch screen's main question, private or shared, by colour alone.
     for kind in VISIONS:
         assert delta_e(e[Code.PRIVATE_EMPTY].rgb, e[Code.SHARED_EMPTY].rgb, kind) >= MIN_DELTA_E
+
+
+def test_rmp_states_are_distinguishable_in_every_vision() -> None:
+    """The RMP pane's four states (imemviz/app/rmp_palette.py): colour apart in every
+    vision, and a glyph of their own as the second channel."""
+    from imemviz.app import rmp_palette as R
+
+    def rgb(h: str) -> tuple[int, int, int]:
+        return int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)
+
+    assert len(set(R.GLYPHS.values())) == len(R.GLYPHS) == len(R.COLOURS) == 4
+    for a, b in itertools.combinations(R.COLOURS, 2):
+        for kind in VISIONS:
+            d = delta_e(rgb(R.COLOURS[a][0]), rgb(R.COLOURS[b][0]), kind)
+            assert d >= MIN_DELTA_E, (a, b, kind, d)

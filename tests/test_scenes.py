@@ -34,6 +34,10 @@ REQUIRED = {
     "gmem-mmap-in-place",
     "accept-4k-fallback",
     "accept-2m-huge-series",
+    # issue 15: SEV-SNP
+    "snp-launch",
+    "snp-psmash",
+    "snp-unvalidated",
 }
 EXPECT_RE = re.compile(r"^#\s*expect\s+(\{.*\})\s*$")
 

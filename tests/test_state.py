@@ -159,6 +159,7 @@ def test_every_vm_attribute_is_saved() -> None:
         "shared_bit",  # derived from config
         "kernel",  # derived from config (config.kernel)
         "pfnmap",
+        "snp",  # the "snp" section (io/state_snp.py)
         "host",
         "attributes",
         "memslots",
@@ -282,7 +283,8 @@ DELETE = object()
         ((("op_index",), "7"), "$.op_index", ["expected an integer", "string"]),
         ((("dead",), 0), "$.dead", ["true or false"]),
         ((("vm",), DELETE), "$.vm", ["missing field"]),
-        ((("vm", "type"), "snp"), "$.vm.type", ["snp"]),
+        ((("vm", "type"), "sev"), "$.vm.type", ["sev"]),
+        ((("snp",), {"launched": True, "rmp": []}), "$.snp", ["only SNP VMs"]),
         ((("extra",), 1), "$.extra", ["unknown field"]),
         ((("td_state",), "PAUSED"), "$.td_state", ["PAUSED"]),
         ((("memslots", 0, "base_gfn"), "0x1" + "0" * 20), "$.memslots[0].base_gfn", ["beyond"]),

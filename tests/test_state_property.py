@@ -57,6 +57,12 @@ CONFIGS = {
             "shared_page_size": "2M",
         },
     ],
+    # Even seeds: the launch is finished by the setup; odd: the ops may do it.
+    "snp": [
+        {"type": "snp", "host_memory": "64M", "seed": 0},
+        {"type": "snp", "host_memory": "64M", "gmem_max_order": 9, "seed": 2},
+        {"type": "snp", "host_memory": "64M", "gmem_max_order": 9, "seed": 3},
+    ],
     # Even seeds: the TD is finalized by the setup; odd: the ops may do it.
     "tdx": [
         {"type": "tdx", "host_memory": "64M", "seed": 0},
@@ -122,6 +128,9 @@ def setup_ops(vm_type: str, finalize: bool) -> list[O.Op]:
         ]
     if vm_type == "tdx" and finalize:
         out += [O.TdxInitMemRegion(0, 2, value=0x5A), O.TdxFinalizeVm()]
+    if vm_type == "snp" and finalize:
+        out += [O.SnpLaunchUpdate(0, 8 * K, value=0x5A), O.SnpLaunchUpdate(8 * K, 4 * K, "CPUID")]
+        out += [O.SnpLaunchFinish()]
     return out
 
 
@@ -237,6 +246,20 @@ def ops(vm_type: str) -> st.SearchStrategy[O.Op]:
             ),
             (st.just(O.SetUserMemoryRegion(1, guest_phys_addr=SLOT1_GPA, memory_size=0)), 1),
         ]
+    if vm_type == "snp":
+        choices += [
+            (st.builds(O.GuestPvalidate, gpa, st.sampled_from([1, 1, 2]), st.booleans()), 5),
+            (
+                st.builds(
+                    lambda g, n, t: O.SnpLaunchUpdate(g & ~0xFFF, n, t),
+                    gpas(),
+                    sizes(),
+                    st.sampled_from(["NORMAL", "ZERO", "CPUID", "SECRETS", "UNMEASURED"]),
+                ),
+                2,
+            ),
+            (st.just(O.SnpLaunchFinish()), 2),
+        ]
     if tdx:
         choices += [
             (st.builds(O.GuestAccept, gpa, st.sampled_from([1, 1, 2])), 5),
@@ -289,6 +312,8 @@ def _events(vm: VM) -> None:
         ("poisoned", vm.host.poisoned),
         ("closed gmem", len(vm.files) < 2),
         ("TD runnable", vm.td_state == "RUNNABLE"),
+        ("SNP launched", vm.snp is not None and vm.snp.launched),
+        ("RMP 2M entries", vm.snp is not None and vm.snp.rmp.count_assigned()["2M"]),
         ("host pages", any(len(i) for i in vm.hva_pages.values())),
     ):
         if hit:

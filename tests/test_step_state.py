@@ -11,7 +11,9 @@ from imemviz.io.session import Session, deepcopy_vm
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING
 from imemviz.model.protocols import steps
 from imemviz.model.raster import Code, guest_extent, step_function
+from imemviz.model.rmp import SIZE_2M
 from imemviz.model.step_state import StepReplayer
+from imemviz.model.units import LEVEL_2M, LEVEL_4K
 
 MB = 1 << 20
 
@@ -99,7 +101,10 @@ def test_punch_inside_a_huge_folio_steps_to_the_split() -> None:
 def _fingerprint(vm) -> tuple:
     ext = guest_extent(vm, 512)
     b, c = step_function(vm, 0, ext)
-    return b.tobytes(), c.tobytes()
+    rmp = None
+    if vm.snp is not None:  # the RMP pane's rows, and what the finish changed
+        rmp = (list(vm.snp.rmp.runs()), vm.snp.launched, vm.snp.vmsa_pfn)
+    return b.tobytes(), c.tobytes(), rmp
 
 
 @pytest.mark.parametrize("name", resources.scene_names())
@@ -121,3 +126,37 @@ def test_all_steps_of_every_scene_op_give_the_state_after(name) -> None:
             assert _fingerprint(end.vm) == _fingerprint(vm), f"{name} op #{k} {op.NAME}"
     # Only memslot and file changes (created, deleted, closed) are not replayed.
     assert exact >= total * 0.6, (exact, total)
+
+
+def test_snp_psmash_step_splits_the_2m_rmp_entry() -> None:
+    """snp-psmash's hole punch: sev_gmem_invalidate() PSMASHes the 2M RMP entry
+    (snp_rmptable_psmash()) before rmp_make_shared() of the one 4K page: one 2M entry
+    before the PSMASH step, 512 4K entries at it, the punched page shared after."""
+    tl = Timeline.load(resources.scene_path("snp-psmash"))
+    vm = tl.start_vm()
+    for op in tl.ops:
+        before = deepcopy_vm(vm)
+        vm.apply(op)
+        if any(ev[1] == "psmash" for ev in vm.last_events):
+            break
+    else:
+        raise AssertionError("no psmash in snp-psmash")
+    st = steps(vm.last_events)
+    r = StepReplayer(before, vm, vm.last_events, st, deepcopy_vm)
+    k = [x.name for x in st].index("psmash")
+    head = next(e[2] for e in vm.last_events if e[1] == "psmash")
+    pre = r.state(k - 1)
+    assert pre.exact
+    runs = list(pre.vm.snp.rmp.runs(head, head + 512))
+    assert len(runs) == 1 and runs[0].count == 512 and runs[0].flags & SIZE_2M
+    assert pre.vm.snp.rmp.lookup(head + 3).level == LEVEL_2M
+    at = r.state(k)
+    assert at.exact
+    e = at.vm.snp.rmp.lookup(head + 3)
+    assert e is not None and e.level == LEVEL_4K and e.validated  # PSMASH keeps Validated
+    runs = list(at.vm.snp.rmp.runs(head, head + 512))
+    assert sum(x.count for x in runs) == 512 and not any(x.flags & SIZE_2M for x in runs)
+    # The rmp_make_shared step after it: the punched page (gpa 0x203000) is the host's.
+    end = r.state(len(st) - 1)
+    assert end.vm.snp.rmp.lookup(head + 3) is None
+    assert end.vm.snp.rmp.lookup(head + 2).level == LEVEL_4K

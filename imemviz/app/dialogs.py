@@ -251,6 +251,11 @@ class NewVmDialog(QDialog):
                 "S-EPT with PENDING/MAPPED leaves",
             ),
             (
+                "snp",
+                "AMD SEV-SNP guest: private memory in guest_memfd, the RMP (launched with "
+                "OVMF pages, then SNP_LAUNCH_FINISH)",
+            ),
+            (
                 "sw_protected",
                 "KVM_X86_SW_PROTECTED_VM: private memory without hardware protection (testing)",
             ),

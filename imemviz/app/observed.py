@@ -185,6 +185,9 @@ class EventModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and i in self.marked:
             ms = [m for m in self.tl.marks if m["i"] == i]
             return "\n".join(f"{m['what']}: kernel {m['kernel']}; model {m['model']}" for m in ms)
+        if role == Qt.ItemDataRole.ToolTipRole and index.column() == 4:
+            d = self._event(i)
+            return d.get("d")
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         c = index.column()
@@ -198,7 +201,8 @@ class EventModel(QAbstractTableModel):
         d = self._event(i)
         if c == 3:
             return d["e"]
-        return d["p"]
+        # A decoded event (the RMP dumps of dmesg: io/trace/rmp_dump.py): printed, then decoded.
+        return d["p"] if "d" not in d else f"{d['p']}  ⇒  {d['d']}"
 
 
 # ------------------------------------------------------------------ the window
@@ -355,9 +359,11 @@ class ObservedWindow(QMainWindow):
         self.tl = tl
         self.progress.hide()
         st = tl.settings
+        failures = sum(1 for m in tl.marks if m.get("kind") == "rmp_failure")
         self.status.setText(
             f"{len(tl)} events · {st.get('vm_type')} VM · {st.get('vendor')} · "
-            f"{len(tl.marks)} disagreements with the model"
+            f"{len(tl.marks) - failures} disagreements with the model"
+            + (f" · {failures} RMPUPDATE failures" if failures else "")
         )
         self.vcpu_box.blockSignals(True)
         for v in OS.vcpus(tl):

@@ -83,6 +83,10 @@ class MainWindow(QMainWindow):
         from imemviz.app.panes2 import install as install_panes2
 
         self.panes2 = install_panes2(self)
+        # The SEV-SNP RMP pane, tabbed beside the entries (imemviz/app/panes/rmp.py).
+        from imemviz.app.panes.rmp import install as install_rmp
+
+        self.rmp = install_rmp(self)
         # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
         self.presenter = install_presenter(self)
         # State summary, File > Compare with..., copy as text (imemviz/app/report_tools.py).

@@ -279,6 +279,11 @@ def qemu_layout(
         ops.append(O.TdxInitMemRegion(gpa=low - (n << 12), nr_pages=n))
         if finalize:
             ops.append(O.TdxFinalizeVm())
+    if vm_type == "snp":
+        n = min(16, low >> 12)  # the firmware's pages, as QEMU launches OVMF
+        ops.append(O.SnpLaunchUpdate(gpa=low - (n << 12), size=n << 12, value=0x90))
+        if finalize:
+            ops.append(O.SnpLaunchFinish())
     return ops
 
 

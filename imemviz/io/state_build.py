@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from imemviz.io import state_snp
 from imemviz.io.state import no_gc
 from imemviz.io.state_fields import (
     address,
@@ -154,7 +155,7 @@ def build_vm(doc: dict[str, Any]) -> VM:
 
 
 def _build_vm(doc: dict[str, Any]) -> VM:
-    obj(doc, "$", TOP_KEYS, ("pfnmap",))
+    obj(doc, "$", TOP_KEYS, ("pfnmap", "snp"))
     try:
         config = VMConfig.from_dict(doc["vm"], path="$.vm")
     except ConfigError as e:
@@ -191,6 +192,7 @@ def _build_vm(doc: dict[str, Any]) -> VM:
     vm.in_flight.update(_in_flight(vm, doc["in_flight"], ctx))
     _events(vm, doc["events"], ctx)
     _pfnmap(vm, doc.get("pfnmap", []), ctx)
+    ctx.spend(state_snp.build(vm, doc.get("snp"), ctx.npages), "$.snp.rmp")
     _engine_invariants(vm, doc)
     return vm
 

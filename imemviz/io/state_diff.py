@@ -62,7 +62,7 @@ class Side:
 
 def side(vm: VM) -> Side:
     """The parts of `vm` that diff compares."""
-    from imemviz.io import state_doc
+    from imemviz.io import state_doc, state_snp
 
     host = state_doc._host(vm.host)
     return Side(
@@ -82,6 +82,9 @@ def side(vm: VM) -> Side:
             "free blocks": [tuple(r) for r in host["free"]],
             "other host blocks": [tuple(r) for r in host["other"]],
             "S-EPT table pages": [tuple(r) for r in state_doc._sept_pages(vm.private)],
+            "RMP entries": []
+            if vm.snp is None
+            else [tuple(r) for r in state_snp.rmp_rows(vm.snp.rmp)],
         },
         held={v: state_doc._held(vm, v, vm.in_flight[v]) for v in sorted(vm.in_flight)},
     )
@@ -168,6 +171,8 @@ def _counters(vm: VM) -> dict[str, Any]:
         "host_free_bytes": vm.host.free_bytes,
         "sept_pages": len(vm.private.tables),
         "tdx_epoch": vm.tdx_epoch,
+        "snp_launched": None if vm.snp is None else vm.snp.launched,
+        "snp_vmsa_pfn": None if vm.snp is None or vm.snp.vmsa_pfn is None else hex(vm.snp.vmsa_pfn),
         "next_ino": vm.next_ino,
         "ops_applied": vm.op_index,
         # `stats` reports the events so far; the log keeps the last `event_log_size`.
@@ -595,4 +600,6 @@ def _blocks(
 
 
 def _row_key(row: tuple[Any, ...]) -> tuple[int, ...]:
-    return tuple(int(x, 16) if isinstance(x, str) else int(x) for x in row)
+    return tuple(
+        (int(x, 16) if x.startswith("0x") else 0) if isinstance(x, str) else int(x) for x in row
+    )

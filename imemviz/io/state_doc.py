@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from imemviz.io import state_snp
 from imemviz.io.state import FORMAT, VERSION, no_gc
 from imemviz.model.events import EventLog
 from imemviz.model.fault import PendingFault
@@ -110,7 +111,7 @@ def document(vm: VM) -> dict[str, Any]:
 
 def _document(vm: VM) -> dict[str, Any]:
     inv = vm.inv
-    return {
+    doc = {
         "format": FORMAT,
         "version": VERSION,
         "vm": vm.config.to_dict(),
@@ -142,6 +143,9 @@ def _document(vm: VM) -> dict[str, Any]:
         "events": _events(vm.events),
         "pfnmap": _pfnmap(vm),
     }
+    if vm.snp is not None:
+        doc["snp"] = state_snp.document(vm)  # only SNP VMs have the section
+    return doc
 
 
 def _blocks(items: list[tuple[int, int, int]]) -> list[Row]:

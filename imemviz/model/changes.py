@@ -26,6 +26,7 @@ import numpy as np
 
 from imemviz.model.events import Event
 from imemviz.model.raster import changed_ranges
+from imemviz.model.rmp import IMMUTABLE, VALIDATED, VMSA
 
 if TYPE_CHECKING:
     from imemviz.model.vm import VM
@@ -66,9 +67,10 @@ class Changes:
     host_added: int = 0  # the VMM's pages (shared memory) allocated / freed
     host_freed: int = 0
     ops: tuple[int, ...] = ()  # session op indexes these changes come from (set by callers)
+    rmp: tuple[Range, ...] = ()  # SEV-SNP: host pfn ranges whose RMP entry changed
 
     def __bool__(self) -> bool:
-        return bool(self.gfns or self.pfns or self.files or self.leaves or self.severe)
+        return bool(self.gfns or self.pfns or self.files or self.leaves or self.severe or self.rmp)
 
     @property
     def pages(self) -> int:
@@ -169,6 +171,7 @@ def merge(changes: Sequence[Changes], cap: int = MAX_RANGES) -> Changes:
         sum(c.host_added for c in changes),
         sum(c.host_freed for c in changes),
         tuple(i for c in changes for i in c.ops),
+        coarsen((r for c in changes for r in c.rmp), cap),
     )
 
 
@@ -246,7 +249,43 @@ def op_changes(vm: Any, op: Any, result: Any, events: Sequence[Event]) -> Change
         leaves_removed,
         host_added,
         host_freed,
+        rmp=coarsen(rmp_changes(vm, events)),
     )
+
+
+def rmp_changes(vm: Any, events: Sequence[Event]) -> list[Range]:
+    """The host pfn ranges whose RMP entry an op's events changed (SEV-SNP): RMPUPDATEs,
+    PSMASH, the launch's pages, PVALIDATE (its pfn from the private leaf after the op) and
+    SNP_LAUNCH_FINISH (every page it made Guest-Valid: before the guest runs, the
+    validated pages are the launch's)."""
+    snp = getattr(vm, "snp", None)
+    if snp is None:
+        return []
+    out: list[Range] = []
+    for ev in events:
+        name, f = ev[1], ev[2:]
+        if name == "rmp_make_private":
+            out.append((f[0], f[0] + (512 if f[2] == 2 else 1)))
+        elif name == "rmp_make_shared":
+            out.append((f[0], f[0] + f[2]))
+        elif name == "psmash" and f[1] == 0:
+            out.append((f[0], f[0] + 512))
+        elif name == "SNP_LAUNCH_UPDATE":
+            out.append((f[1], f[1] + 1))
+        elif name == "pvalidate" and f[3] == "SUCCESS":
+            gfn = f[0] >> 12
+            lf = vm.private.lookup(gfn)
+            if lf is not None:
+                n = 512 if f[1] == 2 else 1
+                p = lf.pfn_of(gfn) & ~(n - 1)
+                out.append((p, p + n))
+        elif name == "SNP_LAUNCH_FINISH" and f[0] == "SUCCESS":
+            out += [
+                (r.pfn, r.pfn + r.count)
+                for r in snp.rmp.runs()
+                if r.flags & VALIDATED and not r.flags & (IMMUTABLE | VMSA)
+            ]
+    return out
 
 
 def _span(level: Any) -> int:

@@ -11,7 +11,7 @@ from imemviz.model.kernels import DEFAULT as DEFAULT_KERNEL
 from imemviz.model.kernels import PROFILES, Profile, profile
 from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int, show_int
 
-VM_TYPES = ("default", "sw_protected", "tdx")
+VM_TYPES = ("default", "sw_protected", "tdx", "snp")
 GMEM_ORDERS = (0, 9, 18)
 SHARED_PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
 # The buddy allocator tracks blocks up to 1G; beyond that memory is just many 1G blocks.
@@ -55,6 +55,15 @@ class VMConfig:
     @property
     def is_tdx(self) -> bool:
         return self.type == "tdx"
+
+    @property
+    def is_snp(self) -> bool:
+        return self.type == "snp"
+
+    @property
+    def has_protected_state(self) -> bool:
+        """kvm->arch.has_protected_state: TDX and SEV-ES/SNP guests (no READONLY slots)."""
+        return self.type in ("tdx", "snp")
 
     @property
     def has_private_mem(self) -> bool:

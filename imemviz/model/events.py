@@ -82,6 +82,19 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "TDH.PHYMEM.PAGE.WBINVD": ("pfn",),
     "TDH.MEM.PAGE.DEMOTE": ("gfn", "level", "sept_pfn"),
     "TDG.MEM.PAGE.ACCEPT": ("gfn", "level", "status"),
+    # SEV-SNP: RMP updates (arch/x86/virt/svm/sev.c), firmware commands, the guest's
+    # PVALIDATE and page-state change, the kvm_rmp_fault tracepoint
+    "rmp_make_private": ("pfn", "gpa", "level", "asid", "immutable"),
+    "rmp_make_shared": ("pfn", "level", "npages"),
+    "psmash": ("pfn", "ret"),
+    "clflush_cache_range": ("pfn", "npages"),
+    "kvm_rmp_fault": ("vcpu", "gpa", "pfn", "error_code", "rmp_level", "psmash_ret"),
+    "SNP_LAUNCH_UPDATE": ("gpa", "pfn", "page_type", "status"),
+    "SNP_PAGE_RECLAIM": ("pfn",),
+    "SNP_LAUNCH_FINISH": ("status",),
+    "pvalidate": ("gpa", "level", "validate", "status"),
+    "snp_page_not_validated": ("vcpu", "gpa", "pfn"),
+    "snp_psc": ("gpa", "size", "private"),
     # the model itself
     "note": ("text",),
 }
@@ -144,7 +157,7 @@ def event_dict(ev: Event) -> dict[str, Any]:
 
 
 def _fmt(name: str, value: Any) -> str:
-    if name == "level" and isinstance(value, int):
+    if name in ("level", "rmp_level") and isinstance(value, int):
         return LEVEL_NAMES.get(value, str(value))
     if name in ("old_pfn", "new_pfn") and value == -1:
         return "none"

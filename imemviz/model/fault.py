@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
-from imemviz.model import host_ops
+from imemviz.model import host_ops, snp
 from imemviz.model.gmem_ops import gmem_get_pfn
 from imemviz.model.memslots import KVM_MEM_READONLY, Memslot
 from imemviz.model.mmu import MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
@@ -86,6 +86,8 @@ def _vcpu_check(vm: VM, vcpu: int) -> Result | None:
         return Result.fail("EIO", vm_dead=True)
     if vm.is_tdx and vm.td_state != "RUNNABLE":
         return Result.fail("EINVAL")  # tdx_vcpu_pre_run()
+    if vm.snp is not None and not vm.snp.launched:
+        return snp.fail_entry(vm)  # VMRUN before SNP_LAUNCH_FINISH
     if vcpu in vm.in_flight:
         return Result.fail("EBUSY")
     return None
@@ -182,6 +184,12 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
             is_private = is_private_access(vm, acc)
             table, leaf = _lookup(vm, acc.gfn, is_private)
             if leaf is not None:
+                if vm.snp is not None:
+                    checked = snp.check_access(vm, acc, table, leaf)
+                    if checked is snp.RETRY:
+                        continue  # RMP #NPF handled: the guest re-executes the access
+                    if checked is not None:
+                        return checked
                 return _complete(vm, acc, table, leaf)
             pf = _faultin(vm, acc, is_private)
             if isinstance(pf, Result):
@@ -204,7 +212,14 @@ def _run(vm: VM, acc: Access, *, hold: bool, held: PendingFault | None = None) -
         if isinstance(out, Result):
             return out
         # The guest re-executes the access; it now finds the leaf just installed.
-        return _complete(vm, acc, vm.private if pf.is_private else vm.shared, out)
+        table = vm.private if pf.is_private else vm.shared
+        if vm.snp is not None:
+            checked = snp.check_access(vm, acc, table, out)
+            if checked is snp.RETRY:
+                continue
+            if checked is not None:
+                return checked
+        return _complete(vm, acc, table, out)
 
 
 def _lookup(vm: VM, gfn: int, is_private: bool) -> tuple[LeafTable, Leaf | None]:
@@ -308,6 +323,8 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         if not slot.has_gmem:
             return _memory_fault_exit(vm, acc, is_private, "EFAULT")
         err, pfn, order = gmem_get_pfn(vm, slot, gfn)
+        if not err and vm.snp is not None:
+            snp.gmem_prepare(vm, gfn, pfn, order)  # kvm_gmem_get_pfn() -> sev_gmem_prepare()
         if err:
             if v8:
                 # kvm_faultin_pfn_private(): RET_PF_RETRY, the vCPU re-faults until the
@@ -390,6 +407,8 @@ def max_mapping_level(
     ):
         level -= 1
     level = min(level, host_level)
+    if vm.snp is not None and is_private:
+        level = min(level, snp.max_level(vm, pfn))  # sev_gmem_max_mapping_level()
     while level > LEVEL_4K and (gfn ^ pfn) & ((1 << (9 * (level - 1))) - 1):
         level -= 1
     if mirror is not None:

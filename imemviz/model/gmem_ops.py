@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from imemviz.model import snp
 from imemviz.model.guest_memfd import (
     FOLIO_ORDERS,
     GUEST_MEMFD,
@@ -184,6 +185,8 @@ def _free_folios(vm: VM, file: GmemFile, start: int, end: int) -> None:
             _split_free(vm, inode, events, seg.folio(a), start, end)
         if whole_a < whole_b:
             f = seg.folio(whole_a)
+            if vm.snp is not None:  # free_folio -> sev_gmem_invalidate()
+                snp.gmem_invalidate(vm, f.pfn, (whole_b - whole_a) << order, order)
             vm.host.release_range(f.pfn, (whole_b - whole_a) << order)
             events.add(f.index, order, f.pfn, whole_b - whole_a)
         if whole_b < b and (whole_b > a or whole_a == a):
@@ -210,6 +213,8 @@ def _split_free(
     before, after = lo - folio.index, folio.index + folio.npages - hi
     inode.add_segment(Segment(folio.index, 0, folio.pfn, folio.hwpoison, before))
     pfn = folio.pfn + before
+    if vm.snp is not None:  # the split pages are order-0 folios when they are freed
+        snp.gmem_invalidate(vm, pfn, hi - lo, 0)
     vm.host.release_range(pfn, hi - lo)
     events.add(lo, 0, pfn, hi - lo)
     inode.add_segment(Segment(hi, 0, pfn + hi - lo, folio.hwpoison, after))

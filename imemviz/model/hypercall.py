@@ -37,6 +37,8 @@ def guest_map_gpa_range(vm: VM, op: GuestMapGpaRange) -> Result:
     attrs = KVM_MAP_GPA_RANGE_ENCRYPTED if private else KVM_MAP_GPA_RANGE_DECRYPTED
     if vm.is_tdx:
         return _tdx_map_gpa(vm, op.vcpu, gpa, size, private, attrs)
+    if vm.snp is not None:
+        return _snp_psc(vm, op.vcpu, gpa, size, private, attrs)
     # kvm_emulate_hypercall(), KVM_HC_MAP_GPA_RANGE(a0 = gpa, a1 = npages, a2 = attrs)
     # !PAGE_ALIGNED(gpa) || !npages || gfn + npages wraps (u64) -> -KVM_EINVAL to the guest.
     # A size that is not whole pages cannot be said in npages: refused the same way.
@@ -71,6 +73,34 @@ def _tdx_map_gpa(vm: VM, vcpu: int, gpa: int, size: int, private: bool, attrs: i
     if len(chunks) > 1:
         # tdx_complete_vmcall_map_gpa(): each completed chunk re-enters KVM, which exits
         # again for the next one (unless an interrupt is pending: TDVMCALL_STATUS_RETRY).
+        ret.ret["chunks"] = chunks
+    return ret
+
+
+def _snp_psc(vm: VM, vcpu: int, gpa: int, size: int, private: bool, attrs: int) -> Result:
+    """An SNP guest's page-state change through the GHCB (SVM_VMGEXIT_PSC, snp_begin_psc()).
+
+    The guest (Linux's set_pages_state()) describes the range with 2M entries where it
+    is 2M aligned and 4K entries elsewhere; KVM coalesces adjacent entries of one
+    operation and page size into one KVM_HC_MAP_GPA_RANGE exit each
+    (args[2] |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M/4K) and re-enters the guest for the next
+    after the VMM completed one.  A malformed entry goes back to the guest."""
+    if gpa & 0xFFF or size & 0xFFF or (gpa + size) >> 12 > 1 << 40:
+        return _guest_error(vm, vcpu, "VMGEXIT_PSC_ERROR_INVALID_ENTRY")  # psc_entry.gfn:40
+    if not size:
+        return Result.success(guest_ret="0")  # no entry: snp_complete_psc(svm, 0)
+    gfn, end = gpa >> 12, (gpa + size) >> 12
+    head = min(end, -(-gfn // 512) * 512)
+    tail = max(head, end // 512 * 512)
+    runs = [
+        (g, n, sz)
+        for g, n, sz in ((gfn, head - gfn, 0), (head, tail - head, 1), (tail, end - tail, 0))
+        if n
+    ]
+    vm.emit("snp_psc", gpa, size, int(private))
+    chunks = [[g << 12, n] for g, n, _sz in runs]
+    ret = _exit(vm, vcpu, [chunks[0][0], chunks[0][1], attrs | runs[0][2]])
+    if len(chunks) > 1:
         ret.ret["chunks"] = chunks
     return ret
 

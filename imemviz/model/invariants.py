@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imemviz.model import snp
 from imemviz.model.guest_memfd import GUEST_MEMFD
 from imemviz.model.mmu import MAPPED, PENDING
 from imemviz.model.units import LEVEL_4K, LEVEL_NAMES
@@ -62,6 +63,9 @@ def count_violations(vm: VM, limit: int | None = None) -> tuple[list[Violation],
     _check_bindings(vm, out)
     _check_counters(vm, out)
     _check_host(vm, out)
+    if vm.snp is not None:
+        for pfn, message in snp.rmp_violations(vm):
+            out.append(Violation("RMP", message, pfn=pfn))
     return list(out), out.total
 
 
@@ -198,6 +202,8 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
         used.append((v >> 1, 1, "device page (VM_PFNMAP)"))
     for pfn, order in vm.host.other.items():
         used.append((pfn, 1 << order, "host page"))
+    if vm.snp is not None and vm.snp.vmsa_pfn is not None:
+        used.append((vm.snp.vmsa_pfn, 1, "SNP VMSA page"))
     for pfn, order, count in vm.host.alloc.free_runs():
         used.append((pfn, count << order, "free block"))
     used.sort()

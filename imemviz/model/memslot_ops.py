@@ -77,7 +77,7 @@ def _valid_flags(vm: VM, flags: int) -> bool:
     if flags & KVM_MEM_GUEST_MEMFD:
         valid &= ~KVM_MEM_LOG_DIRTY_PAGES
     # READONLY needs kvm_arch_has_readonly_mem() (not for protected-state VMs) and no gmem.
-    if not vm.is_tdx and not flags & KVM_MEM_GUEST_MEMFD:
+    if not vm.config.has_protected_state and not flags & KVM_MEM_GUEST_MEMFD:
         valid |= KVM_MEM_READONLY
     return not flags & ~valid
 

@@ -259,7 +259,13 @@ OP_DOCS: dict[str, OpDoc] = {
         "memslot or a write to a READONLY memslot (memory unchanged); under kernel upm-v8 a "
         'private/shared mismatch in a PRIVATE slot: `{"exit": {"reason": '
         '"KVM_EXIT_MEMORY_FAULT", "gpa", "size", "flags"}}` (flags 1: private; v8 returns 0 '
-        'from KVM_RUN); `{"in_flight": true}` for a held fault',
+        'from KVM_RUN); `{"in_flight": true}` for a held fault. SNP: an access through a '
+        "private leaf smaller than its 2M RMP entry takes an RMP #NPF first (PSMASH, "
+        "zap, kvm_rmp_fault) and is re-executed; a page the guest never validated ends the "
+        'guest: `{"exit": '
+        '{"reason": "KVM_EXIT_SYSTEM_EVENT", "type": "KVM_SYSTEM_EVENT_SEV_TERM"}, "vc": '
+        '"page not validated"}`; before snp_launch_finish `{"exit": {"reason": '
+        '"KVM_EXIT_FAIL_ENTRY"}}`',
         (
             (
                 "EIO",
@@ -448,7 +454,11 @@ OP_DOCS: dict[str, OpDoc] = {
                 "flags not 0; gpa or size unaligned, size 0, or a wrapping range "
                 "(kvm_vcpu_pre_fault_memory())",
             ),
-            ("EOPNOTSUPP", "a TD not finalized yet (!pre_fault_allowed)"),
+            (
+                "EOPNOTSUPP",
+                "a TD not finalized yet, an SNP guest before snp_launch_finish "
+                "(!pre_fault_allowed)",
+            ),
             ("EINVAL", "a TDX GPA with the shared bit (kvm_is_gfn_alias())"),
             (
                 "ENOENT",
@@ -492,7 +502,11 @@ OP_DOCS: dict[str, OpDoc] = {
         'KVM refuses goes back to the guest, not to the VMM: `{"guest_ret": status}` with '
         "`KVM_EINVAL` (unaligned gpa, 0 pages, or gfn + npages wrapping a u64), `TDVMCALL_STATUS_INVALID_OPERAND` (a "
         "wrapping range, a GPA past GPAW, a range across the shared bit, a private request "
-        "with the shared bit) or `TDVMCALL_STATUS_ALIGN_ERROR` (unaligned gpa or size)",
+        "with the shared bit) or `TDVMCALL_STATUS_ALIGN_ERROR` (unaligned gpa or size). An "
+        "SNP guest's page-state change (snp_begin_psc()) uses 2M entries where the range "
+        "is 2M aligned and 4K entries elsewhere; KVM exits once per run of one entry size "
+        "(args[2] | KVM_MAP_GPA_RANGE_PAGE_SZ_2M (1) for the 2M run), `chunks` as for a TD; "
+        "an unaligned range is `VMGEXIT_PSC_ERROR_INVALID_ENTRY` to the guest",
         (
             _EIO_DEAD,
             ("EINVAL", "a TD not finalized yet (tdx_vcpu_pre_run())"),
@@ -637,7 +651,7 @@ OP_DOCS: dict[str, OpDoc] = {
 }
 
 CONFIG_DOCS: dict[str, str] = {
-    "type": '`"default"`, `"sw_protected"` or `"tdx"` (the KVM VM type)',
+    "type": '`"default"`, `"sw_protected"`, `"tdx"` or `"snp"` (the KVM VM type)',
     "kernel": 'the kernel whose uAPI and rules the VM follows: `"mainline"` (the tree past '
     'the 7.2 merge window), the releases `"7.1"`, `"6.18"`, `"6.16"`, `"6.12"`, `"6.8"`, or '
     '`"upm-v8"` (the unmerged 2022 design: inaccessible memfd, KVM_MEM_PRIVATE slots, '
@@ -671,3 +685,9 @@ EXAMPLE_SCRIPT = """\
 {"op": "guest_access", "gpa": "0x1000"}
 {"op": "stats"}
 """
+
+
+# The SEV-SNP ops' words live in their own module (kept apart for merges).
+from imemviz.model.op_docs_snp import SNP_OP_DOCS  # noqa: E402
+
+OP_DOCS.update(SNP_OP_DOCS)

@@ -39,6 +39,7 @@ __all__ = [
     "GuestAccept",
     "GuestAccess",
     "GuestMapGpaRange",
+    "GuestPvalidate",
     "HostAccess",
     "HostMmapPfnmap",
     "Inspect",
@@ -54,6 +55,8 @@ __all__ = [
     "SetMemoryAttributes",
     "SetUserMemoryRegion",
     "SetUserMemoryRegion2",
+    "SnpLaunchFinish",
+    "SnpLaunchUpdate",
     "Stats",
     "TdxFinalizeVm",
     "TdxInitMemRegion",
@@ -211,6 +214,33 @@ class TdxInitMemRegion(Op):
 @attrs.frozen(slots=True)
 class TdxFinalizeVm(Op):
     NAME: ClassVar[str] = "tdx_finalize_vm"
+
+
+@attrs.frozen(slots=True)
+class SnpLaunchUpdate(Op):
+    """KVM_SEV_SNP_LAUNCH_UPDATE: `type` is a KVM_SEV_SNP_PAGE_TYPE_* name; `value` the
+    byte the source pages hold."""
+
+    NAME: ClassVar[str] = "snp_launch_update"
+    gpa: int
+    size: int
+    type: str = "NORMAL"
+    value: int = 0
+
+
+@attrs.frozen(slots=True)
+class SnpLaunchFinish(Op):
+    NAME: ClassVar[str] = "snp_launch_finish"
+
+
+@attrs.frozen(slots=True)
+class GuestPvalidate(Op):
+    """The SNP guest's PVALIDATE; `level` is 1 (4K) or 2 (2M) as for guest_accept."""
+
+    NAME: ClassVar[str] = "guest_pvalidate"
+    gpa: int
+    level: int = 1
+    validate: bool = True
 
 
 @attrs.frozen(slots=True)
@@ -439,6 +469,15 @@ def _advice(v: Any) -> str:
     raise _Invalid(f'only "DONTNEED" is supported, got {_json_type(v)}')
 
 
+SNP_PAGE_TYPE_NAMES = ("NORMAL", "ZERO", "UNMEASURED", "SECRETS", "CPUID")
+
+
+def _snp_page_type(v: Any) -> str:
+    if type(v) is str and v in SNP_PAGE_TYPE_NAMES:
+        return v
+    raise _Invalid(f"expected one of {', '.join(SNP_PAGE_TYPE_NAMES)}, got {_json_type(v)}")
+
+
 def _text(v: Any) -> str:
     if type(v) is str:
         return v
@@ -622,6 +661,18 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
         _size("size"),
         FieldSpec("private", "bool", parse=_bool),
         _VCPU,
+    ),
+    SnpLaunchUpdate: (
+        _addr("gpa"),
+        _size("size"),
+        FieldSpec("type", "snp_page_type", "NORMAL", parse=_snp_page_type),
+        FieldSpec("value", "byte", 0, parse=_byte),
+    ),
+    SnpLaunchFinish: (),
+    GuestPvalidate: (
+        _addr("gpa"),
+        FieldSpec("level", "level", 1, parse=_level, dump=_dump_level),
+        _boolf("validate", True),
     ),
     MemfdCreate: (_size("size"), _flagf("flags", MFD_FLAGS, _u32)),
     MemoryEncryptRegRegion: (_addr("address"), _size("size")),

@@ -62,6 +62,8 @@ def _step(vm: VM, vcpu: int, gpa: int) -> int | str:
     """One kvm_arch_vcpu_pre_fault_memory(): the level mapped, or the errno."""
     if vm.is_tdx and vm.td_state != "RUNNABLE":
         return "EOPNOTSUPP"  # !kvm->arch.pre_fault_allowed until tdx_td_finalize()
+    if vm.snp is not None and not vm.snp.launched:
+        return "EOPNOTSUPP"  # pre_fault_allowed is set by snp_launch_finish()
     gfn, alias = decode_gpa(vm, gpa)
     if alias:
         return "EINVAL"  # kvm_is_gfn_alias()

@@ -199,16 +199,80 @@ EXPLAIN: dict[str, tuple[str, str]] = {
         "Every leaf in the gfn range is zapped under one invalidation",
         "kvm_zap_gfn_range()",
     ),
+    "rmp_make_private": (
+        "RMPUPDATE: the host page becomes guest-owned (assigned to the gpa, at 4K or 2M; "
+        "immutable for launch pages)",
+        "rmp_make_private() (arch/x86/virt/svm/sev.c)",
+    ),
+    "rmp_make_shared": (
+        "RMPUPDATE: the host pages go back to the hypervisor (RMP entry all zeros)",
+        "rmp_make_shared() (arch/x86/virt/svm/sev.c)",
+    ),
+    "psmash": (
+        "PSMASH: a 2M RMP entry is split into 512 4K entries, Validated kept",
+        "snp_rmptable_psmash() / psmash()",
+    ),
+    "clflush_cache_range": (
+        "The freed guest pages' cache lines are flushed before the host reuses them",
+        "sev_gmem_invalidate()",
+    ),
+    "kvm_rmp_fault": (
+        "An RMP #NPF: a 2M RMP entry behind a smaller mapping or a 4K PVALIDATE; KVM "
+        "PSMASHes and zaps 512 gfns",
+        "sev_handle_rmp_fault()",
+    ),
+    "SNP_LAUNCH_UPDATE": (
+        "The firmware measures the page into the launch digest and leaves it Pre-Guest "
+        "(validated, immutable)",
+        "sev_gmem_post_populate() / snp_launch_update_vmsa()",
+    ),
+    "SNP_PAGE_RECLAIM": (
+        "The firmware gives a page back after a failed command; then it is made shared",
+        "snp_page_reclaim()",
+    ),
+    "SNP_LAUNCH_FINISH": (
+        "The launch ends: Pre-Guest pages become Guest-Valid, the vCPUs may run",
+        "snp_launch_finish()",
+    ),
+    "pvalidate": (
+        "The guest's PVALIDATE validates or rescinds its page in the RMP",
+        "pvalidate() (guest, arch/x86/coco/sev/)",
+    ),
+    "snp_page_not_validated": (
+        "The guest touched a page it never validated: #VC, and a Linux guest terminates",
+        "vc_handle_exitcode() (guest) -> sev_es_terminate()",
+    ),
+    "snp_psc": (
+        "The SNP guest's page-state change (GHCB PSC): KVM exits once per run of 4K or 2M entries",
+        "snp_begin_psc()",
+    ),
     "note": ("A caption of the recording", ""),
 }
 
-GROUPS = ("kvm tracepoints", "TDX SEAMCALLs", "guest_memfd", "mm", "captions")
+GROUPS = ("kvm tracepoints", "TDX SEAMCALLs", "SEV-SNP RMP", "guest_memfd", "mm", "captions")
+SNP_EVENTS = frozenset(
+    {
+        "rmp_make_private",
+        "rmp_make_shared",
+        "psmash",
+        "clflush_cache_range",
+        "kvm_rmp_fault",
+        "SNP_LAUNCH_UPDATE",
+        "SNP_PAGE_RECLAIM",
+        "SNP_LAUNCH_FINISH",
+        "pvalidate",
+        "snp_page_not_validated",
+        "snp_psc",
+    }
+)
 
 
 def group_of(name: str) -> str:
     """The event log's filter group of an event name."""
     if name.startswith(("TDH.", "TDG.")):
         return "TDX SEAMCALLs"
+    if name in SNP_EVENTS:
+        return "SEV-SNP RMP"
     if name.startswith("kvm_gmem_") or name in (
         "memfd_create",
         "memfd_close",

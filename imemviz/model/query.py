@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from imemviz.model import snp
 from imemviz.model.fault import decode_gpa
 from imemviz.model.mmu import STATE_NAMES
 from imemviz.model.result import Result
@@ -65,6 +66,12 @@ def inspect_gfn(vm: VM, gfn: int) -> dict[str, Any]:
         else {"level": LEVEL_NAMES[sm.level], "pfn": sm.pfn_of(gfn)},
         "content": {"private": content_private, "shared": content_shared},
     }
+    if vm.snp is not None:
+        # Contract 3.2: the RMP entry of the pfn behind the private mapping or the folio.
+        rmp_pfn: int | None = out["private_mapping"]["pfn"] if pm is not None else None
+        if rmp_pfn is None and folio_d is not None and gmem is not None:
+            rmp_pfn = folio_d["pfn"] + gmem["index"] - folio_d["index"]
+        out["rmp"] = None if rmp_pfn is None else snp.rmp_dict(vm.snp.rmp.lookup(rmp_pfn))
     if slot is not None:
         out["hva"] = slot.gfn_to_hva(gfn)
         out["mixed"] = {LEVEL_NAMES[lv]: vm.mixed(gfn, lv) for lv in (LEVEL_2M, LEVEL_1G)}
@@ -101,6 +108,13 @@ def stats_dict(vm: VM) -> dict[str, Any]:
         "gmem_files": len(vm.files),
         "in_flight": sorted(vm.in_flight),
         "events_total": vm.events.total + len(vm.events.current),
+        "snp": None
+        if vm.snp is None
+        else {
+            "launched": vm.snp.launched,
+            "vmsa_pfn": vm.snp.vmsa_pfn,
+            "rmp_assigned": vm.snp.rmp.count_assigned(),
+        },
     }
 
 

@@ -8,7 +8,8 @@ applying the events of steps 0..k in step order: each event names what it
 changed (a leaf's state, a leaf added or removed, a folio allocated or freed,
 an attribute range, the VMM's pages), so the intermediate states the kernel
 goes through (leaves BLOCKED at the BLOCK step) are drawn by the same raster
-path as any state.  It also tracks the gfn ranges of an invalidation in
+path as any state.  On an SNP guest the RMP is replayed too: RMPUPDATEs, PSMASH,
+the launch's Pre-Guest pages and the guest's PVALIDATE (the RMP pane's step view).  It also tracks the gfn ranges of an invalidation in
 progress (between `kvm_mmu_invalidate_begin` and `_end`).
 
 An event that changes what this module does not rebuild (a memslot created or
@@ -31,6 +32,8 @@ from imemviz.model.events import Event
 from imemviz.model.guest_memfd import Folio, Segment
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.protocols import Step, merge
+from imemviz.model.rmp import PMD_PAGES, VALIDATED, VMSA
+from imemviz.model.units import LEVEL_2M
 
 if TYPE_CHECKING:
     from imemviz.model.vm import VM
@@ -56,6 +59,14 @@ _INERT = frozenset(
         "TDH.MR.FINALIZE",
         "TDH.MEM.TRACK",
         "TDH.PHYMEM.PAGE.WBINVD",
+        # SEV-SNP: the flush, the reclaim (its rmp_make_shared follows), the guest's #VC
+        # and page-state change (exits only), and kvm_rmp_fault (its PSMASH and the zap's
+        # invalidation events come before it and are replayed themselves)
+        "clflush_cache_range",
+        "SNP_PAGE_RECLAIM",
+        "snp_page_not_validated",
+        "snp_psc",
+        "kvm_rmp_fault",
         "note",
     }
 )
@@ -381,6 +392,69 @@ def _memory_failure(r: StepReplayer, vm: Any, f: Event) -> None:
     raise Unsupported("memory_failure on a page that backs no hva")
 
 
+# -- SEV-SNP: the RMP (model/snp.py, model/snp_ops.py) -------------------------------
+def _snp(vm: Any) -> Any:
+    if vm.snp is None:
+        raise Unsupported("an SNP event on a VM that is not an SNP guest")
+    return vm.snp
+
+
+def _rmp_make_private(r: StepReplayer, vm: Any, f: Event) -> None:
+    pfn, gpa, level, _asid, immutable = f
+    _snp(vm).rmp.make_private(pfn, gpa >> 12, level, bool(immutable))
+
+
+def _rmp_make_shared(r: StepReplayer, vm: Any, f: Event) -> None:
+    pfn, _level, npages = f
+    _snp(vm).rmp.make_shared(pfn, npages)
+
+
+def _psmash(r: StepReplayer, vm: Any, f: Event) -> None:
+    pfn, ret = f
+    if ret == 0 and not _snp(vm).rmp.psmash(pfn):
+        raise Unsupported("psmash of a pfn with no 2M RMP entry")
+
+
+def _launch_update(r: StepReplayer, vm: Any, f: Event) -> None:
+    """SNP_LAUNCH_UPDATE: the page written (its content as after the op: one write per
+    page per op), then Pre-Guest (validated); the VMSA page leaves the allocator too."""
+    _gpa, pfn, page_type, status = f
+    snp = _snp(vm)
+    if page_type == "VMSA":
+        vm.host.alloc.take(pfn)  # snp_launch_finish(): vm.host.allocate(0) gave it
+        snp.rmp.set_flags(pfn, 1, VMSA | VALIDATED, 0)
+        snp.vmsa_pfn = pfn
+        return
+    vm.host.write(pfn, r.after.host.read(pfn))
+    if status == "SUCCESS":
+        snp.rmp.set_flags(pfn, 1, VALIDATED, 0)
+
+
+def _launch_finish(r: StepReplayer, vm: Any, f: Event) -> None:
+    from imemviz.model.snp import finish_launch
+
+    if f[0] == "SUCCESS":
+        finish_launch(vm)
+        _snp(vm).launched = True
+
+
+def _pvalidate(r: StepReplayer, vm: Any, f: Event) -> None:
+    gpa, level, validate, status = f
+    if status != "SUCCESS":
+        return
+    gfn = gpa >> 12
+    lf = vm.private.lookup(gfn)
+    if lf is None:
+        raise Unsupported("pvalidate of a gfn with no private leaf")
+    pfn = lf.pfn_of(gfn)
+    n = PMD_PAGES if level == LEVEL_2M else 1
+    head = pfn & ~(n - 1)
+    if validate:
+        _snp(vm).rmp.set_flags(head, n, VALIDATED, 0)
+    else:
+        _snp(vm).rmp.set_flags(head, n, 0, VALIDATED)
+
+
 _HANDLERS = {
     "kvm_vm_set_mem_attributes": _attributes_event,
     "TDH.MEM.PAGE.AUG": _aug,
@@ -400,4 +474,10 @@ _HANDLERS = {
     "mm_page_alloc": _page_alloc,
     "mm_page_free": _page_free,
     "memory_failure_event": _memory_failure,
+    "rmp_make_private": _rmp_make_private,
+    "rmp_make_shared": _rmp_make_shared,
+    "psmash": _psmash,
+    "SNP_LAUNCH_UPDATE": _launch_update,
+    "SNP_LAUNCH_FINISH": _launch_finish,
+    "pvalidate": _pvalidate,
 }

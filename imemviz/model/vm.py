@@ -16,6 +16,7 @@ from imemviz.model import (
     pfnmap,
     prefault,
     query,
+    snp_ops,
     tdx_ops,
     upm,
 )
@@ -29,6 +30,7 @@ from imemviz.model.host_memory import HostMemory
 from imemviz.model.memslots import Memslots
 from imemviz.model.mmu import InvalidateState, LeafTable
 from imemviz.model.result import Result
+from imemviz.model.snp import SnpState
 from imemviz.model.sparse import SparseIndex
 
 GFN_LIMIT = 1 << 52  # gfns of the 64-bit physical address space
@@ -59,6 +61,7 @@ class VM:
         self.op_index = 0
         self.dead = False
         self.td_state: str | None = "BUILDING" if is_tdx else None
+        self.snp: SnpState | None = SnpState() if config.is_snp else None  # the RMP, launch
         self.tdx_epoch = 0
         # The VMM's anonymous memory behind memslots' userspace_addr: level -> hva page -> pfn.
         self.hva_pages: dict[int, SparseIndex[int]] = {
@@ -122,6 +125,9 @@ _HANDLERS: dict[type, Callable[[VM, Any], Result]] = {
     O.GuestAccept: fault.guest_accept,
     O.TdxInitMemRegion: tdx_ops.tdx_init_mem_region,
     O.TdxFinalizeVm: tdx_ops.tdx_finalize_vm,
+    O.SnpLaunchUpdate: snp_ops.snp_launch_update,
+    O.SnpLaunchFinish: snp_ops.snp_launch_finish,
+    O.GuestPvalidate: snp_ops.guest_pvalidate,
     O.HostAccess: host_ops.host_access,
     O.Madvise: host_ops.madvise,
     O.PreFaultMemory: prefault.pre_fault_memory,

@@ -49,3 +49,22 @@ def test_op_form_offers_the_new_ops(make_window, qtbot) -> None:
     d.set_field("size", "2M")
     assert d.validate() and d.op.size == 2 << 20
     d.close()
+
+
+def test_new_vm_dialog_offers_snp(make_window, qtbot) -> None:
+    """The New VM dialog creates an SNP guest launched as QEMU launches OVMF (issue 15)."""
+    w = make_window(sw_session())
+    trigger(w, "new_vm")
+    d = dialog(w, "dialog_new_vm")
+    d.type.setCurrentText("snp")
+    d.kernel.setCurrentText("6.8")
+    assert not d.validate() and "6.11" in d.error.text()
+    d.kernel.setCurrentText("mainline")
+    d.host.setText("2G")
+    d.ram.setText("64M")
+    assert d.validate() and d.config["type"] == "snp"
+    assert [op.NAME for op in d.ops][-2:] == ["snp_launch_update", "snp_launch_finish"]
+    d.accept()
+    wait_drawn(qtbot, w)
+    vm = session_vm(w)
+    assert vm.snp is not None and vm.snp.launched

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from PySide6.QtCore import Qt
+
 from imemviz.app.observed import ObservedWindow, import_dialog
 from imemviz.io.trace.importer import ImportOptions, import_traces
 from imemviz.io.trace.kernel_export import export_lines
@@ -177,6 +179,41 @@ def test_disagreement_marks_are_drawn_on_the_map_and_jump_to_their_event(qtbot, 
         assert w.table.currentIndex().row() >= 0
     finally:
         w.close()
+
+
+def test_rmp_dumps_show_decoded_and_a_failure_is_marked(qtbot, tmp_path) -> None:
+    """dmesg's SEV-SNP lines imported beside a trace: the event log shows what the kernel
+    printed and the decoded raw entry; the RMPUPDATE failure is a marked row."""
+    from imemviz.io.trace.rmp_dump import encode_raw
+
+    lo = encode_raw(gpa=0x20000, asid=1, validated=True)
+    dmesg = tmp_path / "dmesg.txt"
+    dmesg.write_text(
+        "[    0.000100] SEV-SNP: RMPUPDATE failed for PFN 1234, pg_level: 1, ret: 3\n"
+        f"[    0.000101] SEV-SNP: PFN 0x1234, RMP entry: [{lo:#018x} - 0x0000000000000000]\n"
+    )
+    out = tmp_path / "o.jsonl"
+    import_traces([_trace(tmp_path), str(dmesg)], str(out), options=ImportOptions())
+    w = ObservedWindow(str(out))
+    qtbot.addWidget(w)
+    w.resize(1280, 860)
+    w.show()
+    try:
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        m = w.events
+        rows = {m.data(m.index(r, 3)): r for r in range(m.rowCount())}
+        texts = [m.data(m.index(r, 4)) for r in range(m.rowCount())]
+        dump = next(t for t in texts if t.startswith("PFN 0x1234, RMP entry"))
+        assert "⇒  guest-valid: 4K gpa 0x20000 asid 1 validated" in dump
+        assert "non-architectural" in dump
+        failed = next(r for r in range(m.rowCount()) if texts[r].startswith("RMPUPDATE failed"))
+        assert m.data(m.index(failed, 0), Qt.BackgroundRole) is not None
+        assert "FAIL_INUSE" in m.data(m.index(failed, 0), Qt.ToolTipRole)
+        assert "1 RMPUPDATE failures" in w.status.text()
+        assert "0 disagreements" in w.status.text()
+        assert "SEV-SNP" in rows
+    finally:
+        w.engine.stop()
 
 
 def test_a_theme_change_keeps_the_observed_colours(observed) -> None:

@@ -23,6 +23,7 @@ KERNELS = {
     "default": ["mainline", "7.1", "6.18", "6.16", "6.12", "6.8", "upm-v8"],
     "sw_protected": ["mainline", "7.1", "6.18", "6.16", "6.12", "6.8"],
     "tdx": ["mainline", "7.1", "6.18", "6.16"],
+    "snp": ["mainline", "7.1", "6.18", "6.16", "6.12"],
 }
 
 
@@ -77,12 +78,18 @@ def prologue(vm_type: str, kernel: str = "mainline") -> list[dict[str, Any]]:
     if vm_type == "tdx":
         ops.append({"op": "tdx_init_mem_region", "gpa": 0x100000, "nr_pages": 4, "value": 7})
         ops.append({"op": "tdx_finalize_vm"})
+    if vm_type == "snp":
+        # As QEMU launches OVMF: a few measured pages, a CPUID and a SECRETS page, finish.
+        ops.append({"op": "snp_launch_update", "gpa": 0x100000, "size": 0x3000, "value": 7})
+        ops.append({"op": "snp_launch_update", "gpa": 0x103000, "size": 0x1000, "type": "CPUID"})
+        ops.append({"op": "snp_launch_update", "gpa": 0x104000, "size": 0x1000, "type": "SECRETS"})
+        ops.append({"op": "snp_launch_finish"})
     return ops
 
 
 configs = st.fixed_dictionaries(
     {
-        "type": st.sampled_from(["default", "sw_protected", "tdx"]),
+        "type": st.sampled_from(["default", "sw_protected", "tdx", "snp"]),
         "kernel": st.just("mainline"),
         "host_memory": st.sampled_from(["256M", "1G"]),
         "gmem_max_order": st.sampled_from([0, 9]),
@@ -253,6 +260,30 @@ def ops_for(vm_type: str, kernel: str = "mainline") -> st.SearchStrategy[dict[st
                 ]
             ),
         ]
+    snp_ops = [
+        st.builds(
+            lambda p, lv, val: {
+                "op": "guest_pvalidate",
+                "gpa": p << 12,
+                "level": lv,
+                "validate": val,
+            },
+            pages,
+            st.sampled_from(["4K", "4K", "2M", "1G"]),
+            st.sampled_from([True, True, True, False]),
+        ),
+        st.builds(
+            lambda p, n, t: {"op": "snp_launch_update", "gpa": p << 12, "size": n, "type": t},
+            pages,
+            lengths,
+            st.sampled_from(["NORMAL", "ZERO", "UNMEASURED", "SECRETS", "CPUID"]),
+        ),
+        st.just({"op": "snp_launch_finish"}),
+    ]
+    if vm_type == "snp":
+        choices += snp_ops + snp_ops[:1] * 2
+    elif kernel != "upm-v8":
+        choices += snp_ops  # refused on other guests, as KVM refuses them
     if vm_type == "tdx":
         accept = st.builds(
             lambda p, lv: {"op": "guest_accept", "gpa": p << 12, "level": lv},

@@ -131,6 +131,25 @@ QEMU_SAMPLES = {
     ),
     ("kvm_sev_snp_launch_finish", "QEMU 9.1 on (SEV-SNP)"): (("0", "0", "0"), {}),
 }
+# arch/x86/virt/svm/sev.c's dmesg lines (the payload after the "SEV-SNP: " prefix)
+SAMPLES |= {
+    ("SEV-SNP", "B (dump_rmpentry(), an assigned pfn)"): (
+        (0x12A3C5, 0x4008000004820001, 0),
+        {"pfn": 0x12A3C5, "lo": 0x4008000004820001, "hi": 0},
+    ),
+    ("SEV-SNP", "B (dump_rmpentry(), a non-zero entry of an unassigned pfn's 2M region)"): (
+        (0x12A401, 0x3, 0x10),
+        {"pfn": 0x12A401, "lo": 3, "hi": 0x10},
+    ),
+    ("SEV-SNP", "B (dump_rmpentry(), an unassigned pfn)"): (
+        (0x12A400, 0x12A400, 0x12A600),
+        {"pfn": 0x12A400, "start": 0x12A400, "end": 0x12A600},
+    ),
+    ("SEV-SNP", "B (rmpupdate())"): (
+        (0x12A3C5, 2, 3),
+        {"pfn": 0x12A3C5, "level": 2, "ret": 3},
+    ),
+}
 
 
 def _payload(row) -> tuple[str, dict]:

@@ -37,6 +37,14 @@ def _lines_of_every_kind() -> list[str]:
         payload, _ = _payload(row)
         pid = 4100 + k % 5
         comm = ["CPU 1/KVM", "qemu-system-x86", "worker", "VCPU-3", "<...>"][k % 5]
+        if row.source == "dmesg":  # the kernel log: dmesg, dmesg -r, no time
+            forms = [
+                f"[{t:12.6f}] {row.event}: {payload}",
+                f"<3>[{t:12.6f}] {row.event}: {payload}",
+                f"{row.event}: {payload}",
+            ]
+            out.append(forms[k % 3])
+            continue
         if row.source == "qemu":
             forms = [
                 f"{row.event} {payload}",
@@ -178,7 +186,7 @@ def test_vcpu_and_time_carried_across_blocks(tmp_path: Path, monkeypatch) -> Non
 def test_fast_rows_give_what_the_rows_give() -> None:
     """Per row: the fused pattern's fields and gfn are the row's and event_gfn's."""
     for row in FORMATS:
-        if row.source == "qemu":
+        if row.source in ("qemu", "dmesg"):
             continue
         payload, _ = _payload(row)
         line = f"  CPU 2/KVM-4102 [002] ..... 55.125: {row.event}: {payload}"

@@ -17,6 +17,7 @@ state, in order, in the importing process.  The op's first element is its code:
 | `MEMSLOT` | memslot (ret 0) | `(MEMSLOT, as_id, slot, gpa, size, flags, gmem_fd, gmem_offset)` |
 | `LAUNCH` | launch_update, tdx_page_add | `(LAUNCH, summary_entry)` |
 | `MEMORY_FAULT` | memory_fault | `(MEMORY_FAULT,)` |
+| `RMP_FAILURE` | rmpupdate_failed (dmesg) | `(RMP_FAILURE, mark)`: the timeline marks it |
 
 Other events change nothing (op None).  A fault's line of the summary's
 `faults` list is written here, by hand, as json.dumps with separators
@@ -34,7 +35,7 @@ from imemviz.io.trace.formats import SNP_PAGE_TYPES
 
 KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
 
-FAULT, SPTE, SET_SPTE, ZAP, ATTR, CONVERT, MEMSLOT, LAUNCH, MEMORY_FAULT = range(9)
+FAULT, SPTE, SET_SPTE, ZAP, ATTR, CONVERT, MEMSLOT, LAUNCH, MEMORY_FAULT, RMP_FAILURE = range(10)
 
 # The normalised event kinds (formats.py's `kind`), numbered for the timeline's columns.
 KINDS = (
@@ -64,6 +65,9 @@ KINDS = (
     "tdx_page_add",
     "tdx_page_aug",
     "tdx_page_remove",
+    "rmp_dump",
+    "rmp_dump_region",
+    "rmpupdate_failed",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 
@@ -129,7 +133,15 @@ class Decoder:
             "launch_update": self._launch,
             "tdx_page_add": self._tdx_add,
             "memory_fault": self._memory_fault,
+            "rmpupdate_failed": self._rmp_failure,
         }
+
+    def _rmp_failure(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp:
+        from imemviz.io.trace.rmp_dump import failure_mark
+
+        return RMP_FAILURE, failure_mark(f)
 
     def prepare(
         self, kind: str, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float

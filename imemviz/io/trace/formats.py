@@ -22,6 +22,8 @@ window, "B" below, unless a row says otherwise):
   fault tracepoint" on top (2022-08-30);
 - QEMU accel/kvm/trace-events, target/i386/kvm/trace-events and
   target/i386/trace-events (SEV-SNP launch);
+- arch/x86/virt/svm/sev.c's dmesg lines (pr_fmt "SEV-SNP: "): the raw RMP entry
+  dumps of dump_rmpentry() and rmpupdate()'s failure, decoded by rmp_dump.py;
 - kprobes on the TDX SEAMCALL wrappers (arch/x86/virt/vmx/tdx/tdx.c), with the
   probe definitions docs/traces.md gives: mainline has no TDX tracepoint.
 """
@@ -33,6 +35,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+
+from imemviz.io.trace import rmp_dump
 
 HEX = r"(?:0x)?[0-9a-fA-F]+"
 DEC = r"-?\d+"
@@ -93,6 +97,8 @@ FIELD_TYPES: dict[str, Callable[[str], Any]] = {
     "cpu_index": int,
     "policy": _hex,
     "rest": str,
+    "lo": _hex,
+    "hi": _hex,
 }
 
 
@@ -106,6 +112,8 @@ class EventFormat:
     since: str  # releases that print this form
     printk: str  # the format string, verbatim
     pattern: str  # regex over the payload, one named group per field
+    # fields -> the decoded text the timeline keeps beside the printed one ("d")
+    decode: Callable[[dict[str, Any]], str] | None = attrs.field(default=None, eq=False)
     regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
     converters: tuple[tuple[str, Callable[[str], Any]], ...] = attrs.field(
         init=False, eq=False, repr=False
@@ -424,6 +432,51 @@ FORMATS: tuple[EventFormat, ...] = (
         r"id_block (?P<rest>.*)",
     ),
 )
+
+# dmesg lines: the event is the pr_fmt prefix (framing.py's dmesg framing).
+FORMATS += (
+    EventFormat(
+        "SEV-SNP",
+        "dmesg",
+        "rmp_dump",
+        "B (dump_rmpentry(), an assigned pfn)",
+        "PFN 0x%llx, RMP entry: [0x%016llx - 0x%016llx]",
+        r"PFN 0x(?P<pfn>[0-9a-f]+), RMP entry: \[0x(?P<lo>[0-9a-f]+) - 0x(?P<hi>[0-9a-f]+)\]",
+        rmp_dump.decoded_entry,
+    ),
+    EventFormat(
+        "SEV-SNP",
+        "dmesg",
+        "rmp_dump",
+        "B (dump_rmpentry(), a non-zero entry of an unassigned pfn's 2M region)",
+        "PFN: 0x%llx, [0x%016llx - 0x%016llx]",
+        r"PFN: 0x(?P<pfn>[0-9a-f]+), \[0x(?P<lo>[0-9a-f]+) - 0x(?P<hi>[0-9a-f]+)\]",
+        rmp_dump.decoded_entry,
+    ),
+    EventFormat(
+        "SEV-SNP",
+        "dmesg",
+        "rmp_dump_region",
+        "B (dump_rmpentry(), an unassigned pfn)",
+        "PFN 0x%llx unassigned, dumping non-zero entries in 2M PFN region: [0x%llx - 0x%llx]",
+        r"PFN 0x(?P<pfn>[0-9a-f]+) unassigned, dumping non-zero entries in 2M PFN region: "
+        r"\[0x(?P<start>[0-9a-f]+) - 0x(?P<end>[0-9a-f]+)\]",
+        rmp_dump.decoded_region,
+    ),
+    EventFormat(
+        "SEV-SNP",
+        "dmesg",
+        "rmpupdate_failed",
+        "B (rmpupdate())",
+        "RMPUPDATE failed for PFN %llx, pg_level: %d, ret: %d",
+        r"RMPUPDATE failed for PFN (?P<pfn>[0-9a-f]+), pg_level: (?P<level>\d+), "
+        r"ret: (?P<ret>-?\d+)",
+        rmp_dump.decoded_failure,
+    ),
+)
+# kind -> the decoder of its rows (one per kind: the timeline renders by kind)
+DECODE = {f.kind: f.decode for f in FORMATS if f.decode is not None}
+assert all(f.decode is DECODE.get(f.kind) for f in FORMATS if f.kind in DECODE)
 
 BY_EVENT: dict[str, tuple[EventFormat, ...]] = {}
 for _f in FORMATS:

@@ -8,6 +8,7 @@
 | QEMU log, old | `15268@1647341556.928341:kvm_run_exit cpu_index 0, reason 8` |
 | QEMU log, `-msg timestamp=on` | `2024-03-20T08:39:45.991426Z kvm_convert_memory start 0x... ...` |
 | QEMU log, plain | `kvm_set_user_memory AddrSpace#0 Slot#0 ...` (QEMU events only; the time is the file's last) |
+| dmesg (SEV-SNP) | `[ 1234.567890] SEV-SNP: PFN 0x..., RMP entry: [0x... - 0x...]` (`dmesg`, `dmesg -r`'s `<3>`, `dmesg -T`'s or journalctl's prefix: no time) |
 | QEMU ftrace backend | `... tracing_mark_write: kvm_convert_memory start ...` (or trace-cmd's `print:`) |
 
 `frame(line)` returns a `Frame` or the reason the line is not a trace line.
@@ -29,7 +30,7 @@ class Frame(NamedTuple):
     comm: str
     event: str
     payload: str
-    framing: str  # "ftrace", "perf", "qemu"
+    framing: str  # "ftrace", "perf", "qemu", "dmesg"
 
 
 _FTRACE = re.compile(
@@ -45,6 +46,12 @@ _QEMU_ISO = re.compile(
     r"(?P<iso>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?\s+(?P<event>\w+)(?: (?P<payload>.*))?"
 )
 _QEMU_PLAIN = re.compile(r"(?P<event>[a-z]\w*)(?: (?P<payload>.*))?")
+# The kernel log: the event is the pr_fmt prefix ("SEV-SNP": arch/x86/virt/svm/sev.c),
+# after dmesg's optional "<level>" and "[time]" or journalctl's "... kernel: ".
+_DMESG = re.compile(
+    r"(?:<\d+>)?(?:\[\s*(?:(?P<ts>\d+\.\d+)|[^\]]*)\]\s*|.*?kernel: )?"
+    r"(?P<event>SEV-SNP): (?P<payload>.*)"
+)
 _MARKER_PREFIX = re.compile(r"(?:tracing_mark_write: |0x[0-9a-f]+s?: )")
 _VCPU_COMM = re.compile(r"CPU (\d+)/KVM")
 
@@ -83,6 +90,19 @@ def frame(line: str) -> Frame | str:
         if f.event in ("tracing_mark_write", "print"):
             return _qemu_in_marker(f) or f
         return f
+    if "SEV-SNP: " in s:
+        m = _DMESG.fullmatch(s)
+        if m is not None:
+            ts = m.group("ts")
+            return Frame(
+                float(ts) if ts else None,
+                None,
+                None,
+                "kernel",
+                m.group("event"),
+                m.group("payload"),
+                "dmesg",
+            )
     c = s[0]
     if c.isdigit():
         m = _QEMU_PID.fullmatch(s)

@@ -209,6 +209,8 @@ def import_traces(
                 )
             short = _summary(stats, state, settings, errors)
             tail = w.pos
+            for m in state.marks:  # RMPUPDATE failures in the kernel log (rmp_dump.py)
+                w.raw({"mark": m})
             disagreements = 0
             if opts.check:
                 from imemviz.io.trace.model_check import check_timeline
@@ -486,6 +488,9 @@ def main_import(argv: list[str]) -> int:
     )
     if opts.check:
         line += f"; {res.disagreements} disagreements with the model"
+    failures = s.get("counts", {}).get("rmp_failures", 0)
+    if failures:  # the kernel log's RMPUPDATE failures, marked in OUT (rmp_dump.py)
+        line += f"; {failures} RMPUPDATE failure{'s' if failures != 1 else ''} marked"
     if ns.perfetto:
         from imemviz.io.trace.perfetto_export import export_observed
 

@@ -96,6 +96,7 @@ class _Checker:
         self.settings = settings
         self.vendor = settings["vendor"]
         self.tdx = settings["vm_type"] == "tdx"
+        self.snp = settings["vm_type"] == "snp"
         self.shared_bit = 1 << (51 if settings["gpaw"] == 52 else 47)
         total = sum(s[1] for s in state.slots.values()) << 12
         host = max(16 << 30, -(-(2 * total + (1 << 30)) // (2 << 20)) * (2 << 20))
@@ -134,9 +135,9 @@ class _Checker:
         )
 
     def _finalize(self, t: float) -> None:
-        if self.tdx and not self.finalized:
+        if (self.tdx or self.snp) and not self.finalized:
             self.finalized = True
-            self.apply(O.TdxFinalizeVm(), t)
+            self.apply(O.TdxFinalizeVm() if self.tdx else O.SnpLaunchFinish(), t)
 
     # ------------------------------------------------------------------ events
     def event(self, d: dict[str, Any]) -> None:
@@ -149,7 +150,7 @@ class _Checker:
                 self._attributes(e, t)
         if k == "fault":
             self._fault(d, t)
-        elif k in ("entry", "vmexit") and self.tdx:
+        elif k in ("entry", "vmexit") and (self.tdx or self.snp):
             self._finalize(t)
         for e in d.get("fx", ()):
             if e[0] == "L+":
@@ -199,6 +200,10 @@ class _Checker:
             # A TD touches new private memory through TDG.MEM.PAGE.ACCEPT: the EPT
             # violation an accept takes is what the trace shows (tdx.c forces 0x2).
             op: Any = O.GuestAccept(gpa & ~0xFFF)
+        elif self.snp and fault.private and not self._validated(fault.gfn):
+            # An SNP guest's first private touch of a page is its PVALIDATE (the #NPF the
+            # trace shows); the model's RMP needs it before a plain access may proceed.
+            op = O.GuestPvalidate(gpa & ~0xFFF)
         else:
             private = fault.private if self.vendor == "snp" else None
             op = O.GuestAccess(
@@ -210,6 +215,10 @@ class _Checker:
             )
         r = self.apply(op, t)
         self.last_fault[d.get("pid")] = (fault.gfn, r, d["i"])
+
+    def _validated(self, gfn: int) -> bool:
+        rmp = inspect_gfn(self.vm, gfn).get("rmp")
+        return bool(rmp and rmp["validated"])
 
     def _leaf(self, d: dict[str, Any], e: list[Any], t: float) -> None:
         _, _as_id, gfn, level, _pfn, private = e

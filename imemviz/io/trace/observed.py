@@ -73,7 +73,16 @@ class Evidence:
                 v["intel"] += 1
             else:
                 v["amd"] += 1
-        elif k in ("rmp_fault", "ghcb_msr", "launch_update", "launch_start", "launch_finish"):
+        elif k in (
+            "rmp_fault",
+            "ghcb_msr",
+            "launch_update",
+            "launch_start",
+            "launch_finish",
+            "rmp_dump",
+            "rmp_dump_region",
+            "rmpupdate_failed",
+        ):
             v["snp"] += 1
         elif k.startswith("tdx_page"):
             v["tdx"] += 1
@@ -156,6 +165,7 @@ class ObservedState:
         self.attr_log: Any = None
         self.slot_log: Any = None
         self._decoder = events.Decoder(settings)
+        self.marks: list[dict[str, Any]] = []  # RMPUPDATE failures (dmesg): timeline marks
 
     # ------------------------------------------------------------------ helpers
     def attr_at(self, gfn: int) -> int | None:
@@ -366,6 +376,12 @@ class _Commit:
         return None
 
 
+def _rmp_failure(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
+    st.marks.append({"i": st.i, **op[1]})
+    st.counts["rmp_failures"] += 1
+    return None
+
+
 COMMIT = (
     _Commit.fault,
     _Commit.spte,
@@ -376,5 +392,6 @@ COMMIT = (
     _Commit.memslot,
     _Commit.launch,
     _Commit.memory_fault,
+    _rmp_failure,
 )
-assert len(COMMIT) == events.MEMORY_FAULT + 1
+assert len(COMMIT) == events.RMP_FAILURE + 1

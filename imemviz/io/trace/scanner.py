@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 from imemviz.io.trace.events import KIND_CODE, Decoder, TraceOp, event_gfn
-from imemviz.io.trace.formats import BY_EVENT, EventFormat, _hex
+from imemviz.io.trace.formats import BY_EVENT, DECODE, EventFormat, _hex
 from imemviz.io.trace.framing import _FTRACE, vcpu_of_comm
 from imemviz.io.trace.reader import (
     _MARKERS,
@@ -205,11 +205,15 @@ def _fast_line() -> tuple[Callable[[str], re.Match[str] | None], dict[int, _Row]
             continue
         alts = []
         for fmt in fmts:
+            if fmt.source == "dmesg":
+                continue  # kernel log lines are never tracefs-framed: reader.py reads them
             pat = re.sub(r"\(\?P<\w+>", "(", fmt.pattern)
             n = re.compile(pat).groups
             assert n == len(fmt.converters), fmt
             alts.append(f"(?={pat}\\s*$)(?P<row{len(made)}>)")
             made.append((fmt, n))
+        if not alts:
+            continue
         branches[event + ":"] = "\\s*(?:" + "|".join(alts) + ")"
     rx = re.compile(_FAST_PREFIX + _trie(branches))
     rows: dict[int, _Row] = {}
@@ -240,12 +244,15 @@ def text_json(s: str) -> str:
 
 def render(r: Record, gfn: int | None) -> str:
     """The timeline line's fields from "t" to "p" (timeline.TimelineWriter.event writes
-    `{"i":N,` + this + `,"fx":[...]}`)."""
-    return (
+    `{"i":N,` + this + `,"fx":[...]}`), and "d", the decoded text of the events whose
+    format row decodes them (formats.DECODE: the RMP dumps)."""
+    out = (
         f'"t":{r.ts!r},"e":"{r.event}","k":"{r.kind}","src":{r.src},'
         f'"ln":{r.line},"pid":{_j(r.pid)},"cpu":{_j(r.cpu)},"vcpu":{_j(r.vcpu)},'
         f'"g":{_j(gfn)},"p":{text_json(r.payload)}'
     )
+    dec = DECODE.get(r.kind)
+    return out if dec is None else out + f',"d":{text_json(dec(r.fields))}'
 
 
 def _j(v: int | None) -> str:
