@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import shutil
@@ -357,6 +358,10 @@ def _quiet_stdout() -> None:
 def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> int:
     index = 0
     apply = vm.apply
+    # Ops make no reference cycles (VM.apply pauses the cyclic GC per op for that
+    # reason): pausing it for the whole loop saves two calls per op.
+    gc_on = gc.isenabled()
+    gc.disable()
     try:
         for _line, op, _t in reader:
             write(apply(op).line_json(index, op.NAME) + "\n")
@@ -369,6 +374,9 @@ def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> 
             # reader's line is the op's own line, whichever stage failed).
             e.add_note(f"while applying op {index} at {reader.source}:{reader.line}")
         raise
+    finally:
+        if gc_on:
+            gc.enable()
     return index
 
 

@@ -351,7 +351,7 @@ def split(a: Items, b: Items, *, flags: bool = True) -> tuple[Items, Items, np.n
     """
     both = Items.concat([a, b])
     side = np.concatenate([np.zeros(len(a), I64), np.ones(len(b), I64)])
-    order = np.lexsort((side, both.flag, both.pfn, both.span, both.code, both.start))
+    order = _order(both, side)
     s = both.take(order)
     same = np.zeros(len(s), bool)
     if len(s) > 1:
@@ -389,6 +389,25 @@ def split(a: Items, b: Items, *, flags: bool = True) -> tuple[Items, Items, np.n
             rest = rest[keep]
     ka, kb = rest[rest < len(a)], rest[rest >= len(a)] - len(a)
     return a.take(np.sort(ka)), b.take(np.sort(kb)), changed
+
+
+def _order(both: Items, side: np.ndarray) -> np.ndarray:
+    """The order of `both` by (start, code, span, pfn, flag, side).
+
+    Each side holds at most one item per (start, code) in a sane state (leaves by
+    level, folio runs by order, host pages by level): then (start, code, side)
+    orders alike, and one stable argsort of a combined key costs a fraction of the
+    six-key lexsort.  Anything else takes the lexsort."""
+    start, code = both.start, both.code
+    if len(start) and (
+        start.min() >= 0 and start.max() < 1 << 56 and code.min() >= 0 and code.max() < 64
+    ):
+        order = np.argsort((start << 6) | code, kind="stable")  # a before b on ties
+        key = ((start << 6) | code)[order]
+        dup = (key[1:] == key[:-1]) & (side[order][1:] == side[order][:-1])
+        if not dup.any():
+            return order
+    return np.lexsort((side, both.flag, both.pfn, both.span, both.code, both.start))
 
 
 def clusters(

@@ -161,7 +161,7 @@ def guest_accept(vm: VM, op: GuestAccept) -> Result:
         return Result.fail("EINVAL", tdx_status="TDX_PAGE_ALREADY_ACCEPTED")
     table.set_state(leaf, MAPPED)
     vm.host.clear(leaf.pfn, leaf.npages)  # ACCEPT initialises the page to zero
-    vm.emit("TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS")
+    vm.events.current.append((vm.op_index, "TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS"))
     return Result(True, None, {"level": LEVEL_NAMES[level]})
 
 
@@ -302,7 +302,7 @@ def _faultin(vm: VM, acc: Access, is_private: bool) -> PendingFault | Result:
         code = PFERR_WRITE if (is_private or acc.write) else 1  # EPT exit qualification
     else:
         code = (PFERR_WRITE if acc.write else 0) | (PFERR_PRIVATE_ACCESS if is_private else 0)
-    vm.emit("kvm_page_fault", acc.vcpu, acc.gpa, code)
+    vm.events.current.append((vm.op_index, "kvm_page_fault", acc.vcpu, acc.gpa, code))
     mmu_seq = vm.inv.seq
     v8 = vm.kernel.v8_fault_scope  # rule private_fault_scope
     if not v8 and is_private != vm.attr_private(gfn):
@@ -369,19 +369,24 @@ def _finish(vm: VM, pf: PendingFault) -> Result | Leaf:
     )
     n = 1 << (9 * (level - 1))
     head, pfn_head = gfn & ~(n - 1), pf.pfn - (gfn & (n - 1))
-    vm.emit("kvm_mmu_spte_requested", gfn, pf.pfn, level)
+    i = vm.op_index  # the events are appended inline: this runs once per fault
+    vm.events.current.append((i, "kvm_mmu_spte_requested", gfn, pf.pfn, level))
     if mirror:
         if not ensure_tables(vm, table, gfn, level):
             return Result.fail("ENOMEM")
-        vm.emit("kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head)
-        vm.emit("TDH.MEM.PAGE.AUG", head, level, pfn_head)
+        vm.events.current += (
+            (i, "kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head),
+            (i, "TDH.MEM.PAGE.AUG", head, level, pfn_head),
+        )
         leaf = Leaf(head, level, pfn_head, PENDING)
         table.install(leaf)
     else:
         leaf = Leaf(head, level, pfn_head, MAPPED)
         install(vm, table, leaf)
-        vm.emit("kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head)
-        vm.emit("kvm_mmu_set_spte", table.root, head, pfn_head, level)
+        vm.events.current += (
+            (i, "kvm_tdp_mmu_spte_changed", table.root, head, level, -1, pfn_head),
+            (i, "kvm_mmu_set_spte", table.root, head, pfn_head, level),
+        )
     return leaf
 
 

@@ -111,7 +111,9 @@ def alloc_folio(vm: VM, file: GmemFile, index: int) -> Folio | None:
     assert pfn is not None
     folio = Folio(index & ~((1 << order) - 1), order, pfn)
     file.inode.add(folio)
-    vm.emit("kvm_gmem_folio_alloc", file.fd, folio.index, order, pfn)
+    vm.events.current.append(
+        (vm.op_index, "kvm_gmem_folio_alloc", file.fd, folio.index, order, pfn)
+    )
     return folio
 
 

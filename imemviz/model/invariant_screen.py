@@ -1,0 +1,182 @@
+"""Array screens for the invariant checks: which leaves could break an invariant.
+
+`check_invariants` looks at a million leaves; running its per-leaf rules in
+Python costs ~8 us a leaf.  These screens run the same rules over columns
+(numpy) and return the leaves that *might* fail: every leaf a rule would
+flag is among them (a screen is conservative: what it cannot decide cheaply,
+such as a leaf backed by the VMM's anonymous memory, it passes on).  The
+per-leaf rules then run on those leaves only, so the violations, their order
+and their words are exactly what the per-leaf pass gives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
+from imemviz.model.mmu import MAPPED, PENDING, LeafTable
+from imemviz.model.units import LEVEL_4K, LEVELS
+
+if TYPE_CHECKING:
+    from imemviz.model.vm import VM
+
+_I64 = np.int64
+
+
+def leaf_columns(table: LeafTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(gfn, level, pfn, state) of every leaf, in `LeafTable.all_leaves()` order (by gfn,
+    ties in level order)."""
+    parts = []
+    for lv in LEVELS:
+        keys, vals = table.leaves[lv].int_arrays()
+        parts.append((keys, np.full(len(keys), lv, _I64), vals))
+    gfn = np.concatenate([p[0] for p in parts])
+    level = np.concatenate([p[1] for p in parts])
+    packed = np.concatenate([p[2] for p in parts])
+    order = np.argsort(gfn, kind="stable")
+    gfn, level, packed = gfn[order], level[order], packed[order]
+    return gfn, level, packed >> 2, packed & 3
+
+
+def _folio_pfn(f: GmemFile, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pfn, found once) of the folio page at each file index: `found` is False where no
+    folio or more than one covers it (the per-leaf rules decide those)."""
+    pfn = np.zeros(len(index), _I64)
+    hits = np.zeros(len(index), _I64)
+    inode = f.inode
+    for order in FOLIO_ORDERS:
+        head = index & ~((1 << order) - 1)
+        keys, vals = inode.folios[order].int_arrays()
+        if len(keys):
+            i = np.searchsorted(keys, head)
+            ok = i < len(keys)
+            ok[ok] = keys[i[ok]] == head[ok]
+            pfn[ok] = (vals[i[ok]] >> 1) + index[ok] - head[ok]
+            hits += ok
+        runs = inode.runs[order]
+        if runs.folios:
+            items = list(runs.items())
+            starts = np.fromiter((r[0] for r in items), _I64, len(items))
+            counts = np.fromiter((r[1] for r in items), _I64, len(items))
+            rpfn = np.fromiter((r[2] for r in items), _I64, len(items))
+            i = np.searchsorted(starts, head, side="right") - 1
+            ok = i >= 0
+            ok[ok] = head[ok] < starts[i[ok]] + (counts[i[ok]] << order)
+            pfn[ok] = rpfn[i[ok]] + index[ok] - starts[i[ok]]
+            hits += ok
+    return pfn, hits == 1
+
+
+def suspect_leaves(
+    vm: VM, table: LeafTable, private: bool, cols: tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """A mask over `cols` (leaf_columns of `table`): True where a per-leaf rule of
+    invariants._check_leaf might report something."""
+    gfn, level, pfn, state = cols
+    n = len(gfn)
+    suspect = np.zeros(n, bool)
+    if n == 0:
+        return suspect
+    npages = np.left_shift(1, 9 * (level - 1))
+    end = gfn + npages
+    # I1: the attributes over the leaf are all PRIVATE (private) or all shared.
+    if vm.has_private_mem:
+        attrs = vm.attributes
+        starts = np.asarray(attrs._starts, _I64)
+        want = 8 if private else 0
+        good = np.fromiter((v == want for v in attrs._vals), bool, len(starts))
+        i = np.searchsorted(starts, gfn, side="right") - 1
+        nxt = np.append(starts, np.iinfo(_I64).max)[i + 1]
+        suspect |= ~(good[i] & (nxt >= end))
+    # I3: inside one memslot.
+    slots = vm.memslots._sorted
+    bases = np.fromiter((s.base_gfn for s in slots), _I64, len(slots))
+    ends = np.fromiter((s.base_gfn + s.npages for s in slots), _I64, len(slots))
+    si = np.searchsorted(bases, gfn, side="right") - 1
+    has = si >= 0
+    has[has] = gfn[has] < ends[si[has]]
+    has[has] = end[has] <= ends[si[has]]
+    suspect |= ~has
+    # I3: huge leaves congruent.
+    suspect |= (level > LEVEL_4K) & (((gfn ^ pfn) & (npages - 1)) != 0)
+    # I2/I1: both ends translate to the leaf's pfn (guest_memfd backing only).
+    for k, slot in enumerate(slots):
+        mine = has & (si == k)
+        if not mine.any():
+            continue
+        f = slot.gmem_file
+        if not (private or slot.gmem_only) or f is None:
+            suspect |= mine  # the VMM's memory or no file: the per-leaf rules decide
+            continue
+        g, p, e = gfn[mine], pfn[mine], end[mine] - 1
+        base = slot.base_gfn - slot.gmem_pgoff
+        ok = np.ones(len(g), bool)
+        for point in (g, e):
+            want_pfn, found = _folio_pfn(f, point - base)
+            ok &= found & (want_pfn == p + (point - g))
+        sub = suspect[mine]
+        sub |= ~ok
+        suspect[mine] = sub
+    # I7: states.
+    if vm.is_tdx and private:
+        suspect |= level > vm.config.tdx_private_max_level
+        suspect |= (state != MAPPED) & (state != PENDING)
+    else:
+        suspect |= state != MAPPED
+    return suspect
+
+
+def both_roots(private: tuple[np.ndarray, ...], shared: LeafTable) -> np.ndarray:
+    """A mask over the private leaves: True where a shared leaf touches the same gfns
+    (one direct root holds both on non-TDX VMs)."""
+    gfn, level = private[0], private[1]
+    end = gfn + np.left_shift(1, 9 * (level - 1))
+    hit = np.zeros(len(gfn), bool)
+    for lv in LEVELS:
+        keys, _vals = shared.leaves[lv].int_arrays()
+        if not len(keys):
+            continue
+        span = 1 << (9 * (lv - 1))
+        hit |= np.searchsorted(keys, end) > np.searchsorted(keys, gfn - span + 1)
+    return hit
+
+
+def host_blocks(vm: VM) -> tuple[np.ndarray, np.ndarray]:
+    """(first pfn, pages) of every host block in use or free, as invariants._check_host
+    lists them (unsorted): folios, the VMM's pages, S-EPT pages, device pages, other host
+    pages and the allocator's free blocks."""
+    starts: list[np.ndarray] = []
+    sizes: list[np.ndarray] = []
+
+    def add(pfn: np.ndarray, n: np.ndarray | int) -> None:
+        starts.append(np.asarray(pfn, _I64))
+        sizes.append(np.broadcast_to(np.asarray(n, _I64), len(starts[-1])))
+
+    for f in vm.files.values():
+        inode = f.inode
+        for order in FOLIO_ORDERS:
+            _keys, vals = inode.folios[order].int_arrays()
+            add(vals >> 1, 1 << order)
+            items = list(inode.runs[order].items())
+            add(
+                np.fromiter((r[2] for r in items), _I64, len(items)),
+                np.fromiter((r[1] << order for r in items), _I64, len(items)),
+            )
+    for level, idx in vm.hva_pages.items():
+        add(idx.int_arrays()[1], 1 << (9 * (level - 1)))
+    tables = vm.private.tables
+    add(np.fromiter(tables.values(), _I64, len(tables)), 1)
+    add(vm.pfnmap.int_arrays()[1] >> 1, 1)
+    other = vm.host.other
+    add(
+        np.fromiter(other.keys(), _I64, len(other)),
+        np.left_shift(1, np.fromiter(other.values(), _I64, len(other))),
+    )
+    free = vm.host.alloc.free_runs()
+    add(
+        np.fromiter((r[0] for r in free), _I64, len(free)),
+        np.fromiter((r[2] << r[1] for r in free), _I64, len(free)),
+    )
+    return np.concatenate(starts), np.concatenate(sizes)
