@@ -146,7 +146,7 @@ def both_roots(private: tuple[np.ndarray, ...], shared: LeafTable) -> np.ndarray
 def host_blocks(vm: VM) -> tuple[np.ndarray, np.ndarray]:
     """(first pfn, pages) of every host block in use or free, as invariants._check_host
     lists them (unsorted): folios, the VMM's pages, S-EPT pages, device pages, other host
-    pages and the allocator's free blocks."""
+    pages, an SNP VMSA page and the allocator's free blocks."""
     starts: list[np.ndarray] = []
     sizes: list[np.ndarray] = []
 
@@ -174,6 +174,8 @@ def host_blocks(vm: VM) -> tuple[np.ndarray, np.ndarray]:
         np.fromiter(other.keys(), _I64, len(other)),
         np.left_shift(1, np.fromiter(other.values(), _I64, len(other))),
     )
+    if vm.snp is not None and vm.snp.vmsa_pfn is not None:  # the firmware's VMSA page
+        add(np.array([vm.snp.vmsa_pfn], _I64), 1)
     free = vm.host.alloc.free_runs()
     add(
         np.fromiter((r[0] for r in free), _I64, len(free)),
