@@ -156,3 +156,18 @@ def test_a_hidden_pane_builds_nothing_and_catches_up_when_shown(make_window, qtb
     qtbot.waitUntil(lambda: pane.model.rows is not before, timeout=20_000)
     rows = pane.model.rows
     assert GUEST_INVALID in rows.state.tolist()
+
+
+def test_the_rmp_tab_is_there_only_for_snp_guests(make_window, qtbot) -> None:
+    """A TD or any other VM has no RMP: no empty tab in the way; an SNP guest brings it
+    forward, and a VM of another type after it takes it away again."""
+    from .conftest import td_session, wait_drawn
+
+    w = make_window(td_session(), size=(1280, 860))
+    wait_drawn(qtbot, w)
+    dock = w.rmp.parentWidget()
+    assert not dock.isVisible()
+    w.engine.set_session(Session.open(resources.scene_path("snp-launch")))
+    qtbot.waitUntil(dock.isVisible, timeout=20_000)
+    w.engine.set_session(td_session())
+    qtbot.waitUntil(lambda: not dock.isVisible(), timeout=20_000)

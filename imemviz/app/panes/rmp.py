@@ -391,6 +391,9 @@ def install(w: MainWindow) -> RmpPane:
     if log_dock is not None:
         log_dock.raise_()
     shown = {"snp": False}
+    # Only SNP guests have an RMP: on other VMs the tab would be an empty table in the
+    # way (View > RMP still shows it).  The feed announces an SNP VM when one appears.
+    dock.hide()
 
     def bring_forward(rows: RmpRows) -> None:
         # An SNP guest opened or created: its RMP is what the viewer came for.
@@ -400,6 +403,8 @@ def install(w: MainWindow) -> RmpPane:
             dock.raise_()
             if dock.height() < 200 and not dock.isFloating():
                 w.resizeDocks([dock], [200], _Qt.Orientation.Vertical)  # a header and six rows
+        elif not snp and shown["snp"]:
+            dock.hide()  # a VM of another type replaced the SNP guest
         shown["snp"] = snp
 
     feed.rowsReady.connect(bring_forward)
