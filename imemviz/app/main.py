@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
 
 from imemviz.io.plans import qemu_layout
 
@@ -97,6 +98,23 @@ def wait_until(app, pred, timeout_s: float) -> bool:
     return pred()
 
 
+def save_screenshot(app: Any, window: Any, path: str, drawn: bool, failures: list[str]) -> int:
+    """The end of `--screenshot`: exit 2 for an error the app reported, 1 when it did not
+    finish drawing or the PNG cannot be written, else grab `window` to `path` and 0."""
+    if failures:
+        print(f"imemviz: {failures[0].splitlines()[0]}", file=sys.stderr)
+        return 2
+    if not drawn:
+        print("imemviz: the app did not finish drawing in time", file=sys.stderr)
+        return 1
+    # Let the last paint and the axes settle.
+    wait_until(app, lambda: False, 0.2)
+    if not window.grab().save(path):
+        print(f"imemviz: {path}: cannot write the PNG", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_app(
     file: str | None = None,
     screenshot: str | None = None,
@@ -170,18 +188,7 @@ def run_app(
             ok = wait_until(
                 app, lambda: window.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S
             )
-        if failures:
-            print(f"imemviz: {failures[0].splitlines()[0]}", file=sys.stderr)
-            return 2
-        if not ok:
-            print("imemviz: the app did not finish drawing in time", file=sys.stderr)
-            return 1
-        # Let the last paint and the axes settle.
-        wait_until(app, lambda: False, 0.2)
-        if not window.grab().save(screenshot):
-            print(f"imemviz: {screenshot}: cannot write the PNG", file=sys.stderr)
-            return 1
-        return 0
+        return save_screenshot(app, window, screenshot, ok, failures)
     finally:
         crash.uninstall_hooks()
         window.close()

@@ -597,9 +597,13 @@ def import_dialog(
 
 def run_observed(app, path: str, screenshot: str | None = None) -> int:
     """`imemviz OUT` for an observed timeline: the window, or (screenshot) a PNG of it."""
-    import sys
 
-    from imemviz.app.main import SCREENSHOT_SIZE, SCREENSHOT_TIMEOUT_S, wait_until
+    from imemviz.app.main import (
+        SCREENSHOT_SIZE,
+        SCREENSHOT_TIMEOUT_S,
+        save_screenshot,
+        wait_until,
+    )
 
     w = ObservedWindow(os.path.abspath(path))
     failures: list[str] = []
@@ -610,16 +614,6 @@ def run_observed(app, path: str, screenshot: str | None = None) -> int:
         if not screenshot:
             return int(app.exec())
         ok = wait_until(app, lambda: w.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S)
-        if failures:
-            print(f"imemviz: {failures[0].splitlines()[0]}", file=sys.stderr)
-            return 2
-        if not ok:
-            print("imemviz: the app did not finish drawing in time", file=sys.stderr)
-            return 1
-        wait_until(app, lambda: False, 0.2)
-        if not w.grab().save(screenshot):
-            print(f"imemviz: {screenshot}: cannot write the PNG", file=sys.stderr)
-            return 1
-        return 0
+        return save_screenshot(app, w, screenshot, ok, failures)
     finally:
         w.close()

@@ -342,6 +342,6 @@ def _file_rows(
     stop: Callable[[], bool] | None,
     tick: Callable[[int, int], None] | None,
 ) -> Iterator[Row]:
-    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
-        yield from zip(b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns, strict=True)
-    fix.finish()
+    """`_file_chunks` one record at a time (the merge of several files takes rows)."""
+    for chunk in _file_chunks(path, src, fix, settings, parsers, stop, tick):
+        yield from zip(*chunk, strict=True)
