@@ -146,8 +146,13 @@ def event_lines(
 
 def op_lines(clock: _Clock, op: Any, result: Any, events: list[Event], vm: Any) -> Iterator[str]:
     """The lines of one applied op: QEMU's view of the ioctl, then the kernel's events."""
-    if isinstance(op, O.SetUserMemoryRegion2) and result.ok:
-        gmem = op.guest_memfd if op.flags & 4 else -1
+    # QEMU traces kvm_set_user_memory after either ioctl (kvm_set_user_memory_region
+    # picks KVM_SET_USER_MEMORY_REGION2 only where guest_memfd is supported).
+    if isinstance(op, O.SetUserMemoryRegion2 | O.SetUserMemoryRegion) and result.ok:
+        if isinstance(op, O.SetUserMemoryRegion2):
+            gmem, gmem_off = (op.guest_memfd if op.flags & 4 else -1), op.guest_memfd_offset
+        else:
+            gmem, gmem_off = (op.private_fd if op.flags & 4 else -1), op.private_offset
         yield _qemu(
             clock,
             "kvm_set_user_memory",
@@ -160,7 +165,7 @@ def op_lines(clock: _Clock, op: Any, result: Any, events: list[Event], vm: Any) 
                 op.memory_size,
                 op.userspace_addr,
                 gmem,
-                op.guest_memfd_offset,
+                gmem_off,
                 0,
             ),
         )

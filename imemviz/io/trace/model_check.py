@@ -27,6 +27,7 @@ recording (contract section 2) that `imemviz run` replays.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import attrs
@@ -34,6 +35,7 @@ import attrs
 from imemviz.model import ops as O
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.query import inspect_gfn
+from imemviz.model.upm import MFD_INACCESSIBLE
 from imemviz.model.vm import VM
 
 LEVEL_NAMES = {1: "4K", 2: "2M", 3: "1G"}
@@ -49,6 +51,12 @@ def vm_config(
     if vm_type == "snp" and "snp" not in _vm_types():
         notes.append("this build does not model SNP: checked as sw_protected")
         vm_type = "sw_protected"
+    if vm_type == "sw_protected" and _upm(kernel):
+        notes.append(
+            f"kernel {kernel}: the 2022 design had no VM types; checked as a default VM "
+            "with KVM_MEM_PRIVATE slots on inaccessible memfds"
+        )
+        vm_type = "default"
     d: dict[str, Any] = {"type": vm_type, "host_memory": host_memory}
     if vm_type == "tdx":
         d["gpaw"] = gpaw
@@ -58,6 +66,15 @@ def vm_config(
         return VMConfig.from_dict(d), notes
     except ConfigError as e:
         raise ValueError(f"--kernel {kernel}: {e.message}") from None
+
+
+def _upm(kernel: str) -> bool:
+    from imemviz.model.kernels import profile
+
+    try:
+        return profile(kernel).upm
+    except (KeyError, ValueError):
+        return False  # an unknown name: VMConfig says so
 
 
 def _vm_types() -> tuple[str, ...]:
@@ -102,6 +119,7 @@ class _Checker:
         host = max(16 << 30, -(-(2 * total + (1 << 30)) // (2 << 20)) * (2 << 20))
         self.config, notes = vm_config(settings["vm_type"], kernel, host, settings["gpaw"], extra)
         self.vm = VM(self.config)
+        self.upm = self.vm.kernel.upm
         self.report = CheckReport(notes=notes, config=self.config.to_dict())
         self.gmem_size = {
             fd: -(-size // (2 << 20)) * (2 << 20) for fd, size in state.gmem_extent.items()
@@ -110,6 +128,8 @@ class _Checker:
         self.finalized = False
         self.attr: dict[int, int] = {}
         self.last_fault: dict[Any, tuple[int, Any, Any]] = {}  # pid -> (gfn, result, event i)
+        # pid -> (gpa, gfn, t, event i): a TDX private fault whose accept level is not known yet
+        self.pending_accept: dict[Any, tuple[int, int, float, int]] = {}
 
     def apply(self, op: Any, t: float) -> Any:
         r = self.vm.apply(op)
@@ -143,6 +163,8 @@ class _Checker:
     def event(self, d: dict[str, Any]) -> None:
         t = d["t"]
         k = d["k"]
+        if self.pending_accept:
+            self._settle_accept(d)
         for e in d.get("fx", ()):
             if e[0] == "S":
                 self._memslot(e, t)
@@ -163,8 +185,25 @@ class _Checker:
             model_fd = self.fds.get(fd, -1)
             if model_fd < 0:
                 size = self.gmem_size.get(fd, (off + (npages << 12)))
-                r = self.apply(O.CreateGuestMemfd(size), t)
+                create = (
+                    O.MemfdCreate(size, MFD_INACCESSIBLE) if self.upm else O.CreateGuestMemfd(size)
+                )
+                r = self.apply(create, t)
                 model_fd = self.fds[fd] = r.ret.get("fd", 0) if r.ok else 0
+        if self.upm:  # v8: KVM_MEM_PRIVATE (bit 2) with private_fd through the v1 ioctl
+            self.apply(
+                O.SetUserMemoryRegion(
+                    (as_id << 16) | slot,
+                    flags=flags if fd is not None else flags & ~4,
+                    guest_phys_addr=base << 12,
+                    memory_size=npages << 12,
+                    userspace_addr=0x7F0000000000 + (base << 12) if npages else 0,
+                    private_fd=model_fd,
+                    private_offset=off if fd is not None else 0,
+                ),
+                t,
+            )
+            return
         self.apply(
             O.SetUserMemoryRegion2(
                 (as_id << 16) | slot,
@@ -180,6 +219,10 @@ class _Checker:
 
     def _attributes(self, e: list[Any], t: float) -> None:
         _, start, end, private = e
+        if self.upm:  # v8 5/8: the encrypt-region ioctls set the attributes
+            op = O.MemoryEncryptRegRegion if private else O.MemoryEncryptUnregRegion
+            self.apply(op(start << 12, (end - start) << 12), t)
+            return
         self.apply(O.SetMemoryAttributes(start << 12, (end - start) << 12, 8 if private else 0), t)
 
     def _fault(self, d: dict[str, Any], t: float) -> None:
@@ -198,12 +241,16 @@ class _Checker:
             gpa &= ~0xFFF
         if self.tdx and fault.private:
             # A TD touches new private memory through TDG.MEM.PAGE.ACCEPT: the EPT
-            # violation an accept takes is what the trace shows (tdx.c forces 0x2).
-            op: Any = O.GuestAccept(gpa & ~0xFFF)
-        elif self.snp and fault.private and not self._validated(fault.gfn):
+            # violation an accept takes is what the trace shows (tdx.c forces 0x2).  The
+            # accept's level is in the TDX exit's extended qualification, which no
+            # tracepoint prints: the leaf the kernel installs for it tells, so the accept
+            # waits for the vCPU thread's next events (_settle_accept).
+            self.pending_accept[d.get("pid")] = (gpa & ~0xFFF, fault.gfn, t, d["i"])
+            return
+        if self.snp and fault.private and not self._validated(fault.gfn):
             # An SNP guest's first private touch of a page is its PVALIDATE (the #NPF the
             # trace shows); the model's RMP needs it before a plain access may proceed.
-            op = O.GuestPvalidate(gpa & ~0xFFF)
+            op: Any = O.GuestPvalidate(gpa & ~0xFFF)
         else:
             private = fault.private if self.vendor == "snp" else None
             op = O.GuestAccess(
@@ -215,6 +262,34 @@ class _Checker:
             )
         r = self.apply(op, t)
         self.last_fault[d.get("pid")] = (fault.gfn, r, d["i"])
+
+    def _settle_accept(self, d: dict[str, Any]) -> None:
+        """Apply the accept a vCPU thread's private fault stands for, at the level of the
+        private leaf its next events install (a 2M accept gets a 2M leaf on a kernel
+        that maps them), else at 4K once that thread does anything else."""
+        pid = d.get("pid")
+        pend = self.pending_accept.get(pid)
+        if pend is None:
+            return
+        gpa, gfn, t, i = pend
+        level = 1
+        for e in d.get("fx", ()):
+            if e[0] == "L+" and e[5] == 1 and e[2] <= gfn < e[2] + (1 << (9 * (e[3] - 1))):
+                level = e[3]
+                break
+        else:
+            if not d.get("fx") and d["k"] not in ("fault", "entry", "vmexit"):
+                return  # kvm_mmu_spte_requested and the like: the leaf is still to come
+        del self.pending_accept[pid]
+        size = 1 << (12 + 9 * (level - 1))
+        r = self.apply(O.GuestAccept(gpa & ~(size - 1), level), t)
+        self.last_fault[pid] = (gfn, r, i)
+
+    def flush(self) -> None:
+        """The end of the trace: accepts still waiting for their leaf are applied at 4K."""
+        for pid in list(self.pending_accept):
+            gpa, gfn, t, i = self.pending_accept.pop(pid)
+            self.last_fault[pid] = (gfn, self.apply(O.GuestAccept(gpa), t), i)
 
     def _validated(self, gfn: int) -> bool:
         rmp = inspect_gfn(self.vm, gfn).get("rmp")
@@ -277,20 +352,87 @@ class _Checker:
             )
 
 
+# A huge leaf in the timeline's effects: ["L+",as_id,gfn,level,pfn,private].
+_HUGE_LEAF = re.compile(rb'\["L\+",\d+,(\d+),([23]),\d+,(0|1)\]')
+_SIZES = {2: "2M", 3: "1G"}
+
+
+def huge_leaves(path: str) -> dict[int, tuple[int, int]]:
+    """The largest leaf level the kernel installed, shared (0) and private (1), with the
+    first gfn it was seen at: {private: (level, gfn)}.  One regex pass over the text."""
+    found: dict[int, tuple[int, int]] = {}
+    with open(path, "rb") as f:
+        tail = b""
+        while block := f.read(1 << 22):
+            block = tail + block
+            cut = block.rfind(b"\n") + 1
+            block, tail = block[:cut], block[cut:]
+            for m in _HUGE_LEAF.finditer(block):
+                pv, level = int(m[3]), int(m[2])
+                if level > found.get(pv, (1, 0))[0]:
+                    found[pv] = (level, int(m[1]))
+        for m in _HUGE_LEAF.finditer(tail):
+            pv, level = int(m[3]), int(m[2])
+            if level > found.get(pv, (1, 0))[0]:
+                found[pv] = (level, int(m[1]))
+    return found
+
+
+def infer_host(
+    path: str, vm_type: str, given: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """What a trace does not record about the host but its huge leaves prove: KVM maps
+    shared memory no larger than the host maps it (host_pfn_mapping_level), private
+    memory no larger than guest_memfd's folio (kvm_gmem_get_pfn's max_order).  Settings
+    the user gave (`--vm-config`) are kept; the rest default to what the leaves need."""
+    extra = dict(given or {})
+    notes: list[str] = []
+    found = huge_leaves(path)
+    if 0 in found and "shared_page_size" not in extra:
+        level, gfn = found[0]
+        extra["shared_page_size"] = _SIZES[level]
+        notes.append(
+            f"shared_page_size {_SIZES[level]}: inferred from a shared {_SIZES[level]} leaf "
+            f"at gfn {gfn:#x} (the host page size is not in a trace; --vm-config sets it)"
+        )
+    if 1 in found and "gmem_max_order" not in extra:
+        level, gfn = found[1]
+        if vm_type == "tdx":
+            level = 2  # a TD's private leaves stop at 2M
+            extra.setdefault("tdx_private_max_level", "2M")
+        extra["gmem_max_order"] = 9 * (level - 1)
+        notes.append(
+            f"gmem_max_order {9 * (level - 1)}: inferred from a private {_SIZES[level]} leaf "
+            f"at gfn {gfn:#x} (guest_memfd's folio size is not in a trace; --vm-config sets it)"
+        )
+    return extra, notes
+
+
 def check_timeline(path: str, state: Any, settings: dict[str, Any], opts: Any) -> CheckReport:
     """Run the events of the (partial) observed timeline at `path` through the model."""
+    extra, inferred = infer_host(path, settings["vm_type"], opts.vm_config)
     try:
-        ck = _Checker(state, settings, opts.kernel, opts.vm_config)
+        try:
+            ck = _Checker(state, settings, opts.kernel, extra)
+        except ValueError:
+            if not inferred:
+                raise
+            # The reporter's kernel cannot have what the leaves suggest: check without it,
+            # and let the marks say where the kernel went further than the model.
+            ck = _Checker(state, settings, opts.kernel, opts.vm_config)
+            inferred = []
     except ValueError as e:
         from imemviz.io.trace.importer import ImportError_
 
         raise ImportError_(str(e)) from None
+    ck.report.notes.extend(inferred)
     with open(path, encoding="utf-8") as f:
         f.readline()  # the header
         for raw in f:
             d = json.loads(raw)
             if "i" in d:
                 ck.event(d)
+    ck.flush()
     if opts.recording_out:
         _write_recording(opts.recording_out, ck.report, (path,))
     return ck.report
