@@ -14,14 +14,11 @@ import numpy as np
 
 from imemviz.io.cmdline import CommandExit, Parser, load, output
 from imemviz.io.state_doc import pairs
-from imemviz.model.guest_memfd import (
-    FOLIO_ORDERS,
-    GUEST_MEMFD_FLAG_INIT_SHARED,
-    GUEST_MEMFD_FLAG_MMAP,
-)
+from imemviz.model import uapi
+from imemviz.model.guest_memfd import FOLIO_ORDERS
 from imemviz.model.invariants import Violation, count_violations
-from imemviz.model.memslots import KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from imemviz.model.mmu import STATE_NAMES, LeafTable
+from imemviz.model.uapi import MEM_FLAGS, value_names
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size
 from imemviz.model.vm import VM
 
@@ -69,14 +66,10 @@ def flag_names(value: int, names: dict[int, str]) -> str:
     return "|".join(picked) if picked else "none"
 
 
-SLOT_FLAGS = {
-    KVM_MEM_LOG_DIRTY_PAGES: "LOG_DIRTY_PAGES",
-    KVM_MEM_READONLY: "READONLY",
-    KVM_MEM_GUEST_MEMFD: "GUEST_MEMFD",
-}
-GMEM_FLAGS = {GUEST_MEMFD_FLAG_MMAP: "MMAP", GUEST_MEMFD_FLAG_INIT_SHARED: "INIT_SHARED"}
+SLOT_FLAGS = value_names(MEM_FLAGS)
+GMEM_FLAGS = value_names(uapi.GMEM_FLAGS)
 # upm-v8: bit 2 is KVM_MEM_PRIVATE (docs/kernels.md)
-SLOT_FLAGS_V8 = {**SLOT_FLAGS, KVM_MEM_GUEST_MEMFD: "PRIVATE"}
+SLOT_FLAGS_V8 = value_names(uapi.MEM_FLAGS_V1)
 
 
 def state_counts(table: LeafTable) -> dict[str, int]:

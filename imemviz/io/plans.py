@@ -16,12 +16,17 @@ from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import MAPPED
 from imemviz.model.query import inspect_gfn
+from imemviz.model.uapi import (
+    FALLOC_FL_KEEP_SIZE,
+    FALLOC_FL_PUNCH_HOLE,
+    KVM_MEMORY_ATTRIBUTE_PRIVATE,
+)
 from imemviz.model.units import LEVEL_4K
 from imemviz.model.vm import VM
 
-PRIVATE = 8
-PUNCH = 3  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-KEEP_SIZE = 1
+PRIVATE = KVM_MEMORY_ATTRIBUTE_PRIVATE
+PUNCH = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+KEEP_SIZE = FALLOC_FL_KEEP_SIZE
 
 
 @attrs.frozen

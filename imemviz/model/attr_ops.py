@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from imemviz.model.result import Result
+from imemviz.model.uapi import KVM_MEMORY_ATTRIBUTE_PRIVATE
 from imemviz.model.units import LEVEL_1G, LEVEL_2M
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from imemviz.model.ops import SetMemoryAttributes
     from imemviz.model.vm import VM
 
-KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
 U64 = 1 << 64
 
 

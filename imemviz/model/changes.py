@@ -27,6 +27,7 @@ import numpy as np
 from imemviz.model.events import Event
 from imemviz.model.raster import changed_ranges
 from imemviz.model.rmp import IMMUTABLE, VALIDATED, VMSA
+from imemviz.model.uapi import KVM_MEMORY_EXIT_FLAG_PRIVATE
 
 if TYPE_CHECKING:
     from imemviz.model.vm import VM
@@ -360,7 +361,7 @@ def _severe(vm: Any, op: Any, result: Any, events: Sequence[Event]) -> tuple[Sev
         and result.errno != "EHWPOISON"  # said once, as EHWPOISON above
     ):
         gpa = int(exit_.get("gpa", 0))
-        kind = "private" if int(exit_.get("flags", 0)) & 8 else "shared"
+        kind = "private" if int(exit_.get("flags", 0)) & KVM_MEMORY_EXIT_FLAG_PRIVATE else "shared"
         out.append(
             Severe(
                 "memory_fault",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from imemviz.model.events import Event
+from imemviz.model.uapi import KVM_MEMORY_EXIT_FLAG_PRIVATE
 
 # Results that carry a TDX module status (ret.tdx_status).
 TDX_STATUS = {
@@ -163,7 +164,7 @@ def explain(
         return TD_KILLED if killed else VM_DEAD
     exit_ = ret.get("exit")
     if isinstance(exit_, Mapping) and exit_.get("reason") == "KVM_EXIT_MEMORY_FAULT":
-        kind = "private" if exit_.get("flags", 0) & 8 else "shared"
+        kind = "private" if exit_.get("flags", 0) & KVM_MEMORY_EXIT_FLAG_PRIVATE else "shared"
         base = RULES.get((op, errno or ""), RULES[("guest_access", "EFAULT")])
         if errno == "EFAULT":
             base = (

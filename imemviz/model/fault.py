@@ -14,9 +14,15 @@ import attrs
 
 from imemviz.model import host_ops, snp
 from imemviz.model.gmem_ops import gmem_get_pfn
-from imemviz.model.memslots import KVM_MEM_READONLY, Memslot
+from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.result import Result
+from imemviz.model.uapi import (
+    KVM_MEM_READONLY,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE,
+    PFERR_PRIVATE_ACCESS,
+    V8_MEMORY_EXIT_FLAG_PRIVATE,
+)
 from imemviz.model.units import LEVEL_1G, LEVEL_4K, LEVEL_NAMES, level_for_order
 from imemviz.model.zap import demote, ensure_tables, install
 
@@ -25,9 +31,6 @@ if TYPE_CHECKING:
     from imemviz.model.vm import VM
 
 PFERR_WRITE = 1 << 1
-PFERR_PRIVATE_ACCESS = 1 << 49  # KVM's synthetic error-code bit
-KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3
-V8_MEMORY_EXIT_FLAG_PRIVATE = 1 << 0  # v8 3/8 (kvm_run.memory.flags)
 
 
 @attrs.define(slots=True, eq=False)

@@ -11,31 +11,26 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from imemviz.model import snp
-from imemviz.model.guest_memfd import (
-    FOLIO_ORDERS,
-    GUEST_MEMFD,
-    GUEST_MEMFD_FLAG_INIT_SHARED,
-    GUEST_MEMFD_FLAG_MMAP,
-    Folio,
-    GmemFile,
-    GmemInode,
-    Segment,
-)
+from imemviz.model.guest_memfd import FOLIO_ORDERS, GUEST_MEMFD, Folio, GmemFile, GmemInode, Segment
 from imemviz.model.memslots import Memslot
 from imemviz.model.result import Result
+from imemviz.model.uapi import (
+    FALLOC_FL_COLLAPSE_RANGE,
+    FALLOC_FL_INSERT_RANGE,
+    FALLOC_FL_KEEP_SIZE,
+    FALLOC_FL_PUNCH_HOLE,
+    FALLOC_FL_UNSHARE_RANGE,
+    FALLOC_FL_WRITE_ZEROES,
+    FALLOC_FL_ZERO_RANGE,
+    GUEST_MEMFD_FLAG_INIT_SHARED,
+    GUEST_MEMFD_FLAG_MMAP,
+)
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
     from imemviz.model.ops import Close, CreateGuestMemfd, Fallocate, MemoryFailure
     from imemviz.model.vm import VM
 
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_PUNCH_HOLE = 0x02
-FALLOC_FL_COLLAPSE_RANGE = 0x08
-FALLOC_FL_ZERO_RANGE = 0x10
-FALLOC_FL_INSERT_RANGE = 0x20
-FALLOC_FL_UNSHARE_RANGE = 0x40
-FALLOC_FL_WRITE_ZEROES = 0x80
 _FALLOC_SUPPORTED = 0xFB  # every mode bit vfs_fallocate() knows (FALLOC_FL_SUPPORTED_MASK)
 _FALLOC_MODE_MASK = (
     FALLOC_FL_PUNCH_HOLE

@@ -19,8 +19,6 @@ from sortedcontainers import SortedList
 from imemviz.model.sparse import SparseIndex
 
 FOLIO_ORDERS = (0, 9, 18)
-GUEST_MEMFD_FLAG_MMAP = 1
-GUEST_MEMFD_FLAG_INIT_SHARED = 2
 
 # What a file descriptor of the VMM refers to (GmemFile.kind).
 GUEST_MEMFD = "guest_memfd"  # KVM_CREATE_GUEST_MEMFD

@@ -129,7 +129,7 @@ def _gmem_mmap_slot(vm: VM, hva: int) -> Memslot | None:
 def gmem_user_fault(vm: VM, slot: Memslot, hva: int) -> tuple[str | None, int]:
     """kvm_gmem_fault_user_mapping(): the guest_memfd's own page, or SIGBUS."""
     from imemviz.model.gmem_ops import alloc_folio
-    from imemviz.model.guest_memfd import GUEST_MEMFD_FLAG_INIT_SHARED
+    from imemviz.model.uapi import GUEST_MEMFD_FLAG_INIT_SHARED
 
     file = slot.gmem_file
     if file is None:

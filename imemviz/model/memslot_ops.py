@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imemviz.model.guest_memfd import GUEST_MEMFD, GUEST_MEMFD_FLAG_MMAP, INACCESSIBLE, Binding
-from imemviz.model.memslots import (
+from imemviz.model.guest_memfd import GUEST_MEMFD, INACCESSIBLE, Binding
+from imemviz.model.memslots import Memslot
+from imemviz.model.result import Result
+from imemviz.model.uapi import (
+    GUEST_MEMFD_FLAG_MMAP,
     KVM_MEM_GUEST_MEMFD,
     KVM_MEM_LOG_DIRTY_PAGES,
     KVM_MEM_PRIVATE,
     KVM_MEM_READONLY,
-    Memslot,
 )
-from imemviz.model.result import Result
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, zap_all, zap_range
 
 if TYPE_CHECKING:

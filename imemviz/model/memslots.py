@@ -7,12 +7,12 @@ from bisect import bisect_right
 import attrs
 
 from imemviz.model.guest_memfd import GmemFile
+from imemviz.model.uapi import (
+    KVM_MEM_GUEST_MEMFD,
+    KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
+)
 from imemviz.model.units import LEVEL_4K
-
-KVM_MEM_LOG_DIRTY_PAGES = 1
-KVM_MEM_READONLY = 2
-KVM_MEM_GUEST_MEMFD = 4
-KVM_MEM_PRIVATE = 4  # upm-v8: the same bit, with private_fd/private_offset
 
 
 @attrs.define(slots=True, eq=False)

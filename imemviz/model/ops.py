@@ -20,6 +20,16 @@ from typing import Any, ClassVar
 
 import attrs
 
+from imemviz.model.uapi import (
+    ATTRIBUTE_FLAGS,
+    ATTRIBUTES_OP_FLAGS,
+    FALLOC_FLAGS,
+    GMEM_FLAGS,
+    MEM_FLAGS,
+    MEM_FLAGS_V1,
+    MEM_FLAGS_V1_NAMES,
+    MFD_FLAGS,
+)
 from imemviz.model.units import (
     LEVEL_BY_NAME,
     LEVEL_NAMES,
@@ -67,22 +77,8 @@ __all__ = [
 ]
 
 # The kernel's flag names, without their prefix (contract section 3).
-GMEM_FLAGS = {"MMAP": 1, "INIT_SHARED": 2}  # GUEST_MEMFD_FLAG_*
-MEM_FLAGS = {"LOG_DIRTY_PAGES": 1, "READONLY": 2, "GUEST_MEMFD": 4}  # KVM_MEM_*
 # KVM_SET_USER_MEMORY_REGION (v1): bit 2 is the 2022 design's KVM_MEM_PRIVATE (upm-v8); the
 # merged name GUEST_MEMFD is read as well, and written back as PRIVATE.
-MEM_FLAGS_V1 = {"LOG_DIRTY_PAGES": 1, "READONLY": 2, "PRIVATE": 4}
-MEM_FLAGS_V1_NAMES = {**MEM_FLAGS_V1, "GUEST_MEMFD": 4}
-MFD_FLAGS = {"INACCESSIBLE": 8}  # memfd_create(2): MFD_INACCESSIBLE of upm-v8
-ATTRIBUTE_FLAGS = {"PRIVATE": 8}  # KVM_MEMORY_ATTRIBUTE_*
-ATTRIBUTES_OP_FLAGS: dict[str, int] = {}  # kvm_memory_attributes.flags: none defined
-FALLOC_FLAGS = {  # FALLOC_FL_*
-    "KEEP_SIZE": 1,
-    "PUNCH_HOLE": 2,
-    "COLLAPSE_RANGE": 8,
-    "ZERO_RANGE": 16,
-    "INSERT_RANGE": 32,
-}
 
 MAX_VCPUS = 1024  # KVM_MAX_VCPUS on x86
 C_INT_MIN, C_INT_MAX = -(1 << 31), (1 << 31) - 1

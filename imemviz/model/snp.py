@@ -31,6 +31,7 @@ import attrs
 from imemviz.model.mmu import Leaf, LeafTable
 from imemviz.model.result import Result
 from imemviz.model.rmp import IMMUTABLE, PMD_PAGES, SIZE_2M, VMSA, RmpEntry, RmpTable
+from imemviz.model.uapi import PFERR_PRIVATE_ACCESS
 from imemviz.model.units import LEVEL_2M, LEVEL_4K
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
@@ -43,7 +44,6 @@ INITIAL_VMSA_GPA = 0xFFFFFFFFF000  # svm.h: the gpa the VMSA pages are assigned 
 PFERR_GUEST_RMP = 1 << 31
 PFERR_GUEST_SIZEM = 1 << 35
 PFERR_GUEST_ENC = 1 << 34
-PFERR_PRIVATE_ACCESS = 1 << 49
 
 # The access is re-executed (an RMP #NPF was handled): a Result no op returns.
 RETRY = Result(False, "RMP_NPF_RETRY")  # never returned to the caller

@@ -20,20 +20,22 @@ from typing import TYPE_CHECKING
 
 from imemviz.model.guest_memfd import INACCESSIBLE, MEMFD, Folio, GmemFile, GmemInode
 from imemviz.model.result import Result
+from imemviz.model.uapi import (
+    FALLOC_FL_KEEP_SIZE,
+    FALLOC_FL_PUNCH_HOLE,
+    MFD_ALLOW_SEALING,
+    MFD_CLOEXEC,
+    MFD_EXEC,
+    MFD_HUGE_MASK,
+    MFD_HUGETLB,
+    MFD_INACCESSIBLE,
+)
 from imemviz.model.zap import FILTER_PRIVATE, FILTER_SHARED, invalidate
 
 if TYPE_CHECKING:
     from imemviz.model.ops import MemfdCreate, MemoryEncryptRegRegion, MemoryEncryptUnregRegion
     from imemviz.model.vm import VM
 
-MFD_CLOEXEC = 0x1
-MFD_ALLOW_SEALING = 0x2
-MFD_HUGETLB = 0x4
-MFD_INACCESSIBLE = 0x8  # v8; MFD_NOEXEC_SEAL on merged kernels (6.3)
-MFD_EXEC = 0x10  # 6.3
-MFD_HUGE_MASK = 0x3F << 26  # huge page size encoding with MFD_HUGETLB
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_PUNCH_HOLE = 0x02
 U64_MAX = (1 << 64) - 1
 
 

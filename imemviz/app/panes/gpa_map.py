@@ -38,6 +38,7 @@ from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
 from imemviz.model.raster import NCODES
+from imemviz.model.uapi import is_private_attr
 from imemviz.model.units import fmt_size
 
 KEY = "gpa_map"
@@ -823,7 +824,7 @@ def tooltip_html(info) -> str:
     """The whole chain of one gfn, from `inspect`, as a small HTML table."""
     gfn = info["gfn"]
     rows = [("gpa", f"{fmt_gpa(gfn * 4096)} (gfn {gfn:#x})")]
-    rows.append(("attributes", "PRIVATE" if info["attributes"] & 8 else "shared"))
+    rows.append(("attributes", "PRIVATE" if is_private_attr(info["attributes"]) else "shared"))
     slot = info["memslot"]
     rows.append(("memslot", "none: a guest access is MMIO" if slot is None else str(slot)))
     if info.get("hva") is not None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWid
 
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, Snapshot
+from imemviz.model.uapi import is_private_attr
 from imemviz.model.units import LEVEL_NAMES
 
 KEY = "inspector"
@@ -45,7 +46,7 @@ def rows_of(info: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     gfn = info["gfn"]
     out = [
         ("gpa", f"{gfn << 12:#x}  (gfn {gfn:#x})"),
-        ("attributes", "PRIVATE" if info["attributes"] & 8 else "shared"),
+        ("attributes", "PRIVATE" if is_private_attr(info["attributes"]) else "shared"),
     ]
     slot = info["memslot"]
     out.append(("memslot", "none (a guest access exits as MMIO)" if slot is None else str(slot)))

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from imemviz.model.uapi import PFERR_PRIVATE_ACCESS
+
 SPTE_MMU_PRESENT = 1 << 11
 SHADOW_NONPRESENT_VALUE = 1 << 63
 FROZEN_SPTES = frozenset({0x5A0, SHADOW_NONPRESENT_VALUE | 0x5A0})
@@ -98,7 +100,6 @@ PFERR_USER = 1 << 2
 PFERR_FETCH = 1 << 4
 PFERR_GUEST_RMP = 1 << 31
 PFERR_GUEST_ENC = 1 << 34
-PFERR_PRIVATE_ACCESS = 1 << 49
 EPT_READ, EPT_WRITE, EPT_FETCH = 1 << 0, 1 << 1, 1 << 2
 
 

@@ -32,8 +32,7 @@ from typing import Any, TypeAlias
 
 from imemviz.io.trace import decode
 from imemviz.io.trace.formats import SNP_PAGE_TYPES
-
-KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3
+from imemviz.model.uapi import KVM_MEMORY_ATTRIBUTE_PRIVATE
 
 FAULT, SPTE, SET_SPTE, ZAP, ATTR, CONVERT, MEMSLOT, LAUNCH, MEMORY_FAULT, RMP_FAILURE = range(10)
 

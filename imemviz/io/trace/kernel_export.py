@@ -26,7 +26,6 @@ from imemviz.model.events import Event
 
 ERRNO = {"EFAULT": 14, "EHWPOISON": 133, "EIO": 5, "EINTR": 4}
 EXIT_REASONS = {"KVM_EXIT_MMIO": 6, "KVM_EXIT_HYPERCALL": 2}
-PRIVATE_FLAG = 8
 
 
 def _fmt(event: str, index: int = 0) -> str:

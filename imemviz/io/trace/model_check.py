@@ -35,7 +35,7 @@ import attrs
 from imemviz.model import ops as O
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.query import inspect_gfn
-from imemviz.model.upm import MFD_INACCESSIBLE
+from imemviz.model.uapi import MFD_INACCESSIBLE
 from imemviz.model.vm import VM
 
 LEVEL_NAMES = {1: "4K", 2: "2M", 3: "1G"}

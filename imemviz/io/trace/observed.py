@@ -43,9 +43,10 @@ from sortedcontainers import SortedList
 
 from imemviz.io.trace import decode, events
 from imemviz.io.trace.decode import FROZEN, LEAF, TABLE
-from imemviz.io.trace.events import KVM_MEMORY_ATTRIBUTE_PRIVATE, TraceOp, event_gfn, span
+from imemviz.io.trace.events import TraceOp, event_gfn, span
 from imemviz.io.trace.reader import Record
 from imemviz.model.extents import ExtentMap
+from imemviz.model.uapi import KVM_MEMORY_ATTRIBUTE_PRIVATE, PFERR_PRIVATE_ACCESS
 
 GFN_LIMIT = 1 << 52
 KVM_MAP_GPA_RANGE_ENCRYPTED = 1 << 4
@@ -90,7 +91,7 @@ class Evidence:
             ec, gpa = f["error_code"], f["gpa"]
             if ec >> 32:
                 v["amd"] += 1
-                if ec & (decode.PFERR_PRIVATE_ACCESS | decode.PFERR_GUEST_ENC):
+                if ec & (PFERR_PRIVATE_ACCESS | decode.PFERR_GUEST_ENC):
                     v["snp"] += 1
             for bit in (51, 47):
                 if gpa >> bit & 1:
