@@ -35,7 +35,7 @@ import attrs
 from imemviz.model import ops as O
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.query import inspect_gfn
-from imemviz.model.uapi import MFD_INACCESSIBLE
+from imemviz.model.uapi import KVM_MEM_GUEST_MEMFD, MFD_INACCESSIBLE
 from imemviz.model.vm import VM
 
 LEVEL_NAMES = {1: "4K", 2: "2M", 3: "1G"}
@@ -190,32 +190,22 @@ class _Checker:
                 )
                 r = self.apply(create, t)
                 model_fd = self.fds[fd] = r.ret.get("fd", 0) if r.ok else 0
+        slot_args: dict[str, Any] = {
+            "flags": flags if fd is not None else flags & ~KVM_MEM_GUEST_MEMFD,
+            "guest_phys_addr": base << 12,
+            "memory_size": npages << 12,
+            "userspace_addr": 0x7F0000000000 + (base << 12) if npages else 0,
+        }
+        offset = off if fd is not None else 0
         if self.upm:  # v8: KVM_MEM_PRIVATE (bit 2) with private_fd through the v1 ioctl
-            self.apply(
-                O.SetUserMemoryRegion(
-                    (as_id << 16) | slot,
-                    flags=flags if fd is not None else flags & ~4,
-                    guest_phys_addr=base << 12,
-                    memory_size=npages << 12,
-                    userspace_addr=0x7F0000000000 + (base << 12) if npages else 0,
-                    private_fd=model_fd,
-                    private_offset=off if fd is not None else 0,
-                ),
-                t,
+            op: Any = O.SetUserMemoryRegion(
+                (as_id << 16) | slot, private_fd=model_fd, private_offset=offset, **slot_args
             )
-            return
-        self.apply(
-            O.SetUserMemoryRegion2(
-                (as_id << 16) | slot,
-                flags=flags if fd is not None else flags & ~4,
-                guest_phys_addr=base << 12,
-                memory_size=npages << 12,
-                userspace_addr=0x7F0000000000 + (base << 12) if npages else 0,
-                guest_memfd=model_fd,
-                guest_memfd_offset=off if fd is not None else 0,
-            ),
-            t,
-        )
+        else:
+            op = O.SetUserMemoryRegion2(
+                (as_id << 16) | slot, guest_memfd=model_fd, guest_memfd_offset=offset, **slot_args
+            )
+        self.apply(op, t)
 
     def _attributes(self, e: list[Any], t: float) -> None:
         _, start, end, private = e
