@@ -187,7 +187,10 @@ def _check_at(text: str, file: str | None) -> int:
     from imemviz.io.replay import Timeline
     from imemviz.io.script import ScriptError
     from imemviz.io.session import STATE_SUFFIXES
+    from imemviz.io.trace.timeline import is_observed
 
+    if is_observed(file):
+        return n  # an observed timeline: N counts its events (checked once it is loaded)
     if file.endswith(STATE_SUFFIXES):
         raise UsageError(f"imemviz: --at needs a recording (.jsonl); {file} is a state file")
     try:

@@ -135,7 +135,7 @@ def run_app(
     if file and is_observed(file):  # what a real host traced (imemviz import)
         from imemviz.app.observed import run_observed
 
-        return run_observed(app, file, screenshot)
+        return run_observed(app, file, screenshot, size=size, at=at)
     from PySide6.QtCore import QSettings
 
     from imemviz.app import crash

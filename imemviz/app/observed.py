@@ -16,6 +16,7 @@ progress bar and Cancel.
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -29,11 +30,13 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
     QSlider,
     QTableView,
     QTextEdit,
@@ -64,6 +67,7 @@ class ObservedMapPane(GpaMapPane):
         super()._build()
         self.img.setLookupTable(observed_palette.observed_lut())
         self.block_labels.name_of = observed_palette.code_name
+        self.fold_bands.name_of = observed_palette.code_name  # type: ignore[method-assign]
 
     def apply_theme(self, theme) -> None:
         super().apply_theme(theme)  # it sets the simulator's table: unknowns were magenta
@@ -89,14 +93,24 @@ class ObservedMapPane(GpaMapPane):
         super().on_click(ev)
 
     def code_at(self, gfn: int) -> int | None:
+        """The code drawn for gfn (a folded gfn: its band's), None where it is not shown."""
         s = self._shown
         if s is None:
             return None
-        req = s.request
-        row = gfn // req.row_gfns - req.start // req.row_gfns
-        if not 0 <= row < req.rows or req.row_gfns != self.layout_.row_gfns:
+        req, r = s.request, s.request.row_gfns
+        if r != self.layout_.row_gfns:
             return None
-        return int(s.codes[row, (gfn % req.row_gfns) * req.cols // req.row_gfns])
+        pieces = req.pieces or ((req.start, req.rows, -1),)
+        at = 0
+        for k, (g, n, fill) in enumerate(pieces):
+            # a band stands for the gfns up to the next piece; rows for their own
+            end = pieces[k + 1][0] if fill >= 0 and k + 1 < len(pieces) else g + n * r
+            if g <= gfn < end:
+                if fill >= 0:
+                    return fill
+                return int(s.codes[at + (gfn - g) // r, (gfn % r) * req.cols // r])
+            at += n
+        return None
 
     def _describe(self, gfn: int) -> str:
         code = self.code_at(gfn)
@@ -206,6 +220,18 @@ class EventModel(QAbstractTableModel):
 
 
 # ------------------------------------------------------------------ the window
+def _scrolled(w: QWidget, width: int = 0) -> QScrollArea:
+    """`w` scrolling up and down only, at least as wide as it wants (or `width`)."""
+    area = QScrollArea()
+    area.setWidget(w)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    bar = area.verticalScrollBar().sizeHint().width()
+    area.setMinimumWidth(max(width, w.sizeHint().width()) + bar)
+    return area
+
+
 class ObservedWindow(QMainWindow):
     def __init__(self, path: str, engine: ObservedEngine | None = None) -> None:
         super().__init__()
@@ -306,11 +332,17 @@ class ObservedWindow(QMainWindow):
         self.inspector = QTextEdit()
         self.inspector.setReadOnly(True)
         self.inspector.setObjectName("observed_inspector")
-        self._dock("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
+        insp = self._dock("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
         self.counters = QLabel("")
         self.counters.setObjectName("observed_counters")
         self.counters.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self._dock("Counters", self.counters, Qt.DockWidgetArea.RightDockWidgetArea)
+        # Counters and legend scroll rather than set the window's minimum height: the
+        # window fits a 1280x720 projector.
+        counters = self._dock(
+            "Counters",
+            _scrolled(self.counters, self.fontMetrics().horizontalAdvance("x" * 26)),
+            Qt.DockWidgetArea.RightDockWidgetArea,
+        )
         legend = QWidget()
         grid = QGridLayout(legend)
         grid.setVerticalSpacing(1)
@@ -323,7 +355,9 @@ class ObservedWindow(QMainWindow):
             grid.addWidget(sw, r, 0)
             grid.addWidget(lab, r, 1)
         grid.setRowStretch(grid.rowCount(), 1)
-        self._dock("Legend", legend, Qt.DockWidgetArea.RightDockWidgetArea)
+        legend_dock = self._dock("Legend", _scrolled(legend), Qt.DockWidgetArea.RightDockWidgetArea)
+        # The inspector is empty until a page is picked: the counters and legend first.
+        self.resizeDocks([insp, counters, legend_dock], [110, 330, 300], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, w: QWidget, area) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -595,8 +629,16 @@ def import_dialog(
     return dlg
 
 
-def run_observed(app, path: str, screenshot: str | None = None) -> int:
-    """`imemviz OUT` for an observed timeline: the window, or (screenshot) a PNG of it."""
+def run_observed(
+    app,
+    path: str,
+    screenshot: str | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    at: int | None = None,
+) -> int:
+    """`imemviz OUT` for an observed timeline: the window, or (screenshot) a PNG of it, of
+    a window of `size`, scrubbed to just after its first `at` events."""
 
     from imemviz.app.main import (
         SCREENSHOT_SIZE,
@@ -609,10 +651,22 @@ def run_observed(app, path: str, screenshot: str | None = None) -> int:
     failures: list[str] = []
     w.engine.failed.connect(failures.append)
     try:
-        w.resize(*SCREENSHOT_SIZE)
+        w.resize(*(size or SCREENSHOT_SIZE))
         w.show()
         if not screenshot:
             return int(app.exec())
+        if at is not None:
+            if not wait_until(
+                app, lambda: w.tl is not None or bool(failures), SCREENSHOT_TIMEOUT_S
+            ):
+                return save_screenshot(app, w, screenshot, False, failures)
+            if w.tl is not None and at > len(w.tl):
+                print(
+                    f"imemviz: --at {at}: {path} has {len(w.tl)} events (N from 1 to {len(w.tl)})",
+                    file=sys.stderr,
+                )
+                return 2
+            w.go(at - 1)
         ok = wait_until(app, lambda: w.wait_drawn() or bool(failures), SCREENSHOT_TIMEOUT_S)
         return save_screenshot(app, w, screenshot, ok, failures)
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from imemviz.app.panes.map_fold import LongRuns
 from imemviz.app.worker import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
 from imemviz.io.trace import observed_raster as OR
 from imemviz.io.trace.timeline import ObservedTimeline, TimelineError
@@ -154,6 +155,7 @@ class _Worker(QObject):
             tl.path,
             None,
             1,
+            runs=LongRuns(OR.fold_runs(st, extent, attr_default, slots_known), OR.FOLDABLE),
         )
         self.snapshotReady.emit(snap)
         with self._lock:
@@ -166,16 +168,27 @@ class _Worker(QObject):
 
     def _raster(self, req: RasterRequest) -> None:
         assert self._state is not None
-        codes = OR.raster_rows(
-            self._state,
-            req.start,
-            req.row_gfns,
-            req.rows,
-            req.cols,
-            self._extent,
-            self._attr_default,
-            self._slots_known,
-        )
+        if req.pieces:  # a folded map: rows from several places, fold bands in their code
+            codes = OR.raster_pieces(
+                self._state,
+                req.pieces,
+                req.row_gfns,
+                req.cols,
+                self._extent,
+                self._attr_default,
+                self._slots_known,
+            )
+        else:
+            codes = OR.raster_rows(
+                self._state,
+                req.start,
+                req.row_gfns,
+                req.rows,
+                req.cols,
+                self._extent,
+                self._attr_default,
+                self._slots_known,
+            )
         codes.setflags(write=False)
         self.rasterReady.emit(RasterAnswer(req, self._version, codes))
 

@@ -155,10 +155,10 @@ def test_disagreement_marks_are_drawn_on_the_map_and_jump_to_their_event(qtbot, 
         centre = w.map.gfn_pos(0x400)
         assert abs(at.x() - centre.x()) <= 1 and abs(at.y() - centre.y()) <= 1
         # The outline is around the 2M leaf's range, not a fill: the path's bounds are
-        # the rows of gfns 0x400..0x600.
+        # the (display) rows of gfns 0x400..0x600, folded or not.
         r = layer.ink.path().boundingRect()
-        row = w.map.layout_.row_gfns
-        assert r.top() == 0x400 // row and r.bottom() == -(-0x600 // row)
+        lay = w.map.layout_
+        assert r.top() == lay.cell_of(0x400)[1] and r.bottom() == lay.cell_of(0x5FF)[1] + 1
         assert layer.ink.brush().style() == Qt.NoBrush
         # Scrubbed before the marked event: no mark; a click on the disc goes to it.
         first = min(int(m["i"]) for m in marks)
@@ -225,3 +225,33 @@ def test_a_theme_change_keeps_the_observed_colours(observed) -> None:
         for code in ObservedCode:
             # Not the simulator's table, where the observed codes are magenta.
             assert tuple(table[int(code)][:3]) != (255, 0, 255)
+
+
+def test_the_map_folds_long_empty_runs_with_their_observed_names(qtbot, tmp_path) -> None:
+    """The default scene as a host traces it: the 2 GiB hole and the untouched private
+    memory fold into labelled bands (named as the observed legend names them: no leaf,
+    not no folio), and the folded raster shows the leaves between them."""
+    from imemviz import resources
+    from imemviz.io.trace.kernel_export import export_recording
+
+    trace = tmp_path / "default.trace"
+    trace.write_text("\n".join(export_recording(str(resources.scene_path("default")))) + "\n")
+    out = tmp_path / "o.jsonl"
+    import_traces([str(trace)], str(out), options=ImportOptions(from_vm_start=True))
+    w = ObservedWindow(str(out))
+    qtbot.addWidget(w)
+    w.resize(1280, 720)
+    w.show()
+    try:
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        lay = w.map.layout_
+        folds = lay.foldmap().folds
+        labels = [w.map.fold_bands.label(f, lay.row_gfns) for f in folds]
+        assert any("hole (no memslot)" in x for x in labels), labels
+        assert any("private, no leaf" in x for x in labels), labels
+        assert not any("no folio" in x for x in labels), labels
+        codes = w.map._shown.codes
+        assert (codes == Code.SHARED_2M).any()  # the swiotlb buffer at 0x7c000000
+        assert (codes == Code.PRIVATE_4K).sum() > codes.size // 10  # legible, not slivers
+    finally:
+        w.engine.stop()

@@ -184,3 +184,26 @@ def test_at_shows_the_state_after_op_n_framed_and_marked(make_window, qtbot, qap
                 else:
                     far += 1
     assert near > 20 and far < near // 4, (near, far)
+
+
+def test_screenshot_of_an_observed_timeline_at_an_event(tmp_path) -> None:
+    """An observed timeline (imemviz import) takes --size and --at N: the window of that
+    size scrubbed to just after its first N events; N past its end exits 2, one line."""
+    from imemviz.io.trace.importer import import_traces
+    from imemviz.io.trace.kernel_export import export_recording
+
+    trace = tmp_path / "t.trace"
+    trace.write_text("\n".join(export_recording(str(resources.scene_path("td-boot")))) + "\n")
+    out = tmp_path / "o.jsonl"
+    import_traces([str(trace)], str(out))
+    png = tmp_path / "o.png"
+    r = _run(
+        "--screenshot", str(png), str(out), "--size", "1280x720", "--at", "5", tmp_path=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    img = QImage(str(png))
+    assert (img.width(), img.height()) == (1280, 720)
+    r = _run("--screenshot", str(png), str(out), "--at", "999999", tmp_path=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--at 999999" in lines[0] and "events" in lines[0]

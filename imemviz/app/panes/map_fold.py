@@ -49,14 +49,14 @@ class LongRuns:
     """The foldable runs of one step function, by start (computed once per state, on the
     engine thread): runs shorter than any zoom could fold are left out."""
 
-    def __init__(self, runs: Runs | None) -> None:
+    def __init__(self, runs: Runs | None, foldable: tuple[int, ...] = FOLDABLE) -> None:
         if runs is None or len(runs[1]) == 0:
             self.start = self.end = np.zeros(0, np.int64)
             self.code = np.zeros(0, np.uint8)
             return
         bounds, codes = runs
         s, e = bounds[:-1], bounds[1:]
-        ok = np.isin(codes, np.asarray(FOLDABLE, np.uint8))
+        ok = np.isin(codes, np.asarray(foldable, np.uint8))
         ok &= (e - s) >= (FOLD_MIN_ROWS + 2 * CONTEXT_ROWS) * MIN_FOLD_ROW_GFNS
         self.start = np.ascontiguousarray(s[ok], np.int64)
         self.end = np.ascontiguousarray(e[ok], np.int64)

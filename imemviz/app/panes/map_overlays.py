@@ -224,9 +224,13 @@ class FoldBands(QGraphicsObject):
         return st
 
     @staticmethod
-    def label(fold, r: int) -> str:
+    def name_of(code: int) -> str:
+        """A folded code's name (the observed window names its own codes)."""
+        return LEGEND_BY_CODE[Code(code)].name
+
+    def label(self, fold, r: int) -> str:
         a, b = fold.row0 * r, fold.row1 * r
-        name = LEGEND_BY_CODE[Code(fold.code)].name
+        name = self.name_of(fold.code)
         return (
             f"⋯ {size_text((b - a) * 4096)} {name} folded: "
             f"{fmt_gpa(a * 4096)} – {fmt_gpa(b * 4096 - 1)} ⋯"

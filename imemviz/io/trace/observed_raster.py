@@ -236,3 +236,125 @@ def gfn_info(
         "memslot": slot if slots_known else "unknown (no QEMU memslot events)",
         "leaves": leaves,
     }
+
+
+# What the map may fold in the observed view: the simulator's empties and the unknown.
+FOLDABLE = (Code.OUTSIDE, Code.HOLE, Code.SHARED_EMPTY, Code.PRIVATE_EMPTY, ObservedCode.UNKNOWN)
+
+# Leaves closer than this many gfns are one unfoldable block for fold_runs: no fold is
+# shorter (map_fold: FOLD_MIN_ROWS rows of at least MIN_FOLD_ROW_GFNS gfns).
+_FOLD_GAP = 48
+_SPAN = np.array([1, 1, 512, 512 * 512], np.int64)  # gfns a leaf of each level maps
+
+
+def fold_runs(
+    state: dict[str, dict[str, np.ndarray]],
+    extent: int,
+    attr_default: int | None,
+    slots_known: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bounds, codes): the point's map as a step function over [0, extent), exact where
+    it can fold (holes, "shared/private, no leaf", unknown) and one leaf code over each
+    stretch of leaves (gaps shorter than any fold included), for the map's folded bands.
+
+    O(leaves) with no sort of them: state_at gives leaves by gfn within an address
+    space, and only address space 0 is drawn."""
+    extent = max(int(extent), 1)
+    at, sl, lv = state["attrs"], state["slots"], state["leaves"]
+    base = (
+        ObservedCode.UNKNOWN
+        if attr_default is None
+        else (Code.PRIVATE_EMPTY if attr_default else Code.SHARED_EMPTY)
+    )
+    # The empties: the attribute runs over the base, holes where no memslot is.
+    a_s = np.clip(at["start"].astype(np.int64), 0, extent)
+    a_e = np.clip(at["end"].astype(np.int64), 0, extent)
+    m0 = sl["as_id"] == 0
+    s_s = np.clip(sl["base_gfn"][m0].astype(np.int64), 0, extent)
+    s_e = np.clip(s_s + sl["npages"][m0].astype(np.int64), 0, extent)
+    cuts = [np.array([0, extent], np.int64), a_s, a_e]
+    if slots_known:
+        cuts += [s_s, s_e]
+    # The leaves, merged into blocks: a running maximum of their ends finds where a new
+    # block starts (a leaf starting past every end before it, by more than _FOLD_GAP).
+    g, level = lv["gfn"], lv["level"]
+    if lv["as_id"].any():
+        as0 = lv["as_id"] == 0
+        g, level = g[as0], level[as0]
+    if len(g):
+        reach = np.maximum.accumulate(g + _SPAN[level])
+        new = np.ones(len(g), bool)
+        new[1:] = g[1:] > reach[:-1] + _FOLD_GAP
+        b_s = np.clip(g[new], 0, extent)
+        b_e = np.clip(reach[np.r_[np.flatnonzero(new)[1:] - 1, len(g) - 1]], 0, extent)
+        cuts += [b_s, b_e]
+    else:
+        b_s = b_e = np.zeros(0, np.int64)
+    bounds = np.unique(np.concatenate(cuts))
+    starts = bounds[:-1]
+    codes = np.full(len(starts), int(base), np.uint8)
+    if len(a_s):
+        j = np.searchsorted(a_s, starts, side="right") - 1
+        inside = (j >= 0) & (starts < a_e[np.maximum(j, 0)])
+        pv = at["private"][np.maximum(j, 0)]
+        codes[inside] = np.where(pv[inside] == 1, Code.PRIVATE_EMPTY, Code.SHARED_EMPTY)
+    if slots_known:
+        # memslots do not overlap in one address space: covered = one slot holds it
+        order = np.argsort(s_s, kind="stable")
+        ss, se = s_s[order], s_e[order]
+        covered = np.zeros(len(starts), bool)
+        if len(ss):
+            j = np.searchsorted(ss, starts, side="right") - 1
+            covered = (j >= 0) & (starts < se[np.maximum(j, 0)])
+        codes[~covered] = Code.HOLE
+    if len(b_s):
+        j = np.searchsorted(b_s, starts, side="right") - 1
+        codes[(j >= 0) & (starts < b_e[np.maximum(j, 0)])] = Code.PRIVATE_4K
+    # Adjacent stretches with the same code are one run.
+    keep = np.ones(len(codes), bool)
+    keep[1:] = codes[1:] != codes[:-1]
+    return np.append(starts[keep], extent), codes[keep]
+
+
+def _window(
+    state: dict[str, dict[str, np.ndarray]], lo: int, hi: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """The instances that can touch gfns [lo, hi): a slice of the leaves (by gfn) and the
+    attribute runs, so a narrow piece of a folded map costs what it shows."""
+    lv, at = state["leaves"], state["attrs"]
+    g = lv["gfn"]
+    if len(g) > 1 and np.all(g[1:] >= g[:-1]):
+        i, j = np.searchsorted(g, [lo - _SPAN[3] + 1, hi])
+        leaves = {k: v[i:j] for k, v in lv.items()}
+    else:
+        m = (g < hi) & (g + _SPAN[lv["level"]] > lo)
+        leaves = {k: v[m] for k, v in lv.items()}
+    i = max(int(np.searchsorted(at["start"], lo, side="right")) - 1, 0)
+    j = int(np.searchsorted(at["start"], hi))
+    attrs = {k: v[i:j] for k, v in at.items()}
+    return {**state, "leaves": leaves, "attrs": attrs}
+
+
+def raster_pieces(
+    state: dict[str, dict[str, np.ndarray]],
+    pieces: tuple[tuple[int, int, int], ...],
+    row_gfns: int,
+    cols: int,
+    extent: int,
+    attr_default: int | None,
+    slots_known: bool,
+) -> np.ndarray:
+    """Codes of a folded map: `pieces` of (first gfn, rows, fill), where fill -1 means
+    rows of the guest from that gfn and a code a band drawn in that one code."""
+    out = np.empty((sum(n for _g, n, _f in pieces), cols), np.uint8)
+    at = 0
+    for g, n, fill in pieces:
+        if fill >= 0:
+            out[at : at + n] = fill
+        elif n:
+            part = _window(state, g, g + n * row_gfns)
+            out[at : at + n] = raster_rows(
+                part, g, row_gfns, n, cols, extent, attr_default, slots_known
+            )
+        at += n
+    return out
