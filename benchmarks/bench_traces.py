@@ -98,6 +98,8 @@ def bench_scrub(out: str) -> tuple[float, list[float]]:
         i = rnd.randrange(len(tl))
         t = time.perf_counter()
         st = tl.state_at(i)
+        # the observed engine's work for a point: the fold runs, then the raster
+        OR.fold_runs(st, ext, tl.settings.get("attr_default"), False)
         OR.raster_rows(
             st, 0, max(1, ext // 512), 512, 1024, ext, tl.settings.get("attr_default"), False
         )
