@@ -17,7 +17,7 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from imemviz.model.columns import BOOL, I64, FolioColumns, Table
-from imemviz.model.sparse import SparseIndex, pack_folios, unpack_folios
+from imemviz.model.sparse import SparseIndex, pack_folio, pack_folios, unpack_folio, unpack_folios
 
 FOLIO_ORDERS = (0, 9, 18)
 GUEST_MEMFD_FLAG_MMAP = 1
@@ -118,7 +118,8 @@ class GmemInode:
         self.ino = ino
         self.npages = size >> 12
         self.flags = flags
-        # order -> head index -> (pfn << 1) | hwpoison
+        # order -> head index -> sparse.pack_folio(pfn, hwpoison) (inline in folio_at and add:
+        # the fault path)
         self.folios: dict[int, SparseIndex[int]] = {o: SparseIndex() for o in FOLIO_ORDERS}
         self.runs: dict[int, RunIndex] = {o: RunIndex() for o in FOLIO_ORDERS}
 
@@ -215,7 +216,7 @@ class GmemInode:
     def set_hwpoison(self, folio: Folio) -> None:
         if folio.index not in self.folios[folio.order]:
             self._take(folio)
-        self.folios[folio.order].set(folio.index, (folio.pfn << 1) | 1)
+        self.folios[folio.order].set(folio.index, pack_folio(folio.pfn, True))
 
     def runs_in(self, start: int, end: int) -> list[Segment]:
         """The runs (not the single folios) with a folio overlapping [start, end)."""
@@ -238,7 +239,7 @@ class GmemInode:
         for order, idx in self.folios.items():
             for head, v in idx.items_in(start & ~((1 << order) - 1), end):
                 if head + (1 << order) > start:
-                    out.append(Segment(head, order, v >> 1, bool(v & 1), 1))
+                    out.append(Segment(head, order, *unpack_folio(v), 1))
         out += self.runs_in(start, end)
         out.sort(key=lambda g: g.index)
         return out
@@ -247,7 +248,7 @@ class GmemInode:
         """Every single folio and run, in no particular order."""
         for order, idx in self.folios.items():
             for head, v in idx.items():
-                yield Segment(head, order, v >> 1, bool(v & 1), 1)
+                yield Segment(head, order, *unpack_folio(v), 1)
         for order, runs in self.runs.items():
             for start, count, pfn, hw in runs.items():
                 yield Segment(start, order, pfn, hw, count)
@@ -297,24 +298,32 @@ class GmemInode:
     def to_arrays(self, start: int = 0, end: int | None = None) -> FolioColumns:
         """The single folios and runs as columns, sorted by index, then order (runs not
         expanded): all of them, or with `end` those with a folio overlapping [start, end)."""
-        if end is None and start == 0:
-            parts = []
-            for order in FOLIO_ORDERS:
+        parts: list[tuple[np.ndarray, ...]] = []
+        whole = end is None and start == 0
+        for order in FOLIO_ORDERS:
+            if whole:
                 keys, pfn, hw, count = self.columns(order)
-                if len(keys):
-                    parts.append((keys, np.full(len(keys), order, I64), pfn, hw, count))
-            if not parts:
-                return FolioColumns.empty()
-            cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
-            if len(parts) > 1:
-                o = np.argsort(cols[0], kind="stable")  # ties in order order
-                cols = [c[o] for c in cols]
-            return FolioColumns(cols[0], cols[1], cols[2], cols[3].astype(BOOL), cols[4])
-        segs = self.segments_in(start, (1 << 63) - 1 if end is None else end)
-        segs.sort(key=lambda g: (g.index, g.order))
-        a = np.array([(g.index, g.order, g.pfn, g.hwpoison, g.count) for g in segs], I64)
-        a = a.reshape(-1, 5)
-        return FolioColumns(a[:, 0], a[:, 1], a[:, 2], a[:, 3].astype(BOOL), a[:, 4])
+            else:
+                k, v = self.folios[order].arrays_in(
+                    start & ~((1 << order) - 1), (1 << 63) - 1 if end is None else end
+                )
+                keys = np.array(k, I64).reshape(-1)
+                pfn, hw = unpack_folios(np.array(v, I64).reshape(-1))
+                count = np.ones(len(keys), I64)
+            if len(keys):
+                parts.append((keys, np.full(len(keys), order, I64), pfn, hw.astype(I64), count))
+        if not whole:
+            runs = self.runs_in(start, (1 << 63) - 1 if end is None else end)
+            if runs:
+                a = np.array([(g.index, g.order, g.pfn, g.hwpoison, g.count) for g in runs], I64)
+                parts.append(tuple(a.T))
+        if not parts:
+            return FolioColumns.empty()
+        cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+        if len(parts) > 1:
+            o = np.lexsort((cols[1], cols[0]))  # by index, then order
+            cols = [c[o] for c in cols]
+        return FolioColumns(cols[0], cols[1], cols[2], cols[3].astype(BOOL), cols[4])
 
     def from_arrays(
         self,

@@ -213,8 +213,16 @@ class SparseIndex(Generic[V]):
         keys = np.fromiter(d.keys(), np.int64, n)
         vals = np.fromiter(d.values(), np.int64, n)
         if n > 1 and not (keys[1:] > keys[:-1]).all():
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], vals[order]
+            bits = (n - 1).bit_length()
+            if int(keys.min()) >= 0 and int(keys.max()) < 1 << (63 - bits):
+                # Each key with its position in its low bits, sorted as plain ints: a
+                # value sort costs about half an argsort (keys are distinct: no ties).
+                tagged = (keys << bits) | np.arange(n, dtype=np.int64)
+                tagged.sort()
+                keys, vals = tagged >> bits, vals[tagged & ((1 << bits) - 1)]
+            else:
+                order = np.argsort(keys, kind="stable")
+                keys, vals = keys[order], vals[order]
         return keys, vals
 
     def arrays(self) -> tuple[list[int], list[V]]:
