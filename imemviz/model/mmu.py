@@ -108,14 +108,10 @@ class LeafTable:
         self.leaves[leaf.level].pop(leaf.gfn)
 
     def touching(self, start: int, end: int) -> list[Leaf]:
-        """Leaves whose span intersects [start, end), sorted by gfn."""
-        out = []
-        for level in LEVELS:
-            n = 1 << (9 * (level - 1))
-            for g, v in self.leaves[level].items_in(start & ~(n - 1), end):
-                out.append(Leaf(g, level, v >> 2, v & 3))
-        out.sort(key=lambda lf: lf.gfn)
-        return out
+        """Leaves whose span intersects [start, end), sorted by gfn (`to_arrays` of the
+        window as Leaf tuples)."""
+        c = self.to_arrays(start, end)
+        return list(map(Leaf, c.gfn.tolist(), c.level.tolist(), c.pfn.tolist(), c.state.tolist()))
 
     def pop_touching(self, start: int, end: int) -> list[Leaf]:
         """Remove and return the leaves whose span intersects [start, end), by gfn."""
