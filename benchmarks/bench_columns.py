@@ -12,6 +12,11 @@ buffer (dict) merged on the next ordered query: a point lookup is a dict probe o
 buffer, else a binary search of the arrays; a range removal is two searchsorted calls
 and one array splice.  Run: `python benchmarks/bench_columns.py` (process CPU times,
 medians of 3: less moved by other load than wall times).
+
+Then the public columnar API on the live store (`LeafTable.to_arrays`, model/columns.py)
+against the raw `SparseIndex.int_arrays` it replaces: 1,000,000 4K leaves at random
+gfns (faults) plus 1,000 2M leaves, and the same table filled by `from_arrays` (a
+loaded state: its dicts already in key order).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import time
 
 import numpy as np
 
-from imemviz.model.sparse import SparseIndex
+from imemviz.model.mmu import LeafTable
+from imemviz.model.sparse import SparseIndex, pack_leaf
 
 N_FAULTS = 1_000_000
 GUEST = (4 << 40) >> 12  # gfns of a 4 TiB guest
@@ -119,6 +125,40 @@ def bench(kind: str) -> dict[str, float]:
     return out
 
 
+def bench_api() -> dict[str, float]:
+    rng = random.Random(2)
+    table = LeafTable("direct")
+    d4k = table.leaves[1]
+    for g in rng.sample(range(GUEST), N_FAULTS):
+        if table.lookup(g) is None:
+            d4k.set(g, pack_leaf(g, 0))
+    for k in range(1000):
+        table.leaves[2].set((GUEST + k) << 9, pack_leaf(k << 9, 0))
+    table.leaves[1].keys()  # the key list merged outside the timings, as in a session
+
+    def old_int_arrays() -> None:  # SparseIndex.int_arrays before the columnar API
+        d = d4k.dict_view()
+        keys = np.fromiter(d.keys(), np.int64, len(d))
+        vals = np.fromiter(d.values(), np.int64, len(d))
+        order = np.argsort(keys, kind="stable")
+        keys[order], vals[order]
+
+    out: dict[str, float] = {}
+    for _ in range(3):  # interleaved, so that other load falls on all three alike
+        for name, fn in (
+            ("int_arrays before (argsort), 1M", old_int_arrays),
+            ("int_arrays now, 1M", d4k.int_arrays),
+            ("LeafTable.to_arrays (1M + 1k 2M)", table.to_arrays),
+        ):
+            out[name] = min(out.get(name, 1e9), _cpu(fn))
+    cols = table.to_arrays()
+    loaded = LeafTable("direct")
+    out["LeafTable.from_arrays (checked)"] = _cpu(lambda: loaded.from_arrays(cols))
+    out["to_arrays of the loaded table"] = _cpu(loaded.to_arrays)
+    assert loaded.to_arrays() == cols
+    return out
+
+
 def main() -> int:
     rows: dict[str, dict[str, list[float]]] = {}
     for _ in range(3):
@@ -129,6 +169,13 @@ def main() -> int:
     for k, d in rows.items():
         a, b = (statistics.median(d[x]) * 1e3 for x in ("dict", "cols"))
         print(f"{k:32s} {a:16.1f} {b:12.1f}")
+    api: dict[str, list[float]] = {}
+    for _ in range(3):
+        for k, v in bench_api().items():
+            api.setdefault(k, []).append(v)
+    print(f"\n{'columnar API':36s} {'CPU ms, median of 3':>20s}  (the first three: best of 3 each)")
+    for k, v in api.items():
+        print(f"{k:36s} {statistics.median(v) * 1e3:20.1f}")
     return 0
 
 

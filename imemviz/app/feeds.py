@@ -125,20 +125,15 @@ def counters_history(session: Any) -> CountersHistory:
 
 
 def leaf_arrays(vm: Any, version: int, slots: Any, step: str = "") -> LeafArrays:
-    """Flat numpy arrays of every leaf (public SparseIndex.arrays(), no per-row objects)."""
+    """Flat numpy arrays of every leaf (`LeafTable.to_arrays()`, no per-row objects)."""
     parts = []
     for root, table in ((0, vm.private), (1, vm.shared)):
-        for level, idx in table.leaves.items():
-            keys, vals = idx.arrays()
-            k = np.asarray(keys, np.int64)
-            v = np.asarray(vals, np.int64)
-            parts.append((np.full(len(k), root, np.uint8), k, np.full(len(k), level, np.uint8), v))
-    root = np.concatenate([p[0] for p in parts])
-    gfn = np.concatenate([p[1] for p in parts])
-    level = np.concatenate([p[2] for p in parts])
-    v = np.concatenate([p[3] for p in parts])
-    order = np.lexsort((root, gfn))
-    root, gfn, level, v = root[order], gfn[order], level[order], v[order]
+        c = table.to_arrays()
+        parts.append((np.full(len(c), root, np.uint8), c.gfn, c.level, c.pfn, c.state))
+    root, gfn, level, pfn, state = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((root, gfn))  # by gfn, then root (stable: then level)
+    root, gfn, pfn = root[order], gfn[order], pfn[order]
+    level, state = level[order].astype(np.uint8), state[order].astype(np.uint8)
     bases = np.asarray([s.base_gfn for s in slots], np.int64)
     ends = np.asarray([s.end_gfn for s in slots], np.int64)
     ids = np.asarray([s.id for s in slots], np.int32)
@@ -152,8 +147,6 @@ def leaf_arrays(vm: Any, version: int, slots: Any, step: str = "") -> LeafArrays
     tables = np.asarray(
         [(lv, g << (9 * lv), pfn) for (lv, g), pfn in vm.private.tables.items()], np.int64
     ).reshape(-1, 3)
-    pfn = v >> 2
-    state = (v & 3).astype(np.uint8)
     # The one costly sort key (int64) is sorted here, off the GUI thread.
     order = np.argsort(pfn, kind="stable")
     orders = {

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from imemviz.io.cmdline import CommandExit, Parser, load, output
-from imemviz.io.state_doc import pairs
 from imemviz.model import uapi
 from imemviz.model.guest_memfd import FOLIO_ORDERS
 from imemviz.model.invariants import Violation, count_violations
@@ -74,10 +73,7 @@ SLOT_FLAGS_V8 = value_names(uapi.MEM_FLAGS_V1)
 
 def state_counts(table: LeafTable) -> dict[str, int]:
     """Leaves of a table by S-EPT state name (every level)."""
-    counts = np.zeros(4, np.int64)
-    for level in LEVELS:
-        _keys, vals = pairs(table.leaves[level])
-        counts += np.bincount(vals & 3, minlength=4)
+    counts = np.bincount(table.to_arrays().state, minlength=4)
     return {STATE_NAMES[s]: int(n) for s, n in enumerate(counts.tolist()) if n}
 
 

@@ -281,18 +281,14 @@ class Items:
 
 
 def leaf_items(table: LeafTable) -> Items:
+    """A table's leaves (`LeafTable.to_arrays`), level by level, by gfn in each."""
+    c = table.to_arrays()
     parts = []
     for level in LEVELS:
-        keys, vals = pairs(table.leaves[level])
-        n = len(keys)
+        m = c.level == level
+        n = int(m.sum())
         parts.append(
-            Items(
-                keys,
-                np.full(n, level_pages(level), I64),
-                np.full(n, level, I64),
-                vals >> 2,
-                vals & 3,
-            )
+            Items(c.gfn[m], np.full(n, level_pages(level), I64), c.level[m], c.pfn[m], c.state[m])
         )
     return Items.concat(parts)
 
@@ -301,10 +297,12 @@ def folio_items(f: GmemFile | None) -> Items:
     """A file's folios as maximal runs (however the page cache stores them): equal folio
     sets give equal items, and 64 TiB of fallocated folios is a few items."""
     parts = []
+    c = None if f is None else f.inode.to_arrays()
     for order in FOLIO_ORDERS:
-        if f is None:
+        if c is None:
             break
-        keys, pfn, poison, counts = f.inode.columns(order)
+        m = c.order == order
+        keys, pfn, poison, counts = c.index[m], c.pfn[m], c.hwpoison[m].astype(I64), c.count[m]
         span = np.full(len(keys), 1 << order, I64)
         first, total = coalesce(keys, pfn, span, counts, poison)
         n = len(first)

@@ -9,8 +9,12 @@ the number of distinct extents, never the number of pages.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from imemviz.model.columns import I64, RunColumns
 
 H = TypeVar("H", bound=Hashable)  # the run values (attributes: int)
 
@@ -101,3 +105,42 @@ class ExtentMap(Generic[H]):
         if 0 < k < len(starts) and vals[k] == vals[k - 1]:
             del starts[k]
             del vals[k]
+
+    def to_arrays(self) -> RunColumns:
+        """Every run as columns (start, end, value), by start: they cover [0, limit).
+        The values must be ints (the memory attributes)."""
+        n = len(self._starts)
+        start = np.fromiter(self._starts, I64, n)
+        end = np.append(start[1:], self.limit).astype(I64)
+        try:
+            value = np.fromiter(self._vals, I64, n)
+        except TypeError:
+            raise TypeError("ExtentMap.to_arrays: the values are not ints") from None
+        return RunColumns(start, end, value)
+
+    def from_arrays(
+        self, cols: RunColumns | Mapping[str, Any], values: tuple[int, ...] | None = None
+    ) -> None:
+        """Replace this map's runs (it must hold one run: as built) with `cols`, after
+        checking them: contiguous runs from 0 to `limit`, each non-empty and coalesced
+        (a value differs from the one before), values >= 0 and in `values` when given."""
+        t = RunColumns.checked(cols)
+        n = len(t)
+        if not n:
+            raise ValueError(f"runs: no rows (the runs must cover [0, {self.limit:#x}))")
+        t.bad("start", np.arange(n) == 0 if t.start[0] != 0 else np.zeros(n, bool), "must be 0")
+        t.bad("end", t.end <= t.start, "must be above start")
+        gap = np.zeros(n, bool)
+        gap[1:] = t.start[1:] != t.end[:-1]
+        t.bad("start", gap, "must equal the end of the run before")
+        t.bad("end", (np.arange(n) == n - 1) & (t.end != self.limit), f"must be {self.limit:#x}")
+        same = np.zeros(n, bool)
+        same[1:] = t.value[1:] == t.value[:-1]
+        t.bad("value", same, "equals the value before (runs are coalesced)")
+        t.bad("value", t.value < 0, "must be >= 0")
+        if values is not None:
+            t.check_in("value", values)
+        if len(self._starts) != 1:
+            raise ValueError("runs: the map is not empty (it holds more than one run)")
+        self._starts = t.start.tolist()
+        self._vals = t.value.tolist()

@@ -9,14 +9,15 @@ bindings (pgoff range -> memslot) that invalidations consult.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
 from sortedcontainers import SortedList
 
-from imemviz.model.sparse import SparseIndex
+from imemviz.model.columns import BOOL, I64, FolioColumns, Table
+from imemviz.model.sparse import SparseIndex, pack_folio, pack_folios, unpack_folio, unpack_folios
 
 FOLIO_ORDERS = (0, 9, 18)
 
@@ -115,7 +116,8 @@ class GmemInode:
         self.ino = ino
         self.npages = size >> 12
         self.flags = flags
-        # order -> head index -> (pfn << 1) | hwpoison
+        # order -> head index -> sparse.pack_folio(pfn, hwpoison) (inline in folio_at and add:
+        # the fault path)
         self.folios: dict[int, SparseIndex[int]] = {o: SparseIndex() for o in FOLIO_ORDERS}
         self.runs: dict[int, RunIndex] = {o: RunIndex() for o in FOLIO_ORDERS}
 
@@ -212,7 +214,7 @@ class GmemInode:
     def set_hwpoison(self, folio: Folio) -> None:
         if folio.index not in self.folios[folio.order]:
             self._take(folio)
-        self.folios[folio.order].set(folio.index, (folio.pfn << 1) | 1)
+        self.folios[folio.order].set(folio.index, pack_folio(folio.pfn, True))
 
     def runs_in(self, start: int, end: int) -> list[Segment]:
         """The runs (not the single folios) with a folio overlapping [start, end)."""
@@ -235,7 +237,7 @@ class GmemInode:
         for order, idx in self.folios.items():
             for head, v in idx.items_in(start & ~((1 << order) - 1), end):
                 if head + (1 << order) > start:
-                    out.append(Segment(head, order, v >> 1, bool(v & 1), 1))
+                    out.append(Segment(head, order, *unpack_folio(v), 1))
         out += self.runs_in(start, end)
         out.sort(key=lambda g: g.index)
         return out
@@ -244,7 +246,7 @@ class GmemInode:
         """Every single folio and run, in no particular order."""
         for order, idx in self.folios.items():
             for head, v in idx.items():
-                yield Segment(head, order, v >> 1, bool(v & 1), 1)
+                yield Segment(head, order, *unpack_folio(v), 1)
         for order, runs in self.runs.items():
             for start, count, pfn, hw in runs.items():
                 yield Segment(start, order, pfn, hw, count)
@@ -273,22 +275,103 @@ class GmemInode:
         """(head index, head pfn, hwpoison, count) of the order's singles and runs as int64
         arrays sorted by index: every folio of the order, with no run expanded."""
         keys, vals = self.folios[order].int_arrays()
+        pfn, hw = unpack_folios(vals)
         runs = self.runs[order]
         if not runs:
-            return keys, vals >> 1, vals & 1, np.ones(len(keys), np.int64)
+            return keys, pfn, hw.astype(np.int64), np.ones(len(keys), np.int64)
         r = np.array([(k, p, int(h), c) for k, c, p, h in runs.items()], np.int64).reshape(-1, 4)
         idx = np.concatenate([keys, r[:, 0]])
         order_ = np.argsort(idx, kind="stable")
         cols = (
             idx,
-            np.concatenate([vals >> 1, r[:, 1]]),
-            np.concatenate([vals & 1, r[:, 2]]),
+            np.concatenate([pfn, r[:, 1]]),
+            np.concatenate([hw.astype(np.int64), r[:, 2]]),
             np.concatenate([np.ones(len(keys), np.int64), r[:, 3]]),
         )
         return tuple(c[order_] for c in cols)  # type: ignore[return-value]
 
     def count(self, order: int) -> int:
         return len(self.folios[order]) + self.runs[order].folios
+
+    def to_arrays(self, start: int = 0, end: int | None = None) -> FolioColumns:
+        """The single folios and runs as columns, sorted by index, then order (runs not
+        expanded): all of them, or with `end` those with a folio overlapping [start, end)."""
+        parts: list[tuple[np.ndarray, ...]] = []
+        whole = end is None and start == 0
+        for order in FOLIO_ORDERS:
+            if whole:
+                keys, pfn, hw, count = self.columns(order)
+            else:
+                k, v = self.folios[order].arrays_in(
+                    start & ~((1 << order) - 1), (1 << 63) - 1 if end is None else end
+                )
+                keys = np.array(k, I64).reshape(-1)
+                pfn, hw = unpack_folios(np.array(v, I64).reshape(-1))
+                count = np.ones(len(keys), I64)
+            if len(keys):
+                parts.append((keys, np.full(len(keys), order, I64), pfn, hw.astype(I64), count))
+        if not whole:
+            runs = self.runs_in(start, (1 << 63) - 1 if end is None else end)
+            if runs:
+                a = np.array([(g.index, g.order, g.pfn, g.hwpoison, g.count) for g in runs], I64)
+                parts.append(tuple(a.T))
+        if not parts:
+            return FolioColumns.empty()
+        cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
+        if len(parts) > 1:
+            o = np.lexsort((cols[1], cols[0]))  # by index, then order
+            cols = [c[o] for c in cols]
+        return FolioColumns(cols[0], cols[1], cols[2], cols[3].astype(BOOL), cols[4])
+
+    def from_arrays(
+        self,
+        cols: FolioColumns | Mapping[str, Any],
+        pfn_limit: int | None = None,
+        index_limit: int | None = None,
+    ) -> None:
+        """Fill this empty inode from columns (`to_arrays`' form), after checking them:
+        orders 0, 9 or 18, counts >= 1, index and pfn multiples of the folio size, pfns
+        >= 0, the pages below `pfn_limit` and the indexes below `index_limit` (default:
+        the file's size).  A ValueError names the first bad column and row."""
+        t = check_folios(cols, pfn_limit, self.npages if index_limit is None else index_limit)
+        if any(len(i) for i in self.folios.values()) or any(r.folios for r in self.runs.values()):
+            raise ValueError(f"folios: inode {self.ino} is not empty")
+        single = t.count == 1
+        packed = pack_folios(t.pfn, t.hwpoison)
+        for order in FOLIO_ORDERS:
+            m = single & (t.order == order)
+            if m.any():
+                self.folios[order].load_sorted(t.index[m].tolist(), packed[m].tolist())
+        for i in np.flatnonzero(~single).tolist():
+            self.runs[int(t.order[i])].add(
+                int(t.index[i]), int(t.count[i]), int(t.pfn[i]), bool(t.hwpoison[i])
+            )
+
+
+def check_folios(
+    cols: Table | Mapping[str, Any], pfn_limit: int | None, index_limit: int
+) -> FolioColumns:
+    """`cols` as FolioColumns, checked (see `GmemInode.from_arrays`)."""
+    t = FolioColumns.checked(cols)
+    t.check_in("order", FOLIO_ORDERS)
+    t.bad("count", t.count < 1, "must be >= 1")
+    size = np.left_shift(1, t.order)
+    t.bad("index", t.index < 0, "must be >= 0")
+    t.bad("index", (t.index & (size - 1)) != 0, "must be a multiple of the folio's pages")
+    t.bad("pfn", t.pfn < 0, "must be >= 0")
+    t.bad("pfn", (t.pfn & (size - 1)) != 0, "must be a multiple of the folio's pages")
+    t.bad(
+        "count",
+        t.count > ((index_limit - t.index) >> t.order),
+        f"its folios must end by index {index_limit:#x}",
+    )
+    if pfn_limit is not None:
+        t.bad(
+            "count",
+            t.count > ((pfn_limit - t.pfn) >> t.order),
+            f"its folios' pages must lie below pfn {pfn_limit:#x}",
+        )
+    return t
 
 
 @attrs.define(slots=True, eq=False)

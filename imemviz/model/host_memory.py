@@ -13,6 +13,17 @@ import heapq
 import random
 from bisect import bisect_right
 
+import numpy as np
+
+from imemviz.model.columns import (
+    I64,
+    BlockColumns,
+    FreeColumns,
+    HostColumns,
+    PageValues,
+    PfnList,
+    int64,
+)
 from imemviz.model.sparse import SparseIndex
 
 MAX_ORDER = 18  # 1G: the largest block the allocator tracks
@@ -383,3 +394,59 @@ class HostMemory:
             self.content.pop(pfn)
         else:
             self.content.pop_range(pfn, pfn + npages)
+
+    def to_arrays(self) -> HostColumns:
+        """The whole host as columns: free blocks, other blocks, poisoned pages, contents."""
+        free = np.array(self.alloc.free_runs(), I64).reshape(-1, 3)
+        other = np.array(sorted(self.other.items()), I64).reshape(-1, 2)
+        pfn, value = self.content.int_arrays()
+        return HostColumns(
+            self.npages,
+            FreeColumns(free[:, 0], free[:, 1], free[:, 2]),
+            BlockColumns(other[:, 0], other[:, 1]),
+            PfnList(int64(sorted(self.poisoned))),
+            PageValues(pfn, value),
+        )
+
+    def from_arrays(self, cols: HostColumns) -> None:
+        """Give this host (just built: no contents) the state of `cols`, after checking
+        them: `npages` equal to this host's, orders 0..18, blocks aligned and inside the
+        host, free and other blocks each disjoint, runs of free blocks only at the top
+        order, contents 1..255.  A ValueError names the first bad table, column and row."""
+        if cols.npages != self.npages:
+            raise ValueError(f"host: {cols.npages} pages, this host has {self.npages}")
+        free = FreeColumns.checked(cols.free)
+        other = BlockColumns.checked(cols.other)
+        poisoned = PfnList.checked(cols.poisoned)
+        content = PageValues.checked(cols.content)
+        n = self.npages
+        for t in (free, other):
+            t.check_range("order", 0, MAX_ORDER)
+            t.check_range("pfn", 0, n - 1, f"must be a pfn below {n:#x}")
+            size = np.left_shift(1, t.order)
+            t.bad("pfn", (t.pfn & (size - 1)) != 0, "must be a multiple of the block's pages")
+            count = free.count if t is free else np.ones(len(t), I64)
+            if t is free:
+                t.bad("count", count < 1, "must be >= 1")
+                t.bad("count", (count != 1) & (t.order < MAX_ORDER), "runs only at order 18")
+            t.bad("pfn", count > ((n - t.pfn) >> t.order), "its pages must lie inside the host")
+            end = t.pfn + (count << t.order)
+            over = np.zeros(len(t), bool)
+            over[1:] = t.pfn[1:] < end[:-1]
+            t.bad("pfn", over, "overlaps the block before")
+        poisoned.check_range("pfn", 0, n - 1, f"must be a pfn below {n:#x}")
+        content.check_range("pfn", 0, n - 1, f"must be a pfn below {n:#x}")
+        content.check_range("value", 1, 255, "must be a content byte 1..255 (0 is not stored)")
+        if len(self.content):
+            raise ValueError("host content: the host is not empty")
+        new = BuddyAllocator.from_free_runs(
+            n, list(zip(free.pfn.tolist(), free.order.tolist(), free.count.tolist(), strict=True))
+        )
+        for name in BuddyAllocator.__slots__:  # the same allocator object: kept by reference
+            setattr(self.alloc, name, getattr(new, name))
+        self.other.clear()
+        self.other.update(zip(other.pfn.tolist(), other.order.tolist(), strict=True))
+        self.poisoned.clear()
+        self.poisoned.update(poisoned.pfn.tolist())
+        if len(content):
+            self.content.load_sorted(content.pfn.tolist(), content.value.tolist())

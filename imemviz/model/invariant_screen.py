@@ -26,18 +26,10 @@ _I64 = np.int64
 
 
 def leaf_columns(table: LeafTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(gfn, level, pfn, state) of every leaf, in `LeafTable.all_leaves()` order (by gfn,
-    ties in level order)."""
-    parts = []
-    for lv in LEVELS:
-        keys, vals = table.leaves[lv].int_arrays()
-        parts.append((keys, np.full(len(keys), lv, _I64), vals))
-    gfn = np.concatenate([p[0] for p in parts])
-    level = np.concatenate([p[1] for p in parts])
-    packed = np.concatenate([p[2] for p in parts])
-    order = np.argsort(gfn, kind="stable")
-    gfn, level, packed = gfn[order], level[order], packed[order]
-    return gfn, level, packed >> 2, packed & 3
+    """(gfn, level, pfn, state) of every leaf (`LeafTable.to_arrays`), in
+    `LeafTable.all_leaves()` order (by gfn, ties in level order)."""
+    c = table.to_arrays()
+    return c.gfn, c.level, c.pfn, c.state
 
 
 def _folio_pfn(f: GmemFile, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,22 +37,21 @@ def _folio_pfn(f: GmemFile, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     folio or more than one covers it (the per-leaf rules decide those)."""
     pfn = np.zeros(len(index), _I64)
     hits = np.zeros(len(index), _I64)
-    inode = f.inode
+    cols = f.inode.to_arrays()
     for order in FOLIO_ORDERS:
         head = index & ~((1 << order) - 1)
-        keys, vals = inode.folios[order].int_arrays()
+        mine = cols.order == order
+        single = mine & (cols.count == 1)
+        keys, vals = cols.index[single], cols.pfn[single]
         if len(keys):
             i = np.searchsorted(keys, head)
             ok = i < len(keys)
             ok[ok] = keys[i[ok]] == head[ok]
-            pfn[ok] = (vals[i[ok]] >> 1) + index[ok] - head[ok]
+            pfn[ok] = vals[i[ok]] + index[ok] - head[ok]
             hits += ok
-        runs = inode.runs[order]
-        if runs.folios:
-            items = list(runs.items())
-            starts = np.fromiter((r[0] for r in items), _I64, len(items))
-            counts = np.fromiter((r[1] for r in items), _I64, len(items))
-            rpfn = np.fromiter((r[2] for r in items), _I64, len(items))
+        run = mine & (cols.count > 1)  # runs and single folios looked up apart, as stored
+        if run.any():
+            starts, counts, rpfn = cols.index[run], cols.count[run], cols.pfn[run]
             i = np.searchsorted(starts, head, side="right") - 1
             ok = i >= 0
             ok[ok] = head[ok] < starts[i[ok]] + (counts[i[ok]] << order)
@@ -83,10 +74,9 @@ def suspect_leaves(
     end = gfn + npages
     # I1: the attributes over the leaf are all PRIVATE (private) or all shared.
     if vm.has_private_mem:
-        attrs = vm.attributes
-        starts = np.asarray(attrs._starts, _I64)
-        want = 8 if private else 0
-        good = np.fromiter((v == want for v in attrs._vals), bool, len(starts))
+        runs = vm.attributes.to_arrays()
+        starts = runs.start
+        good = runs.value == (8 if private else 0)
         i = np.searchsorted(starts, gfn, side="right") - 1
         nxt = np.append(starts, np.iinfo(_I64).max)[i + 1]
         suspect |= ~(good[i] & (nxt >= end))
@@ -134,8 +124,9 @@ def both_roots(private: tuple[np.ndarray, ...], shared: LeafTable) -> np.ndarray
     gfn, level = private[0], private[1]
     end = gfn + np.left_shift(1, 9 * (level - 1))
     hit = np.zeros(len(gfn), bool)
+    cols = shared.to_arrays()
     for lv in LEVELS:
-        keys, _vals = shared.leaves[lv].int_arrays()
+        keys = cols.gfn[cols.level == lv]
         if not len(keys):
             continue
         span = 1 << (9 * (lv - 1))
@@ -155,15 +146,8 @@ def host_blocks(vm: VM) -> tuple[np.ndarray, np.ndarray]:
         sizes.append(np.broadcast_to(np.asarray(n, _I64), len(starts[-1])))
 
     for f in vm.files.values():
-        inode = f.inode
-        for order in FOLIO_ORDERS:
-            _keys, vals = inode.folios[order].int_arrays()
-            add(vals >> 1, 1 << order)
-            items = list(inode.runs[order].items())
-            add(
-                np.fromiter((r[2] for r in items), _I64, len(items)),
-                np.fromiter((r[1] << order for r in items), _I64, len(items)),
-            )
+        folios = f.inode.to_arrays()  # single folios and runs alike: count << order pages
+        add(folios.pfn, folios.count << folios.order)
     for level, idx in vm.hva_pages.items():
         add(idx.int_arrays()[1], 1 << (9 * (level - 1)))
     tables = vm.private.tables

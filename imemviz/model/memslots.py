@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Mapping
+from typing import Any
 
 import attrs
+import numpy as np
 
+from imemviz.model.columns import BOOL, I64, NO_FD, MemslotColumns
 from imemviz.model.guest_memfd import GmemFile
 from imemviz.model.uapi import (
     KVM_MEM_GUEST_MEMFD,
@@ -133,3 +137,54 @@ class Memslots:
 
     def all(self) -> list[Memslot]:
         return sorted(self.by_id.values(), key=lambda s: s.id)
+
+    def to_arrays(self) -> MemslotColumns:
+        """Every memslot as columns, by id (`NO_FD` where there is no file or fd)."""
+        slots = self.all()
+        rows = [
+            (
+                s.id,
+                s.flags,
+                s.base_gfn,
+                s.npages,
+                s.userspace_addr,
+                NO_FD if s.gmem_file is None else s.gmem_file.fd,
+                NO_FD if s.gmem_fd is None else s.gmem_fd,
+                s.gmem_pgoff,
+            )
+            for s in slots
+        ]
+        a = np.array(rows, I64).reshape(-1, 8)
+        only = np.array([s.gmem_only for s in slots], BOOL)
+        names = MemslotColumns.names()
+        return MemslotColumns(**{n: a[:, i] for i, n in enumerate(names[:8])}, gmem_only=only)
+
+    def from_arrays(
+        self, cols: MemslotColumns | Mapping[str, Any], files: Mapping[int, GmemFile]
+    ) -> None:
+        """Fill these empty memslots from columns (`to_arrays`' form), after checking them:
+        ids of address space 0 or 1 (as_id << 16 | id, id < 32768), flags, addresses and
+        sizes >= 0, each gmem_file a key of `files` (the VM's files by fd) or NO_FD."""
+        t = MemslotColumns.checked(cols)
+        t.bad("id", (t.id < 0) | (t.id >> 16 > 1) | ((t.id & 0xFFFF) > 0x7FFF), "bad slot id")
+        for name in ("flags", "base_gfn", "npages", "userspace_addr", "gmem_pgoff"):
+            t.bad(name, getattr(t, name) < 0, "must be >= 0")
+        t.bad("gmem_fd", (t.gmem_fd < 0) & (t.gmem_fd != NO_FD), "must be >= 0 or NO_FD")
+        known = np.array([k for k in files if isinstance(k, int)] + [NO_FD], I64)
+        t.bad("gmem_file", ~np.isin(t.gmem_file, known), "names no file of `files`")
+        if self.by_id:
+            raise ValueError("memslots: not empty")
+        for row in zip(*(c.tolist() for c in t.as_dict().values()), strict=True):
+            sid, flags, base, npages, hva, fkey, fd, pgoff, only = row
+            self.by_id[sid] = Memslot(
+                sid,
+                flags,
+                base,
+                npages,
+                hva,
+                None if fkey == NO_FD else files[fkey],
+                None if fd == NO_FD else fd,
+                pgoff,
+                only,
+            )
+        self._reindex()

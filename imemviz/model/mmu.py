@@ -4,14 +4,20 @@ Two logical leaf tables exist for every VM: `private` and `shared`.  For TDX
 they are the mirror root (S-EPT) and the direct root (shared EPT); for other
 VM types both live in the one direct root, which is why invalidations there
 ignore the attribute filter (`zap_tables`).  A leaf is stored as
-`pfn << 2 | state` under its first gfn, one sparse index per level.
+`sparse.pack_leaf(pfn, state)` (`pfn << 2 | state`, written inline on the fault path)
+under its first gfn, one sparse index per level.  `to_arrays` / `from_arrays` read and
+fill a whole table as columns (`columns.LeafColumns`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from imemviz.model.sparse import SparseIndex
+import numpy as np
+
+from imemviz.model.columns import I64, LeafColumns, Table
+from imemviz.model.sparse import SparseIndex, pack_leaves, unpack_leaves
 from imemviz.model.units import LEVEL_1G, LEVEL_2M, LEVEL_4K, LEVELS
 
 # S-EPT leaf states (TDX module names); non-TDX leaves are always MAPPED.
@@ -57,9 +63,9 @@ class LeafTable:
         # taken from host memory (TDH.MEM.SEPT.ADD) and never freed while the TD runs.
         self.tables: dict[tuple[int, int], int] = {}
         # The dicts behind the indexes, for the lookup on every guest access.
-        self._d4k = self.leaves[LEVEL_4K]._d
-        self._d2m = self.leaves[LEVEL_2M]._d
-        self._d1g = self.leaves[LEVEL_1G]._d
+        self._d4k = self.leaves[LEVEL_4K].dict_view()
+        self._d2m = self.leaves[LEVEL_2M].dict_view()
+        self._d1g = self.leaves[LEVEL_1G].dict_view()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LeafTable:
         """The leaf indexes copied as a whole (SparseIndex.__deepcopy__), the lookup dicts
@@ -71,9 +77,9 @@ class LeafTable:
         new.root = self.root
         new.leaves = {lv: copy.deepcopy(idx, memo) for lv, idx in self.leaves.items()}
         new.tables = dict(self.tables)  # (level, index) -> pfn: immutable keys and values
-        new._d4k = new.leaves[LEVEL_4K]._d
-        new._d2m = new.leaves[LEVEL_2M]._d
-        new._d1g = new.leaves[LEVEL_1G]._d
+        new._d4k = new.leaves[LEVEL_4K].dict_view()
+        new._d2m = new.leaves[LEVEL_2M].dict_view()
+        new._d1g = new.leaves[LEVEL_1G].dict_view()
         return new
 
     def lookup(self, gfn: int) -> Leaf | None:
@@ -102,14 +108,10 @@ class LeafTable:
         self.leaves[leaf.level].pop(leaf.gfn)
 
     def touching(self, start: int, end: int) -> list[Leaf]:
-        """Leaves whose span intersects [start, end), sorted by gfn."""
-        out = []
-        for level in LEVELS:
-            n = 1 << (9 * (level - 1))
-            for g, v in self.leaves[level].items_in(start & ~(n - 1), end):
-                out.append(Leaf(g, level, v >> 2, v & 3))
-        out.sort(key=lambda lf: lf.gfn)
-        return out
+        """Leaves whose span intersects [start, end), sorted by gfn (`to_arrays` of the
+        window as Leaf tuples)."""
+        c = self.to_arrays(start, end)
+        return list(map(Leaf, c.gfn.tolist(), c.level.tolist(), c.pfn.tolist(), c.state.tolist()))
 
     def pop_touching(self, start: int, end: int) -> list[Leaf]:
         """Remove and return the leaves whose span intersects [start, end), by gfn."""
@@ -132,17 +134,73 @@ class LeafTable:
         return len(self.leaves[level])
 
     def all_leaves(self) -> list[Leaf]:
-        out: list[Leaf] = []
+        """Every leaf, by gfn (ties in level order): `to_arrays` as Leaf tuples."""
+        c = self.to_arrays()
+        cols = (c.gfn.tolist(), c.level.tolist(), c.pfn.tolist(), c.state.tolist())
+        return list(map(Leaf, *cols))
+
+    def to_arrays(self, start: int = 0, end: int | None = None) -> LeafColumns:
+        """The leaves as columns, sorted by gfn, then level: every leaf, or with `end`
+        the leaves whose span meets [start, end)."""
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for level in LEVELS:
-            out.extend(Leaf(g, level, v >> 2, v & 3) for g, v in self.leaves[level].items())
-        out.sort(key=lambda lf: lf.gfn)
-        return out
+            idx = self.leaves[level]
+            if not len(idx):
+                continue
+            if end is None and start == 0:
+                keys, vals = idx.int_arrays()
+            else:
+                head = start & ~((1 << (9 * (level - 1))) - 1)
+                k, v = idx.arrays_in(head, (1 << 63) - 1 if end is None else end)
+                keys, vals = np.array(k, I64).reshape(-1), np.array(v, I64).reshape(-1)
+            if len(keys):
+                parts.append((keys, np.full(len(keys), level, I64), vals))
+        if not parts:
+            return LeafColumns.empty()
+        if len(parts) == 1:
+            gfn, lv, packed = parts[0]
+        else:
+            gfn, lv, packed = (np.concatenate(c) for c in zip(*parts, strict=True))
+            order = np.argsort(gfn, kind="stable")  # sorted runs: a merge, ties by level
+            gfn, lv, packed = gfn[order], lv[order], packed[order]
+        pfn, state = unpack_leaves(packed)
+        return LeafColumns(gfn, lv, pfn, state)
+
+    def from_arrays(
+        self, cols: LeafColumns | Mapping[str, Any], pfn_limit: int | None = None
+    ) -> None:
+        """Fill this empty table from columns (`to_arrays`' form), after checking them:
+        levels 1..3, states 0..3, each gfn a multiple of its level's pages and below
+        2**52, each pfn >= 0 and its pages below `pfn_limit` (when given).  A ValueError
+        names the first bad column and row; nothing is stored then."""
+        t = check_leaves(cols, pfn_limit)
+        if any(len(idx) for idx in self.leaves.values()):
+            raise ValueError(f"leaves: the {self.root} table is not empty")
+        packed = pack_leaves(t.pfn, t.state)
+        for level in LEVELS:
+            m = t.level == level
+            if m.any():
+                self.leaves[level].load_sorted(t.gfn[m].tolist(), packed[m].tolist())
 
     def clear(self) -> list[Leaf]:
         out = self.all_leaves()
         for idx in self.leaves.values():
             idx.clear()
         return out
+
+
+def check_leaves(cols: Table | Mapping[str, Any], pfn_limit: int | None = None) -> LeafColumns:
+    """`cols` as LeafColumns, checked (see `LeafTable.from_arrays`)."""
+    t = LeafColumns.checked(cols)
+    t.check_in("level", LEVELS)
+    t.check_range("state", MAPPED, PENDING_BLOCKED)
+    t.check_range("gfn", 0, (1 << 52) - 1, "must be a gfn below 2**52")
+    npages = t.npages
+    t.bad("gfn", (t.gfn & (npages - 1)) != 0, "must be a multiple of the level's pages")
+    t.bad("pfn", t.pfn < 0, "must be >= 0")
+    if pfn_limit is not None:
+        t.bad("pfn", t.pfn > pfn_limit - npages, f"its pages must lie below pfn {pfn_limit:#x}")
+    return t
 
 
 class InvalidateState:

@@ -51,17 +51,12 @@ def _index_items(idx: SparseIndex[int], lo: int, hi: int) -> tuple[np.ndarray, n
 
 def _leaf_source(table: LeafTable, start: int, end: int) -> tuple[np.ndarray, ...]:
     """Leaves of a LeafTable touching [start, end): value = level << 2 | state."""
-    ss, ls, vs = [], [], []
-    for level, idx in table.leaves.items():
-        n = 1 << (9 * (level - 1))
-        k, v = _index_items(idx, start & ~(n - 1), end)
-        if len(k):
-            ss.append(k)
-            ls.append(np.full(len(k), n, dtype=np.int64))
-            vs.append((v & 3) | (level << 2))
-    if not ss:
+    if start >= end:
         return _EMPTY, _EMPTY, _EMPTY
-    return _intervals(np.concatenate(ss), np.concatenate(ls), np.concatenate(vs))
+    c = table.to_arrays(start, end)
+    if not len(c):
+        return _EMPTY, _EMPTY, _EMPTY
+    return _intervals(c.gfn, c.npages, c.state | (c.level << 2))
 
 
 def _slots_in(vm: VM, start: int, end: int) -> list[Memslot]:
@@ -78,19 +73,14 @@ def _folio_source(vm: VM, slots: list[Memslot], start: int, end: int) -> tuple[n
         a, b = max(start, slot.base_gfn), min(end, slot.end_gfn)
         ia, ib = slot.gmem_index(a), slot.gmem_index(b)
         delta = slot.base_gfn - slot.gmem_pgoff  # gfn = index + delta
-        for order, idx in file.inode.folios.items():
-            n = 1 << order
-            k, v = _index_items(idx, ia & ~(n - 1), ib)
-            if len(k):
-                ss.append(k + delta)
-                ls.append(np.full(len(k), n, dtype=np.int64))
-                vs.append(v & 1)
-        # Runs of folios (a fallocated range) are one interval each.
-        runs = file.inode.runs_in(ia, ib)
-        if runs:
-            ss.append(np.array([r.index for r in runs], np.int64) + delta)
-            ls.append(np.array([r.count << r.order for r in runs], np.int64))
-            vs.append(np.array([int(r.hwpoison) for r in runs], np.int64))
+        if ia >= ib:
+            continue
+        # Single folios and runs of folios (a fallocated range) are one interval each.
+        c = file.inode.to_arrays(ia, ib)
+        if len(c):
+            ss.append(c.index + delta)
+            ls.append(c.count << c.order)
+            vs.append(c.hwpoison.astype(np.int64))
     if not ss:
         return _EMPTY, _EMPTY, _EMPTY
     return _intervals(np.concatenate(ss), np.concatenate(ls), np.concatenate(vs))

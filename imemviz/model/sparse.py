@@ -25,6 +25,52 @@ _BULK = 4096  # pending keys beyond which a merge pre-sorts them with numpy
 _COPY_CHUNK = 1 << 16  # items copied per C call by a deep copy (a few ms of the GIL each)
 
 
+LEAF_STATE_BITS = 2  # a leaf is stored as pfn << 2 | state (state: 0..3, mmu.MAPPED...)
+LEAF_STATE_MASK = (1 << LEAF_STATE_BITS) - 1
+
+
+def pack_leaf(pfn: int, state: int) -> int:
+    """A leaf's stored value: its pfn and S-EPT state in one int."""
+    return (pfn << LEAF_STATE_BITS) | state
+
+
+def unpack_leaf(value: int) -> tuple[int, int]:
+    """(pfn, state) of a stored leaf value."""
+    return value >> LEAF_STATE_BITS, value & LEAF_STATE_MASK
+
+
+def pack_leaves(pfn: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """`pack_leaf` over int64 columns."""
+    out: np.ndarray = np.left_shift(pfn, LEAF_STATE_BITS) | state
+    return out
+
+
+def unpack_leaves(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`unpack_leaf` over an int64 column: (pfn, state)."""
+    return values >> LEAF_STATE_BITS, values & LEAF_STATE_MASK
+
+
+def pack_folio(pfn: int, hwpoison: bool) -> int:
+    """A single folio's stored value: head pfn << 1 | hwpoison."""
+    return (pfn << 1) | hwpoison
+
+
+def unpack_folio(value: int) -> tuple[int, bool]:
+    """(head pfn, hwpoison) of a stored folio value."""
+    return value >> 1, bool(value & 1)
+
+
+def pack_folios(pfn: np.ndarray, hwpoison: np.ndarray) -> np.ndarray:
+    """`pack_folio` over columns (hwpoison bool or 0/1)."""
+    out: np.ndarray = np.left_shift(pfn, 1) | hwpoison.astype(np.int64)
+    return out
+
+
+def unpack_folios(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`unpack_folio` over an int64 column: (pfn int64, hwpoison bool)."""
+    return values >> 1, (values & 1).astype(bool)
+
+
 def copy_dict(d: dict[K, V]) -> dict[K, V]:
     """A shallow copy of a dict of immutable values, a chunk at a time: the C copy of a
     million items would hold the GIL (and freeze the app's GUI) for tens of ms."""
@@ -61,6 +107,12 @@ class SparseIndex(Generic[V]):
         new._pending = list(self._pending)
         memo[id(self)] = new
         return new
+
+    def dict_view(self) -> dict[int, V]:
+        """The live dict behind the index, for a hot path's point lookups (the fault path's
+        `LeafTable.lookup`): read it, never write it (writes go through `set`/`pop`, which
+        keep the key order)."""
+        return self._d
 
     def __contains__(self, key: int) -> bool:
         return key in self._d
@@ -153,14 +205,25 @@ class SparseIndex(Generic[V]):
         """(keys, values) of an index of int values as int64 arrays sorted by key.
 
         Reads the dict in its own order (sequential memory) and sorts with numpy:
-        several times faster than walking a million keys in sorted order.
+        several times faster than walking a million keys in sorted order.  A dict
+        filled in key order (a loaded state) needs no sort.
         """
         d = self._d
         n = len(d)
         keys = np.fromiter(d.keys(), np.int64, n)
         vals = np.fromiter(d.values(), np.int64, n)
-        order = np.argsort(keys, kind="stable")
-        return keys[order], vals[order]
+        if n > 1 and not (keys[1:] > keys[:-1]).all():
+            bits = (n - 1).bit_length()
+            if int(keys.min()) >= 0 and int(keys.max()) < 1 << (63 - bits):
+                # Each key with its position in its low bits, sorted as plain ints: a
+                # value sort costs about half an argsort (keys are distinct: no ties).
+                tagged = (keys << bits) | np.arange(n, dtype=np.int64)
+                tagged.sort()
+                keys, vals = tagged >> bits, vals[tagged & ((1 << bits) - 1)]
+            else:
+                order = np.argsort(keys, kind="stable")
+                keys, vals = keys[order], vals[order]
+        return keys, vals
 
     def arrays(self) -> tuple[list[int], list[V]]:
         """(keys, values) of every item, as two lists sorted by key."""

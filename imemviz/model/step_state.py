@@ -33,6 +33,7 @@ from imemviz.model.guest_memfd import Folio, Segment
 from imemviz.model.mmu import BLOCKED, MAPPED, PENDING, PENDING_BLOCKED, Leaf, LeafTable
 from imemviz.model.protocols import Step, merge
 from imemviz.model.rmp import PMD_PAGES, VALIDATED, VMSA
+from imemviz.model.sparse import unpack_leaf
 from imemviz.model.units import LEVEL_2M
 
 if TYPE_CHECKING:
@@ -178,10 +179,10 @@ class StepReplayer:
         if vm.is_tdx:
             return vm.private if root == "mirror" else vm.shared
         v = self.after.private.leaves[level].get(gfn)
-        if v is not None and v >> 2 == pfn:
+        if v is not None and unpack_leaf(v)[0] == pfn:
             return vm.private
         v = self.after.shared.leaves[level].get(gfn)
-        if v is not None and v >> 2 == pfn:
+        if v is not None and unpack_leaf(v)[0] == pfn:
             return vm.shared
         return vm.private if vm.attr_private(gfn) else vm.shared
 
@@ -201,7 +202,7 @@ def _file_gfns(vm: Any, fd: int, start: int, end: int) -> list[Range]:
 
 def _leaf(table: LeafTable, gfn: int, level: int) -> Leaf | None:
     v = table.leaves[level].get(gfn)
-    return None if v is None else Leaf(gfn, level, v >> 2, v & 3)
+    return None if v is None else Leaf(gfn, level, *unpack_leaf(v))
 
 
 # ------------------------------------------------------------------ handlers
@@ -267,7 +268,7 @@ def _spte_changed(r: StepReplayer, vm: Any, f: Event) -> None:
         tables = [vm.private, vm.shared]
     for t in tables:
         v = t.leaves[level].get(gfn)
-        if v is not None and v >> 2 == old:
+        if v is not None and unpack_leaf(v)[0] == old:
             t.leaves[level].pop(gfn)
             return
 
