@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -261,3 +262,48 @@ def test_placeholder_lookalike_falls_back() -> None:
     vm.apply(O.Note("\0rows0\0"))
     assert encode_spliced(document(vm, raw=True)) is None
     assert encode_state(vm, "s.json") == encode(state_document(vm))
+
+
+def _outcome(load: Any, data: bytes) -> str:
+    from imemviz.io.state import StateError, encode, state_document
+
+    try:
+        vm = load(data)
+    except StateError as e:
+        return f"StateError: {e}"
+    return "" if vm is None else encode(state_document(vm)).decode()
+
+
+@pytest.mark.parametrize("case", ["tdx", "sw", "upm"])
+def test_mutated_files_load_the_same_either_way(case: str) -> None:
+    """Random byte edits of a state file (in the rows and elsewhere): the fast path gives
+    the VM or the error the general path gives, or steps aside (None)."""
+    import statecases
+
+    from imemviz.io.state import encode_state
+    from imemviz.io.state_fast import load_fast
+
+    data = encode_state(statecases.case_vm(case), "s.json")
+    rows_at = data.index(b'"mappings":')
+    rng = random.Random(case)
+    stepped_aside = 0
+    for _ in range(150):
+        buf = bytearray(data)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            # Half of the edits land in the row lists, where the fast reader works.
+            at = rng.randrange(rows_at, len(buf)) if rng.random() < 0.5 else rng.randrange(len(buf))
+            edit = rng.choice(b'0123456789abcdefx,[]" \\-.ABtnul')
+            op = rng.random()
+            if op < 0.4:
+                buf[at] = edit
+            elif op < 0.7:
+                buf.insert(at, edit)
+            else:
+                del buf[at]
+        mutated = bytes(buf)
+        fast = _outcome(load_fast, mutated)
+        if fast == "":
+            stepped_aside += 1
+            continue
+        assert fast == _outcome(_general, mutated), mutated[:120]
+    assert stepped_aside < 150
