@@ -144,19 +144,24 @@ def _hex(b: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
         raise NotCanonical
     if np.any(b[s] != _QUOTE) or np.any(b[s + 1] != ord("0")) or np.any(b[s + 2] != ord("x")):
         raise NotCanonical
-    v = np.zeros(len(s), np.uint64)
-    last = e - 2
+    n = len(s)
+    v = np.zeros(n, np.uint64)
+    at = e - 2  # the last digit; moves left one digit a round
+    ch, nib, wide = np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint64)
     every = int(d.min())
     for i in range(int(d.max())):  # digit i from the right, weight 16**i
-        nib = _HEX[b[last - i]]
+        np.take(b, at, out=ch)  # (buffers reused: a million-row temp costs page faults)
+        np.take(_HEX, ch, out=nib)
         if i >= every:  # not every field has this digit
             has = d > i
             if np.any(has & (nib == 255)):
                 raise NotCanonical
-            nib = np.where(has, nib, 0)
+            nib[~has] = 0
         elif nib.max() == 255:
             raise NotCanonical
-        v |= nib.astype(np.uint64) << np.uint64(4 * i)
+        wide[...] = nib
+        v |= np.left_shift(wide, np.uint64(4 * i), out=wide)
+        np.subtract(at, 1, out=at)
     if np.any(v >> np.uint64(63)):
         raise NotCanonical  # beyond int64: the general path says where
     return v.view(_I64)

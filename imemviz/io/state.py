@@ -59,6 +59,8 @@ GZIP_LEVEL = 6
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
+# Every byte but ',', '[' and '{': deleting them leaves the marks counted (one C pass).
+_NOT_VALUE_MARKS = bytes(c for c in range(256) if c not in b",[{")
 # Canonical JSON: compact separators, ASCII only (non-ASCII text as \u escapes).
 _ENCODER = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=True, check_circular=False, allow_nan=False
@@ -286,7 +288,7 @@ def read_limited(f: IO[bytes], name: str, limit: int | None = None) -> bytes:
                 )
             # An upper bound of the values the chunk holds: every value but the first of
             # a list or object follows a comma, and lists and objects are values too.
-            values += chunk.count(b",") + chunk.count(b"[") + chunk.count(b"{")
+            values += len(chunk.translate(None, _NOT_VALUE_MARKS))
             if values > MAX_JSON_VALUES:
                 raise StateError(
                     name,
