@@ -65,9 +65,9 @@ def parse_rows(
     if len(b) == 2:
         z = np.zeros(0, _I64)
         return z, z, z, z, z, z
-    c = np.frombuffer(codes, np.uint8)
-    pos = np.flatnonzero(c)
-    kind = c[pos]
+    cls = np.frombuffer(codes, np.uint8)
+    pos = np.flatnonzero(cls)
+    kind = cls[pos]
     depth = np.cumsum(_DEPTH[kind], dtype=np.int32)
     if depth.max() > 2:
         raise NotCanonical  # a list inside a row
