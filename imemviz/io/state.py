@@ -159,7 +159,9 @@ def load_state(path: str | os.PathLike[str]) -> VM:
     vm = load_fast(data)  # a file in the form imemviz writes, without json.loads
     if vm is not None:
         return vm
-    return vm_from_document(parse_text(decode_text(data, name), name))
+    text = decode_text(data, name)
+    del data  # the general parse runs with the text alone, as read_document's does
+    return vm_from_document(parse_text(text, name))
 
 
 @contextlib.contextmanager
