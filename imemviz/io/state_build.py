@@ -652,7 +652,10 @@ def _events(vm: VM, v: Any, ctx: _Ctx) -> None:
         ok = min(lens) >= 2
         if ok:
             names = list(map(itemgetter(1), raw))
-            want = list(map(_EVENT_LEN.get, map(_hashable, names)))
+            try:  # a name that is a list or an object is unhashable: row by row below
+                want = list(map(_EVENT_LEN.get, names))
+            except TypeError:
+                want = []
             ops = list(map(itemgetter(0), raw))
             ok = (
                 want == lens
@@ -675,10 +678,6 @@ def _events(vm: VM, v: Any, ctx: _Ctx) -> None:
 
 _EVENT_LEN = {name: 2 + len(fields) for name, fields in EVENT_FIELDS.items()}
 _EVENT_SCALARS = {int, str, bool, type(None)}
-
-
-def _hashable(v: Any) -> Any:
-    return v if type(v) is str else None
 
 
 def _check_event(ev: Any, p: str) -> None:

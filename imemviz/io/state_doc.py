@@ -15,12 +15,14 @@ passes, not a Python loop per leaf.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from imemviz.io import state_snp
+from imemviz.io.row_bytes import Column, RawRows, rows_json
 from imemviz.io.state import FORMAT, VERSION, no_gc
 from imemviz.model.events import EventLog
 from imemviz.model.fault import PendingFault
@@ -103,13 +105,17 @@ def _merge(parts: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     return cols
 
 
-def document(vm: VM) -> dict[str, Any]:
-    """The version-1 state document of `vm`."""
+def document(vm: VM, raw: bool = False) -> dict[str, Any]:
+    """The version-1 state document of `vm`.
+
+    `raw`: the leaves and folios as `RawRows` (their JSON text, written from the
+    arrays), for `state.encode_spliced`; otherwise every value is plain JSON.
+    """
     with no_gc():
-        return _document(vm)
+        return _document(vm, raw)
 
 
-def _document(vm: VM) -> dict[str, Any]:
+def _document(vm: VM, raw: bool = False) -> dict[str, Any]:
     inv = vm.inv
     doc = {
         "format": FORMAT,
@@ -131,10 +137,10 @@ def _document(vm: VM) -> dict[str, Any]:
         "host": _host(vm.host),
         "attributes": [[hex(a), hex(b), v] for a, b, v in vm.attributes.items() if v],
         "memslots": [_memslot(s) for s in vm.memslots.all()],
-        "gmem_files": [_gmem_file(vm.files[fd]) for fd in sorted(vm.files)],
+        "gmem_files": [_gmem_file(vm.files[fd], raw) for fd in sorted(vm.files)],
         "mappings": {
-            "private": _leaves(vm.private),
-            "shared": _leaves(vm.shared),
+            "private": _leaves(vm.private, raw),
+            "shared": _leaves(vm.shared, raw),
             "sept_pages": _sept_pages(vm.private),
         },
         "hva_pages": _hva_pages(vm),
@@ -214,7 +220,7 @@ def _rows(
     return rows
 
 
-def _gmem_file(f: GmemFile) -> dict[str, Any]:
+def _gmem_file(f: GmemFile, raw: bool = False) -> dict[str, Any]:
     inode = f.inode
     parts = []
     for order in FOLIO_ORDERS:
@@ -223,8 +229,21 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
         first, count = coalesce(keys, pfn, span, counts, poison)
         parts.append((keys[first], np.full(len(first), order), pfn[first], count, poison[first]))
     cols = _merge(parts)
-    rows = []
-    if cols:
+    rows: list[Row] | RawRows = []
+    if cols and raw:
+        poison = cols[4].astype(bool)
+        rows = RawRows(
+            rows_json(
+                [
+                    Column("hex", cols[0]),
+                    Column("int", cols[1]),
+                    Column("hex", cols[2]),
+                    Column("int", cols[3], (cols[3] != 1) | poison),
+                    Column("name", cols[4], poison, (b"false", b"true")),
+                ]
+            )
+        )
+    elif cols:
         poisoned = [bool(h) for h in cols[4].tolist()] if cols[4].any() else None
         rows = _rows(cols, (0, 2), 3, poisoned, False)
     out = {
@@ -244,6 +263,10 @@ def _gmem_file(f: GmemFile) -> dict[str, Any]:
 
 _LEVEL_NAME = np.array([None, *(LEVEL_NAMES[lv] for lv in LEVELS)], dtype=object)
 _STATE_NAME = np.array([STATE_NAMES[s] for s in sorted(STATE_NAMES)], dtype=object)
+# The same names as JSON text, for rows_json (codes are levels and states).
+_LEVEL_JSON = tuple(json.dumps(n).encode() for n in _LEVEL_NAME.tolist())
+_STATE_JSON = tuple(json.dumps(n).encode() for n in _STATE_NAME.tolist())
+_MAPPED = _STATE_NAME.tolist().index("MAPPED")
 
 
 def _named_levels(parts: Sequence[tuple[np.ndarray, ...]]) -> list[Any]:
@@ -254,13 +277,29 @@ def _named_levels(parts: Sequence[tuple[np.ndarray, ...]]) -> list[Any]:
     return cols
 
 
-def _leaves(table: LeafTable) -> list[Row]:
+def _leaves(table: LeafTable, raw: bool = False) -> list[Row] | RawRows:
     parts = []
     for level in LEVELS:
         keys, vals = pairs(table.leaves[level])
         pfn, state = vals >> 2, vals & 3
         first, count = runs(keys, pfn, level_pages(level), tags=state)
         parts.append((keys[first], np.full(len(first), level), pfn[first], count, state[first]))
+    if raw:
+        cols = _merge(parts)
+        if not cols:
+            return RawRows(b"[]")
+        flagged = cols[4] != _MAPPED
+        return RawRows(
+            rows_json(
+                [
+                    Column("hex", cols[0]),
+                    Column("name", cols[1], None, _LEVEL_JSON),
+                    Column("hex", cols[2]),
+                    Column("int", cols[3], (cols[3] != 1) | flagged),
+                    Column("name", cols[4], flagged, _STATE_JSON),
+                ]
+            )
+        )
     cols = _named_levels(parts)
     if not cols:
         return []

@@ -17,8 +17,10 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import attrs
+import msgspec
 import numpy as np
 
+from imemviz.io.row_bytes import NotCanonical, parse_rows
 from imemviz.io.state_fields import address, count, enum, fail, integer, json_type, wrong
 from imemviz.model.sparse import SparseIndex
 
@@ -103,6 +105,12 @@ def read_rows(
 
     `limit` bounds start + count*span (in pages); pfns run below `npages`.
     """
+    if isinstance(rows, msgspec.Raw):
+        # The row list's JSON bytes (state_fast): read by array operations, or NotCanonical.
+        fast = Rows(*parse_rows(rows, spec))
+        if len(fast.count) > max_rows or _bad_rows(fast, spec, limit, npages) is not None:
+            raise NotCanonical  # the general path names the row
+        return _no_overlap(fast, path, spec)
     if type(rows) is not list:
         wrong(path, f"a list of [{', '.join(spec.columns)}] rows", rows)
     if len(rows) > max_rows:
@@ -118,6 +126,10 @@ def read_rows(
         if bad is not None:
             _precise(rows[bad], f"{path}[{bad}]", spec, limit, beyond, npages, pfn_beyond)
             fail(f"{path}[{bad}]", f"unusable {spec.what}")  # not reached: _precise raises
+    return _no_overlap(out, path, spec)
+
+
+def _no_overlap(out: Rows, path: str, spec: RowSpec) -> Rows:
     end = out.end
     over = np.flatnonzero(out.start[1:] < end[:-1])
     if len(over):
