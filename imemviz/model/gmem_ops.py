@@ -156,6 +156,10 @@ class FolioEvents:
         if p is None:
             return
         index, order, pfn, count = p
+        if self.kind == "free" and self.vm.snp is not None:
+            # free_folio -> sev_gmem_invalidate(), over the same groups as the events, so
+            # the RMP updates do not depend on how the page cache stored the folios either
+            snp.gmem_invalidate(self.vm, pfn, count << order, order)
         if count == 1:
             self.vm.emit(f"kvm_gmem_folio_{self.kind}", self.fd, index, order, pfn)
         else:
@@ -182,8 +186,6 @@ def _free_folios(vm: VM, file: GmemFile, start: int, end: int) -> None:
             _split_free(vm, inode, events, seg.folio(a), start, end)
         if whole_a < whole_b:
             f = seg.folio(whole_a)
-            if vm.snp is not None:  # free_folio -> sev_gmem_invalidate()
-                snp.gmem_invalidate(vm, f.pfn, (whole_b - whole_a) << order, order)
             vm.host.release_range(f.pfn, (whole_b - whole_a) << order)
             events.add(f.index, order, f.pfn, whole_b - whole_a)
         if whole_b < b and (whole_b > a or whole_a == a):
@@ -210,10 +212,8 @@ def _split_free(
     before, after = lo - folio.index, folio.index + folio.npages - hi
     inode.add_segment(Segment(folio.index, 0, folio.pfn, folio.hwpoison, before))
     pfn = folio.pfn + before
-    if vm.snp is not None:  # the split pages are order-0 folios when they are freed
-        snp.gmem_invalidate(vm, pfn, hi - lo, 0)
     vm.host.release_range(pfn, hi - lo)
-    events.add(lo, 0, pfn, hi - lo)
+    events.add(lo, 0, pfn, hi - lo)  # the split pages are order-0 folios when freed
     inode.add_segment(Segment(hi, 0, pfn + hi - lo, folio.hwpoison, after))
 
 
