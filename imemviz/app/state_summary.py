@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
 HELD_COLOUR = QColor(230, 140, 0)
+TITLE = "State summary"
+FLAGGED_TITLE = "State summary ●"  # a state just opened: its summary not looked at yet
 GFN_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -80,6 +82,8 @@ class _Feed(QObject):
 class SummaryPane(QWidget):
     """The summary as lines, then the violations; a click on one shows its gfn."""
 
+    shown = Signal()  # painted on screen: its tab is in front (the flag can go)
+
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
         self.setObjectName("state_summary")
@@ -117,6 +121,10 @@ class SummaryPane(QWidget):
         lay.addWidget(self.violations, 1)
         lay.addLayout(buttons)
         self.feed: _Feed | None = None
+
+    def paintEvent(self, ev: Any) -> None:
+        super().paintEvent(ev)
+        self.shown.emit()
 
     def set_summary(self, s: StateSummary) -> None:
         old = self.summary
@@ -202,7 +210,7 @@ class StateSummary_:
 def install(w: MainWindow) -> StateSummary_:
     pane = SummaryPane(w)
     pane.setMinimumSize(120, 60)
-    dock = w.add_pane(pane, "State summary", Qt.DockWidgetArea.RightDockWidgetArea)
+    dock = w.add_pane(pane, TITLE, Qt.DockWidgetArea.RightDockWidgetArea)
     # A tab next to the legend and the step panel (already tabbed: no tab bar added,
     # which would raise the window's minimum height).
     legend = w.docks.get("legend")
@@ -229,13 +237,21 @@ def install(w: MainWindow) -> StateSummary_:
     feed.held.connect(on_held)
 
     def on_snapshot(snap: Any) -> None:
-        # A state or recording just opened: show its summary (and its banner) first.
+        # A state or recording just opened: its summary is there (the dock shown if it
+        # was closed), flagged in its tab's title, but the legend stays in front: a new
+        # reader needs the colours first, and the banner above the map says what must
+        # not be missed.
         if snap.session != last_source[1]:
             last_source[1] = snap.session
             if snap.source and snap.source != last_source[0]:
-                dock.show()
-                dock.raise_()
+                if not dock.toggleViewAction().isChecked():
+                    dock.show()
+                    if legend is not None and legend.toggleViewAction().isChecked():
+                        legend.raise_()
+                if dock.visibleRegion().isEmpty():  # behind another tab
+                    dock.setWindowTitle(FLAGGED_TITLE)
             last_source[0] = snap.source
 
+    pane.shown.connect(lambda: dock.setWindowTitle(TITLE))  # looked at: no flag any more
     w.engine.snapshotReady.connect(on_snapshot)
     return StateSummary_(pane, banner, held, feed)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QTabBar
 
 from imemviz.app import crash
 from imemviz.io.session import Session
@@ -68,7 +69,22 @@ def test_opening_a_dead_td_shows_the_summary_a_banner_and_the_held_fault(
     assert tools.banner.isVisible()
     assert tools.banner.label.text().startswith("The TD is dead (guest access before accepting")
     assert tools.held.ranges() == ((0x200, 0x201),)
-    assert w.docks["state_summary"].isVisible()
+    # The legend stays in front; the summary's tab is flagged until it is looked at.
+    dock, legend = w.docks["state_summary"], w.docks["legend"]
+    assert front_tab(w, "Legend") == "Legend"
+    assert not legend.visibleRegion().isEmpty() and dock.visibleRegion().isEmpty()
+    assert dock.windowTitle() == "State summary ●"
+    dock.raise_()
+    qtbot.waitUntil(lambda: dock.windowTitle() == "State summary", timeout=WAIT_MS)
+    assert front_tab(w, "Legend") == "State summary"
+
+
+def front_tab(w, name: str) -> str:
+    """The title of the tab in front in the dock tab bar that holds `name`."""
+    for bar in w.findChildren(QTabBar):
+        if name in [bar.tabText(i) for i in range(bar.count())]:
+            return bar.tabText(bar.currentIndex())
+    raise AssertionError(f"no tab bar holds {name}")
 
 
 def test_violations_are_listed_and_a_click_selects_their_gfn(make_window, qtbot, tmp_path) -> None:
