@@ -11,8 +11,9 @@ learns the moment a state (or recording) opens.
 - the gfns of held faults outlined on the map (amber, dashed).
 
 The summary comes from `imemviz.io.summary` on the engine thread: the cheap
-part (held faults, dead) after every change, the invariant check when a new
-session opens or on "Check again".
+part (held faults, dead) after every change, the invariant check when a file
+opens, on "Check again", and after a seek or an undo while the tab is in front
+(behind another tab, when it comes forward).
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ class _Feed(QObject):
         super().__init__(parent)
         self.engine = engine
         self._session_no = -1
+        self._source: Any = object()  # no file yet
         self.recheck = False
+        # The tab in front (set on the GUI thread, read here): behind another tab, a seek
+        # or an undo does not re-check every invariant (the longest stretch the engine
+        # thread held the GIL during a seek); the check runs when the tab comes forward.
+        self.visible = True
+        self.pending = False  # a check skipped while hidden
         feeds, fn = engine.worker.feeds, self._feed
         feeds.append(fn)
         self.destroyed.connect(lambda *_: fn in feeds and feeds.remove(fn))
@@ -69,9 +76,13 @@ class _Feed(QObject):
         self, session: Any, version: int, session_no: int, changed: Any, reset: bool = False
     ) -> None:
         vm = session.vm
-        # A reset (a seek, an undo across a rebuild) may change anything: check it all.
-        full = session_no != self._session_no or self.recheck or reset
-        self._session_no, self.recheck = session_no, False
+        # A reset (a seek, an undo across a rebuild) may change anything: check it all,
+        # now if the tab is in front or a file just opened, else when the tab is shown.
+        moved = session_no != self._session_no or reset
+        opened = session.source != self._source
+        full = self.recheck or opened or (moved and self.visible)
+        self.pending = (self.pending or moved) and not full
+        self._session_no, self._source, self.recheck = session_no, session.source, False
         self.ready.emit(summarize(vm, warning=session.warning, source=session.source, check=full))
         held = sorted(vm.in_flight.items())
         gfns = tuple((pf.access.gfn, pf.access.gfn + 1) for _v, pf in held)
@@ -253,5 +264,12 @@ def install(w: MainWindow) -> StateSummary_:
             last_source[0] = snap.source
 
     pane.shown.connect(lambda: dock.setWindowTitle(TITLE))  # looked at: no flag any more
+
+    def on_visible(v: bool) -> None:
+        feed.visible = v
+        if v and feed.pending:
+            pane.recheck()  # the checks a seek or an undo skipped while it was hidden
+
+    dock.visibilityChanged.connect(on_visible)
     w.engine.snapshotReady.connect(on_snapshot)
     return StateSummary_(pane, banner, held, feed)

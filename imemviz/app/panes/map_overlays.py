@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
+    QFontMetrics,
     QPainter,
     QPen,
     QPixmap,
@@ -39,6 +40,7 @@ MIN_PATTERN_PX = 6.0  # a run smaller than this on screen (either way) shows its
 MAX_PATTERN_RUNS = 6000
 MAX_LABELLED_BANDS = 80  # more fold bands than this on screen: only the first get a label  # beyond this many runs on screen, only the first ones get a pattern
 STRIP_PAD = 3  # px above and below a fold band's picture: its torn edges stick out
+ZIG_AMP = 2.0  # px: how far a torn edge zigzags up and down
 TILE = 8  # pattern tile size in pixels at UI scale 1
 
 # Which codes carry a drawn pattern (holes have their own hatch item on the map).
@@ -218,7 +220,7 @@ class FoldBands(QGraphicsObject):
         self.font = QFont()
         self.font.setPixelSize(11)
         self._texts: dict[str, QStaticText] = {}
-        self._strips: dict[tuple, QPixmap] = {}  # a band's edges and label, drawn once
+        self._strips: dict[tuple, QPixmap | None] = {}  # band edges and labels, drawn once
         self.setZValue(9)  # under the memslot outlines
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
@@ -274,57 +276,93 @@ class FoldBands(QGraphicsObject):
         painter.save()
         painter.resetTransform()
         try:
+            edges = self._edges(x1 - x0, band_px, dpr)
+            xc = (x0 + x1) / 2
             for k, f in enumerate(folds):
                 ya = tr.map(QPointF(0, f.drow)).y()
-                text = self.label(f, lay.row_gfns) if k < MAX_LABELLED_BANDS else None
-                strip = self._strip(text, x1 - x0, band_px, dpr)
-                painter.drawPixmap(QPointF(round(x0), round(ya) - STRIP_PAD), strip)
+                painter.drawPixmap(QPointF(round(x0), round(ya) - STRIP_PAD), edges)
+                if k >= MAX_LABELLED_BANDS:
+                    continue  # too many: the edges say it all
+                pill = self._pill(self.label(f, lay.row_gfns), band_px, dpr)
+                if pill is not None:
+                    size = pill.deviceIndependentSize()
+                    painter.drawPixmap(
+                        QPointF(
+                            round(xc - size.width() / 2), round(ya + (band_px - size.height()) / 2)
+                        ),
+                        pill,
+                    )
         finally:
             painter.restore()
 
-    def _strip(self, text: str | None, width: float, h: float, dpr: float = 1.0) -> QPixmap:
-        """One band as a picture: its two torn edges and its label, drawn once per label
-        and size and then only copied (a paint draws the bands of the view this way: a
-        fading change mark or an op repaints the map without redrawing every band)."""
-        w, hh = max(1, round(width)), max(1, round(h))
-        key = (text, w, hh, dpr, self.background.rgba(), self.text_colour.rgba(), self.font.key())
-        pm = self._strips.get(key)
-        if pm is not None:
-            return pm
+    def _cached(self, key: tuple, make: Callable[[], QPixmap | None]) -> QPixmap | None:
+        """Band pictures, drawn once and then only copied: a paint (an op, a fading change
+        mark) draws every band of the view without drawing their edges and labels again."""
+        key = (*key, self.background.rgba(), self.text_colour.rgba(), self.font.key())
+        if key in self._strips:
+            return self._strips[key]
         if len(self._strips) > 512:
             self._strips.clear()
-        pm = QPixmap(round(w * dpr), round((hh + 2 * STRIP_PAD) * dpr))
-        pm.setDevicePixelRatio(dpr)  # crisp on a HiDPI screen
-        pm.fill(Qt.GlobalColor.transparent)
-        p = QPainter(pm)
-        try:
-            p.setFont(self.font)
-            fmx = p.fontMetrics()
-            # Torn edges: one zigzag, moved to each edge of the band (no antialiasing).
-            n = max(2, math.ceil(w / 8.0))
-            amp = 2.0
-            zig = QPolygonF([QPointF(k * w / n, amp if k % 2 else -amp) for k in range(n + 1)])
-            p.setPen(QPen(self.background, 1))  # a 1 px pen: the fast path (a wider one strokes)
-            for y in (STRIP_PAD, STRIP_PAD + hh):
-                p.translate(0, y)
-                p.drawPolyline(zig)
-                p.translate(0, -y)
-            if text is not None and hh >= fmx.height() - 2:
-                bg = QColor(self.background)
-                bg.setAlpha(215)
-                st = self._static(text)
-                size = st.size()
-                tw, th = size.width() + 12, min(hh - 2 * amp, size.height() + 2)
-                box = QRectF((w - tw) / 2, STRIP_PAD + (hh - th) / 2, tw, th)
-                p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(bg)
-                p.drawRoundedRect(box, th / 2, th / 2)
-                p.setPen(self.text_colour)
-                p.drawStaticText(QPointF(box.left() + 6, box.top() + (th - size.height()) / 2), st)
-        finally:
-            p.end()
+        pm = make()
         self._strips[key] = pm
         return pm
+
+    def _edges(self, width: float, h: float, dpr: float) -> QPixmap:
+        """A band's two torn edges (one zigzag each, no antialiasing), `h` px apart."""
+        w, hh = max(1, round(width)), max(1, round(h))
+
+        def make() -> QPixmap:
+            pm = QPixmap(round(w * dpr), round((hh + 2 * STRIP_PAD) * dpr))
+            pm.setDevicePixelRatio(dpr)  # crisp on a HiDPI screen
+            pm.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pm)
+            try:
+                n = max(2, math.ceil(w / 8.0))
+                zig = QPolygonF(
+                    [QPointF(k * w / n, ZIG_AMP if k % 2 else -ZIG_AMP) for k in range(n + 1)]
+                )
+                p.setPen(QPen(self.background, 1))  # a 1 px pen: the fast path
+                for y in (STRIP_PAD, STRIP_PAD + hh):
+                    p.translate(0, y)
+                    p.drawPolyline(zig)
+                    p.translate(0, -y)
+            finally:
+                p.end()
+            return pm
+
+        pm = self._cached(("edges", w, hh, dpr), make)
+        assert pm is not None
+        return pm
+
+    def _pill(self, text: str, h: float, dpr: float) -> QPixmap | None:
+        """A band's label on its rounded background (None: the band is too thin)."""
+
+        def make() -> QPixmap | None:
+            fmx = QFontMetrics(self.font)
+            if h < fmx.height() - 2:
+                return None
+            st = self._static(text)
+            size = st.size()
+            tw, th = size.width() + 12, min(h - 2 * ZIG_AMP, size.height() + 2)
+            pm = QPixmap(math.ceil(tw * dpr), math.ceil(th * dpr))
+            pm.setDevicePixelRatio(dpr)
+            pm.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pm)
+            try:
+                bg = QColor(self.background)
+                bg.setAlpha(215)
+                p.setRenderHint(QPainter.RenderHint.Antialiasing)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(bg)
+                p.drawRoundedRect(QRectF(0, 0, tw, th), th / 2, th / 2)
+                p.setPen(self.text_colour)
+                p.setFont(self.font)
+                p.drawStaticText(QPointF(6, (th - size.height()) / 2), st)
+            finally:
+                p.end()
+            return pm
+
+        return self._cached(("pill", text, round(h), dpr), make)
 
 
 def _legend_name(code: int) -> str | None:
