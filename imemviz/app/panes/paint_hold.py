@@ -28,6 +28,7 @@ class PaintHold(QObject):
         super().__init__(pane)
         self.pane = pane
         self.holds = 0  # actions held so far (tests)
+        self._held = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(LIMIT_MS)
@@ -41,18 +42,22 @@ class PaintHold(QObject):
 
     @property
     def held(self) -> bool:
-        return self._timer.isActive()
+        return self._held
 
     def hold(self, *_args: object) -> None:
         vp = self.pane.view.viewport()
         if not vp.isVisible():
             return
         self.holds += 1
+        self._held = True
         vp.setUpdatesEnabled(False)
         self._timer.start()
 
     def release(self) -> None:
-        if not self._timer.isActive():
+        # A flag, not the timer's state: a single-shot timer is no longer active when its
+        # timeout runs this.
+        if not self._held:
             return
+        self._held = False
         self._timer.stop()
         self.pane.view.viewport().setUpdatesEnabled(True)  # schedules the one repaint
