@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QSizePolicy
+from PySide6.QtWidgets import QBoxLayout, QGraphicsPathItem, QLabel, QSizePolicy
 
 from imemviz.app.messages import StepShown
 from imemviz.app.panes.map_items import outline_path
@@ -49,7 +49,7 @@ class StepView(QObject):
         )
         self.label.hide()
         col = pane.layout()
-        if col is not None:  # right above the plot (under the header, banner and caption)
+        if isinstance(col, QBoxLayout):  # right above the plot (under header, banner, caption)
             col.insertWidget(max(0, col.count() - 1), self.label)
         pen_halo = QPen(QColor(255, 255, 255), 6.0)
         pen_halo.setCosmetic(True)
