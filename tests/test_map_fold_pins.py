@@ -119,3 +119,56 @@ def test_long_runs_updated_from_changed_ranges_equal_fresh_ones(sf, edits) -> No
     np.testing.assert_array_equal(got.start, want.start)
     np.testing.assert_array_equal(got.end, want.end)
     np.testing.assert_array_equal(got.code, want.code)
+
+
+@settings(max_examples=150)
+@given(
+    sf=step_functions(),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 4095),
+            st.integers(1, 40),
+            st.sampled_from([Code.PRIVATE_EMPTY, Code.SHARED_EMPTY, Code.PRIVATE_4K]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    pin_on_edit=st.booleans(),
+    row=st.sampled_from([8, 16, 64]),
+)
+def test_set_runs_with_the_changed_ranges_keeps_only_correct_fold_maps(
+    sf, edits, pin_on_edit, row
+) -> None:
+    """An op's changed ranges let the layout keep its fold maps (no refold per op) where
+    the folds stay the same; the kept map equals a fresh one, the folds' runs included."""
+    per_gfn = np.repeat(sf[1], np.diff(sf[0]))
+    old = _compress(per_gfn)
+    ranges = []
+    for a, n, code in edits:
+        b = min(a + n, 4096)
+        per_gfn[a:b] = code
+        ranges.append((a, b))
+    new = _compress(per_gfn)
+    pins = [(a, a + 1) for a, _b in ranges] if pin_on_edit else []
+    lay = MapLayout(extent=4096, width=800, height=600, row_gfns=row)
+    lay.set_runs(old)
+    lay.set_pins(pins)
+    lay.foldmap()  # cached
+    lay.set_runs(new, ranges)
+    fresh = MapLayout(extent=4096, width=800, height=600, row_gfns=row)
+    fresh.set_runs(new)
+    fresh.set_pins(pins)
+    assert lay.foldmap().key() == fresh.foldmap().key()
+    assert lay.foldmap().folds == fresh.foldmap().folds
+
+
+def test_an_op_on_a_pinned_page_in_an_empty_run_keeps_the_fold_map() -> None:
+    per_gfn = np.full(1 << 16, Code.PRIVATE_EMPTY, np.uint8)
+    lay = MapLayout(extent=1 << 16, width=800, height=600, row_gfns=16)
+    lay.set_runs(_compress(per_gfn))
+    lay.set_pins([(30_000, 30_001)])
+    fm = lay.foldmap()
+    per_gfn[30_000] = Code.PRIVATE_4K  # the selected page is accepted: its run splits
+    lay.set_runs(_compress(per_gfn), [(30_000, 30_001)])
+    assert lay.foldmap()._r0 is fm._r0  # the same rows folded: kept, not refolded
+    assert {f.run for f in lay.foldmap().folds} == {(0, 30_000), (30_001, 1 << 16)}

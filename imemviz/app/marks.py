@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 HOLD_S = 1.0  # marks stay at full strength this long ...
 FADE_S = 1.5  # ... then fade out over this long
-TICK_MS = 50  # fade animation step (20 frames a second; a repaint of the marks only)
+TICK_MS = 125  # fade step: 8 a second (each repaints the marks' region of the map)
 MIN_MARK_PX = 14.0  # a changed range drawn smaller than this gets a ring of this size
 
 

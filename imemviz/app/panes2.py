@@ -119,6 +119,9 @@ def install(w: MainWindow) -> Panes2:
         ev_dock = w.docks.get("event_log")
         if ev_dock is not None:
             ev_dock.raise_()
+        step_rmp = getattr(w, "step_rmp", None)  # SEV-SNP: the RMP tab (step_rmp.py)
+        if step_rmp is not None:
+            step_rmp.after_step_op()
         stepper.setFocus()
 
     def step_last() -> None:

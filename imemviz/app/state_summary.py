@@ -11,8 +11,9 @@ learns the moment a state (or recording) opens.
 - the gfns of held faults outlined on the map (amber, dashed).
 
 The summary comes from `imemviz.io.summary` on the engine thread: the cheap
-part (held faults, dead) after every change, the invariant check when a new
-session opens or on "Check again".
+part (held faults, dead) after every change, the invariant check when a file
+opens, on "Check again", and after a seek or an undo while the tab is in front
+(behind another tab, when it comes forward).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
 HELD_COLOUR = QColor(230, 140, 0)
+TITLE = "State summary"
+FLAGGED_TITLE = "State summary ●"  # a state just opened: its summary not looked at yet
 GFN_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -54,7 +57,13 @@ class _Feed(QObject):
         super().__init__(parent)
         self.engine = engine
         self._session_no = -1
+        self._source: Any = object()  # no file yet
         self.recheck = False
+        # The tab in front (set on the GUI thread, read here): behind another tab, a seek
+        # or an undo does not re-check every invariant (the longest stretch the engine
+        # thread held the GIL during a seek); the check runs when the tab comes forward.
+        self.visible = True
+        self.pending = False  # a check skipped while hidden
         feeds, fn = engine.worker.feeds, self._feed
         feeds.append(fn)
         self.destroyed.connect(lambda *_: fn in feeds and feeds.remove(fn))
@@ -67,9 +76,13 @@ class _Feed(QObject):
         self, session: Any, version: int, session_no: int, changed: Any, reset: bool = False
     ) -> None:
         vm = session.vm
-        # A reset (a seek, an undo across a rebuild) may change anything: check it all.
-        full = session_no != self._session_no or self.recheck or reset
-        self._session_no, self.recheck = session_no, False
+        # A reset (a seek, an undo across a rebuild) may change anything: check it all,
+        # now if the tab is in front or a file just opened, else when the tab is shown.
+        moved = session_no != self._session_no or reset
+        opened = session.source != self._source
+        full = self.recheck or opened or (moved and self.visible)
+        self.pending = (self.pending or moved) and not full
+        self._session_no, self._source, self.recheck = session_no, session.source, False
         self.ready.emit(summarize(vm, warning=session.warning, source=session.source, check=full))
         held = sorted(vm.in_flight.items())
         gfns = tuple((pf.access.gfn, pf.access.gfn + 1) for _v, pf in held)
@@ -79,6 +92,8 @@ class _Feed(QObject):
 
 class SummaryPane(QWidget):
     """The summary as lines, then the violations; a click on one shows its gfn."""
+
+    shown = Signal()  # painted on screen: its tab is in front (the flag can go)
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__()
@@ -117,6 +132,10 @@ class SummaryPane(QWidget):
         lay.addWidget(self.violations, 1)
         lay.addLayout(buttons)
         self.feed: _Feed | None = None
+
+    def paintEvent(self, ev: Any) -> None:
+        super().paintEvent(ev)
+        self.shown.emit()
 
     def set_summary(self, s: StateSummary) -> None:
         old = self.summary
@@ -202,7 +221,7 @@ class StateSummary_:
 def install(w: MainWindow) -> StateSummary_:
     pane = SummaryPane(w)
     pane.setMinimumSize(120, 60)
-    dock = w.add_pane(pane, "State summary", Qt.DockWidgetArea.RightDockWidgetArea)
+    dock = w.add_pane(pane, TITLE, Qt.DockWidgetArea.RightDockWidgetArea)
     # A tab next to the legend and the step panel (already tabbed: no tab bar added,
     # which would raise the window's minimum height).
     legend = w.docks.get("legend")
@@ -229,13 +248,28 @@ def install(w: MainWindow) -> StateSummary_:
     feed.held.connect(on_held)
 
     def on_snapshot(snap: Any) -> None:
-        # A state or recording just opened: show its summary (and its banner) first.
+        # A state or recording just opened: its summary is there (the dock shown if it
+        # was closed), flagged in its tab's title, but the legend stays in front: a new
+        # reader needs the colours first, and the banner above the map says what must
+        # not be missed.
         if snap.session != last_source[1]:
             last_source[1] = snap.session
             if snap.source and snap.source != last_source[0]:
-                dock.show()
-                dock.raise_()
+                if not dock.toggleViewAction().isChecked():
+                    dock.show()
+                    if legend is not None and legend.toggleViewAction().isChecked():
+                        legend.raise_()
+                if dock.visibleRegion().isEmpty():  # behind another tab
+                    dock.setWindowTitle(FLAGGED_TITLE)
             last_source[0] = snap.source
 
+    pane.shown.connect(lambda: dock.setWindowTitle(TITLE))  # looked at: no flag any more
+
+    def on_visible(v: bool) -> None:
+        feed.visible = v
+        if v and feed.pending:
+            pane.recheck()  # the checks a seek or an undo skipped while it was hidden
+
+    dock.visibilityChanged.connect(on_visible)
     w.engine.snapshotReady.connect(on_snapshot)
     return StateSummary_(pane, banner, held, feed)

@@ -5,28 +5,26 @@ The step panel (stepper.py) says which step; this module asks the engine
 thread for the state there (`Engine.show_step`: `model/step_state.py` rebuilds
 it from the op's events, the worker rasterises it through the same path as
 the present) and draws what only exists mid-protocol: the gfns of an
-invalidation in progress, as a dotted outline labelled "invalidation in
-progress" (faults there retry until the end).  A line over the map says that
-it shows a past step, not the present; "Back to the present" (Esc), closing
-the step panel, or any action brings the present back.
+invalidation in progress, as a dotted outline (faults there retry until the
+end).  A band above the map (laid out above the plot, as the caption is, so it
+covers no row, label or axis) says that it shows a past step, not the present,
+and what the dotted outline means; "Back to the present" (Esc), closing the
+step panel, or any action brings the present back.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QLabel
+from PySide6.QtWidgets import QBoxLayout, QGraphicsPathItem, QLabel, QSizePolicy
 
 from imemviz.app.messages import StepShown
 from imemviz.app.panes.map_items import outline_path
-from imemviz.app.panes.map_marks import Tag
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
-
-MARGIN = 10
 
 
 class StepView(QObject):
@@ -38,17 +36,21 @@ class StepView(QObject):
         self.engine = window.engine
         self.shown: StepShown | None = None
         pane = window.map
-        self.label = QLabel(pane.view)
+        # A band above the plot (as the caption is): it says what the map shows and what
+        # the dotted outline means, and covers none of the map's rows, labels or axes.
+        self.label = QLabel(pane)
         self.label.setObjectName("step_view_label")
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
-        self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
+        self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.label.setStyleSheet(
-            "QLabel { color: white; background: rgba(40, 20, 60, 220);"
-            " border-radius: 6px; padding: 6px 10px; font-weight: bold; }"
+            "QLabel { color: white; background: rgba(40, 20, 60, 235);"
+            " border-radius: 6px; padding: 4px 10px; font-weight: bold; }"
         )
         self.label.hide()
-        pane.view.installEventFilter(self)
+        col = pane.layout()
+        if isinstance(col, QBoxLayout):  # right above the plot (under header, banner, caption)
+            col.insertWidget(max(0, col.count() - 1), self.label)
         pen_halo = QPen(QColor(255, 255, 255), 6.0)
         pen_halo.setCosmetic(True)
         pen_dots = QPen(QColor(20, 20, 20), 3.0, Qt.PenStyle.DotLine)
@@ -62,10 +64,6 @@ class StepView(QObject):
             it.hide()
             pane.vb.addItem(it, ignoreBounds=True)
             self.progress_items.append(it)
-        self.progress_text = Tag("invalidation in progress: faults here retry")
-        self.progress_text.setZValue(46)
-        self.progress_text.hide()
-        pane.vb.addItem(self.progress_text, ignoreBounds=True)
         pane.viewChanged.connect(lambda _t: self._draw_progress())
 
         stepper = window.panes2.stepper
@@ -104,9 +102,14 @@ class StepView(QObject):
             self.stepper.set_view_note("The map and the entries show the present.", False)
         else:
             note = "" if shown.exact else " (this op changes memslots or files: shown as after it)"
+            progress = (
+                "\nDotted outline: an invalidation in progress, faults there retry until it ends"
+                if shown.in_progress
+                else ""
+            )
             self.label.setText(
                 f"Step-through — the map and the entries show {shown.title}{note}, "
-                "not the present.  Esc: back to the present"
+                f"not the present.  Esc: back to the present{progress}"
             )
             self.stepper.set_view_note(
                 f"The map and the entries show the state at this step{note}.", True
@@ -126,7 +129,6 @@ class StepView(QObject):
         if not ranges:
             for it in self.progress_items:
                 it.hide()
-            self.progress_text.hide()
             return
         lay = self.window.map.layout_
         scale = getattr(self.window.map, "ui_scale", 1.0)  # presentation mode: bigger
@@ -135,29 +137,19 @@ class StepView(QObject):
             if pen.widthF() != width * scale:
                 pen.setWidthF(width * scale)
                 it.setPen(pen)
-        self.progress_text.set_scale(scale)
         # Display coordinates: the map may fold rows (map_fold.py).
         path = outline_path(lay.display_ranges(ranges), lay.row_gfns)
         for it in self.progress_items:
             it.setPath(path)
             it.show()
-        x, y = lay.cell_of(ranges[0][0])
-        self.progress_text.setPos(QPointF(x, y))
-        self.progress_text.show()
 
     def _place(self) -> None:
-        host = self.window.map.view
-        w = min(host.width() - 2 * MARGIN, 900)
-        self.label.setFixedWidth(max(200, w))
-        self.label.adjustSize()
-        self.label.move(MARGIN, max(MARGIN, host.height() - self.label.height() - 52))
+        """Show the band now, its layout applied at once: the map is resized before the
+        step's framing reads its size."""
         self.label.show()
-        self.label.raise_()
-
-    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
-        if ev.type() == QEvent.Type.Resize and self.label.isVisible():
-            self._place()
-        return False
+        col = self.window.map.layout()
+        if col is not None:
+            col.activate()
 
     def in_progress_shown(self) -> tuple[tuple[int, int], ...]:
         return (

@@ -87,6 +87,9 @@ class MainWindow(QMainWindow):
         from imemviz.app.panes.rmp import install as install_rmp
 
         self.rmp = install_rmp(self)
+        from imemviz.app.step_rmp import install as install_step_rmp
+
+        self.step_rmp = install_step_rmp(self)  # the RMP's part in a stepped protocol
         # Recording, replay, captions, scenarios and exports (imemviz/app/present.py).
         self.presenter = install_presenter(self)
         # State summary, File > Compare with..., copy as text (imemviz/app/report_tools.py).

@@ -27,9 +27,10 @@ from typing import Any
 
 import attrs
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from imemviz.app import messages as M
+from imemviz.app.frame_fence import FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
 from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
 from imemviz.io.plans import Plan
@@ -238,6 +239,8 @@ class EngineWorker(QObject):
         # signal.  `step_feeds` get the state a StepView shows: f(vm or None, version, label).
         self.feeds: list[Callable[..., None]] = []
         self.step_feeds: list[Callable[[Any, int, str], None]] = []
+        # The feeds wait (without the GIL) for the GUI to draw the state: frame_fence.py.
+        self.fence = FrameFence()
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -942,6 +945,7 @@ class EngineWorker(QObject):
         for a in answers:
             if a is not None:
                 self.rasterReady.emit(a)
+        self.fence.wait(self._version)
         for feed in list(self.feeds):
             try:
                 feed(s, self._version, self._session_no, ranges, reset)
@@ -1057,8 +1061,7 @@ class Engine(QObject):
         w.message.connect(self.message)
         w.commandStarted.connect(self._on_started)
         w.commandFinished.connect(self._on_finished)
-        from PySide6.QtCore import QTimer
-
+        w.fence.armed = True  # this GUI side acknowledges every snapshot it draws
         self._busy_timer = QTimer(self)
         self._busy_timer.setSingleShot(True)
         self._busy_timer.setInterval(self.BUSY_DELAY_MS)
@@ -1147,6 +1150,8 @@ class Engine(QObject):
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.snapshot = snap
         self.snapshotReady.emit(snap)
+        # After the queued raster and the paint: the engine thread may go on (its feeds).
+        QTimer.singleShot(0, lambda v=snap.version: self.worker.fence.ack(v))
 
     def _on_timeline(self, info: TimelineInfo) -> None:
         self.timeline = info

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QTabBar
 
 from imemviz.app import crash
+from imemviz.io import summary as summarize_mod
 from imemviz.io.session import Session
 from imemviz.io.state import encode, save_state, state_document, vm_from_document
 from imemviz.model import ops as O
@@ -68,7 +70,22 @@ def test_opening_a_dead_td_shows_the_summary_a_banner_and_the_held_fault(
     assert tools.banner.isVisible()
     assert tools.banner.label.text().startswith("The TD is dead (guest access before accepting")
     assert tools.held.ranges() == ((0x200, 0x201),)
-    assert w.docks["state_summary"].isVisible()
+    # The legend stays in front; the summary's tab is flagged until it is looked at.
+    dock, legend = w.docks["state_summary"], w.docks["legend"]
+    assert front_tab(w, "Legend") == "Legend"
+    assert not legend.visibleRegion().isEmpty() and dock.visibleRegion().isEmpty()
+    assert dock.windowTitle() == "State summary ●"
+    dock.raise_()
+    qtbot.waitUntil(lambda: dock.windowTitle() == "State summary", timeout=WAIT_MS)
+    assert front_tab(w, "Legend") == "State summary"
+
+
+def front_tab(w, name: str) -> str:
+    """The title of the tab in front in the dock tab bar that holds `name`."""
+    for bar in w.findChildren(QTabBar):
+        if name in [bar.tabText(i) for i in range(bar.count())]:
+            return bar.tabText(bar.currentIndex())
+    raise AssertionError(f"no tab bar holds {name}")
 
 
 def test_violations_are_listed_and_a_click_selects_their_gfn(make_window, qtbot, tmp_path) -> None:
@@ -180,3 +197,41 @@ def test_the_bug_report_bundle_holds_check_output(tmp_path) -> None:
     assert text.startswith("state: state.json.zst\nVM: tdx")
     assert "\ninvariants: " in text
     assert vm_from_document  # the bundle's state reloads (test_crash checks that part)
+
+
+def test_behind_its_tab_the_summary_checks_after_a_seek_only_when_shown(
+    make_window, qtbot, tmp_path
+) -> None:
+    """A seek or an undo across a rebuild (a reset) re-checks every invariant only while
+    the State summary is in front; behind another tab the check waits for it."""
+    s = td_session(64 * MB)
+    s.apply_group([O.GuestAccept(0x300 << 12)])
+    doc = json.loads(encode(state_document(s.vm)))
+    row = next(r for r in doc["mappings"]["private"] if r[0] == "0x300")
+    row[2] = hex(int(row[2], 16) + 7)  # I2
+    path = tmp_path / "broken.json"
+    path.write_bytes(encode(doc))
+    w = make_window()
+    open_file(qtbot, w, path)
+    tools = w.report.summary
+    feed, pane, dock = tools.feed, tools.pane, w.docks["state_summary"]
+    assert pane.summary.checked_at is not None  # a file opened: checked at once
+    dock.visibilityChanged.emit(False)  # behind the legend
+    checks = []
+    real = summarize_mod.count_violations
+    worker = w.engine.worker
+
+    def reset(_s) -> None:
+        summarize_mod.count_violations = lambda *a: checks.append(1) or real(*a)
+        try:
+            worker._publish(None, reset=True)
+        finally:
+            summarize_mod.count_violations = real
+
+    w.engine.call(reset)
+    wait_idle(qtbot, w.engine)
+    assert not checks and feed.pending
+    dock.visibilityChanged.emit(True)  # the tab comes forward: the check runs
+    qtbot.waitUntil(lambda: not feed.pending, timeout=WAIT_MS)
+    wait_idle(qtbot, w.engine)
+    assert "invariants: 1 violation" in pane.text.text()

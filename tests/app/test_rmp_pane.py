@@ -171,3 +171,51 @@ def test_the_rmp_tab_is_there_only_for_snp_guests(make_window, qtbot) -> None:
     qtbot.waitUntil(dock.isVisible, timeout=20_000)
     w.engine.set_session(td_session())
     qtbot.waitUntil(lambda: not dock.isVisible(), timeout=20_000)
+
+
+def test_f8_after_an_snp_action_shows_the_rmp_part_of_its_protocol(make_window, qtbot) -> None:
+    """The step panel says what each step does to the RMP, and stepping an op whose
+    protocol changes the RMP brings the RMP tab forward (imemviz/app/step_rmp.py)."""
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QTabBar
+
+    from imemviz.app.step_rmp import rmp_steps
+
+    w = snp_window(make_window, qtbot, "snp-psmash")
+
+    def front() -> str:
+        (bar,) = [
+            b
+            for b in w.findChildren(QTabBar)
+            if "RMP (SEV-SNP)" in [b.tabText(i) for i in range(b.count())]
+        ]
+        return bar.tabText(bar.currentIndex())
+
+    s = w.engine.worker.session
+    op = max(i for i, o in enumerate(s.ops) if o.NAME == "fallocate")
+    w.docks["log"].raise_()
+    w.panes2.step_op(op)
+    assert front() == "RMP (SEV-SNP)"
+    st = w.panes2.stepper
+    names = [x.name for x in st.steps]
+    k = names.index("psmash")
+    st.go(0 if k else 1)
+    assert "changes the RMP at step" in st.text.text() and str(k + 1) in st.text.text()
+    st.go(k)
+    text = st.text.text()
+    assert "this step changes the RMP" in text and "PSMASH: the 2M entry" in text
+    st.presentRequested.emit()
+    # F8 right after an SNP action that changes the RMP: the guest rescinds a page.
+    w.docks["log"].raise_()
+    w.engine.apply_ops(
+        [parse_op({"op": "guest_pvalidate", "gpa": "0x205000", "level": "4K", "validate": False})],
+        "rescind",
+    )
+    wait_idle(qtbot, w.engine)
+    qtbot.waitUntil(lambda: getattr(w, "last_action", None) is not None, timeout=20_000)
+    w.findChild(QAction, "act_step_last").trigger()
+    assert front() == "RMP (SEV-SNP)"
+    assert "this protocol changes the RMP at step" in st.text.text()
+    (at,) = rmp_steps(st.events, st.steps)
+    st.go(at)
+    assert "PVALIDATE: the guest validates or rescinds" in st.text.text()

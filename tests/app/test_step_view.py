@@ -68,6 +68,13 @@ def test_the_block_step_draws_those_leaves_blocked_then_the_present(make_window,
         assert_shows(w, g, Code.PRIVATE_EMPTY)
     assert w.step_view.label.isVisible() and "step" in w.step_view.label.text()
     assert w.step_view.in_progress_shown()  # the invalidation is open at BLOCK
+    # What the dotted outline means is said in the band above the plot, which covers
+    # nothing of the map (no row, label or axis under it), not in a tag on the rows.
+    assert "invalidation in progress" in w.step_view.label.text()
+    band = w.step_view.label.geometry()
+    assert not band.intersects(w.map.view.geometry()) and band.bottom() < w.map.view.y()
+    tags = [it for it in w.map.vb.addedItems if type(it).__name__ == "Tag" and it.isVisible()]
+    assert not tags
     # The entries show the leaves as they are at the step.
     lv = w.panes2.entries.model.leaves
     assert lv.step and "TDH.MEM.RANGE.BLOCK" in lv.step
@@ -180,3 +187,17 @@ def test_a_step_of_an_older_op_unfolds_its_range_on_map_and_overview(make_window
     wait_drawn(qtbot, w)
     assert_shows(w, g, Code.SHARED_EMPTY)
     qtbot.waitUntil(lambda: overview_row() == {int(Code.SHARED_EMPTY)}, timeout=10_000)
+
+
+def test_a_tdx_protocol_gets_no_rmp_note(make_window, qtbot) -> None:
+    from imemviz.app.step_rmp import note_html, rmp_steps
+
+    w = make_window(td_session())
+    w.engine.submit(lambda vm: plans.convert(vm, 0x10, 0x14, private=False, discard=True))
+    wait_drawn(qtbot, w)
+    wait_idle(qtbot, w.engine)
+    w.findChild(QAction, "act_step_last").trigger()
+    st = w.panes2.stepper
+    assert st.steps and not rmp_steps(st.events, st.steps)
+    assert note_html(st.events, st.steps, 0) == "" and "RMP" not in st.text.text()
+    assert not w.docks["rmp"].toggleViewAction().isChecked()  # no RMP tab on a TD

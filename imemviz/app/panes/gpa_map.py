@@ -35,6 +35,7 @@ from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
+from imemviz.app.panes.paint_hold import PaintHold
 from imemviz.app.selection import SelectionModel
 from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
 from imemviz.model.raster import NCODES
@@ -101,6 +102,7 @@ class GpaMapPane(QWidget):
         self.history = ViewHistory()  # Back / Forward through framings
         self.animator = MapAnimator(self)
         self._build()
+        self.paint_hold = PaintHold(self)  # one repaint per op: marks and raster together
         engine.snapshotReady.connect(self._on_snapshot)
         engine.rasterReady.connect(self._on_raster)
         engine.inspectReady.connect(self._on_inspect)
@@ -385,7 +387,7 @@ class GpaMapPane(QWidget):
         was_fit = lay.row_gfns == lay.fit_row_gfns() and lay.top == 0
         folds_before = lay.foldmap().key()
         lay.extent = max(snap.extent, 1)
-        lay.set_runs(snap.runs)
+        lay.set_runs(snap.runs, None if first else snap.changed)
         if first:
             self.focus = ()
             self.opened.clear()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from imemviz.app.panes.gpa_map import GpaMapPane
 
 DURATION_MS = 420
+STEP_FPS = 30
 
 
 class MapAnimator(QObject):
@@ -25,6 +26,7 @@ class MapAnimator(QObject):
         self.duration_ms = DURATION_MS
         self._from: View | None = None
         self._to: View | None = None
+        self._last_ms = 0  # the animation's time at the last frame drawn
         self._anim = QVariantAnimation(self)
         self._anim.setStartValue(0.0)
         self._anim.setEndValue(1.0)
@@ -46,6 +48,7 @@ class MapAnimator(QObject):
             self._done()
             return
         self._anim.setDuration(self.duration_ms)
+        self._last_ms = -(10**9)
         self._anim.start()
 
     def stop(self) -> None:
@@ -65,6 +68,12 @@ class MapAnimator(QObject):
     def _step(self, t) -> None:
         if self._from is None or self._to is None:
             return
+        # At most STEP_FPS frames a second: each frame is a new zoom (fold map, raster,
+        # paint), and at the animation's own 60 a second the GUI thread did nothing else.
+        now = self._anim.currentTime()
+        if now - self._last_ms < 1000 / STEP_FPS and float(t) < 1.0:
+            return
+        self._last_ms = now
         interpolate(self._from, self._to, float(t)).apply(self.pane.layout_)
         self.pane.refresh()
 

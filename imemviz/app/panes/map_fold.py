@@ -19,6 +19,7 @@ rows; the rows after it move up by (row1 - row0 - band).  Display index = displa
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 
@@ -117,9 +118,16 @@ class LongRuns:
         )
 
     def candidates(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Runs long enough to fold at r gfns per row, by start."""
-        m = (self.end - self.start) >= (FOLD_MIN_ROWS + 2 * CONTEXT_ROWS) * r
-        return self.start[m], self.end[m], self.code[m]
+        """Runs long enough to fold at r gfns per row, by start (kept per zoom: an op asks
+        for them twice, for the selection's pins and for the new fold map)."""
+        memo: dict[int, tuple[np.ndarray, ...]]
+        memo = self.__dict__.setdefault("_candidates", {})
+        got = memo.get(r)
+        if got is None or got[3] is not self.start:
+            m = (self.end - self.start) >= (FOLD_MIN_ROWS + 2 * CONTEXT_ROWS) * r
+            got = (self.start[m], self.end[m], self.code[m], self.start)
+            memo[r] = got
+        return got[0], got[1], got[2]
 
 
 FoldArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -145,6 +153,39 @@ def pins_touch_folds(
         if i1 > i0:
             return True
     return False
+
+
+def _near(long_runs: LongRuns, ranges: Iterable[tuple[int, int]]) -> LongRuns:
+    """The runs of `long_runs` that overlap or touch any of the gfn `ranges`."""
+    keep = np.zeros(len(long_runs), bool)
+    for a, b in ranges:
+        i0 = int(np.searchsorted(long_runs.end, a, side="left"))  # first run ending at >= a
+        i1 = int(np.searchsorted(long_runs.start, b, side="right"))  # runs starting at <= b
+        keep[i0:i1] = True
+    out = LongRuns(None)
+    out.start, out.end, out.code = long_runs.start[keep], long_runs.end[keep], long_runs.code[keep]
+    return out
+
+
+def folds_kept(
+    old: LongRuns,
+    new: LongRuns,
+    ranges: Iterable[tuple[int, int]],
+    r: int,
+    band: int,
+    pins: Sequence[tuple[int, int]] = (),
+) -> FoldArrays | None:
+    """The folds at r gfns per row near `ranges` from `new`, if they fold the same rows
+    as those from `old` (else None), when the two differ only inside the gfn `ranges`
+    (an op's changed ranges; runs away from them are the same runs).  A fold comes from
+    one run and the pins, so it is enough to fold the runs touching the ranges, old and
+    new, and compare: an op on a selected page splits its empty run, but the pin had
+    split the fold there already (no refold; `FoldMap.with_runs` renames the runs)."""
+    ranges = list(ranges)
+    a = find_folds(_near(old, ranges), r, band, pins)
+    b = find_folds(_near(new, ranges), r, band, pins)
+    same = all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3], strict=True))
+    return b if same else None
 
 
 def find_folds(
@@ -231,6 +272,20 @@ class FoldMap:
 
     def __bool__(self) -> bool:
         return len(self._r0) > 0
+
+    def with_runs(self, folds: FoldArrays) -> FoldMap:
+        """This map with the runs (`Fold.run`) of the folds starting at `folds`' rows
+        taken from `folds` (same rows folded, runs split or grown by an op)."""
+        r0, _r1, _code, rs, re = folds
+        i = np.searchsorted(self._r0, r0)
+        ok = i < len(self._r0)
+        ok[ok] &= self._r0[i[ok]] == r0[ok]
+        if not ok.any():
+            return self
+        out = copy.copy(self)
+        out._rs, out._re = self._rs.copy(), self._re.copy()
+        out._rs[i[ok]], out._re[i[ok]] = rs[ok], re[ok]
+        return out
 
     def key(self) -> tuple:
         return (self.band, self.rows_linear, self._r0.tobytes(), self._r1.tobytes())

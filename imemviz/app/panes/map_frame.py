@@ -113,16 +113,18 @@ def frame_target(lay: MapLayout, ranges: Ranges, legible_px: float = LEGIBLE_PX)
     cur = math.log2(lay.row_gfns)
     best: tuple[float, int] | None = None
     fallback: int | None = None
-    for r in _zooms(probe):
+    # Nearest zoom first (ties: the deeper one), so the first that fits and is legible is
+    # the answer: each zoom tried costs a fold map with the new pins (a few ms on a big
+    # guest, twenty zooms deep), and this runs on the GUI thread after a seek.
+    for r in sorted(_zooms(probe), key=lambda r: (abs(math.log2(r) - cur), r)):
         probe.row_gfns = r
         fits = probe.rows_of_range(lo, hi) * probe.row_px() <= FIT_FRACTION * probe.height
         legible = probe.is_legible(*biggest, legible_px)
         if legible and (fallback is None or r > fallback):
             fallback = r  # the widest zoom at which the biggest range is legible
         if fits and legible:
-            score = abs(math.log2(r) - cur)
-            if best is None or score < best[0]:
-                best = (score, r)
+            best = (abs(math.log2(r) - cur), r)
+            break
     if best is not None:
         r = best[1]
         center = (lo + hi) / 2

@@ -18,7 +18,7 @@ from PySide6.QtGui import (
     QStaticText,
     QTransform,
 )
-from PySide6.QtWidgets import QGraphicsObject
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject
 
 from imemviz.app.palette import LEGEND_BY_CODE, is_dark
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa, nice_step, staircase
@@ -120,6 +120,7 @@ class CellLabels(QGraphicsObject):
         self._texts: dict[str, QStaticText] = {}
         self.set_scale(1.0)
         self.setZValue(5)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_scale(self, scale: float) -> None:
         self.scale_ = scale
@@ -167,7 +168,7 @@ class CellLabels(QGraphicsObject):
             self._texts[s] = t
         return t
 
-    def paint(self, painter: QPainter, *args) -> None:
+    def paint(self, painter: QPainter, option=None, *args) -> None:
         tier = self.tier()
         if not tier:
             return
@@ -178,8 +179,12 @@ class CellLabels(QGraphicsObject):
         painter.resetTransform()
         painter.setFont(self._font)
         r = lay.row_gfns
-        y0 = max(self._row0, int(lay.top))
-        y1 = min(self._row0 + self._codes.shape[0], math.ceil(lay.top + lay.rows_visible()))
+        top, bottom = lay.top, lay.top + lay.rows_visible()
+        ex = getattr(option, "exposedRect", None)
+        if ex is not None and not ex.isEmpty():  # only the rows this paint redraws
+            top, bottom = max(top, ex.top()), min(bottom, ex.bottom())
+        y0 = max(self._row0, int(top))
+        y1 = min(self._row0 + self._codes.shape[0], math.ceil(bottom))
         pens = (QPen(QColor(20, 20, 20)), QPen(QColor(255, 255, 255)))
         origin = tr.map(QPointF(0, 0))
         cw = tr.map(QPointF(1, 0)).x() - origin.x()

@@ -23,6 +23,7 @@ from imemviz.app.panes.map_fold import (
     Runs,
     band_rows,
     find_folds,
+    folds_kept,
     pins_touch_folds,
 )
 
@@ -111,17 +112,35 @@ class MapLayout:
         r = math.floor(row)
         self.top = fm.display_row(r) + (row - r if fm.fold_of_row(r) < 0 else 0.0)
 
-    def set_runs(self, runs: Runs | LongRuns | None) -> None:
+    def set_runs(
+        self, runs: Runs | LongRuns | None, changed: Iterable[tuple[int, int]] | None = None
+    ) -> None:
         """The state's step function changed: refold, keeping the top row where it was.
 
+        `changed`: the gfn ranges outside which the new runs equal the ones set before
+        (an op's changed ranges); fold maps whose folds those runs leave as they were stay.
         The widest zoom (`fit_row_gfns`) is not recomputed for it (that costs a fold map
         per zoom level): `fit()` does that, and zooming out stops at the last one known.
         """
         new = runs if isinstance(runs, LongRuns) else LongRuns(runs)
-        if new.same_as(self.long_runs) and all(
+        sizes_ok = all(
             fm.rows_linear == max(1, -(-self.extent // r)) for r, fm in self._maps.items()
-        ):
+        )
+        if new.same_as(self.long_runs) and sizes_ok:
             return  # most ops change no foldable run: the fold maps stay (no refold per op)
+        if changed is not None and sizes_ok and self._maps and self.long_runs is not None:
+            # An op split or grew an empty run where its folds stay the same (a pinned
+            # page, a run too short to fold at these zooms): keep the maps, no refold.
+            kept: dict[int, FoldMap] = {}
+            for r, fm in self._maps.items():
+                near = folds_kept(self.long_runs, new, changed, r, fm.band, self.pins)
+                if near is None and self.fold:
+                    break
+                kept[r] = fm if near is None else fm.with_runs(near)
+            else:
+                self.long_runs = new
+                self._maps = kept
+                return
         keep = self._linear_top()
         self.long_runs = new
         fit = self._fit

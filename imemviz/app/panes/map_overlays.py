@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
+    QFontMetrics,
     QPainter,
     QPen,
     QPixmap,
@@ -29,7 +30,7 @@ from PySide6.QtGui import (
     QStaticText,
     QTransform,
 )
-from PySide6.QtWidgets import QGraphicsObject
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject
 
 from imemviz.app.palette import LEGEND_BY_CODE, PATTERN_OF, Pattern, is_dark
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
@@ -38,6 +39,8 @@ from imemviz.model.raster import NCODES, Code
 MIN_PATTERN_PX = 6.0  # a run smaller than this on screen (either way) shows its colour only
 MAX_PATTERN_RUNS = 6000
 MAX_LABELLED_BANDS = 80  # more fold bands than this on screen: only the first get a label  # beyond this many runs on screen, only the first ones get a pattern
+STRIP_PAD = 3  # px above and below a fold band's picture: its torn edges stick out
+ZIG_AMP = 2.0  # px: how far a torn edge zigzags up and down
 TILE = 8  # pattern tile size in pixels at UI scale 1
 
 # Which codes carry a drawn pattern (holes have their own hatch item on the map).
@@ -46,6 +49,19 @@ _HAS_PATTERN = np.array(
     + [False] * (256 - NCODES),
     dtype=bool,
 )
+
+
+def exposed_rows(option: object, top: float, bottom: float) -> tuple[float, float]:
+    """The display rows [top, bottom) of the view that this paint must draw: only the
+    exposed part when Qt repaints a small region (a change mark fading, the hover box),
+    so a layer does not redo every band and label of the view for a few pixels."""
+    ex = getattr(option, "exposedRect", None)
+    if ex is None:
+        return top, bottom
+    ex = ex() if callable(ex) else ex
+    if ex.isEmpty():
+        return top, bottom
+    return max(top, ex.top()), min(bottom, ex.bottom())
 
 
 def size_text(n: int) -> str:
@@ -130,6 +146,7 @@ class PatternLayer(QGraphicsObject):
         self._brushes: dict[int, QBrush] = {}
         self.scale = 1.0
         self.setZValue(4)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_scale(self, scale: float) -> None:
         self.scale = scale
@@ -164,12 +181,13 @@ class PatternLayer(QGraphicsObject):
             return QRectF()
         return QRectF(0, self._d0, lay.row_gfns, int(self._runs[-1, 0]) + 1)
 
-    def paint(self, painter: QPainter, *args) -> None:
+    def paint(self, painter: QPainter, option=None, *args) -> None:
         lay = self._layout
         if lay is None or not len(self._runs):
             return
         if self.cells is not None and self.cells.tier() > 0:
             return  # each tile names its state: text, the clearer second channel
+        top, bottom = exposed_rows(option, -math.inf, math.inf)
         tr = painter.transform()
         o = tr.map(QPointF(0, self._d0))
         cw = (tr.map(QPointF(lay.row_gfns, 0)).x() - tr.map(QPointF(0, 0)).x()) / self._cols
@@ -179,7 +197,11 @@ class PatternLayer(QGraphicsObject):
         painter.save()
         painter.resetTransform()
         painter.setPen(Qt.PenStyle.NoPen)
-        for row, c0, c1, code in self._runs[:MAX_PATTERN_RUNS].tolist():
+        runs = self._runs[:MAX_PATTERN_RUNS]
+        if math.isfinite(top):  # only the rows this paint redraws
+            d = runs[:, 0] + self._d0
+            runs = runs[(d + 1 > top) & (d < bottom)]
+        for row, c0, c1, code in runs.tolist():
             w = (c1 - c0) * cw
             if w < MIN_PATTERN_PX:
                 continue
@@ -198,7 +220,9 @@ class FoldBands(QGraphicsObject):
         self.font = QFont()
         self.font.setPixelSize(11)
         self._texts: dict[str, QStaticText] = {}
+        self._strips: dict[tuple, QPixmap | None] = {}  # band edges and labels, drawn once
         self.setZValue(9)  # under the memslot outlines
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_layout(self, layout: MapLayout) -> None:
         self.prepareGeometryChange()
@@ -236,56 +260,113 @@ class FoldBands(QGraphicsObject):
             f"{fmt_gpa(a * 4096)} – {fmt_gpa(b * 4096 - 1)} ⋯"
         )
 
-    def paint(self, painter: QPainter, *args) -> None:
+    def paint(self, painter: QPainter, option=None, *args) -> None:
         lay = self._layout
         if lay is None:
             return
         fm = lay.foldmap()
         if not fm:
             return
-        folds = fm.folds_between(lay.top - fm.band, lay.top + lay.rows_visible() + 1)
+        top, bottom = exposed_rows(option, lay.top, lay.top + lay.rows_visible())
+        folds = fm.folds_between(top - fm.band, bottom + 1)
         if not folds:
             return
         tr = painter.transform()
         x0 = tr.map(QPointF(0, 0)).x()
         x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
+        band_px = tr.map(QPointF(0, fm.band)).y() - tr.map(QPointF(0, 0)).y()
+        dev = painter.device()
+        dpr = dev.devicePixelRatioF() if dev is not None else 1.0
         painter.save()
         painter.resetTransform()
-        painter.setFont(self.font)
-        fmx = painter.fontMetrics()
-        # Torn edges: one zigzag, built once per paint and moved to each band's edges
-        # (no antialiasing: hundreds of bands may be on screen on a huge guest).
-        n = max(2, math.ceil((x1 - x0) / 8.0))
-        amp = 2.0
-        zig = QPolygonF(
-            [QPointF(x0 + k * (x1 - x0) / n, amp if k % 2 else -amp) for k in range(n + 1)]
-        )
-        edge = QPen(self.background, 1)  # a 1 px pen: the fast path (a wider one strokes)
-        bg = QColor(self.background)
-        bg.setAlpha(215)
-        for k, f in enumerate(folds):
-            ya = tr.map(QPointF(0, f.drow)).y()
-            yb = tr.map(QPointF(0, f.drow + fm.band)).y()
-            h = yb - ya
-            painter.setPen(edge)
-            for y in (ya, yb):
-                painter.translate(0, y)
-                painter.drawPolyline(zig)
-                painter.translate(0, -y)
-            if h < fmx.height() - 2 or k >= MAX_LABELLED_BANDS:
-                continue  # too thin for text (or too many): the edges say it all
-            st = self._static(self.label(f, lay.row_gfns))
+        try:
+            edges = self._edges(x1 - x0, band_px, dpr)
+            xc = (x0 + x1) / 2
+            for k, f in enumerate(folds):
+                ya = tr.map(QPointF(0, f.drow)).y()
+                painter.drawPixmap(QPointF(round(x0), round(ya) - STRIP_PAD), edges)
+                if k >= MAX_LABELLED_BANDS:
+                    continue  # too many: the edges say it all
+                pill = self._pill(self.label(f, lay.row_gfns), band_px, dpr)
+                if pill is not None:
+                    size = pill.deviceIndependentSize()
+                    painter.drawPixmap(
+                        QPointF(
+                            round(xc - size.width() / 2), round(ya + (band_px - size.height()) / 2)
+                        ),
+                        pill,
+                    )
+        finally:
+            painter.restore()
+
+    def _cached(self, key: tuple, make: Callable[[], QPixmap | None]) -> QPixmap | None:
+        """Band pictures, drawn once and then only copied: a paint (an op, a fading change
+        mark) draws every band of the view without drawing their edges and labels again."""
+        key = (*key, self.background.rgba(), self.text_colour.rgba(), self.font.key())
+        if key in self._strips:
+            return self._strips[key]
+        if len(self._strips) > 512:
+            self._strips.clear()
+        pm = make()
+        self._strips[key] = pm
+        return pm
+
+    def _edges(self, width: float, h: float, dpr: float) -> QPixmap:
+        """A band's two torn edges (one zigzag each, no antialiasing), `h` px apart."""
+        w, hh = max(1, round(width)), max(1, round(h))
+
+        def make() -> QPixmap:
+            pm = QPixmap(round(w * dpr), round((hh + 2 * STRIP_PAD) * dpr))
+            pm.setDevicePixelRatio(dpr)  # crisp on a HiDPI screen
+            pm.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pm)
+            try:
+                n = max(2, math.ceil(w / 8.0))
+                zig = QPolygonF(
+                    [QPointF(k * w / n, ZIG_AMP if k % 2 else -ZIG_AMP) for k in range(n + 1)]
+                )
+                p.setPen(QPen(self.background, 1))  # a 1 px pen: the fast path
+                for y in (STRIP_PAD, STRIP_PAD + hh):
+                    p.translate(0, y)
+                    p.drawPolyline(zig)
+                    p.translate(0, -y)
+            finally:
+                p.end()
+            return pm
+
+        pm = self._cached(("edges", w, hh, dpr), make)
+        assert pm is not None
+        return pm
+
+    def _pill(self, text: str, h: float, dpr: float) -> QPixmap | None:
+        """A band's label on its rounded background (None: the band is too thin)."""
+
+        def make() -> QPixmap | None:
+            fmx = QFontMetrics(self.font)
+            if h < fmx.height() - 2:
+                return None
+            st = self._static(text)
             size = st.size()
-            tw, th = size.width() + 12, min(h - 2 * amp, size.height() + 2)
-            box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(bg)
-            painter.drawRoundedRect(box, th / 2, th / 2)
-            painter.setPen(self.text_colour)
-            painter.drawStaticText(
-                QPointF(box.left() + 6, box.top() + (th - size.height()) / 2), st
-            )
-        painter.restore()
+            tw, th = size.width() + 12, min(h - 2 * ZIG_AMP, size.height() + 2)
+            pm = QPixmap(math.ceil(tw * dpr), math.ceil(th * dpr))
+            pm.setDevicePixelRatio(dpr)
+            pm.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pm)
+            try:
+                bg = QColor(self.background)
+                bg.setAlpha(215)
+                p.setRenderHint(QPainter.RenderHint.Antialiasing)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(bg)
+                p.drawRoundedRect(QRectF(0, 0, tw, th), th / 2, th / 2)
+                p.setPen(self.text_colour)
+                p.setFont(self.font)
+                p.drawStaticText(QPointF(6, (th - size.height()) / 2), st)
+            finally:
+                p.end()
+            return pm
+
+        return self._cached(("pill", text, round(h), dpr), make)
 
 
 def _legend_name(code: int) -> str | None:
@@ -316,10 +397,12 @@ class BlockLabels(QGraphicsObject):
         self.font.setBold(True)
         self._texts: dict[str, QStaticText] = {}
         self._blocks: tuple[tuple, list[tuple[int, int, int]]] | None = None
+        self._exposed: QRectF | None = None  # the device rect this paint redraws
         # The name written on a block of `code` (None: no label).  A map with codes of its
         # own (the observed timeline's unknowns) gives its own.
         self.name_of: Callable[[int], str | None] = _legend_name
         self.setZValue(13)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_font_px(self, px: int) -> None:
         self.font.setPixelSize(px)
@@ -366,7 +449,7 @@ class BlockLabels(QGraphicsObject):
             return QRectF()
         return QRectF(0, self._d0, lay.row_gfns, len(codes))
 
-    def paint(self, painter: QPainter, *args) -> None:
+    def paint(self, painter: QPainter, option=None, *args) -> None:
         lay = self._layout
         if lay is None or self._codes is None or self.cells.tier() > 0:
             return
@@ -374,6 +457,8 @@ class BlockLabels(QGraphicsObject):
         x0 = tr.map(QPointF(0, 0)).x()
         x1 = tr.map(QPointF(lay.row_gfns, 0)).x()
         top, bottom = lay.top, lay.top + lay.rows_visible()
+        ex = getattr(option, "exposedRect", None)
+        self._exposed = tr.mapRect(ex) if ex is not None and not ex.isEmpty() else None
         # save/restore around a try: an exception between them would leave the painter
         # unbalanced, which crashes Qt at the end of the paint.
         painter.save()
@@ -389,16 +474,33 @@ class BlockLabels(QGraphicsObject):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         bg = QColor(self.background)
         bg.setAlpha(200)
-        for d, n, code in self.blocks():
-            a, b = max(d, top), min(d + n, bottom)  # the part on screen
-            ya, yb = tr.map(QPointF(0, a)).y(), tr.map(QPointF(0, b)).y()
+        blocks = self.blocks()
+        if not blocks:
+            return
+        # Which blocks are tall enough on screen for a label: numpy over all of them (a
+        # view may hold hundreds of thin ones), the painter's scale being y = m22 * row + dy.
+        arr = np.asarray(blocks, np.float64)
+        d, n = arr[:, 0], arr[:, 1]
+        a = np.maximum(d, top)
+        b = np.minimum(d + n, bottom)
+        ys_a = tr.m22() * a + tr.dy()
+        ys_b = tr.m22() * b + tr.dy()
+        tall = ys_b - ys_a >= self.MIN_BLOCK_PX
+        ex = self._exposed
+        if ex is not None:  # its label lies in its rows: only rows this paint redraws
+            tall &= (ys_b > ex.top()) & (ys_a < ex.bottom())
+        for i in np.flatnonzero(tall).tolist():
+            code = blocks[i][2]
+            ya, yb = float(ys_a[i]), float(ys_b[i])
             name = self.name_of(code)
-            if yb - ya < self.MIN_BLOCK_PX or not name:
+            if not name:
                 continue
             st = self._static(name)
             size = st.size()
             tw, th = size.width() + 16, size.height() + 4
             box = QRectF((x0 + x1 - tw) / 2, (ya + yb - th) / 2, tw, th)
+            if self._exposed is not None and not box.intersects(self._exposed):
+                continue  # outside the region this paint redraws
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(bg)
             painter.drawRoundedRect(box, th / 2, th / 2)
