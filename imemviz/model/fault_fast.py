@@ -40,8 +40,7 @@ from typing import TYPE_CHECKING
 from imemviz.model import fault
 from imemviz.model.events import Event
 from imemviz.model.fault import PFERR_PRIVATE_ACCESS, PFERR_WRITE
-from imemviz.model.guest_memfd import GmemInode
-from imemviz.model.memslots import KVM_MEM_GUEST_MEMFD, KVM_MEM_READONLY
+from imemviz.model.memslots import KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 from imemviz.model.result import Result
 from imemviz.model.units import LEVEL_2M, LEVEL_4K, LEVEL_NAMES
 from imemviz.model.zap import ensure_tables
@@ -117,8 +116,13 @@ def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
     attrs = vm.attributes
     if not attrs._vals[bisect_right(attrs._starts, gfn) - 1]:
         return None  # a shared fault (the VMM's hva): the general path
-    slot = vm.memslots.lookup(gfn)
-    if slot is None or not slot.flags & KVM_MEM_GUEST_MEMFD:
+    slots = vm.memslots  # Memslots.lookup(), written out
+    k = bisect_right(slots._bases, gfn) - 1
+    if k < 0:
+        return None
+    slot = slots._sorted[k]
+    base = slot.base_gfn
+    if gfn >= base + slot.npages or not slot.flags & KVM_MEM_GUEST_MEMFD:
         return None
     if write and slot.flags & KVM_MEM_READONLY:
         return None
@@ -126,10 +130,13 @@ def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
     if file is None or vm.config.gmem_max_order != 0:
         return None  # order-9/18 folios: max_mapping_level may map more than 4K
     inode = file.inode
-    index = gfn - slot.base_gfn + slot.gmem_pgoff
-    small = inode.folios[0]
+    index = gfn - base + slot.gmem_pgoff
+    folios, runs = inode.folios, inode.runs
+    small = folios[0]
     fv = small._d.get(index)
-    if fv is None and _other_folios(inode, 0):
+    if fv is None and (
+        runs[0].folios or runs[9].folios or runs[18].folios or folios[9]._d or folios[18]._d
+    ):
         folio = inode.folio_at(index)  # a folio of a run, or of another order
         if folio is not None:
             if folio.order:
@@ -204,27 +211,41 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
     d2m, d1g = table._d2m, table._d1g
     if gfn in table._d4k or (d2m and gfn & ~0x1FF in d2m) or (d1g and gfn & ~0x3FFFF in d1g):
         return None  # a leaf exists: already accepted, a size mismatch, a demote
-    attrs = vm.attributes
-    if not attrs._vals[bisect_right(attrs._starts, gfn) - 1]:
+    starts = vm.attributes._starts
+    run = bisect_right(starts, gfn) - 1  # the attribute run holding gfn
+    if not vm.attributes._vals[run]:
         return None  # shared: the fault exits to the VMM
-    slot = vm.memslots.lookup(gfn)
-    if slot is None or not slot.flags & KVM_MEM_GUEST_MEMFD:
+    slots = vm.memslots  # Memslots.lookup(), written out
+    k = bisect_right(slots._bases, gfn) - 1
+    if k < 0:
+        return None
+    slot = slots._sorted[k]
+    base = slot.base_gfn
+    if gfn >= base + slot.npages or not slot.flags & KVM_MEM_GUEST_MEMFD:
         return None
     file = slot.gmem_file
     if file is None:
         return None
     inode = file.inode
-    index = gfn - slot.base_gfn + slot.gmem_pgoff
+    index = gfn - base + slot.gmem_pgoff
     if order == 0:
         head_index = index
     elif order == 9:
         head_index = index & ~(_HUGE - 1)
     else:
         return None
-    store = inode.folios[order]
+    folios, runs = inode.folios, inode.runs
+    store = folios[order]
     fv = store._d.get(head_index)
     new = False
-    if fv is None and _other_folios(inode, order):
+    if fv is None and (
+        runs[0].folios  # _other_folios(inode, order), written out
+        or runs[9].folios
+        or runs[18].folios
+        or (order and folios[0]._d)
+        or (not order and folios[9]._d)
+        or folios[18]._d
+    ):
         folio = inode.folio_at(index)  # a folio of a run, or of another order
         if folio is None:
             if order:
@@ -244,8 +265,13 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
             head_pfn = fv >> 1
     if level == LEVEL_2M and (
         (LEVEL_4K, gfn >> 9) in table.tables  # an S-EPT page below: no promotion
-        or not slot.huge_allowed(gfn, LEVEL_2M)
-        or (vm.has_private_mem and vm.mixed(gfn, LEVEL_2M))
+        # Memslot.huge_allowed(gfn, 2M), written out (gfn is the 2M head)
+        or slot.flags & KVM_MEM_LOG_DIRTY_PAGES
+        or gfn < base
+        or gfn + _HUGE > base + slot.npages
+        or (base ^ (slot.userspace_addr >> 12)) & (_HUGE - 1)
+        # VM.mixed(gfn, 2M): the 2M is not inside the one attribute run
+        or (vm.has_private_mem and run + 1 < len(starts) and starts[run + 1] < gfn + _HUGE)
         # the folio maps 2M (order 9 or more) with gfn and pfn equal modulo 2M
         or (new and (index ^ gfn) & (_HUGE - 1))
         or (not new and (folio_order < 9 or (gfn ^ (head_pfn + index - head_index)) & 511))
@@ -292,16 +318,3 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
     )
     vm.events.current += events
     return Result(True, None, {"level": "4K" if level == LEVEL_4K else "2M"})
-
-
-def _other_folios(inode: GmemInode, order: int) -> bool:
-    """Folios the per-order index of `order` does not hold: runs, or other orders."""
-    folios, runs = inode.folios, inode.runs
-    return bool(
-        runs[0].folios
-        or runs[9].folios
-        or runs[18].folios
-        or (order != 0 and folios[0]._d)
-        or (order != 9 and folios[9]._d)
-        or folios[18]._d
-    )

@@ -47,12 +47,12 @@ def _ret_json(ret: dict[str, Any]) -> str:
     key a plain identifier (a fault's ret), which JSON spells exactly as Python formats them;
     anything else goes through the encoder.  The encoder object builds a C encoder on every
     call, which costs three times the formatting."""
+    if not _PLAIN_KEYS.issuperset(ret):
+        if not all(type(k) is str and k.isascii() and k.isidentifier() for k in ret):
+            return _encode(ret)
+        _PLAIN_KEYS.update(ret)
     parts = []
     for k, v in ret.items():
-        if k not in _PLAIN_KEYS:
-            if not (type(k) is str and k.isascii() and k.isidentifier()):
-                return _encode(ret)
-            _PLAIN_KEYS.add(k)
         t = type(v)
         if t is int:
             parts.append(f'"{k}":{v}')
