@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import chain
 from typing import Any, BinaryIO
 
 import attrs
 
 from imemviz.model.config import ConfigError, VMConfig
-from imemviz.model.ops import Op, OpError, parse_op
+from imemviz.model.ops import OPS, Op, OpError, op_fields, parse_op
 from imemviz.model.vm import VM
 
 # The C scanner behind json.loads, called directly for the common line that
@@ -158,51 +158,58 @@ class ScriptReader:
 
     def _objects(self) -> Iterator[tuple[int, Any]]:
         """(line number, decoded JSON value) of every line that is not blank or a comment."""
-        source = self.source
         line_no = self._line_no
         try:
             for raw in self._lines:
                 line_no += 1
                 self._line_no = line_no
-                last = not raw.endswith(b"\n")  # only the file's last line lacks one
-                if line_no == 1 and raw.startswith((_GZIP_MAGIC, _ZSTD_MAGIC)):
-                    raise ScriptError(source, None, _STATE_HINT)
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    why = f"invalid UTF-8 (byte {e.start + 1} of the line)"
-                    if last and raw.strip():
-                        if self._cut(line_no, why):
-                            return
-                        raise self._cut_error(line_no, why) from None
-                    raise ScriptError(source, line_no, why) from None
-                if line_no == 1 and text.startswith("\ufeff"):
-                    text = text[1:]  # editors on Windows start UTF-8 files with a BOM
-                # Op lines start with "{": only other lines need the comment test.
-                if text[:1] != "{":
-                    stripped = text.strip().strip("\x00")
-                    if not stripped or stripped[0] == "#":
-                        continue
-                try:
-                    value = _fast_loads(text)
-                except json.JSONDecodeError as e:
-                    # Columns count within the line, without its line break.
-                    column = min(e.pos, len(text.rstrip("\r\n"))) + 1
-                    why = f"invalid JSON: {e.msg} (column {column})"
-                    if last:
-                        if self._cut(line_no, why):
-                            return
-                        raise self._cut_error(line_no, why) from None
-                    raise ScriptError(source, line_no, why) from None
-                except RecursionError:
-                    raise ScriptError(source, line_no, "invalid JSON: nested too deeply") from None
-                except ValueError as e:  # an integer of more than 4,300 digits
-                    raise ScriptError(
-                        source, line_no, f"invalid JSON: {_short_reason(e)}"
-                    ) from None
+                value = self._decode(raw, line_no)
+                if value is _SKIP:
+                    continue
+                if value is _STOP:
+                    return
                 yield line_no, value
         except OSError as e:
-            raise ScriptError(source, line_no + 1, f"cannot read: {e.strerror or e}") from None
+            raise ScriptError(self.source, line_no + 1, f"cannot read: {e.strerror or e}") from None
+
+    def _decode(self, raw: bytes, line_no: int) -> Any:
+        """The JSON value of one raw line; _SKIP for a blank or comment line, _STOP for a
+        last line cut short when salvaging.  Raises ScriptError."""
+        source = self.source
+        last = not raw.endswith(b"\n")  # only the file's last line lacks one
+        if line_no == 1 and raw.startswith((_GZIP_MAGIC, _ZSTD_MAGIC)):
+            raise ScriptError(source, None, _STATE_HINT)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            why = f"invalid UTF-8 (byte {e.start + 1} of the line)"
+            if last and raw.strip():
+                if self._cut(line_no, why):
+                    return _STOP
+                raise self._cut_error(line_no, why) from None
+            raise ScriptError(source, line_no, why) from None
+        if line_no == 1 and text.startswith("\ufeff"):
+            text = text[1:]  # editors on Windows start UTF-8 files with a BOM
+        # Op lines start with "{": only other lines need the comment test.
+        if text[:1] != "{":
+            stripped = text.strip().strip("\x00")
+            if not stripped or stripped[0] == "#":
+                return _SKIP
+        try:
+            return _fast_loads(text)
+        except json.JSONDecodeError as e:
+            # Columns count within the line, without its line break.
+            column = min(e.pos, len(text.rstrip("\r\n"))) + 1
+            why = f"invalid JSON: {e.msg} (column {column})"
+            if last:
+                if self._cut(line_no, why):
+                    return _STOP
+                raise self._cut_error(line_no, why) from None
+            raise ScriptError(source, line_no, why) from None
+        except RecursionError:
+            raise ScriptError(source, line_no, "invalid JSON: nested too deeply") from None
+        except ValueError as e:  # an integer of more than 4,300 digits
+            raise ScriptError(source, line_no, f"invalid JSON: {_short_reason(e)}") from None
 
     def _read_header(self, ops_only: bool) -> Header | None:
         for line_no, value in self._objects():
@@ -215,20 +222,76 @@ class ScriptReader:
         raise self._error(max(self._line_no, 1), "no header: the script is empty")
 
     def __iter__(self) -> Iterator[ScriptOp]:
-        source = self.source
-        objects = self._objects()
         if self._first is not None:
-            objects = chain([self._first], objects)
+            line_no, value = self._first
             self._first = None
-        for line_no, value in objects:
-            self._line_no = line_no
-            try:
-                op = parse_op(value)
-            except OpError as e:
-                where = f"{e.op}.{e.field}: " if e.op else ""
-                raise ScriptError(source, line_no, where + e.message) from None
-            self._ops_read += 1
-            yield line_no, op, _check_t(value["t"], source, line_no) if "t" in value else None
+            yield self._op(line_no, value)
+        # Each line is tried against the pre-compiled form of the common ops first (one
+        # regular expression, the field converted by the op's own converter); any other
+        # line, or one whose field the converter refuses, is decoded and parsed in full.
+        match = _FAST_LINE.fullmatch
+        line_no = self._line_no
+        try:
+            for raw in self._lines:
+                line_no += 1
+                self._line_no = line_no
+                m = match(raw)
+                if m is not None:
+                    op = _fast_op(m)
+                    if op is not None:
+                        self._ops_read += 1
+                        yield line_no, op, None
+                        continue
+                value = self._decode(raw, line_no)
+                if value is _SKIP:
+                    continue
+                if value is _STOP:
+                    return
+                yield self._op(line_no, value)
+        except OSError as e:
+            raise ScriptError(self.source, line_no + 1, f"cannot read: {e.strerror or e}") from None
+
+    def _op(self, line_no: int, value: Any) -> ScriptOp:
+        self._line_no = line_no
+        try:
+            op = parse_op(value)
+        except OpError as e:
+            where = f"{e.op}.{e.field}: " if e.op else ""
+            raise ScriptError(self.source, line_no, where + e.message) from None
+        self._ops_read += 1
+        t = _check_t(value["t"], self.source, line_no) if "t" in value else None
+        return line_no, op, t
+
+
+# What `_decode` returns for a line without an op, and for a cut last line when salvaging.
+_SKIP: Any = object()
+_STOP: Any = object()
+
+# The common op lines, as `imemviz run` of a fault trace reads a million of them:
+# {"op": "guest_access" or "guest_accept", "gpa": N or "0x..."} with nothing else,
+# compact or with json.dumps' spaces.  Such a line is valid JSON of exactly that
+# object (no escapes, no duplicate key, a plain decimal or hex string), so the op
+# is its class called with the field its own converter gives; a line that does not
+# match, or whose converter refuses the field, goes through json and parse_op.
+_FAST_LINE = re.compile(
+    rb'\{"op": ?"(guest_access|guest_accept)", ?"gpa": ?(0|[1-9][0-9]{0,19}|"0x[0-9a-fA-F]{1,16}")'
+    rb"\}\r?\n"
+)
+_FAST_OPS: dict[bytes, tuple[type[Op], Any]] = {
+    name.encode(): (OPS[name], next(f.parse for f in op_fields(name) if f.name == "gpa"))
+    for name in ("guest_access", "guest_accept")
+}
+
+
+def _fast_op(m: re.Match[bytes]) -> Op | None:
+    """The op of a `_FAST_LINE` match, or None when its converter refuses the field."""
+    cls, conv = _FAST_OPS[m[1]]
+    token = m[2]
+    try:
+        gpa = conv(token[1:-1].decode() if token[:1] == b'"' else int(token))
+    except Exception:  # refused (or not a number): parse_op says why, with the line
+        return None
+    return cls(gpa)  # type: ignore[call-arg]  # both take gpa first
 
 
 def _short_reason(e: ValueError) -> str:

@@ -165,16 +165,33 @@ class BuddyAllocator:
 
     def alloc(self, order: int) -> int | None:
         """The lowest free block of the smallest sufficient order, split down to `order`."""
-        for o in range(order, MAX_ORDER + 1):
-            if self._has(o):
-                pfn = self._pop_lowest(o)
+        # _has, _pop_lowest and _push written out: every fault allocates (one call, not 2-20).
+        free = self._free
+        heaps = self._heaps
+        pfn: int | None = None
+        for o in range(order, MAX_ORDER):
+            blocks = free[o]
+            if blocks:
+                heap = heaps[o]
+                while heap:
+                    pfn = heapq.heappop(heap)
+                    if pfn in blocks:
+                        blocks.remove(pfn)
+                        break
+                else:
+                    pfn = None
                 break
         else:
-            return None
+            if not self._top:
+                return None
+            o = MAX_ORDER
+            pfn = self._top.take_lowest(1)[0]
         assert pfn is not None
         while o > order:
             o -= 1
-            self._push(pfn + (1 << o), o)
+            half = pfn + (1 << o)
+            free[o].add(half)
+            heapq.heappush(heaps[o], half)
         self.free_pages -= 1 << order
         return pfn
 

@@ -9,6 +9,7 @@ from typing import Any
 from imemviz.model import (
     attr_ops,
     fault,
+    fault_fast,
     gmem_ops,
     host_ops,
     hypercall,
@@ -120,9 +121,9 @@ _HANDLERS: dict[type, Callable[[VM, Any], Result]] = {
     O.SetUserMemoryRegion2: memslot_ops.set_user_memory_region2,
     O.SetUserMemoryRegion: memslot_ops.set_user_memory_region,
     O.SetMemoryAttributes: attr_ops.set_memory_attributes,
-    O.GuestAccess: fault.guest_access,
+    O.GuestAccess: fault_fast.guest_access,  # the general path: fault.guest_access
     O.VcpuResume: fault.vcpu_resume,
-    O.GuestAccept: fault.guest_accept,
+    O.GuestAccept: fault_fast.guest_accept,  # the general path: fault.guest_accept
     O.TdxInitMemRegion: tdx_ops.tdx_init_mem_region,
     O.TdxFinalizeVm: tdx_ops.tdx_finalize_vm,
     O.SnpLaunchUpdate: snp_ops.snp_launch_update,
