@@ -39,9 +39,14 @@ from typing import TYPE_CHECKING
 
 from imemviz.model import fault
 from imemviz.model.events import Event
-from imemviz.model.fault import PFERR_PRIVATE_ACCESS, PFERR_WRITE
-from imemviz.model.memslots import KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+from imemviz.model.fault import PFERR_WRITE
 from imemviz.model.result import Result
+from imemviz.model.uapi import (
+    KVM_MEM_GUEST_MEMFD,
+    KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
+    PFERR_PRIVATE_ACCESS,
+)
 from imemviz.model.units import LEVEL_2M, LEVEL_4K, LEVEL_NAMES
 from imemviz.model.zap import ensure_tables
 
