@@ -413,7 +413,6 @@ class _BlockParser:
         }
         self.cpus: dict[str, tuple[int, str]] = {}
         self.pids: dict[str, int] = {}
-        self.bulk: Any = None  # block_scan.BlockScan, made on the first ASCII block
 
     def parse(self, data: bytes, first_line: int) -> Block:
         b = Block(self.src, first_line)
@@ -422,7 +421,7 @@ class _BlockParser:
         parts = _plain_lines(data)
         if parts is None:
             self._one_by_one(b, reader, stats, data)
-        elif not self._bulk(b, reader, data, parts):
+        else:
             self._fast(b, reader, stats, parts)
         b.skipped = dict(stats.skipped)
         for k, v in stats.framings.items():
@@ -430,20 +429,6 @@ class _BlockParser:
         b.recognised += stats.recognised
         b.vmap = reader.vcpu_by_pid
         return b
-
-    def _bulk(self, b: Block, reader: LineReader, data: bytes, parts: list[str]) -> bool:
-        """An ASCII block read at once (block_scan.py); False: not done, read it by line."""
-        if not data.isascii() or not parts:
-            return False
-        if self.bulk is None:
-            from imemviz.io.trace.block_scan import BlockScan
-
-            self.bulk = BlockScan(self)
-        text = data.decode("ascii")
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        ok: bool = self.bulk.parse(b, reader, parts, text)
-        return ok
 
     # The reference path, for lines the fast path does not read (and whole blocks with
     # long lines, CRs or bad bytes).  `reader` carries the block's own state; what it
