@@ -292,11 +292,15 @@ class ObservedWindow(QMainWindow):
         self.plot.setBackground("w")
         self.plot.setLabel("bottom", "seconds since the first event")
         self.plot.setLabel("left", "events / s")
-        self.plot.addLegend(offset=(5, 5))
+        # The key sits above the plot, one row, not over the curves (a legend inside the
+        # plot area hid the faults/s curve, which runs along the top).
+        self.rates_key = QLabel("")
+        self.rates_key.setObjectName("observed_rates_key")
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#b71c1c", width=1.5))
         self.plot.addItem(self.cursor)
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
+        col.addWidget(self.rates_key)
         col.addWidget(self.plot, 1)
         col.addWidget(self.phase_label)
         rates_dock = self._dock("Rates", rates, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -387,8 +391,11 @@ class ObservedWindow(QMainWindow):
         self.plot.clear()
         self.plot.addItem(self.cursor)
         colours = ("#0072b2", "#d55e00", "#009e73")
+        key = []
         for (name, y), c in zip(ys.items(), colours, strict=False):
             self.plot.plot(x, y, pen=pg.mkPen(c, width=1.5), name=name)
+            key.append(f'<span style="color:{c}">&#9472;&#9472;</span>&nbsp;{name}')
+        self.rates_key.setText("&nbsp;&nbsp;&nbsp;".join(key))
 
     def _on_point(self, i: int, counters: dict) -> None:
         self._drawn_index = i

@@ -70,6 +70,19 @@ def test_map_shows_the_observed_state_and_unknowns(observed) -> None:
     assert w.map.code_at(0x22) == Code.PRIVATE_EMPTY
 
 
+def test_the_rates_key_is_above_the_plot_not_over_the_curves(observed) -> None:
+    w = observed
+    # No legend inside the plot area (it hid the faults/s curve along the top): a key row
+    # above it names every curve in its colour.
+    assert w.plot.getPlotItem().legend is None
+    key = w.rates_key.text()
+    curves = [c for c in w.plot.getPlotItem().listDataItems() if c.name()]
+    assert curves and all(c.name() in key for c in curves)
+    for c in curves:
+        assert c.opts["pen"].color().name() in key
+    assert w.rates_key.geometry().bottom() <= w.plot.geometry().top()
+
+
 def test_scrubbing_goes_back_in_time(qtbot, observed) -> None:
     w = observed
     first_leaf = next(
