@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -218,13 +227,12 @@ class ObservedWindow(QMainWindow):
         self.index = -1
         self.vcpu: int | None = None
         self._drawn_index = -2
+        self._closed = False
         self.map = ObservedMapPane(self.engine, self.selection)  # type: ignore[arg-type]
         self.setCentralWidget(self.map)
         self.mark_layer = DisagreementMarks(self.map, self._on_mark_clicked)
         self.map.mark_layer = self.mark_layer
         self._build_scrubber()
-        self._build_docks()
-        self._build_menu()
         self.status = QLabel("Loading…")
         self.statusBar().addWidget(self.status, 1)
         self.progress = QProgressBar()
@@ -242,7 +250,16 @@ class ObservedWindow(QMainWindow):
         self.resize(1600, 1000)
         if engine is None:
             self.engine.start()
-        self.engine.load(path)
+        # The docks and the menu, then the load, on the next turn of the event loop: the
+        # window shows (and the GUI breathes) between building the map and the rest.
+        QTimer.singleShot(1, self._build_rest)
+
+    def _build_rest(self) -> None:
+        if self._closed:
+            return
+        self._build_docks()
+        self._build_menu()
+        self.engine.load(self.path)
 
     # widgets
     def _build_scrubber(self) -> None:
@@ -369,8 +386,9 @@ class ObservedWindow(QMainWindow):
             f"{len(tl.marks) - failures} disagreements with the model"
             + (f" · {failures} RMPUPDATE failures" if failures else "")
         )
+        ov = OS.overview(tl)  # computed by the engine's thread
         self.vcpu_box.blockSignals(True)
-        for v in OS.vcpus(tl):
+        for v in ov.vcpus:
             self.vcpu_box.addItem(f"vCPU {v}", v)
         self.vcpu_box.blockSignals(False)
         self.events.set_timeline(tl, None)
@@ -382,12 +400,15 @@ class ObservedWindow(QMainWindow):
         self.mark_layer.index = self.index
         self.mark_layer.set_marks(tl.marks)
         self._draw_rates()
-        names = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in OS.phases(tl))
+        names = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in ov.phases)
         self.phase_label.setText(f"Phases: {names}" if names else "")
 
     def _draw_rates(self) -> None:
         assert self.tl is not None
-        x, ys = OS.rates(self.tl, vcpu=self.vcpu)
+        if self.vcpu is None:
+            x, ys = OS.overview(self.tl).rates
+        else:
+            x, ys = OS.rates(self.tl, vcpu=self.vcpu)
         self.plot.clear()
         self.plot.addItem(self.cursor)
         colours = ("#0072b2", "#d55e00", "#009e73")
@@ -445,7 +466,7 @@ class ObservedWindow(QMainWindow):
             self.table.scrollTo(self.events.index(k, 0))
 
     def _on_selection(self, gfn, _rng) -> None:
-        if gfn is None or self.engine.worker._state is None:
+        if gfn is None or self.engine.worker._state is None or not hasattr(self, "inspector"):
             return
         w = self.engine.worker
         info = OR.gfn_info(w._state, gfn, w._attr_default, w._slots_known)
@@ -469,6 +490,7 @@ class ObservedWindow(QMainWindow):
         return self.tl is not None and self._drawn_index == self.index and self.map.is_drawn()
 
     def closeEvent(self, ev) -> None:
+        self._closed = True
         self.engine.stop()
         if self in _OPEN_WINDOWS:
             _OPEN_WINDOWS.remove(self)
