@@ -21,16 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QObject,
-    Qt,
-    QThread,
-    QTimer,
-    Signal,
-    Slot,
-)
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -227,12 +218,13 @@ class ObservedWindow(QMainWindow):
         self.index = -1
         self.vcpu: int | None = None
         self._drawn_index = -2
-        self._closed = False
         self.map = ObservedMapPane(self.engine, self.selection)  # type: ignore[arg-type]
         self.setCentralWidget(self.map)
         self.mark_layer = DisagreementMarks(self.map, self._on_mark_clicked)
         self.map.mark_layer = self.mark_layer
         self._build_scrubber()
+        self._build_docks()
+        self._build_menu()
         self.status = QLabel("Loading…")
         self.statusBar().addWidget(self.status, 1)
         self.progress = QProgressBar()
@@ -250,16 +242,7 @@ class ObservedWindow(QMainWindow):
         self.resize(1600, 1000)
         if engine is None:
             self.engine.start()
-        # The docks and the menu, then the load, on the next turn of the event loop: the
-        # window shows (and the GUI breathes) between building the map and the rest.
-        QTimer.singleShot(1, self._build_rest)
-
-    def _build_rest(self) -> None:
-        if self._closed:
-            return
-        self._build_docks()
-        self._build_menu()
-        self.engine.load(self.path)
+        self.engine.load(path)
 
     # widgets
     def _build_scrubber(self) -> None:
@@ -466,7 +449,7 @@ class ObservedWindow(QMainWindow):
             self.table.scrollTo(self.events.index(k, 0))
 
     def _on_selection(self, gfn, _rng) -> None:
-        if gfn is None or self.engine.worker._state is None or not hasattr(self, "inspector"):
+        if gfn is None or self.engine.worker._state is None:
             return
         w = self.engine.worker
         info = OR.gfn_info(w._state, gfn, w._attr_default, w._slots_known)
@@ -490,7 +473,6 @@ class ObservedWindow(QMainWindow):
         return self.tl is not None and self._drawn_index == self.index and self.map.is_drawn()
 
     def closeEvent(self, ev) -> None:
-        self._closed = True
         self.engine.stop()
         if self in _OPEN_WINDOWS:
             _OPEN_WINDOWS.remove(self)
