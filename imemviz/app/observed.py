@@ -318,11 +318,15 @@ class ObservedWindow(QMainWindow):
         self.plot.setBackground("w")
         self.plot.setLabel("bottom", "seconds since the first event")
         self.plot.setLabel("left", "events / s")
-        self.plot.addLegend(offset=(5, 5))
+        # The key sits above the plot, one row, not over the curves (a legend inside the
+        # plot area hid the faults/s curve, which runs along the top).
+        self.rates_key = QLabel("")
+        self.rates_key.setObjectName("observed_rates_key")
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#b71c1c", width=1.5))
         self.plot.addItem(self.cursor)
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
+        col.addWidget(self.rates_key)
         col.addWidget(self.plot, 1)
         col.addWidget(self.phase_label)
         rates_dock = self._dock("Rates", rates, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -399,8 +403,9 @@ class ObservedWindow(QMainWindow):
             f"{len(tl.marks) - failures} disagreements with the model"
             + (f" · {failures} RMPUPDATE failures" if failures else "")
         )
+        ov = OS.overview(tl)  # computed by the engine's thread
         self.vcpu_box.blockSignals(True)
-        for v in OS.vcpus(tl):
+        for v in ov.vcpus:
             self.vcpu_box.addItem(f"vCPU {v}", v)
         self.vcpu_box.blockSignals(False)
         self.events.set_timeline(tl, None)
@@ -412,17 +417,23 @@ class ObservedWindow(QMainWindow):
         self.mark_layer.index = self.index
         self.mark_layer.set_marks(tl.marks)
         self._draw_rates()
-        names = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in OS.phases(tl))
+        names = ", ".join(f"{n} {b - a:.3f} s" for n, a, b in ov.phases)
         self.phase_label.setText(f"Phases: {names}" if names else "")
 
     def _draw_rates(self) -> None:
         assert self.tl is not None
-        x, ys = OS.rates(self.tl, vcpu=self.vcpu)
+        if self.vcpu is None:
+            x, ys = OS.overview(self.tl).rates
+        else:
+            x, ys = OS.rates(self.tl, vcpu=self.vcpu)
         self.plot.clear()
         self.plot.addItem(self.cursor)
         colours = ("#0072b2", "#d55e00", "#009e73")
+        key = []
         for (name, y), c in zip(ys.items(), colours, strict=False):
             self.plot.plot(x, y, pen=pg.mkPen(c, width=1.5), name=name)
+            key.append(f'<span style="color:{c}">&#9472;&#9472;</span>&nbsp;{name}')
+        self.rates_key.setText("&nbsp;&nbsp;&nbsp;".join(key))
 
     def _on_point(self, i: int, counters: dict) -> None:
         self._drawn_index = i

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from imemviz.app.panes.map_fold import LongRuns
 from imemviz.app.worker import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
 from imemviz.io.trace import observed_raster as OR
+from imemviz.io.trace import observed_stats as OS
 from imemviz.io.trace.timeline import ObservedTimeline, TimelineError
 from imemviz.model.config import VMConfig
 
@@ -108,6 +109,7 @@ class _Worker(QObject):
             self.tl.close()
         self.tl = tl
         self._index = -2
+        OS.overview(tl)  # here, not on the GUI thread that shows it
         self.loaded.emit(tl)
         self._go(len(tl) - 1)
 

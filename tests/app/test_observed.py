@@ -70,6 +70,46 @@ def test_map_shows_the_observed_state_and_unknowns(observed) -> None:
     assert w.map.code_at(0x22) == Code.PRIVATE_EMPTY
 
 
+def test_the_rates_key_is_above_the_plot_not_over_the_curves(observed) -> None:
+    w = observed
+    # No legend inside the plot area (it hid the faults/s curve along the top): a key row
+    # above it names every curve in its colour.
+    assert w.plot.getPlotItem().legend is None
+    key = w.rates_key.text()
+    curves = [c for c in w.plot.getPlotItem().listDataItems() if c.name()]
+    assert curves and all(c.name() in key for c in curves)
+    for c in curves:
+        assert c.opts["pen"].color().name() in key
+    assert w.rates_key.geometry().bottom() <= w.plot.geometry().top()
+
+
+def test_rates_vcpus_and_phases_are_computed_off_the_gui_thread(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from imemviz.io.trace import observed_stats as OS
+
+    threads = []
+    real = OS.rates
+
+    def rates(tl, bins=200, vcpu=None):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(tl, bins, vcpu)
+
+    monkeypatch.setattr(OS, "rates", rates)
+    out = tmp_path / "o.jsonl"
+    import_traces([_trace(tmp_path)], str(out), options=ImportOptions())
+    w = ObservedWindow(str(out))
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        qtbot.waitUntil(w.wait_drawn, timeout=WAIT_MS)
+        assert threads == [False]  # once, on the engine's thread; the window only draws
+        assert w.rates_key.text() and w.vcpu_box.count() == 1 + len(OS.vcpus(w.tl))
+        assert w.phase_label.text().startswith("Phases:")
+    finally:
+        w.engine.stop()
+
+
 def test_scrubbing_goes_back_in_time(qtbot, observed) -> None:
     w = observed
     first_leaf = next(

@@ -10,7 +10,9 @@ show them: setup (memslots and attributes before any vCPU ran), launch
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,3 +78,24 @@ def phases(tl: ObservedTimeline) -> list[tuple[str, float, float]]:
 
 def vcpus(tl: ObservedTimeline) -> list[int]:
     return sorted(int(v) for v in np.unique(tl.vcpu) if v >= 0)
+
+
+class Overview(NamedTuple):
+    """What the app shows of a whole timeline once it is loaded."""
+
+    vcpus: list[int]
+    rates: tuple[np.ndarray, dict[str, np.ndarray]]  # for all vCPUs
+    phases: list[tuple[str, float, float]]
+
+
+_OVERVIEWS: weakref.WeakKeyDictionary[ObservedTimeline, Overview] = weakref.WeakKeyDictionary()
+
+
+def overview(tl: ObservedTimeline) -> Overview:
+    """vcpus, rates and phases of `tl`, computed once per timeline: the app's loading
+    thread computes them (a 1M-event timeline: tens of milliseconds of numpy, and numpy's
+    first np.unique imports numpy.ma) so that the GUI thread only draws them."""
+    got = _OVERVIEWS.get(tl)
+    if got is None:
+        got = _OVERVIEWS[tl] = Overview(vcpus(tl), rates(tl), phases(tl))
+    return got
