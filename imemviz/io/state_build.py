@@ -34,6 +34,19 @@ from imemviz.io.state_fields import (
     wrong,
 )
 from imemviz.io.state_rows import Rows, RowSpec, expand, fill, read_rows
+from imemviz.model.columns import (
+    NO_FD,
+    BlockColumns,
+    FolioColumns,
+    FreeColumns,
+    HostColumns,
+    LeafColumns,
+    MemslotColumns,
+    PageValues,
+    PfnList,
+    RunColumns,
+    int64,
+)
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.events import EVENT_FIELDS
 from imemviz.model.fault import Access, PendingFault
@@ -45,11 +58,11 @@ from imemviz.model.guest_memfd import (
     Binding,
     GmemFile,
     GmemInode,
-    Segment,
 )
-from imemviz.model.host_memory import MAX_ORDER, BuddyAllocator
+from imemviz.model.host_memory import MAX_ORDER
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES
+from imemviz.model.pfnmap import pack_pfnmaps
 from imemviz.model.units import LEVEL_BY_NAME, LEVELS
 from imemviz.model.vm import GFN_LIMIT, VM
 
@@ -211,7 +224,7 @@ def _pfnmap(vm: VM, v: Any, ctx: _Ctx) -> None:
     """Device memory mapped with host_mmap_pfnmap (absent in files before it existed)."""
     rows = _rows(ctx, v, "$.pfnmap", PFNMAP, HVA_PAGES, "the 64-bit address space")
     hvpn, pfn, ref = expand(rows)
-    fill(vm.pfnmap, hvpn, (pfn << 1) | ref)
+    fill(vm.pfnmap, hvpn, pack_pfnmaps(pfn, ref))
 
 
 def _engine_invariants(vm: VM, doc: dict[str, Any]) -> None:
@@ -257,6 +270,13 @@ def _closed_std_fds(v: Any) -> set[int]:
 def _sorted_unique(
     v: Any, path: str, hi: int, what: str, *, align: int = 0, shift: int = 0
 ) -> set[int]:
+    return set(_sorted_list(v, path, hi, what, align=align, shift=shift))
+
+
+def _sorted_list(
+    v: Any, path: str, hi: int, what: str, *, align: int = 0, shift: int = 0
+) -> list[int]:
+    """A sorted list of addresses without repeats (each `>> shift`), checked."""
     items = array(v, path, MAX_ENTRIES)
     out: list[int] = []
     for i, x in enumerate(items):
@@ -266,7 +286,7 @@ def _sorted_unique(
         if out and n >> shift <= out[-1]:
             fail(f"{path}[{i}]", "out of order or repeated (the list is sorted, no repeats)")
         out.append(n >> shift)
-    return set(out)
+    return out
 
 
 def _invalidate(vm: VM, v: Any) -> None:
@@ -308,31 +328,22 @@ def _host(vm: VM, v: Any, ctx: _Ctx) -> None:
     low = free.code < MAX_ORDER
     ctx.spend(int(free.count[low].sum()) - int(low.sum()), "$.host.free")
     other = _rows(ctx, d["other"], "$.host.other", OTHER, npages, ctx.pfn_beyond)
-    _adopt(
-        host.alloc,
-        BuddyAllocator.from_free_runs(
-            npages,
-            list(zip(free.start.tolist(), free.code.tolist(), free.count.tolist(), strict=True)),
-        ),
-    )
     pfn, _p, order = expand(other._replace(extra=other.code))
-    host.other.clear()
-    host.other.update(zip(pfn.tolist(), order.tolist(), strict=True))
-    poisoned = _sorted_unique(d["poisoned"], "$.host.poisoned", npages - 1, "pfn")
+    others = BlockColumns(pfn, order)
+    poisoned = _sorted_list(d["poisoned"], "$.host.poisoned", npages - 1, "pfn")
     ctx.spend(len(poisoned), "$.host.poisoned")
-    host.poisoned.clear()
-    host.poisoned.update(poisoned)
     content = _rows(ctx, d["content"], "$.host.content", CONTENT, npages, ctx.pfn_beyond)
     pfn, _p, value = expand(content)
-    host.content.clear()
-    fill(host.content, pfn, value)
-
-
-def _adopt(obj: Any, new: Any) -> None:
-    """Give `obj` the state of `new` (same class), keeping `obj` itself: the engine may
-    hold references to it."""
-    for name in type(obj).__slots__:
-        setattr(obj, name, getattr(new, name))
+    # Checked above with the file's rules (a free run below the top order is split into
+    # blocks, as the allocator's own `from_free_runs` does).
+    cols = HostColumns(
+        npages,
+        FreeColumns(free.start, free.code, free.count),
+        others,
+        PfnList(int64(poisoned)),
+        PageValues(pfn, value),
+    )
+    host.from_arrays(cols, check=False)
 
 
 def _attributes(vm: VM, v: Any) -> None:
@@ -357,9 +368,34 @@ def _attributes(vm: VM, v: Any) -> None:
             )
         out.append((a, b, val))
         prev = b
-    vm.attributes.set_range(0, GFN_LIMIT, 0)  # the rows hold every run that is not 0
-    for a, b, val in out:  # sorted: each run is appended at the end of the map
-        vm.attributes.set_range(a, b, val)
+    vm.attributes.from_arrays(_attribute_runs(out))
+
+
+def _attribute_runs(rows: list[tuple[int, int, int]]) -> RunColumns:
+    """The file's runs (those that are not 0, sorted, checked) as the map's: coalesced runs
+    covering [0, GFN_LIMIT), the gaps 0, neighbours with one value merged (a file may
+    list them apart)."""
+    start: list[int] = []
+    end: list[int] = []
+    value: list[int] = []
+
+    def add(a: int, b: int, val: int) -> None:
+        if value and value[-1] == val:  # the run before ends at a: one run
+            end[-1] = b
+        else:
+            start.append(a)
+            end.append(b)
+            value.append(val)
+
+    pos = 0
+    for a, b, val in rows:
+        if a > pos:
+            add(pos, a, 0)
+        add(a, b, val)
+        pos = b
+    if pos < GFN_LIMIT:
+        add(pos, GFN_LIMIT, 0)
+    return RunColumns(int64(start), int64(end), int64(value))
 
 
 _SLOT_KEYS = (
@@ -433,14 +469,30 @@ def _memslots(v: Any) -> list[Memslot]:
 
 
 def _link_slots(vm: VM, slots: list[Memslot], raw: list[dict[str, Any]]) -> None:
-    for i, s in enumerate(slots):
+    files = []
+    for i, _s in enumerate(slots):
         fd = raw[i]["gmem_file"]
-        if fd is not None:
-            if fd not in vm.files:
-                fail(f"$.memslots[{i}].gmem_file", f"no guest_memfd file has fd {fd}")
-            s.gmem_file = vm.files[fd]
-        vm.memslots.by_id[s.id] = s
-    vm.memslots.moved()
+        if fd is not None and fd not in vm.files:
+            fail(f"$.memslots[{i}].gmem_file", f"no guest_memfd file has fd {fd}")
+        files.append(NO_FD if fd is None else fd)
+    # Every value checked above (the file's messages name the JSON path): from_arrays'
+    # own checks, a few rows, then pass.
+    cols = [(s.id, s.flags, s.base_gfn, s.npages, s.userspace_addr, s.gmem_pgoff) for s in slots]
+    a = np.array(cols, np.int64).reshape(-1, 6)
+    vm.memslots.from_arrays(
+        MemslotColumns(
+            a[:, 0],
+            a[:, 1],
+            a[:, 2],
+            a[:, 3],
+            a[:, 4],
+            int64(files),
+            int64([NO_FD if s.gmem_fd is None else s.gmem_fd for s in slots]),
+            a[:, 5],
+            np.array([s.gmem_only for s in slots], bool),
+        ),
+        vm.files,
+    )
 
 
 def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, GmemFile]:
@@ -504,21 +556,12 @@ def _gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: _Ctx) -> dict[int, Gm
             else f"the end of the file ({hex(inode.npages)} pages)",
             runs=True,
         )
-        # Single folios go to the sparse index; a run row stays one run (never expanded).
-        single = rows.count == 1
-        for order in FOLIO_ORDERS:
-            m = single & (rows.code == order)
-            fill(inode.folios[order], rows.start[m], (rows.pfn[m] << 1) | rows.extra[m])
-        for i in np.flatnonzero(~single).tolist():
-            inode.add_segment(
-                Segment(
-                    int(rows.start[i]),
-                    int(rows.code[i]),
-                    int(rows.pfn[i]),
-                    bool(rows.extra[i]),
-                    int(rows.count[i]),
-                )
-            )
+        # A run row stays one run (never expanded).  Every row is checked (`_rows`,
+        # messages with the JSON path): filled as it is.
+        inode.from_arrays(
+            FolioColumns(rows.start, rows.code, rows.pfn, rows.extra.astype(bool), rows.count),
+            check=False,
+        )
         files[fd] = GmemFile(fd, inode, bindings, kind)
     return files
 
@@ -527,9 +570,11 @@ def _mappings(vm: VM, v: Any, ctx: _Ctx) -> None:
     d = obj(v, "$.mappings", ("private", "shared", "sept_pages"))
     for name, table in (("private", vm.private), ("shared", vm.shared)):
         rows = _rows(ctx, d[name], f"$.mappings.{name}", LEAVES, GFN_LIMIT, GFN_BEYOND)
-        for level in LEVELS:
-            gfn, pfn, state = expand(rows, rows.code == level)
-            fill(table.leaves[level], gfn, (pfn << 2) | state)
+        gfn, pfn, state = expand(rows)
+        level = rows.code if len(gfn) == len(rows.code) else np.repeat(rows.code, rows.count)
+        # Rows sorted by gfn without overlaps and every value checked, with the JSON path
+        # in the messages: filled as they are.
+        table.from_arrays(LeafColumns(gfn, level, pfn, state), check=False)
     vm.private.tables.update(_sept_pages(d["sept_pages"], ctx))
 
 
