@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imemviz.io import state_build as B
+from imemviz.io import state_limits as B
 from imemviz.io.row_bytes import NotCanonical, parse_rows
 from imemviz.io.state_rows import _quick, _Slow
 

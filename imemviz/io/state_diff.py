@@ -26,6 +26,7 @@ from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
+from imemviz.model.pfnmap import unpack_pfnmaps
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size, level_pages
 from imemviz.model.vm import VM
 
@@ -324,7 +325,8 @@ def hva_items(vm: VM) -> Items:
     parts = []
     keys, vals = pairs(vm.pfnmap)
     n = len(keys)
-    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), vals >> 1, np.zeros(n, I64)))
+    pfn, _ref = unpack_pfnmaps(vals)
+    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), pfn, np.zeros(n, I64)))
     for level in LEVELS:
         keys, pfn = pairs(vm.hva_pages[level])
         n = len(keys)

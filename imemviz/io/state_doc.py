@@ -24,12 +24,15 @@ import numpy as np
 from imemviz.io import state_snp
 from imemviz.io.row_bytes import Column, RawRows, rows_json
 from imemviz.io.state import FORMAT, VERSION, no_gc
+from imemviz.model.columns import NO_FD
 from imemviz.model.events import EventLog
+from imemviz.model.extents import ExtentMap
 from imemviz.model.fault import PendingFault
-from imemviz.model.guest_memfd import FOLIO_ORDERS, GUEST_MEMFD, GmemFile
+from imemviz.model.guest_memfd import GUEST_MEMFD, GmemFile
 from imemviz.model.host_memory import HostMemory
-from imemviz.model.memslots import Memslot
+from imemviz.model.memslots import Memslots
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
+from imemviz.model.pfnmap import unpack_pfnmaps
 from imemviz.model.sparse import SparseIndex
 from imemviz.model.units import LEVEL_NAMES, LEVELS, level_pages
 from imemviz.model.vm import VM
@@ -135,8 +138,8 @@ def _document(vm: VM, raw: bool = False) -> dict[str, Any]:
             else [hex(inv.range_start), hex(inv.range_end)],
         },
         "host": _host(vm.host),
-        "attributes": [[hex(a), hex(b), v] for a, b, v in vm.attributes.items() if v],
-        "memslots": [_memslot(s) for s in vm.memslots.all()],
+        "attributes": _attributes(vm.attributes),
+        "memslots": _memslots(vm.memslots),
         "gmem_files": [_gmem_file(vm.files[fd], raw) for fd in sorted(vm.files)],
         "mappings": {
             "private": _leaves(vm.private, raw),
@@ -154,41 +157,57 @@ def _document(vm: VM, raw: bool = False) -> dict[str, Any]:
     return doc
 
 
-def _blocks(items: list[tuple[int, int, int]]) -> list[Row]:
-    """(pfn, order, count) blocks, sorted by pfn -> [pfn, order, count?] rows."""
-    if not items:
+def _blocks(pfn: np.ndarray, order: np.ndarray, counts: np.ndarray) -> list[Row]:
+    """Blocks (`counts` blocks of `order` at pfn, ...), sorted by pfn -> [pfn, order, count?]
+    rows."""
+    if not len(pfn):
         return []
-    a = np.array(items, np.int64)
-    pfn, order = a[:, 0], a[:, 1]
     span = np.left_shift(1, order)
-    first, count = coalesce(pfn, pfn, span, a[:, 2], order)
+    first, count = coalesce(pfn, pfn, span, counts, order)
     return _rows([pfn[first], order[first], count], (0,), 2)
 
 
 def _host(host: HostMemory) -> dict[str, Any]:
-    keys, vals = pairs(host.content)
-    first, count = runs(keys, keys, 1, tags=vals)
-    content = _rows([keys[first], vals[first], count], (0,), 2)
+    cols = host.to_arrays()
+    c, free, other = cols.content, cols.free, cols.other
+    first, count = runs(c.pfn, c.pfn, 1, tags=c.value)
+    content = _rows([c.pfn[first], c.value[first], count], (0,), 2)
     return {
-        "free": _blocks(host.alloc.free_runs()),
-        "other": _blocks(sorted((p, o, 1) for p, o in host.other.items())),
-        "poisoned": [hex(p) for p in sorted(host.poisoned)],
+        "free": _blocks(free.pfn, free.order, free.count),
+        "other": _blocks(other.pfn, other.order, np.ones(len(other), np.int64)),
+        "poisoned": [hex(p) for p in cols.poisoned.pfn.tolist()],
         "content": content,
     }
 
 
-def _memslot(s: Memslot) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "flags": s.flags,
-        "base_gfn": hex(s.base_gfn),
-        "npages": s.npages,
-        "userspace_addr": hex(s.userspace_addr),
-        "gmem_file": None if s.gmem_file is None else s.gmem_file.fd,
-        "gmem_fd": s.gmem_fd,
-        "gmem_pgoff": hex(s.gmem_pgoff),
-        "gmem_only": s.gmem_only,
-    }
+def _attributes(attributes: ExtentMap[int]) -> list[Row]:
+    """The runs of attributes that are not 0: [start gfn, end gfn, attributes]."""
+    c = attributes.to_arrays()
+    set_ = c.value != 0
+    cols = (c.start[set_].tolist(), c.end[set_].tolist(), c.value[set_].tolist())
+    return [[hex(a), hex(b), v] for a, b, v in zip(*cols, strict=True)]
+
+
+def _memslots(memslots: Memslots) -> list[dict[str, Any]]:
+    c = memslots.to_arrays()
+    out = []
+    for sid, flags, base, npages, uaddr, file, fd, pgoff, only in zip(
+        *(a.tolist() for a in c.as_dict().values()), strict=True
+    ):
+        out.append(
+            {
+                "id": sid,
+                "flags": flags,
+                "base_gfn": hex(base),
+                "npages": npages,
+                "userspace_addr": hex(uaddr),
+                "gmem_file": None if file == NO_FD else file,
+                "gmem_fd": None if fd == NO_FD else fd,
+                "gmem_pgoff": hex(pgoff),
+                "gmem_only": only,
+            }
+        )
+    return out
 
 
 def _rows(
@@ -220,15 +239,44 @@ def _rows(
     return rows
 
 
+def _by_size(size: np.ndarray) -> np.ndarray | None:
+    """The order that groups key-sorted rows by `size` (level or order), each group still
+    by key: runs are found within one size, as the engine stores each size apart.  None
+    when there is one size (the rows are already so)."""
+    if not len(size) or size.min() == size.max():
+        return None
+    order: np.ndarray = np.argsort(size, kind="stable")
+    return order
+
+
+def _by_start(
+    first: np.ndarray, count: np.ndarray, key: np.ndarray, grouped: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The run heads of size-grouped rows back in key order (ties: the smaller size first)."""
+    if not grouped:
+        return first, count
+    o = np.argsort(key[first], kind="stable")
+    return first[o], count[o]
+
+
 def _gmem_file(f: GmemFile, raw: bool = False) -> dict[str, Any]:
     inode = f.inode
-    parts = []
-    for order in FOLIO_ORDERS:
-        keys, pfn, poison, counts = inode.columns(order)
-        span = np.full(len(keys), 1 << order, np.int64)
-        first, count = coalesce(keys, pfn, span, counts, poison)
-        parts.append((keys[first], np.full(len(first), order), pfn[first], count, poison[first]))
-    cols = _merge(parts)
+    c = inode.to_arrays()
+    index, order, pfn, poison, counts = (
+        c.index,
+        c.order,
+        c.pfn,
+        c.hwpoison.astype(np.int64),  # codes for rows_json's names, not a mask
+        c.count,
+    )
+    grouped = _by_size(order)
+    if grouped is not None:
+        index, order, pfn, poison, counts = (
+            a[grouped] for a in (index, order, pfn, poison, counts)
+        )
+    first, count = coalesce(index, pfn, np.left_shift(1, order), counts, poison)
+    first, count = _by_start(first, count, index, grouped is not None)
+    cols = [index[first], order[first], pfn[first], count, poison[first]] if len(first) else []
     rows: list[Row] | RawRows = []
     if cols and raw:
         poison = cols[4].astype(bool)
@@ -278,16 +326,20 @@ def _named_levels(parts: Sequence[tuple[np.ndarray, ...]]) -> list[Any]:
 
 
 def _leaves(table: LeafTable, raw: bool = False) -> list[Row] | RawRows:
-    parts = []
-    for level in LEVELS:
-        keys, vals = pairs(table.leaves[level])
-        pfn, state = vals >> 2, vals & 3
-        first, count = runs(keys, pfn, level_pages(level), tags=state)
-        parts.append((keys[first], np.full(len(first), level), pfn[first], count, state[first]))
+    c = table.to_arrays()
+    gfn, level, pfn, state = c.gfn, c.level, c.pfn, c.state
+    grouped = _by_size(level)
+    if grouped is not None:
+        gfn, level, pfn, state = (a[grouped] for a in (gfn, level, pfn, state))
+        span: int | np.ndarray = np.left_shift(1, 9 * (level - 1))
+    else:
+        span = level_pages(int(level[0])) if len(level) else 1
+    first, count = runs(gfn, pfn, span, tags=state)
+    first, count = _by_start(first, count, gfn, grouped is not None)
+    if not len(first):
+        return RawRows(b"[]") if raw else []
+    cols: list[Any] = [gfn[first], level[first], pfn[first], count, state[first]]
     if raw:
-        cols = _merge(parts)
-        if not cols:
-            return RawRows(b"[]")
         flagged = cols[4] != _MAPPED
         return RawRows(
             rows_json(
@@ -300,9 +352,7 @@ def _leaves(table: LeafTable, raw: bool = False) -> list[Row] | RawRows:
                 ]
             )
         )
-    cols = _named_levels(parts)
-    if not cols:
-        return []
+    cols[1] = _LEVEL_NAME[cols[1]].tolist()
     states = None
     if cols[4].any():
         states = _STATE_NAME[cols[4]].tolist()
@@ -340,7 +390,7 @@ def _pfnmap(vm: VM) -> list[Row]:
     """Device memory the VMM mapped: [hva, pfn, count?, "refcounted"?] (a run: consecutive
     pages with consecutive pfns and one refcount kind)."""
     keys, vals = pairs(vm.pfnmap)
-    pfn, ref = vals >> 1, vals & 1
+    pfn, ref = unpack_pfnmaps(vals)
     first, count = runs(keys, pfn, 1, tags=ref)
     if not len(first):
         return []

@@ -104,6 +104,15 @@ class Table:
         table._check_key()
         return table
 
+    @classmethod
+    def unchecked(cls: type[T], cols: Table | Mapping[str, Any]) -> T:
+        """`cols`, which must be this table, as it is: for a `from_arrays(check=False)`
+        whose caller has checked the rows itself (the state file reader, whose messages
+        name the JSON path); no second pass over a million rows."""
+        if type(cols) is not cls:
+            raise TypeError(f"{cls.NAME}: from_arrays(check=False) takes a {cls.__name__}")
+        return cols
+
     def _check_key(self) -> None:
         """Rows in key order without repeats (the key is one or more columns)."""
         if len(self) < 2 or not self.KEY:

@@ -328,12 +328,20 @@ class GmemInode:
         cols: FolioColumns | Mapping[str, Any],
         pfn_limit: int | None = None,
         index_limit: int | None = None,
+        *,
+        check: bool = True,
     ) -> None:
         """Fill this empty inode from columns (`to_arrays`' form), after checking them:
         orders 0, 9 or 18, counts >= 1, index and pfn multiples of the folio size, pfns
         >= 0, the pages below `pfn_limit` and the indexes below `index_limit` (default:
-        the file's size).  A ValueError names the first bad column and row."""
-        t = check_folios(cols, pfn_limit, self.npages if index_limit is None else index_limit)
+        the file's size).  A ValueError names the first bad column and row.
+        `check=False`: `cols` is a FolioColumns its maker has already checked (the state
+        file reader), stored as it is."""
+        if check:
+            limit = self.npages if index_limit is None else index_limit
+            t = check_folios(cols, pfn_limit, limit)
+        else:
+            t = FolioColumns.unchecked(cols)
         if any(len(i) for i in self.folios.values()) or any(r.folios for r in self.runs.values()):
             raise ValueError(f"folios: inode {self.ino} is not empty")
         single = t.count == 1

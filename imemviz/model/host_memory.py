@@ -425,13 +425,36 @@ class HostMemory:
             PageValues(pfn, value),
         )
 
-    def from_arrays(self, cols: HostColumns) -> None:
+    def from_arrays(self, cols: HostColumns, *, check: bool = True) -> None:
         """Give this host (just built: no contents) the state of `cols`, after checking
         them: `npages` equal to this host's, orders 0..18, blocks aligned and inside the
         host, free and other blocks each disjoint, runs of free blocks only at the top
-        order, contents 1..255.  A ValueError names the first bad table, column and row."""
+        order, contents 1..255.  A ValueError names the first bad table, column and row.
+        `check=False`: the tables are stored as they are, their maker has checked them
+        (the state file reader: its own rules and messages, which name the JSON path)."""
         if cols.npages != self.npages:
             raise ValueError(f"host: {cols.npages} pages, this host has {self.npages}")
+        if check:
+            cols = self._check_columns(cols)
+        if len(self.content):
+            raise ValueError("host content: the host is not empty")
+        free, other, poisoned, content = cols.free, cols.other, cols.poisoned, cols.content
+        n = self.npages
+        new = BuddyAllocator.from_free_runs(
+            n, list(zip(free.pfn.tolist(), free.order.tolist(), free.count.tolist(), strict=True))
+        )
+        for name in BuddyAllocator.__slots__:  # the same allocator object: kept by reference
+            setattr(self.alloc, name, getattr(new, name))
+        self.other.clear()
+        self.other.update(zip(other.pfn.tolist(), other.order.tolist(), strict=True))
+        self.poisoned.clear()
+        self.poisoned.update(poisoned.pfn.tolist())
+        if len(content):
+            self.content.load_sorted(content.pfn.tolist(), content.value.tolist())
+
+    def _check_columns(self, cols: HostColumns) -> HostColumns:
+        """`cols` after `from_arrays`' checks of the four tables (ValueError at the first
+        bad row), its columns as int64 arrays."""
         free = FreeColumns.checked(cols.free)
         other = BlockColumns.checked(cols.other)
         poisoned = PfnList.checked(cols.poisoned)
@@ -454,16 +477,4 @@ class HostMemory:
         poisoned.check_range("pfn", 0, n - 1, f"must be a pfn below {n:#x}")
         content.check_range("pfn", 0, n - 1, f"must be a pfn below {n:#x}")
         content.check_range("value", 1, 255, "must be a content byte 1..255 (0 is not stored)")
-        if len(self.content):
-            raise ValueError("host content: the host is not empty")
-        new = BuddyAllocator.from_free_runs(
-            n, list(zip(free.pfn.tolist(), free.order.tolist(), free.count.tolist(), strict=True))
-        )
-        for name in BuddyAllocator.__slots__:  # the same allocator object: kept by reference
-            setattr(self.alloc, name, getattr(new, name))
-        self.other.clear()
-        self.other.update(zip(other.pfn.tolist(), other.order.tolist(), strict=True))
-        self.poisoned.clear()
-        self.poisoned.update(poisoned.pfn.tolist())
-        if len(content):
-            self.content.load_sorted(content.pfn.tolist(), content.value.tolist())
+        return HostColumns(n, free, other, poisoned, content)

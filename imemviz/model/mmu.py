@@ -167,13 +167,19 @@ class LeafTable:
         return LeafColumns(gfn, lv, pfn, state)
 
     def from_arrays(
-        self, cols: LeafColumns | Mapping[str, Any], pfn_limit: int | None = None
+        self,
+        cols: LeafColumns | Mapping[str, Any],
+        pfn_limit: int | None = None,
+        *,
+        check: bool = True,
     ) -> None:
         """Fill this empty table from columns (`to_arrays`' form), after checking them:
         levels 1..3, states 0..3, each gfn a multiple of its level's pages and below
         2**52, each pfn >= 0 and its pages below `pfn_limit` (when given).  A ValueError
-        names the first bad column and row; nothing is stored then."""
-        t = check_leaves(cols, pfn_limit)
+        names the first bad column and row; nothing is stored then.  `check=False`: `cols`
+        is a LeafColumns its maker has already checked (the state file reader, whose
+        messages name the JSON path), stored as it is."""
+        t = check_leaves(cols, pfn_limit) if check else LeafColumns.unchecked(cols)
         if any(len(idx) for idx in self.leaves.values()):
             raise ValueError(f"leaves: the {self.root} table is not empty")
         packed = pack_leaves(t.pfn, t.state)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from imemviz.model.host_ops import _free_host_pages, hva_invalidate
 from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.result import Result
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
 
 MAX_BLOCK_ORDER = 9  # a TTM-style allocation: non-compound blocks of up to 2M
 U64 = 1 << 64
+
+
+def pack_pfnmaps(pfn: np.ndarray, refcounted: np.ndarray) -> np.ndarray:
+    """`vm.pfnmap`'s stored values (hva page -> pfn << 1 | refcounted) over int64 columns."""
+    out: np.ndarray = np.left_shift(pfn, 1) | refcounted
+    return out
+
+
+def unpack_pfnmaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pfn, refcounted 0/1) of an int64 column of `vm.pfnmap`'s stored values."""
+    return values >> 1, values & 1
 
 
 def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:

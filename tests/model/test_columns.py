@@ -334,3 +334,26 @@ def test_runs_and_memslots_refused() -> None:
         with pytest.raises(ValueError) as e:
             Memslots().from_arrays(slots(**over), {3: object()})  # type: ignore[dict-item]
         assert message in str(e.value)
+
+
+def test_from_arrays_without_checks_takes_the_table_as_it_is() -> None:
+    """check=False (the state file reader, which checked every row with its own JSON-path
+    messages) stores a table of the right class as given and refuses anything else."""
+    t = LeafTable("direct")
+    cols = LeafColumns(**leaves())
+    t.from_arrays(cols, check=False)
+    assert t.to_arrays() == cols
+    with pytest.raises(TypeError, match="takes a LeafColumns"):
+        LeafTable("direct").from_arrays(leaves(), check=False)
+    with pytest.raises(ValueError, match="not empty"):
+        t.from_arrays(cols, check=False)
+    inode = GmemInode(1, 16 << 20, 0)
+    inode.from_arrays(FolioColumns(**folios()), check=False)
+    assert inode.to_arrays() == FolioColumns(**folios())
+    with pytest.raises(TypeError, match="takes a FolioColumns"):
+        GmemInode(1, 16 << 20, 0).from_arrays(folios(), check=False)
+    host = HostMemory(1 << 30, 1)
+    before = host.to_arrays()
+    fresh = HostMemory(1 << 30, 2)
+    fresh.from_arrays(before, check=False)
+    assert fresh.to_arrays() == before
