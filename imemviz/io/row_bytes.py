@@ -112,10 +112,7 @@ def parse_rows(
             code = _lookup(_dec(b, s, e), {int(k): c for k, (c, _sp) in spec.sizes.items()})
         else:
             code = _names(b, s, e, {str(k).encode(): c for k, (c, _sp) in spec.sizes.items()})
-        spans = np.zeros(max(c for c, _sp in spec.sizes.values()) + 1, _I64)
-        for c, sp in spec.sizes.values():
-            spans[c] = sp
-        span = spans[code]
+        span = spec.spans_of(code)
         j = 2
     else:
         code = np.zeros(n, _I64)

@@ -66,6 +66,14 @@ class RowSpec:
     def required(self) -> int:
         return 1 + bool(self.size) + self.pfn + self.value
 
+    def spans_of(self, code: np.ndarray) -> np.ndarray:
+        """The span in pages of each row, from its size code."""
+        spans = np.zeros(max(c for c, _sp in self.sizes.values()) + 1, np.int64)
+        for c, sp in self.sizes.values():
+            spans[c] = sp
+        out: np.ndarray = spans[code]
+        return out
+
 
 class Rows(NamedTuple):
     """A checked row list as int64 arrays (start in pages; code: level/order; extra: value/flag)."""
@@ -189,10 +197,7 @@ def _quick(rows: list[Any], spec: RowSpec, npages: int, limit: int) -> Rows | No
             code = np.fromiter(map(codes.__getitem__, col), _I64, n)
         except (KeyError, TypeError):
             raise _Slow from None
-        spans = np.zeros(max(codes.values()) + 1, _I64)
-        for c, sp in spec.sizes.values():
-            spans[c] = sp
-        span = spans[code]
+        span = spec.spans_of(code)
         j = 2
     else:
         code = np.zeros(n, _I64)
