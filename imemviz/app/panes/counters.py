@@ -79,7 +79,9 @@ class CountersPane(QWidget):
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
             for name, colour, dashed in lines:
-                pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
+                pen = pg.mkPen(
+                    colour, width=2, style=pg.QtCore.Qt.PenStyle.DashLine if dashed else None
+                )
                 self.curves[name] = plot.plot(
                     [], [], name=name, pen=pen, stepMode=None, autoDownsampleFactor=1.0
                 )
