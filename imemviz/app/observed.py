@@ -558,13 +558,13 @@ class ImportDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.rejected.connect(self.cancel)
         col.addWidget(self.buttons)
-        self.thread = QThread()
+        self.worker_thread = QThread()
         self.worker = _ImportWorker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.worker_thread)
         self.worker.progress.connect(self._on_progress)
         self.worker.done.connect(self._on_done)
         self.start.connect(self.worker.run)
-        self.thread.start()
+        self.worker_thread.start()
         self.start.emit(list(paths), out)
 
     def _on_progress(self, done: int, total: int) -> None:
@@ -577,8 +577,8 @@ class ImportDialog(QDialog):
 
     def _on_done(self, res, error: str) -> None:
         self.result_, self.error = res, error
-        self.thread.quit()
-        self.thread.wait(30_000)
+        self.worker_thread.quit()
+        self.worker_thread.wait(30_000)
         if res is not None:
             self.accept()
         else:
@@ -591,8 +591,8 @@ class ImportDialog(QDialog):
 
     def closeEvent(self, ev) -> None:
         self.worker.cancel = True
-        self.thread.quit()
-        self.thread.wait(30_000)
+        self.worker_thread.quit()
+        self.worker_thread.wait(30_000)
         super().closeEvent(ev)
 
 

@@ -234,10 +234,10 @@ class ObservedEngine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("imemviz-observed")
+        self.engine_thread = QThread()
+        self.engine_thread.setObjectName("imemviz-observed")
         self.worker = _Worker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.engine_thread)
         self.snapshot: Snapshot | None = None
         self.timeline: ObservedTimeline | None = None
         w = self.worker
@@ -250,14 +250,14 @@ class ObservedEngine(QObject):
         w.pointReady.connect(self.pointReady)
 
     def start(self) -> None:
-        self.thread.start()
+        self.engine_thread.start()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
         self.worker.cancel = True
-        if not self.thread.isRunning():
+        if not self.engine_thread.isRunning():
             return True
-        self.thread.quit()
-        ok = bool(self.thread.wait(timeout_ms))
+        self.engine_thread.quit()
+        ok = bool(self.engine_thread.wait(timeout_ms))
         if self.worker.tl is not None:
             self.worker.tl.close()
         return ok

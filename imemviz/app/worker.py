@@ -1039,10 +1039,10 @@ class Engine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("imemviz-engine")
+        self.engine_thread = QThread()
+        self.engine_thread.setObjectName("imemviz-engine")
         self.worker = EngineWorker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.engine_thread)
         self.snapshot: Snapshot | None = None
         self.timeline: TimelineInfo | None = None
         self.pending = 0  # commands posted and not finished
@@ -1069,16 +1069,16 @@ class Engine(QObject):
         self._label = ""
 
     def start(self) -> None:
-        self.thread.start()
+        self.engine_thread.start()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
         """Stop the thread after the command it is running (queued ones are dropped);
         True when it stopped."""
-        if not self.thread.isRunning():
+        if not self.engine_thread.isRunning():
             return True
         self.worker.request_stop()
-        self.thread.quit()
-        return bool(self.thread.wait(timeout_ms))
+        self.engine_thread.quit()
+        return bool(self.engine_thread.wait(timeout_ms))
 
     @property
     def idle(self) -> bool:
