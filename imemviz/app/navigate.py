@@ -27,6 +27,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from imemviz.app.goto import USAGE, GotoError, Target, parse_goto, pfn_target
+from imemviz.app.menus import bar_menus
 from imemviz.app.panes.map_frame import frame_target, needs_frame, on_screen
 from imemviz.app.panes.minimap import Minimap
 from imemviz.model.raster import merge_ranges
@@ -280,7 +281,7 @@ def install(window: MainWindow) -> Navigator:
     window.toolbar.addSeparator()
     window.toolbar.addWidget(box)
     bar = window.menuBar()
-    menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+    menus = bar_menus(bar)
     view = menus.get("&View")
     if view is not None:
         view.addSeparator()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QProgressDialog, QWidget
 
 from imemviz import resources
 from imemviz.app.caption import CaptionOverlay
+from imemviz.app.menus import bar_menus
 from imemviz.app.recorder import Recorder
 from imemviz.app.replay import ReplayController
 from imemviz.app.replay_pane import ReplayPane
@@ -161,7 +162,7 @@ class Presenter:
         cap.setChecked(True)
 
         bar = w.menuBar()
-        menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+        menus = bar_menus(bar)
         file_menu = menus.get("&File")
         if file_menu is not None:
             quit_act = w.findChild(QAction, "act_quit")

@@ -17,6 +17,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import QApplication
 
+from imemviz.app.menus import bar_menus
+
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
@@ -42,7 +44,7 @@ class Presentation(QObject):
         window.addAction(act)
         self.action = act
         bar = window.menuBar()
-        menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+        menus = bar_menus(bar)
         view = menus.get("&View")
         if view is not None:
             view.addAction(act)

@@ -260,9 +260,12 @@ class RecentFilesMenu:
 
 
 def _find_menu(window: MainWindow, title: str) -> QMenu | None:
+    from imemviz.app.menus import menu_of
+
     for act in window.menuBar().actions():
-        if act.text() == title and act.menu() is not None:
-            return act.menu()
+        menu = menu_of(act)
+        if act.text() == title and menu is not None:
+            return menu
     return None
 
 
