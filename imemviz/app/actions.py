@@ -20,7 +20,7 @@ from imemviz.model import ops as O
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
-Handler = Callable[["MainWindow"], None]
+Handler = Callable[["MainWindow"], object]  # what it returns is not used
 
 
 @attrs.frozen
