@@ -334,6 +334,7 @@ class EntriesPane(QWidget):
     def _reexpand(self, item: QTreeWidgetItem) -> None:
         for k in range(item.childCount()):
             child = item.child(k)
+            assert child is not None  # k < childCount()
             data = child.data(0, Qt.ItemDataRole.UserRole)
             if data and data[0] == "region" and tuple(data[1:4]) in self._expanded:
                 child.setExpanded(True)  # itemExpanded fills it
