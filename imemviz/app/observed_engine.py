@@ -1,9 +1,9 @@
 """The observed timeline's engine: loads the file and draws any point of it off the GUI thread.
 
 `ObservedEngine` has the face the GPA map pane expects of the simulator's
-engine (`snapshot`, `request_raster`, `request_inspect` and the
-`snapshotReady` / `rasterReady` / `inspectReady` signals), so the same map
-draws what a trace observed.  Its worker thread loads the timeline
+engine (`PaneSource`, pane_source.py: `snapshot`, `request_raster`,
+`request_inspect` and the `snapshotReady` / `rasterReady` / `inspectReady`
+signals), so the same map draws what a trace observed.  Its worker thread loads the timeline
 (`ObservedTimeline.load`, with progress and cancel), and for the point the
 scrubber asks for builds the step function of that point's state once
 (instance masks: no replay) and answers raster and inspect requests from it.
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from imemviz.app.pane_source import PaneSource
 from imemviz.app.panes.map_fold import LongRuns
 from imemviz.app.worker import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
 from imemviz.io.trace import observed_raster as OR
@@ -221,12 +222,9 @@ def _counters(tl: ObservedTimeline, st: dict, i: int) -> dict[str, Any]:
     return out
 
 
-class ObservedEngine(QObject):
+class ObservedEngine(PaneSource):
     """The GUI's handle; create, `start()`, `load(path)`, `go(index)`, and `stop()`."""
 
-    snapshotReady = Signal(object)
-    rasterReady = Signal(object)
-    inspectReady = Signal(object)
     loaded = Signal(object)
     progress = Signal(int, int)
     failed = Signal(str)
@@ -236,9 +234,8 @@ class ObservedEngine(QObject):
         super().__init__(parent)
         self.engine_thread = QThread()
         self.engine_thread.setObjectName("imemviz-observed")
-        self.worker = _Worker()
+        self.worker: _Worker = _Worker()
         self.worker.moveToThread(self.engine_thread)
-        self.snapshot: Snapshot | None = None
         self.timeline: ObservedTimeline | None = None
         w = self.worker
         w.snapshotReady.connect(self._on_snapshot)
@@ -270,16 +267,6 @@ class ObservedEngine(QObject):
 
     def go(self, index: int) -> None:
         self.worker.post_point(index)
-
-    def request_raster(self, req: RasterRequest) -> None:
-        self.worker.post_raster(req)
-
-    def request_inspect(self, gfn: int, key: str = "inspect") -> None:
-        self.worker.post_inspect(key, gfn)
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        self.snapshot = snap
-        self.snapshotReady.emit(snap)
 
     def _on_loaded(self, tl: ObservedTimeline) -> None:
         self.timeline = tl

@@ -32,6 +32,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from imemviz.app import messages as M
 from imemviz.app.frame_fence import FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
+from imemviz.app.pane_source import PaneSource
 from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
@@ -1019,15 +1020,12 @@ def _log_tail(vm: VM, n: int = 64) -> list[tuple]:
     return [log[i] for i in range(max(0, len(log) - n), len(log))]
 
 
-class Engine(QObject):
+class Engine(PaneSource):
     """The GUI's handle on the engine thread.  Create, `start()`, and `stop()` when done."""
 
     opApplied = Signal(object)
     actionDone = Signal(object)
-    snapshotReady = Signal(object)
     timelineChanged = Signal(object)
-    rasterReady = Signal(object)
-    inspectReady = Signal(object)
     stepShown = Signal(object)
     recordingStatus = Signal(object)
     busyChanged = Signal(bool, str)  # shown > BUSY_DELAY_MS after a command starts
@@ -1041,9 +1039,8 @@ class Engine(QObject):
         super().__init__(parent)
         self.engine_thread = QThread()
         self.engine_thread.setObjectName("imemviz-engine")
-        self.worker = EngineWorker()
+        self.worker: EngineWorker = EngineWorker()
         self.worker.moveToThread(self.engine_thread)
-        self.snapshot: Snapshot | None = None
         self.timeline: TimelineInfo | None = None
         self.pending = 0  # commands posted and not finished
         self._busy = False
@@ -1139,17 +1136,9 @@ class Engine(QObject):
         """Run fn(session) on the engine thread: tests and benchmarks only."""
         self.post(M.Call(fn))
 
-    # ------------------------------------------------------------- requests
-    def request_raster(self, req: RasterRequest) -> None:
-        self.worker.post_raster(req)
-
-    def request_inspect(self, gfn: int, key: str = "inspect") -> None:
-        self.worker.post_inspect(key, gfn)
-
     # ------------------------------------------------------------- bookkeeping
     def _on_snapshot(self, snap: Snapshot) -> None:
-        self.snapshot = snap
-        self.snapshotReady.emit(snap)
+        super()._on_snapshot(snap)  # kept and announced (pane_source.py)
         # After the queued raster and the paint: the engine thread may go on (its feeds).
         QTimer.singleShot(0, lambda v=snap.version: self.worker.fence.ack(v))
 
