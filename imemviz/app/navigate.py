@@ -54,6 +54,7 @@ class Navigator(QObject):
         self._pending: list[tuple[int, int]] = []
         self._session: int | None = None
         self.last_framed: tuple[tuple[int, int], ...] = ()
+        self.actions: dict[str, QAction] = {}  # View menu actions, filled by install()
         # The record of a command comes just before its snapshot (worker._flush_action).
         window.engine.actionDone.connect(self._on_action)
         window.engine.snapshotReady.connect(self._on_snapshot)
@@ -127,7 +128,7 @@ class Navigator(QObject):
         if snap.config.is_tdx:
             shared_bit = 1 << (snap.config.gpaw - 1)
         target = parse_goto(text, snap.slots, snap.extent, shared_bit)
-        if not target.resolved:
+        if target.pfn is not None:  # not resolved yet: the engine thread knows the pfn
             pfn = target.pfn
             emit = self.resolved.emit
 

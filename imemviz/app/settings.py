@@ -356,6 +356,10 @@ def follow_system_theme(app: QApplication, store: UserSettings, window: MainWind
     def apply() -> None:
         apply_theme(app, store.theme)
 
+    def choose(theme: str) -> None:
+        store.set("theme", theme)
+        apply()
+
     menu = QMenu("&Theme", window)
     menu.setObjectName("menu_theme")
     group = QActionGroup(menu)
@@ -363,7 +367,7 @@ def follow_system_theme(app: QApplication, store: UserSettings, window: MainWind
         act = QAction(text, menu, checkable=True)
         act.setObjectName(f"act_theme_{key}")
         act.setChecked(store.theme == key)
-        act.triggered.connect(lambda _c=False, k=key: (store.set("theme", k), apply()))
+        act.triggered.connect(lambda _c=False, k=key: choose(k))
         group.addAction(act)
         menu.addAction(act)
     view = _find_menu(window, "&View")

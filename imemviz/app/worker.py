@@ -348,7 +348,7 @@ class EngineWorker(QObject):
     # ------------------------------------------------------------ actions
     def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
         reason = ((r.ret or {}).get("exit") or {}).get("reason")
-        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
+        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason or "", 0)
         raster = changed_ranges(vm, events)
         changes = op_changes(vm, op, r, events)
         if changes.severe:  # where it happened: this op

@@ -85,6 +85,7 @@ class CountersPane(QWidget):
                 self.curves[name] = plot.plot(
                     [], [], name=name, pen=pen, stepMode=None, autoDownsampleFactor=1.0
                 )
+        assert first is not None  # PLOTS names at least one plot
         first.getAxis("bottom").setLabel("op # (−1: the start)")
         self.plots = [self.view.getItem(k, 0) for k in range(len(PLOTS))]
         from imemviz.app import plot_theme
