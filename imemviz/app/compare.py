@@ -220,7 +220,8 @@ class Compare:
                 before = next(
                     (a for a in menu.actions() if a.objectName() == "act_load_default"), None
                 )
-                menu.insertAction(before, self.action)
+                # before None appends (Qt takes nullptr; PySide6's stub omits None)
+                menu.insertAction(before, self.action)  # type: ignore[arg-type]
                 break
 
     def ask_path(self) -> str:

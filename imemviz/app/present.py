@@ -171,7 +171,8 @@ class Presenter:
                 if id_ is None:
                     file_menu.insertSeparator(before) if before else file_menu.addSeparator()
                 else:
-                    file_menu.insertAction(before, self.actions[id_])
+                    # before None appends (Qt takes nullptr; PySide6's stub omits None)
+                    file_menu.insertAction(before, self.actions[id_])  # type: ignore[arg-type]
         replay_menu = QMenu("Re&play", w)
         replay_menu.setObjectName("menu_replay")
         for id_ in ("replay_open", "replay_play", "replay_back", "replay_step", "replay_close"):
@@ -209,7 +210,7 @@ class Presenter:
         # Built when shown: panes other modules add later are listed too.
         m = self.export_menu
         m.clear()
-        panes = [("Map", self.window.map)]
+        panes: list[tuple[str, QWidget]] = [("Map", self.window.map)]
         panes += [(d.windowTitle(), d.widget()) for d in self.window.docks.values() if d.widget()]
         for title, widget in panes:
             act = m.addAction(f"{title}…")

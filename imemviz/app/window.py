@@ -38,7 +38,7 @@ from imemviz.app.race import RaceDialog
 from imemviz.app.selection import SelectionModel
 from imemviz.app.settings import RecentFilesMenu, UserSettings, layout_qsettings, log_engine
 from imemviz.app.worker import Engine, OpRecord, Snapshot
-from imemviz.model.ops import OPS, Op
+from imemviz.model.ops import OPS, Op, SetUserMemoryRegion2
 
 if TYPE_CHECKING:
     from imemviz.app.banner import SevereBanner
@@ -374,7 +374,7 @@ class MainWindow(QMainWindow):
         }
 
         def check(op: Op) -> str | None:
-            if op.memory_size == 0:
+            if isinstance(op, SetUserMemoryRegion2) and op.memory_size == 0:
                 return "memory_size: 0 deletes a memslot; use VM > Delete memslot"
             return None
 
