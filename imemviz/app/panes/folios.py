@@ -124,8 +124,8 @@ class FoliosPane(QWidget):
         self.vb.setMouseEnabled(False, False)
         self.vb.setMenuEnabled(False)
         self.vb.invertY(True)
-        self.vb.wheelEvent = self._wheel  # type: ignore[method-assign]
-        self.vb.mouseClickEvent = self._click  # type: ignore[method-assign]
+        self.vb.wheelEvent = self._wheel
+        self.vb.mouseClickEvent = self._click
         self.img = CodeImage(axisOrder="row-major")
         self.img.setLookupTable(host_lut())
         from imemviz.app import plot_theme
