@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import QMenu, QStyle, QToolBar
+from PySide6.QtWidgets import QMenu, QStyle, QToolBar, QWidget
 
 from imemviz.io import plans
 from imemviz.model import ops as O
@@ -20,7 +20,7 @@ from imemviz.model import ops as O
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
-Handler = Callable[["MainWindow"], None]
+Handler = Callable[["MainWindow"], object]  # what it returns is not used
 
 
 @attrs.frozen
@@ -125,7 +125,9 @@ def _open(w: MainWindow) -> None:
 def _import_trace(w: MainWindow) -> None:
     from imemviz.app.observed import import_dialog
 
-    w._dialogs["import_trace"] = import_dialog(w)
+    dialog = import_dialog(w)
+    if dialog is not None:  # None: the file chooser was cancelled (closeEvent closes these)
+        w._dialogs["import_trace"] = dialog
 
 
 def _export_perfetto(w: MainWindow) -> None:
@@ -711,7 +713,7 @@ class ActionRegistry:
             m.setToolTipsVisible(True)
 
     def build_toolbar(
-        self, toolbar: QToolBar, extra_after: dict[str, object] | None = None
+        self, toolbar: QToolBar, extra_after: dict[str, QWidget] | None = None
     ) -> None:
         last_menu = None
         for spec in SPECS:
@@ -743,13 +745,18 @@ class ActionRegistry:
         w = self.window
         snap = w.engine.snapshot
         has_vm = snap is not None
-        is_tdx = has_vm and snap.config.is_tdx
         has_page = w.selection.gfn is not None
-        # The TD's build actions follow the TD's state, not the selection: both are
-        # KVM_TDX ioctls that KVM accepts only before KVM_TDX_FINALIZE_VM.
-        building = (
-            is_tdx and snap.stats.get("td_state") == "BUILDING" and not snap.stats.get("vm_dead")
-        )
+        is_tdx = building = can_undo = can_redo = False
+        if snap is not None:
+            is_tdx = snap.config.is_tdx
+            # The TD's build actions follow the TD's state, not the selection: both are
+            # KVM_TDX ioctls that KVM accepts only before KVM_TDX_FINALIZE_VM.
+            building = (
+                is_tdx
+                and snap.stats.get("td_state") == "BUILDING"
+                and not snap.stats.get("vm_dead")
+            )
+            can_undo, can_redo = snap.can_undo, snap.can_redo
         for spec in SPECS:
             ok = {
                 "": True,
@@ -757,11 +764,11 @@ class ActionRegistry:
                 "page": has_vm and has_page,
                 "tdx": is_tdx and has_page,
                 "td_building": building,
-                "undo": has_vm and snap.can_undo,
-                "redo": has_vm and snap.can_redo,
+                "undo": can_undo,
+                "redo": can_redo,
             }[spec.needs]
             self.actions[spec.id].setEnabled(ok)
-        if has_vm:
+        if snap is not None:
             self.actions["undo"].setText(f"&Undo {snap.undo_label}" if snap.can_undo else "&Undo")
             self.actions["redo"].setText(f"&Redo {snap.redo_label}" if snap.can_redo else "&Redo")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QEvent, QObject, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QBoxLayout, QLabel, QSizePolicy, QWidget
 
 CAPTION_BG = QColor(16, 24, 40, 235)
 PAD_X, PAD_Y = 18, 8
@@ -44,7 +44,7 @@ class CaptionOverlay(QLabel):
         )
         self.enabled = True
         layout = host.layout()
-        if layout is not None:
+        if isinstance(layout, QBoxLayout):  # the map pane's column
             layout.insertWidget(min(1, layout.count()), self)
         host.installEventFilter(self)
         self.hide()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app.menus import menu_of
 from imemviz.app.range_overlay import RangeOverlay
 from imemviz.io.summary import DiffEntry, diff_entries
 
@@ -213,13 +214,14 @@ class Compare:
         self.action.triggered.connect(self.ask)
         w.addAction(self.action)
         for menu_action in w.menuBar().actions():
-            menu = menu_action.menu()
+            menu = menu_of(menu_action)
             if menu_action.text().replace("&", "") == "File" and menu is not None:
                 # After "Save recording...": the file actions that read or write states.
                 before = next(
                     (a for a in menu.actions() if a.objectName() == "act_load_default"), None
                 )
-                menu.insertAction(before, self.action)
+                # before None appends (Qt takes nullptr; PySide6's stub omits None)
+                menu.insertAction(before, self.action)  # type: ignore[arg-type]
                 break
 
     def ask_path(self) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QWidget
 
+from imemviz.app.menus import menu_of
 from imemviz.app.panes.inspector import rows_of
 from imemviz.io.recording import op_line
 from imemviz.model import ops as O
@@ -161,7 +162,7 @@ class CopyText:
             lambda: self.copy(json_=True),
         )
         for menu_action in w.menuBar().actions():
-            menu = menu_action.menu()
+            menu = menu_of(menu_action)
             if menu_action.text().replace("&", "") == "Edit" and menu is not None:
                 menu.addSeparator()
                 menu.addAction(self.as_text)

@@ -266,7 +266,7 @@ class CrashReporter(QObject):
             self.bundleWritten.emit(path, [f"cannot write {path}: {e}"] if e else f.result())
 
         fut.add_done_callback(done)
-        if engine.thread.isRunning() and engine.snapshot is not None:
+        if engine.engine_thread.isRunning() and engine.snapshot is not None:
             engine.post(WriteBundle(path, tracebacks, fut))
         else:  # no engine or no VM: versions and log are still worth having
             try:

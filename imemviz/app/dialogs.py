@@ -125,26 +125,28 @@ class OpDialog(QDialog):
             self._widgets[name] = ("flags", checks)
             box.setToolTip(tip)
             return box
+        w: QWidget
         if spec.kind == "bool":
             cb = QCheckBox()
             cb.setChecked(bool(value))
             cb.toggled.connect(self.validate)
             w, kind = cb, "bool"
         elif spec.kind in ("bool?", "level", "advice"):
-            options = {
+            choices: dict[str, list[tuple[str, object]]] = {
                 "bool?": [("follow the attribute", None), ("private", True), ("shared", False)],
                 "level": [("4K", "4K"), ("2M", "2M"), ("1G", "1G")],
                 "advice": [("DONTNEED", "DONTNEED")],
-            }[spec.kind]
-            cb = QComboBox()
+            }
+            options = choices[spec.kind]
+            combo = QComboBox()
             for text, data in options:
-                cb.addItem(text, data)
+                combo.addItem(text, data)
             if spec.kind == "level" and isinstance(value, int):
                 value = {1: "4K", 2: "2M", 3: "1G"}.get(value, value)
             idx = next((i for i, (_t, d) in enumerate(options) if d == value), 0)
-            cb.setCurrentIndex(idx)
-            cb.currentIndexChanged.connect(self.validate)
-            w, kind = cb, "combo"
+            combo.setCurrentIndex(idx)
+            combo.currentIndexChanged.connect(self.validate)
+            w, kind = combo, "combo"
         else:
             le = QLineEdit()
             if value is not REQUIRED and value is not None:
@@ -275,11 +277,11 @@ class NewVmDialog(QDialog):
         ):
             self.order.addItem(text, v)
         self.shared = QComboBox()
-        for v in ("4K", "2M", "1G"):
-            self.shared.addItem(v, v)
+        for size in ("4K", "2M", "1G"):
+            self.shared.addItem(size, size)
         self.tdx_level = QComboBox()
-        for text, v in (("4K (upstream)", "4K"), ("2M (S-EPT huge-page series)", "2M")):
-            self.tdx_level.addItem(text, v)
+        for text, level in (("4K (upstream)", "4K"), ("2M (S-EPT huge-page series)", "2M")):
+            self.tdx_level.addItem(text, level)
         self.gpaw = QComboBox()
         for v in (52, 48):
             self.gpaw.addItem(str(v), v)

@@ -99,7 +99,7 @@ def counters_history(session: Any) -> CountersHistory:
     xs = [-1]
     rows = [tuple(start[0])]
     exits = [0, 0, 0]
-    ex_rows = [(0, 0, 0)]
+    ex_rows: list[tuple[int, ...]] = [(0, 0, 0)]  # per point: faults, MMIO exits, errors
     results = session.results
     for i, inf in enumerate(info):
         r = results[i]
@@ -127,9 +127,9 @@ def counters_history(session: Any) -> CountersHistory:
 def leaf_arrays(vm: Any, version: int, slots: Any, step: str = "") -> LeafArrays:
     """Flat numpy arrays of every leaf (`LeafTable.to_arrays()`, no per-row objects)."""
     parts = []
-    for root, table in ((0, vm.private), (1, vm.shared)):
+    for root_no, table in ((0, vm.private), (1, vm.shared)):
         c = table.to_arrays()
-        parts.append((np.full(len(c), root, np.uint8), c.gfn, c.level, c.pfn, c.state))
+        parts.append((np.full(len(c), root_no, np.uint8), c.gfn, c.level, c.pfn, c.state))
     root, gfn, level, pfn, state = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((root, gfn))  # by gfn, then root (stable: then level)
     root, gfn, pfn = root[order], gfn[order], pfn[order]

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QBoxLayout
 
 from imemviz.app.messages import ActionRecord
 from imemviz.model.changes import Changes
@@ -164,7 +165,9 @@ def install(window: MainWindow) -> MarkController:
     if rmp is not None:  # the SEV-SNP RMP pane (imemviz/app/panes/rmp.py)
         rmp.attach_marks(marks)
     window.banner = SevereBanner(window)
-    window.map.layout().insertWidget(0, window.banner)
+    column = window.map.layout()
+    assert isinstance(column, QBoxLayout)  # the map pane's column (gpa_map.py)
+    column.insertWidget(0, window.banner)
     window.banner.severeChanged.connect(window.map_marks.set_severe)
 
     def on_action(rec: ActionRecord) -> None:

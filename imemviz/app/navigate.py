@@ -27,6 +27,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from imemviz.app.goto import USAGE, GotoError, Target, parse_goto, pfn_target
+from imemviz.app.menus import bar_menus
 from imemviz.app.panes.map_frame import frame_target, needs_frame, on_screen
 from imemviz.app.panes.minimap import Minimap
 from imemviz.model.raster import merge_ranges
@@ -53,6 +54,7 @@ class Navigator(QObject):
         self._pending: list[tuple[int, int]] = []
         self._session: int | None = None
         self.last_framed: tuple[tuple[int, int], ...] = ()
+        self.actions: dict[str, QAction] = {}  # View menu actions, filled by install()
         # The record of a command comes just before its snapshot (worker._flush_action).
         window.engine.actionDone.connect(self._on_action)
         window.engine.snapshotReady.connect(self._on_snapshot)
@@ -126,7 +128,7 @@ class Navigator(QObject):
         if snap.config.is_tdx:
             shared_bit = 1 << (snap.config.gpaw - 1)
         target = parse_goto(text, snap.slots, snap.extent, shared_bit)
-        if not target.resolved:
+        if target.pfn is not None:  # not resolved yet: the engine thread knows the pfn
             pfn = target.pfn
             emit = self.resolved.emit
 
@@ -280,7 +282,7 @@ def install(window: MainWindow) -> Navigator:
     window.toolbar.addSeparator()
     window.toolbar.addWidget(box)
     bar = window.menuBar()
-    menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+    menus = bar_menus(bar)
     view = menus.get("&View")
     if view is not None:
         view.addSeparator()

@@ -51,6 +51,7 @@ from imemviz.app.panes.gpa_map import GpaMapPane
 from imemviz.app.panes.legend import swatch
 from imemviz.app.panes.map_layout import fmt_gpa
 from imemviz.app.selection import SelectionModel
+from imemviz.app.worker import RasterAnswer
 from imemviz.io.trace import observed_raster as OR
 from imemviz.io.trace import observed_stats as OS
 from imemviz.io.trace.timeline import ObservedTimeline
@@ -73,7 +74,7 @@ class ObservedMapPane(GpaMapPane):
         super().apply_theme(theme)  # it sets the simulator's table: unknowns were magenta
         self.img.setLookupTable(observed_palette.observed_lut(theme.dark))
 
-    def _on_raster(self, ans) -> None:
+    def _on_raster(self, ans: RasterAnswer) -> None:
         super()._on_raster(ans)
         if self._shown is ans:
             # Cell labels know the simulator's codes only: unknowns get none.
@@ -322,8 +323,8 @@ class ObservedWindow(QMainWindow):
         # plot area hid the faults/s curve, which runs along the top).
         self.rates_key = QLabel("")
         self.rates_key.setObjectName("observed_rates_key")
-        self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#b71c1c", width=1.5))
-        self.plot.addItem(self.cursor)
+        self.time_cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#b71c1c", width=1.5))
+        self.plot.addItem(self.time_cursor)
         self.phase_label = QLabel("")
         self.phase_label.setWordWrap(True)
         col.addWidget(self.rates_key)
@@ -427,7 +428,7 @@ class ObservedWindow(QMainWindow):
         else:
             x, ys = OS.rates(self.tl, vcpu=self.vcpu)
         self.plot.clear()
-        self.plot.addItem(self.cursor)
+        self.plot.addItem(self.time_cursor)
         colours = ("#0072b2", "#d55e00", "#009e73")
         key = []
         for (name, y), c in zip(ys.items(), colours, strict=False):
@@ -442,7 +443,7 @@ class ObservedWindow(QMainWindow):
             return
         t = float(tl.ts[max(i, 0)] - tl.ts[0])
         self.time_label.setText(f"t = {t:.6f} s · event {i + 1} of {len(tl)}")
-        self.cursor.setValue(t)
+        self.time_cursor.setValue(t)
         self.counters.setText("\n".join(f"{k}: {v}" for k, v in counters.items()))
         self.mark_layer.set_index(i)
         self._on_selection(self.selection.gfn, self.selection.range)
@@ -483,9 +484,9 @@ class ObservedWindow(QMainWindow):
             self.table.scrollTo(self.events.index(k, 0))
 
     def _on_selection(self, gfn, _rng) -> None:
-        if gfn is None or self.engine.worker._state is None:
-            return
         w = self.engine.worker
+        if gfn is None or w._state is None:
+            return
         info = OR.gfn_info(w._state, gfn, w._attr_default, w._slots_known)
         self.inspector.setHtml(info_html(info))
 
@@ -569,13 +570,13 @@ class ImportDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.rejected.connect(self.cancel)
         col.addWidget(self.buttons)
-        self.thread = QThread()
+        self.worker_thread = QThread()
         self.worker = _ImportWorker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.worker_thread)
         self.worker.progress.connect(self._on_progress)
         self.worker.done.connect(self._on_done)
         self.start.connect(self.worker.run)
-        self.thread.start()
+        self.worker_thread.start()
         self.start.emit(list(paths), out)
 
     def _on_progress(self, done: int, total: int) -> None:
@@ -588,8 +589,8 @@ class ImportDialog(QDialog):
 
     def _on_done(self, res, error: str) -> None:
         self.result_, self.error = res, error
-        self.thread.quit()
-        self.thread.wait(30_000)
+        self.worker_thread.quit()
+        self.worker_thread.wait(30_000)
         if res is not None:
             self.accept()
         else:
@@ -602,8 +603,8 @@ class ImportDialog(QDialog):
 
     def closeEvent(self, ev) -> None:
         self.worker.cancel = True
-        self.thread.quit()
-        self.thread.wait(30_000)
+        self.worker_thread.quit()
+        self.worker_thread.wait(30_000)
         super().closeEvent(ev)
 
 

@@ -1,9 +1,9 @@
 """The observed timeline's engine: loads the file and draws any point of it off the GUI thread.
 
 `ObservedEngine` has the face the GPA map pane expects of the simulator's
-engine (`snapshot`, `request_raster`, `request_inspect` and the
-`snapshotReady` / `rasterReady` / `inspectReady` signals), so the same map
-draws what a trace observed.  Its worker thread loads the timeline
+engine (`PaneSource`, pane_source.py: `snapshot`, `request_raster`,
+`request_inspect` and the `snapshotReady` / `rasterReady` / `inspectReady`
+signals), so the same map draws what a trace observed.  Its worker thread loads the timeline
 (`ObservedTimeline.load`, with progress and cancel), and for the point the
 scrubber asks for builds the step function of that point's state once
 (instance masks: no replay) and answers raster and inspect requests from it.
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from imemviz.app.pane_source import PaneSource
 from imemviz.app.panes.map_fold import LongRuns
 from imemviz.app.worker import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
 from imemviz.io.trace import observed_raster as OR
@@ -223,12 +224,9 @@ def _counters(tl: ObservedTimeline, st: dict, i: int) -> dict[str, Any]:
     return out
 
 
-class ObservedEngine(QObject):
+class ObservedEngine(PaneSource):
     """The GUI's handle; create, `start()`, `load(path)`, `go(index)`, and `stop()`."""
 
-    snapshotReady = Signal(object)
-    rasterReady = Signal(object)
-    inspectReady = Signal(object)
     loaded = Signal(object)
     progress = Signal(int, int)
     failed = Signal(str)
@@ -236,11 +234,10 @@ class ObservedEngine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("imemviz-observed")
-        self.worker = _Worker()
-        self.worker.moveToThread(self.thread)
-        self.snapshot: Snapshot | None = None
+        self.engine_thread = QThread()
+        self.engine_thread.setObjectName("imemviz-observed")
+        self.worker: _Worker = _Worker()
+        self.worker.moveToThread(self.engine_thread)
         self.timeline: ObservedTimeline | None = None
         w = self.worker
         w.snapshotReady.connect(self._on_snapshot)
@@ -252,14 +249,14 @@ class ObservedEngine(QObject):
         w.pointReady.connect(self.pointReady)
 
     def start(self) -> None:
-        self.thread.start()
+        self.engine_thread.start()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
         self.worker.cancel = True
-        if not self.thread.isRunning():
+        if not self.engine_thread.isRunning():
             return True
-        self.thread.quit()
-        ok = bool(self.thread.wait(timeout_ms))
+        self.engine_thread.quit()
+        ok = bool(self.engine_thread.wait(timeout_ms))
         if self.worker.tl is not None:
             self.worker.tl.close()
         return ok
@@ -272,16 +269,6 @@ class ObservedEngine(QObject):
 
     def go(self, index: int) -> None:
         self.worker.post_point(index)
-
-    def request_raster(self, req: RasterRequest) -> None:
-        self.worker.post_raster(req)
-
-    def request_inspect(self, gfn: int, key: str = "inspect") -> None:
-        self.worker.post_inspect(key, gfn)
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        self.snapshot = snap
-        self.snapshotReady.emit(snap)
 
     def _on_loaded(self, tl: ObservedTimeline) -> None:
         self.timeline = tl

@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QKeySequence
 
 from imemviz.app.feeds import PaneFeed
 from imemviz.app.map_highlight import MapHighlight
+from imemviz.app.menus import menu_of
 from imemviz.app.panes.counters import CountersPane
 from imemviz.app.panes.entries import EntriesPane
 from imemviz.app.panes.event_log import EventLogPane
@@ -148,8 +149,9 @@ def install(w: MainWindow) -> Panes2:
     act.triggered.connect(step_last)
     w.addAction(act)
     for menu_action in w.menuBar().actions():
-        if menu_action.text().replace("&", "") == "Memory" and menu_action.menu() is not None:
-            menu_action.menu().addSeparator()
-            menu_action.menu().addAction(act)
+        menu = menu_of(menu_action)
+        if menu_action.text().replace("&", "") == "Memory" and menu is not None:
+            menu.addSeparator()
+            menu.addAction(act)
             break
     return Panes2(feed, folios, entries, events, counters, stepper, act, step_op, map_highlight)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QProgressDialog, QWidget
 
 from imemviz import resources
 from imemviz.app.caption import CaptionOverlay
+from imemviz.app.menus import bar_menus
 from imemviz.app.recorder import Recorder
 from imemviz.app.replay import ReplayController
 from imemviz.app.replay_pane import ReplayPane
@@ -161,7 +162,7 @@ class Presenter:
         cap.setChecked(True)
 
         bar = w.menuBar()
-        menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+        menus = bar_menus(bar)
         file_menu = menus.get("&File")
         if file_menu is not None:
             quit_act = w.findChild(QAction, "act_quit")
@@ -170,7 +171,8 @@ class Presenter:
                 if id_ is None:
                     file_menu.insertSeparator(before) if before else file_menu.addSeparator()
                 else:
-                    file_menu.insertAction(before, self.actions[id_])
+                    # before None appends (Qt takes nullptr; PySide6's stub omits None)
+                    file_menu.insertAction(before, self.actions[id_])  # type: ignore[arg-type]
         replay_menu = QMenu("Re&play", w)
         replay_menu.setObjectName("menu_replay")
         for id_ in ("replay_open", "replay_play", "replay_back", "replay_step", "replay_close"):
@@ -208,7 +210,7 @@ class Presenter:
         # Built when shown: panes other modules add later are listed too.
         m = self.export_menu
         m.clear()
-        panes = [("Map", self.window.map)]
+        panes: list[tuple[str, QWidget]] = [("Map", self.window.map)]
         panes += [(d.windowTitle(), d.widget()) for d in self.window.docks.values() if d.widget()]
         for title, widget in panes:
             act = m.addAction(f"{title}…")

@@ -17,6 +17,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import QApplication
 
+from imemviz.app.menus import bar_menus
+
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
 
@@ -42,7 +44,7 @@ class Presentation(QObject):
         window.addAction(act)
         self.action = act
         bar = window.menuBar()
-        menus = {a.text(): a.menu() for a in bar.actions() if a.menu() is not None}
+        menus = bar_menus(bar)
         view = menus.get("&View")
         if view is not None:
             view.addAction(act)
@@ -53,21 +55,20 @@ class Presentation(QObject):
         if on == self.on:
             return
         w = self.window
-        app = QApplication.instance()
         if on:
-            font = app.font()
+            font = QApplication.font()  # the application's font: static in Qt
             self._saved = (
                 w.saveState(),
                 w.isFullScreen(),
                 font,
                 {k: d.isVisible() for k, d in w.docks.items()},
             )
-            big = app.font()
+            big = QApplication.font()
             if big.pointSizeF() > 0:
                 big.setPointSizeF(big.pointSizeF() * SCALE)
             else:
                 big.setPixelSize(round(big.pixelSize() * SCALE))
-            app.setFont(big)
+            QApplication.setFont(big)
             for name, dock in w.docks.items():
                 if name not in KEEP_DOCKS:
                     dock.hide()
@@ -93,9 +94,10 @@ class Presentation(QObject):
                 if replay is not None and replay.isVisible():
                     # Its title, buttons and slider at the big font (the pane's own
                     # minimum is kept small for the docked layout).
-                    pane = w.presenter.pane
-                    pane.layout().activate()
-                    h = pane.layout().minimumSize().height() + replay.minimumSizeHint().height()
+                    lay = w.presenter.pane.layout()
+                    assert lay is not None  # the pane sets its layout in __init__
+                    lay.activate()
+                    h = lay.minimumSize().height() + replay.minimumSizeHint().height()
                     w.resizeDocks([replay], [h], Qt.Orientation.Vertical)
             # The status line is for the action's outcome: the zoom figures step aside.
             w.zoom_label.hide()
@@ -105,7 +107,7 @@ class Presentation(QObject):
         else:
             assert self._saved is not None
             state, was_full, font, visible = self._saved
-            app.setFont(font)
+            QApplication.setFont(font)
             w.map.set_ui_scale(1.0)
             w.legend.set_scale(1.0)
             w.legend.set_groups_per_row(2)
@@ -132,11 +134,13 @@ class Presentation(QObject):
         legend = w.legend
         room = w.height() - w.menuBar().sizeHint().height() - w.statusBar().sizeHint().height()
         room -= w.toolbar.sizeHint().height() + 40  # the dock's title bar and margins
-        font = QFont(QApplication.instance().font())
+        font = QFont(QApplication.font())
         base = font.pointSizeF()
         legend.setFont(font)
+        lay = legend.layout()
+        assert lay is not None  # the legend sets its layout in __init__
         for k in range(12):
-            legend.layout().activate()
+            lay.activate()
             if legend.minimumSizeHint().height() <= room or base <= 0:
                 break
             font.setPointSizeF(base * (1.0 - 0.04 * (k + 1)))

@@ -120,7 +120,7 @@ class Recorder(QObject):
         self._tick.stop()
         self._update_indicator()
         self._fix_title(self.window.windowTitle())
-        if self.engine.thread.isRunning():
+        if self.engine.engine_thread.isRunning():
             self.engine.post(StopRecording())
         else:
             self.engine.worker.close_recording()
@@ -157,7 +157,7 @@ class Recorder(QObject):
         """The window closes: the file is complete already; close it."""
         self.path = None
         self._tick.stop()
-        if self.engine.thread.isRunning():
+        if self.engine.engine_thread.isRunning():
             self.engine.post(StopRecording())
         else:
             self.engine.worker.close_recording()

@@ -89,7 +89,7 @@ class TimelineModel(QAbstractListModel):
         note = isinstance(op, Note) and end - first == 1
         if role == Qt.ItemDataRole.DisplayRole:
             if info.replay:
-                if note:
+                if isinstance(op, Note) and note:
                     return f"#{first}  “{op.text}”"
                 return f"#{first}  {op_text(op)}" if op is not None else f"#{first}"
             ops = f"#{first}" if end - first == 1 else f"#{first}–#{end - 1}"

@@ -10,7 +10,7 @@ pane says how many in a line above the table.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QModelIndex, QPointF
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF
 from PySide6.QtWidgets import QLabel, QStyledItemDelegate, QTableView
 
 from imemviz.app.marks import MarkController
@@ -32,7 +32,7 @@ class RowMarkDelegate(QStyledItemDelegate):
         for pen in (self.halo, self.ink):
             pen.setWidthF(pen.widthF() * 0.6)
 
-    def paint(self, painter, option, index: QModelIndex) -> None:
+    def paint(self, painter, option, index: QModelIndex | QPersistentModelIndex) -> None:
         super().paint(painter, option, index)
         a = self.marks.opacity()
         if a <= 0 or not self.is_marked(index.row()):
@@ -68,8 +68,7 @@ class EntriesMarks:
         self.note = QLabel("")
         self.note.setObjectName("entries_marks_note")
         self.note.setToolTip("What the latest action did to the leaves (outlined rows)")
-        top = pane.layout().itemAt(0).layout()
-        top.addWidget(self.note)
+        pane.filter_row.addWidget(self.note)
         self.delegate = RowMarkDelegate(pane.table, marks, self.is_marked)
         pane.table.setItemDelegate(self.delegate)
         marks.marked.connect(self.set_changes)

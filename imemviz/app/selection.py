@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
+from imemviz.app.highlight import Highlight
+
 
 class SelectionModel(QObject):
     """`gfn`: the selected page (None: nothing selected); `range`: [start, end) or None."""
@@ -21,9 +23,9 @@ class SelectionModel(QObject):
         self.gfn: int | None = None
         self.range: tuple[int, int] | None = None
         self._anchor: int | None = None
-        self.highlight: object | None = None  # imemviz.app.highlight.Highlight
+        self.highlight: Highlight | None = None
 
-    def set_highlight(self, hl: object | None) -> None:
+    def set_highlight(self, hl: Highlight | None) -> None:
         """Highlight related items in every pane (a folio, a leaf, an event, a step)."""
         self.highlight = hl
         self.highlighted.emit(hl)

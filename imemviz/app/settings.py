@@ -260,9 +260,12 @@ class RecentFilesMenu:
 
 
 def _find_menu(window: MainWindow, title: str) -> QMenu | None:
+    from imemviz.app.menus import menu_of
+
     for act in window.menuBar().actions():
-        if act.text() == title and act.menu() is not None:
-            return act.menu()
+        menu = menu_of(act)
+        if act.text() == title and menu is not None:
+            return menu
     return None
 
 
@@ -353,6 +356,10 @@ def follow_system_theme(app: QApplication, store: UserSettings, window: MainWind
     def apply() -> None:
         apply_theme(app, store.theme)
 
+    def choose(theme: str) -> None:
+        store.set("theme", theme)
+        apply()
+
     menu = QMenu("&Theme", window)
     menu.setObjectName("menu_theme")
     group = QActionGroup(menu)
@@ -360,7 +367,7 @@ def follow_system_theme(app: QApplication, store: UserSettings, window: MainWind
         act = QAction(text, menu, checkable=True)
         act.setObjectName(f"act_theme_{key}")
         act.setChecked(store.theme == key)
-        act.triggered.connect(lambda _c=False, k=key: (store.set("theme", k), apply()))
+        act.triggered.connect(lambda _c=False, k=key: choose(k))
         group.addAction(act)
         menu.addAction(act)
     view = _find_menu(window, "&View")

@@ -173,11 +173,12 @@ class SummaryPane(QWidget):
         return text
 
     def recheck(self) -> None:
-        if self.feed is not None and self.window_.engine.snapshot is not None:
-            self.feed.recheck = True
+        feed = self.feed
+        if feed is not None and self.window_.engine.snapshot is not None:
+            feed.recheck = True
             engine = self.window_.engine
             worker = engine.worker
-            engine.call(lambda s: self.feed._feed(s, worker._version, worker._session_no, None))
+            engine.call(lambda s: feed._feed(s, worker._version, worker._session_no, None))
 
 
 class Banner(QToolBar):

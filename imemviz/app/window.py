@@ -8,6 +8,7 @@ restored at the next start.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt
@@ -37,13 +38,40 @@ from imemviz.app.race import RaceDialog
 from imemviz.app.selection import SelectionModel
 from imemviz.app.settings import RecentFilesMenu, UserSettings, layout_qsettings, log_engine
 from imemviz.app.worker import Engine, OpRecord, Snapshot
-from imemviz.model.ops import OPS, Op
+from imemviz.model.ops import OPS, Op, SetUserMemoryRegion2
+
+if TYPE_CHECKING:
+    from imemviz.app.banner import SevereBanner
+    from imemviz.app.messages import ActionRecord
+    from imemviz.app.navigate import GotoBox
+    from imemviz.app.panes.host_marks import FolioMarks
+    from imemviz.app.panes.map_marks import MapMarks
+    from imemviz.app.panes.minimap import Minimap
+    from imemviz.app.presentation import Presentation
+    from imemviz.app.row_marks import EntriesMarks, EventLogMarks
+    from imemviz.app.step_view import StepView
 
 LAYOUT_VERSION = 1
 DEFAULT_SIZE = (1600, 1000)
 
 
 class MainWindow(QMainWindow):
+    # Declared here for the type checker: modules that import this one (actions.py)
+    # are checked before __init__'s assignments are.
+    engine: Engine
+    selection: SelectionModel
+    map: GpaMapPane
+    # Set by the install() of the module named (marks.py, navigate.py) during __init__.
+    map_marks: MapMarks
+    folio_marks: FolioMarks
+    entries_marks: EntriesMarks
+    event_marks: EventLogMarks
+    step_view: StepView
+    banner: SevereBanner
+    minimap: Minimap
+    goto_box: GotoBox
+    presentation: Presentation
+
     def __init__(self, engine: Engine, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setObjectName("main_window")
@@ -54,7 +82,7 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self._dialogs: dict[str, QWidget] = {}
         self.last_record: OpRecord | None = None
-        self.last_action = None  # messages.ActionRecord: what F8 steps through
+        self.last_action: ActionRecord | None = None  # what F8 steps through
 
         self.map = GpaMapPane(engine, self.selection)
         self.setCentralWidget(self.map)
@@ -346,7 +374,7 @@ class MainWindow(QMainWindow):
         }
 
         def check(op: Op) -> str | None:
-            if op.memory_size == 0:
+            if isinstance(op, SetUserMemoryRegion2) and op.memory_size == 0:
                 return "memory_size: 0 deletes a memslot; use VM > Delete memslot"
             return None
 

@@ -32,6 +32,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from imemviz.app import messages as M
 from imemviz.app.frame_fence import FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
+from imemviz.app.pane_source import PaneSource
 from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
@@ -347,7 +348,7 @@ class EngineWorker(QObject):
     # ------------------------------------------------------------ actions
     def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
         reason = ((r.ret or {}).get("exit") or {}).get("reason")
-        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason, 0)
+        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason or "", 0)
         raster = changed_ranges(vm, events)
         changes = op_changes(vm, op, r, events)
         if changes.severe:  # where it happened: this op
@@ -1019,15 +1020,12 @@ def _log_tail(vm: VM, n: int = 64) -> list[tuple]:
     return [log[i] for i in range(max(0, len(log) - n), len(log))]
 
 
-class Engine(QObject):
+class Engine(PaneSource):
     """The GUI's handle on the engine thread.  Create, `start()`, and `stop()` when done."""
 
     opApplied = Signal(object)
     actionDone = Signal(object)
-    snapshotReady = Signal(object)
     timelineChanged = Signal(object)
-    rasterReady = Signal(object)
-    inspectReady = Signal(object)
     stepShown = Signal(object)
     recordingStatus = Signal(object)
     busyChanged = Signal(bool, str)  # shown > BUSY_DELAY_MS after a command starts
@@ -1039,11 +1037,10 @@ class Engine(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("imemviz-engine")
-        self.worker = EngineWorker()
-        self.worker.moveToThread(self.thread)
-        self.snapshot: Snapshot | None = None
+        self.engine_thread = QThread()
+        self.engine_thread.setObjectName("imemviz-engine")
+        self.worker: EngineWorker = EngineWorker()
+        self.worker.moveToThread(self.engine_thread)
         self.timeline: TimelineInfo | None = None
         self.pending = 0  # commands posted and not finished
         self._busy = False
@@ -1069,16 +1066,16 @@ class Engine(QObject):
         self._label = ""
 
     def start(self) -> None:
-        self.thread.start()
+        self.engine_thread.start()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
         """Stop the thread after the command it is running (queued ones are dropped);
         True when it stopped."""
-        if not self.thread.isRunning():
+        if not self.engine_thread.isRunning():
             return True
         self.worker.request_stop()
-        self.thread.quit()
-        return bool(self.thread.wait(timeout_ms))
+        self.engine_thread.quit()
+        return bool(self.engine_thread.wait(timeout_ms))
 
     @property
     def idle(self) -> bool:
@@ -1139,17 +1136,9 @@ class Engine(QObject):
         """Run fn(session) on the engine thread: tests and benchmarks only."""
         self.post(M.Call(fn))
 
-    # ------------------------------------------------------------- requests
-    def request_raster(self, req: RasterRequest) -> None:
-        self.worker.post_raster(req)
-
-    def request_inspect(self, gfn: int, key: str = "inspect") -> None:
-        self.worker.post_inspect(key, gfn)
-
     # ------------------------------------------------------------- bookkeeping
     def _on_snapshot(self, snap: Snapshot) -> None:
-        self.snapshot = snap
-        self.snapshotReady.emit(snap)
+        super()._on_snapshot(snap)  # kept and announced (pane_source.py)
         # After the queued raster and the paint: the engine thread may go on (its feeds).
         QTimer.singleShot(0, lambda v=snap.version: self.worker.fence.ack(v))
 

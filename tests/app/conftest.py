@@ -29,7 +29,7 @@ def _no_engine_left_running(monkeypatch):
 
     monkeypatch.setattr(worker_mod.Engine, "start", start)
     yield
-    running = [e for e in started if e.thread.isRunning()]
+    running = [e for e in started if e.engine_thread.isRunning()]
     for e in running:
         e.stop()
     assert not running, "a test left the engine thread running"

@@ -397,6 +397,17 @@ def test_every_action_is_tested_and_described() -> None:
         assert len(s.tip) > 15, s.id
 
 
+def test_a_cancelled_import_leaves_no_dialog_to_close(make_window, monkeypatch) -> None:
+    """File > Import trace, then Cancel in the file chooser: closing the window later
+    finds no dialog (it once kept None and closeEvent called None.close())."""
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([], ""))
+    w = make_window(sw_session())
+    trigger(w, "import_trace")
+    w.close()  # pytest-qt fails the test on an exception raised in closeEvent
+
+
 def test_import_trace_and_export_perfetto(make_window, qtbot, tmp_path, monkeypatch) -> None:
     """File > Import trace runs the import off the GUI thread and opens the timeline;
     File > Export session as Perfetto trace writes a .pftrace of the session."""

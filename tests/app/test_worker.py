@@ -77,7 +77,7 @@ def test_an_engine_error_is_reported_and_the_thread_survives(loaded, qtbot) -> N
     qtbot.waitUntil(lambda: bool(errors))
     assert "kaboom" in errors[0]
     assert loaded.worker.session.ops[-1].NAME == "guest_access"
-    assert loaded.thread.isRunning()
+    assert loaded.engine_thread.isRunning()
 
 
 def test_a_plan_with_nothing_to_do_says_why(loaded, qtbot) -> None:

@@ -79,10 +79,13 @@ class CountersPane(QWidget):
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
             for name, colour, dashed in lines:
-                pen = pg.mkPen(colour, width=2, style=pg.QtCore.Qt.DashLine if dashed else None)
+                pen = pg.mkPen(
+                    colour, width=2, style=pg.QtCore.Qt.PenStyle.DashLine if dashed else None
+                )
                 self.curves[name] = plot.plot(
                     [], [], name=name, pen=pen, stepMode=None, autoDownsampleFactor=1.0
                 )
+        assert first is not None  # PLOTS names at least one plot
         first.getAxis("bottom").setLabel("op # (−1: the start)")
         self.plots = [self.view.getItem(k, 0) for k in range(len(PLOTS))]
         from imemviz.app import plot_theme

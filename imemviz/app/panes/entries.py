@@ -278,16 +278,17 @@ class EntriesPane(QWidget):
         self.tree.itemCollapsed.connect(self._on_collapse)
         self._expanded: set[tuple] = set()  # address-tree regions kept open across updates
 
-        top = QHBoxLayout()
+        # The filter row; the change marks add their note to it (row_marks.py).
+        self.filter_row = QHBoxLayout()
         for wdg in (self.root_box, self.level_box, self.state_box, self.search, self.count):
-            top.addWidget(wdg)
+            self.filter_row.addWidget(wdg)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
         split.addWidget(self.table)
         split.setSizes([170, 600])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(top)
+        lay.addLayout(self.filter_row)
         lay.addWidget(split, 1)
 
         feed.leavesReady.connect(self.set_leaves)
@@ -334,6 +335,7 @@ class EntriesPane(QWidget):
     def _reexpand(self, item: QTreeWidgetItem) -> None:
         for k in range(item.childCount()):
             child = item.child(k)
+            assert child is not None  # k < childCount()
             data = child.data(0, Qt.ItemDataRole.UserRole)
             if data and data[0] == "region" and tuple(data[1:4]) in self._expanded:
                 child.setExpanded(True)  # itemExpanded fills it

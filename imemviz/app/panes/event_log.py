@@ -215,8 +215,7 @@ class EventLogModel(QAbstractTableModel):
 
     def mark_ops(self, ops: tuple[int, ...]) -> None:
         """Mark the rows of these session ops (the latest action's), for the fade."""
-        spans = [self.op_span(op) for op in ops]
-        spans = [sp for sp in spans if sp is not None]
+        spans = [sp for sp in map(self.op_span, ops) if sp is not None]
         self.marked = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
 
     def op_span(self, op: int) -> tuple[int, int] | None:
@@ -286,17 +285,17 @@ class EventLogPane(QWidget):
         self.follow.setChecked(True)
         self.follow.setToolTip("Scroll to the newest event after every op")
         self.count = QLabel("")
-        top = QHBoxLayout()
-        top.addWidget(self.follow)
-        top.addStretch(1)
-        top.addWidget(self.count)
+        head = QHBoxLayout()
+        head.addWidget(self.follow)
+        head.addStretch(1)
+        head.addWidget(self.count)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.kinds)
         split.addWidget(self.table)
         split.setSizes([200, 700])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(top)
+        lay.addLayout(head)
         lay.addWidget(split, 1)
 
         feed.logReset.connect(self._on_reset)
@@ -324,10 +323,11 @@ class EventLogPane(QWidget):
     def _apply_kinds(self) -> None:
         names = set()
         for i in range(self.kinds.topLevelItemCount()):
-            top = self.kinds.topLevelItem(i)
-            for k in range(top.childCount()):
-                it = top.child(k)
-                if it.checkState(0) == Qt.CheckState.Checked:
+            group = self.kinds.topLevelItem(i)
+            assert group is not None  # i < topLevelItemCount()
+            for k in range(group.childCount()):
+                it = group.child(k)
+                if it is not None and it.checkState(0) == Qt.CheckState.Checked:
                     names.add(it.text(0))
         self.model.set_enabled(names)
         self._after_change()

@@ -72,7 +72,7 @@ class FoliosPane(QWidget):
         self.mode = PFN_MODE
         self.zoom = 0  # each step halves the pages per row
         self.top = 0  # first row shown
-        self.window: tuple[int, int, int, int] | None = None  # start, row_pages, rows, cols
+        self.page_window: tuple[int, int, int, int] | None = None  # start, row_pages, rows, cols
         self.codes: np.ndarray | None = None
         self.highlight: Highlight | None = None
         self._build()
@@ -87,8 +87,10 @@ class FoliosPane(QWidget):
         self.space_box.setToolTip("Which space to draw: host pfns or a guest_memfd's offsets")
         self.space_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.space_box.currentIndexChanged.connect(self._on_space_box)
-        self.zoom_in = QToolButton(text="+")
-        self.zoom_out = QToolButton(text="−")
+        self.zoom_in = QToolButton()
+        self.zoom_in.setText("+")
+        self.zoom_out = QToolButton()
+        self.zoom_out.setText("−")
         self.zoom_in.setToolTip("Zoom in (Ctrl+wheel)")
         self.zoom_out.setToolTip("Zoom out (Ctrl+wheel)")
         self.zoom_in.clicked.connect(lambda: self.set_zoom(self.zoom + 1))
@@ -122,8 +124,8 @@ class FoliosPane(QWidget):
         self.vb.setMouseEnabled(False, False)
         self.vb.setMenuEnabled(False)
         self.vb.invertY(True)
-        self.vb.wheelEvent = self._wheel  # type: ignore[method-assign]
-        self.vb.mouseClickEvent = self._click  # type: ignore[method-assign]
+        self.vb.wheelEvent = self._wheel
+        self.vb.mouseClickEvent = self._click
         self.img = CodeImage(axisOrder="row-major")
         self.img.setLookupTable(host_lut())
         from imemviz.app import plot_theme
@@ -216,7 +218,7 @@ class FoliosPane(QWidget):
         if space is None:
             return
         start, row_pages, rows, cols = self._geometry(space)
-        self.window = (start, row_pages, rows, cols)
+        self.page_window = (start, row_pages, rows, cols)
         self.codes = reduce_rows(space, start, row_pages, rows, cols)
         self.img.setImage(self.codes, autoLevels=False, levels=(0, 255), autoDownsample=False)
         self.img.setRect(QRectF(0, 0, cols, rows))
@@ -234,8 +236,8 @@ class FoliosPane(QWidget):
         space = self.space()
         if space is None:
             return
-        if anchor is None and self.window is not None:
-            s, rp, rows, _ = self.window
+        if anchor is None and self.page_window is not None:
+            s, rp, rows, _ = self.page_window
             anchor = s + rows * rp // 2
         self.zoom = max(0, min(24, zoom))
         _, row_pages, rows, _ = self._geometry(space)
@@ -246,18 +248,18 @@ class FoliosPane(QWidget):
     def show_page(self, page: int) -> None:
         """Scroll so that `page` is in view (zoom unchanged)."""
         space = self.space()
-        if space is None or self.window is None:
+        if space is None or self.page_window is None:
             return
-        s, rp, rows, _ = self.window
+        s, rp, rows, _ = self.page_window
         if not s <= page < s + rows * rp:
             self.top = max(0, page // rp - rows // 2)
             self.redraw()
 
     def _ranges_to_path(self, ranges) -> QPainterPath:
         path = QPainterPath()
-        if self.window is None:
+        if self.page_window is None:
             return path
-        s, rp, rows, cols = self.window
+        s, rp, rows, cols = self.page_window
         end = s + rows * rp
         scale = cols / rp
         # A single page in a row of thousands would be a hairline: give it a visible width.
@@ -320,9 +322,9 @@ class FoliosPane(QWidget):
 
     # ------------------------------------------------------------ mouse
     def page_at(self, x: float, y: float) -> int | None:
-        if self.window is None:
+        if self.page_window is None:
             return None
-        s, rp, rows, cols = self.window
+        s, rp, rows, cols = self.page_window
         if not (0 <= x < cols and 0 <= y < rows):
             return None
         return s + int(y) * rp + int(x * rp / cols)
@@ -395,14 +397,14 @@ class RowAxis(pg.AxisItem):
         self.pane = pane
 
     def tickStrings(self, values, scale, spacing):
-        w = self.pane.window
+        w = self.pane.page_window
         if w is None:
             return ["" for _ in values]
         start, rp, rows, _ = w
         return [f"{start + int(v) * rp:#x}" if 0 <= v < rows else "" for v in values]
 
     def tickValues(self, minVal, maxVal, size):
-        w = self.pane.window
+        w = self.pane.page_window
         if w is None:
             return []
         rows = w[2]

@@ -96,7 +96,7 @@ class GpaMapPane(QWidget):
         self._shown_d0 = 0  # display row of the raster on screen's first row
         self.ui_scale = 1.0  # presentation mode draws text and lines bigger
         self.gutter_px = GUTTER_PX
-        self.label_px = LABEL_PX
+        self.label_px: float = LABEL_PX
         self.focus: tuple[tuple[int, int], ...] = ()  # gfn ranges kept unfolded (framing)
         self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
         self.history = ViewHistory()  # Back / Forward through framings
@@ -114,7 +114,7 @@ class GpaMapPane(QWidget):
 
     # ------------------------------------------------------------------ widgets
     def _build(self) -> None:
-        self.setFocusPolicy(Qt.StrongFocus)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setToolTip("")
         self.vb = MapViewBox(self)
         self.left_axis = GpaAxis(lambda: self.layout_)
@@ -123,7 +123,7 @@ class GpaMapPane(QWidget):
             viewBox=self.vb, axisItems={"left": self.left_axis, "bottom": self.bottom_axis}
         )
         self.view.setBackground("w")
-        self.view.setFocusPolicy(Qt.NoFocus)
+        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         plot = self.view.getPlotItem()
         plot.hideButtons()
         plot.setMenuEnabled(False)
@@ -146,14 +146,14 @@ class GpaMapPane(QWidget):
         self.outline.setZValue(10)
         self.vb.addItem(self.outline, ignoreBounds=True)
         self.hatch = QGraphicsPathItem()
-        self.hatch.setPen(QPen(Qt.NoPen))
-        self.hatch.setBrush(QBrush(QColor(120, 120, 120), Qt.BDiagPattern))
+        self.hatch.setPen(QPen(Qt.PenStyle.NoPen))
+        self.hatch.setBrush(QBrush(QColor(120, 120, 120), Qt.BrushStyle.BDiagPattern))
         self.hatch.setZValue(8)
         self.vb.addItem(self.hatch, ignoreBounds=True)
         self.brackets = QGraphicsPathItem()
         bpen = QPen(QColor(40, 40, 40), 3.0)
         bpen.setCosmetic(True)
-        bpen.setCapStyle(Qt.FlatCap)
+        bpen.setCapStyle(Qt.PenCapStyle.FlatCap)
         self.brackets.setPen(bpen)
         self.brackets.setZValue(10)
         self.vb.addItem(self.brackets, ignoreBounds=True)
@@ -166,10 +166,10 @@ class GpaMapPane(QWidget):
         self.range_halo.setZValue(19)
         self.vb.addItem(self.range_halo, ignoreBounds=True)
         self.range_item = QGraphicsPathItem()
-        rpen = QPen(QColor(0, 0, 0), 2.0, Qt.DashLine)
+        rpen = QPen(QColor(0, 0, 0), 2.0, Qt.PenStyle.DashLine)
         rpen.setCosmetic(True)
         self.range_item.setPen(rpen)
-        self.range_item.setBrush(QBrush(Qt.NoBrush))
+        self.range_item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self.range_item.setZValue(20)
         self.vb.addItem(self.range_item, ignoreBounds=True)
         self.cursor_item = QGraphicsRectItem()
@@ -180,7 +180,7 @@ class GpaMapPane(QWidget):
         self.cursor_item.hide()
         self.vb.addItem(self.cursor_item, ignoreBounds=True)
         self.hover_item = QGraphicsRectItem()
-        hpen = QPen(QColor(90, 90, 90), 1.0, Qt.DotLine)
+        hpen = QPen(QColor(90, 90, 90), 1.0, Qt.PenStyle.DotLine)
         hpen.setCosmetic(True)
         self.hover_item.setPen(hpen)
         self.hover_item.setZValue(25)
@@ -197,14 +197,14 @@ class GpaMapPane(QWidget):
         self._labels: list[pg.TextItem] = []
         self._label_font = QFont()
         self._label_font.setPixelSize(11)
-        self.scrollbar = QScrollBar(Qt.Vertical)
+        self.scrollbar = QScrollBar(Qt.Orientation.Vertical)
         self.scrollbar.setToolTip(
             "Scroll through the guest physical address space (mouse wheel; Ctrl+wheel zooms)"
         )
         self.scrollbar.valueChanged.connect(self._on_scrollbar)
         self.header = QLabel(" ")
         self.header.setObjectName("gpa_map_header")
-        self.header.setTextFormat(Qt.PlainText)
+        self.header.setTextFormat(Qt.TextFormat.PlainText)
         self.header.setToolTip("The page under the mouse, and the zoom (bytes per row)")
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -271,7 +271,7 @@ class GpaMapPane(QWidget):
             pen = item.pen()
             pen.setColor(QColor(colour))
             item.setPen(pen)
-        self.hatch.setBrush(QBrush(QColor(theme.hole_ink), Qt.BDiagPattern))
+        self.hatch.setBrush(QBrush(QColor(theme.hole_ink), Qt.BrushStyle.BDiagPattern))
         self.fold_bands.background = QColor(theme.background)
         self.fold_bands.text_colour = QColor(theme.text)
         self.block_labels.background = QColor(theme.background)
@@ -382,6 +382,8 @@ class GpaMapPane(QWidget):
     def _on_snapshot(self, snap: Snapshot) -> None:
         prev = self.snapshot
         first = prev is None or snap.session != prev.session
+        extent_changed = prev is not None and prev.extent != snap.extent
+        slots_changed = prev is not None and prev.slots != snap.slots
         self.snapshot = snap
         lay = self.layout_
         was_fit = lay.row_gfns == lay.fit_row_gfns() and lay.top == 0
@@ -394,14 +396,9 @@ class GpaMapPane(QWidget):
             self.history.clear()
             self.animator.stop()
             self._update_pins()
-        if first or (prev.extent != snap.extent and was_fit):
+        if first or (extent_changed and was_fit):
             lay.fit()  # showing the whole guest: keep showing all of it
-        if (
-            first
-            or prev.extent != snap.extent
-            or prev.slots != snap.slots
-            or lay.foldmap().key() != folds_before
-        ):
+        if first or extent_changed or slots_changed or lay.foldmap().key() != folds_before:
             self.refresh()
         elif self._wanted is not None and self._wanted.touches(snap.changed):
             pass  # the engine pushes the new raster of our standing view right after this
@@ -665,7 +662,7 @@ class GpaMapPane(QWidget):
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         if not delta:
             return
-        if ev.modifiers() & Qt.ControlModifier:
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
             lay = self.layout_
             p = self.vb.mapToView(ev.pos())
             g = lay.gfn_at(p.x(), p.y())
@@ -680,20 +677,20 @@ class GpaMapPane(QWidget):
         gfn = self._gfn_of(ev.pos())
         mods = ev.modifiers()
         fold = self.layout_.fold_at(self.vb.mapToView(ev.pos()).y())
-        if fold is not None and ev.button() == Qt.LeftButton and not mods:
+        if fold is not None and ev.button() == Qt.MouseButton.LeftButton and not mods:
             ev.accept()
             self.open_fold(fold)
             return
-        if ev.button() == Qt.LeftButton:
+        if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             self.setFocus()
-            if mods & Qt.ShiftModifier:
+            if mods & Qt.KeyboardModifier.ShiftModifier:
                 self.selection.set_gfn(gfn, extend=True)
                 return
             self.selection.set_gfn(gfn)
-            if not mods & Qt.ControlModifier:
+            if not mods & Qt.KeyboardModifier.ControlModifier:
                 self.clicked.emit(gfn)
-        elif ev.button() == Qt.RightButton:
+        elif ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             rng = self.selection.range
             if rng is None or not rng[0] <= gfn < rng[1]:
@@ -705,7 +702,7 @@ class GpaMapPane(QWidget):
     def on_drag(self, ev) -> None:
         ev.accept()
         self.animator.stop()
-        if ev.button() == Qt.MiddleButton:
+        if ev.button() == Qt.MouseButton.MiddleButton:
             if ev.isStart():
                 self._pan_from = (ev.buttonDownPos().y(), self.layout_.top)
             if self._pan_from is not None:
@@ -715,7 +712,7 @@ class GpaMapPane(QWidget):
             if ev.isFinish():
                 self._pan_from = None
             return
-        if ev.button() != Qt.LeftButton:
+        if ev.button() != Qt.MouseButton.LeftButton:
             return
         if ev.isStart():
             self._drag_from = self._gfn_of(ev.buttonDownPos())
@@ -781,15 +778,15 @@ class GpaMapPane(QWidget):
         g = self.selection.gfn
         lay = self.layout_
         key, mods = ev.key(), ev.modifiers()
-        extend = bool(mods & Qt.ShiftModifier)
+        extend = bool(mods & Qt.KeyboardModifier.ShiftModifier)
         page_rows = max(1, int(lay.rows_visible()) - 1)
         moves = {
-            Qt.Key_Left: -1,
-            Qt.Key_Right: 1,
-            Qt.Key_Up: -lay.row_gfns,
-            Qt.Key_Down: lay.row_gfns,
-            Qt.Key_PageUp: -page_rows * lay.row_gfns,
-            Qt.Key_PageDown: page_rows * lay.row_gfns,
+            Qt.Key.Key_Left: -1,
+            Qt.Key.Key_Right: 1,
+            Qt.Key.Key_Up: -lay.row_gfns,
+            Qt.Key.Key_Down: lay.row_gfns,
+            Qt.Key.Key_PageUp: -page_rows * lay.row_gfns,
+            Qt.Key.Key_PageDown: page_rows * lay.row_gfns,
         }
         if key in moves:
             start = g if g is not None else lay.gfn_at(0, lay.top)
@@ -799,8 +796,8 @@ class GpaMapPane(QWidget):
             self.refresh()
             ev.accept()
             return
-        if key in (Qt.Key_Home, Qt.Key_End):
-            new = 0 if key == Qt.Key_Home else lay.extent - 1
+        if key in (Qt.Key.Key_Home, Qt.Key.Key_End):
+            new = 0 if key == Qt.Key.Key_Home else lay.extent - 1
             self.selection.set_gfn(new, extend=extend)
             lay.ensure_visible(new)
             self.refresh()

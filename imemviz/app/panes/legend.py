@@ -56,9 +56,10 @@ class LegendPane(QWidget):
         grid = self.grid
         while grid.count():
             item = grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().hide()
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.hide()
+                widget.deleteLater()
         self._swatches = []
         row = 0
         n = self.groups_per_row

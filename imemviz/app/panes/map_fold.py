@@ -232,10 +232,10 @@ def find_folds(
         ok = ~hit
         ra, rb, c, s, e = ra[ok], rb[ok], c[ok], s[ok], e[ok]
         if extra:
-            x = np.asarray(extra, np.int64)
-            ra, rb = np.concatenate([ra, x[:, 0]]), np.concatenate([rb, x[:, 1]])
-            c = np.concatenate([c, x[:, 2].astype(np.uint8)])
-            s, e = np.concatenate([s, x[:, 3]]), np.concatenate([e, x[:, 4]])
+            more = np.asarray(extra, np.int64)
+            ra, rb = np.concatenate([ra, more[:, 0]]), np.concatenate([rb, more[:, 1]])
+            c = np.concatenate([c, more[:, 2].astype(np.uint8)])
+            s, e = np.concatenate([s, more[:, 3]]), np.concatenate([e, more[:, 4]])
             order = np.argsort(ra, kind="stable")
             ra, rb, c, s, e = ra[order], rb[order], c[order], s[order], e[order]
     return ra, rb, c, s, e

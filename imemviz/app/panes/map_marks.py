@@ -112,8 +112,8 @@ class MapMarks:
         else:
             # In display coordinates: rows folded into a band are not drawn (map_fold.py).
             r = lay.row_gfns
-            shown = [(g, lay.display_ranges([g])) for g in ch.gfns]
-            shown = [(g, d[0]) for g, d in shown if d]
+            displayed = [(g, lay.display_ranges([g])) for g in ch.gfns]
+            shown = [(g, d[0]) for g, d in displayed if d]
             path = outline_path([d for _g, d in shown], r)
             px_x = max(lay.width, 1.0) / r  # screen pixels per gfn along a row
             px_y = lay.row_px()
@@ -157,8 +157,8 @@ class MapMarks:
             x = min(x, max(0.0, r - (self.tag.width() + 8) / px_x))
             self.tag.setPos(QPointF(x, a0 // r))
             self._set_opacity(self.marks.opacity())
-        for g in self.glyphs:
-            g.place(lay)
+        for glyph in self.glyphs:
+            glyph.place(lay)
 
     def _first_in_view(self, ranges) -> tuple[int, int]:
         a, b = self.pane.layout_.visible_gfns()

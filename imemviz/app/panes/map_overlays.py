@@ -144,19 +144,19 @@ class PatternLayer(QGraphicsObject):
         self._cols = 1
         self._layout: MapLayout | None = None
         self._brushes: dict[int, QBrush] = {}
-        self.scale = 1.0
+        self.ui_scale = 1.0  # presentation mode: bigger patterns
         self.setZValue(4)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
     def set_scale(self, scale: float) -> None:
-        self.scale = scale
+        self.ui_scale = scale
         self._brushes.clear()
         self.update()
 
     def brush(self, code: int) -> QBrush:
         b = self._brushes.get(code)
         if b is None:
-            b = QBrush(pattern_tile(PATTERN_OF[code], ink_for(code), self.scale))
+            b = QBrush(pattern_tile(PATTERN_OF[code], ink_for(code), self.ui_scale))
             self._brushes[code] = b
         return b
 
