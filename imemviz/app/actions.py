@@ -14,6 +14,7 @@ import attrs
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar, QWidget
 
+from imemviz.app import messages as M
 from imemviz.io import plans
 from imemviz.model import ops as O
 
@@ -140,9 +141,7 @@ def _export_perfetto(w: MainWindow) -> None:
         return
     if not path.endswith(".pftrace"):
         path += ".pftrace"
-    from imemviz.io.trace.perfetto_export import export_session
-
-    w.engine.call(lambda s: export_session(s, path, w.engine.worker.message.emit))
+    w.engine.post(M.ExportPerfetto(path))
 
 
 def _select_all(w: MainWindow) -> None:

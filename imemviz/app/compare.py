@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -27,9 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app import messages as M
 from imemviz.app.menus import menu_of
 from imemviz.app.range_overlay import RangeOverlay
 from imemviz.io.summary import DiffEntry, diff_entries
+
+KEY = "compare"  # the engine's answers to this pane (messages.Answer.key)
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
@@ -87,11 +90,6 @@ def compare_with(session: Any, path: str) -> Comparison:
         tuple(diff_entries(d, slots)),
         format_diff(d, name, path),
     )
-
-
-class _Relay(QObject):
-    done = Signal(object)  # Comparison
-    failed = Signal(str)
 
 
 class ComparePane(QWidget):
@@ -200,9 +198,7 @@ class Compare:
             w.tabifyDockWidget(log, self.dock)
             log.raise_()
         self.overlay = RangeOverlay(w.map, COMPARE_COLOUR, fill_alpha=50)
-        self.relay = _Relay(w)
-        self.relay.done.connect(self._done)
-        self.relay.failed.connect(lambda m: w.show_message(m, error=True))
+        w.engine.answered.connect(self._on_answer)
         self.action = QAction("Compare &with…", w)
         self.action.setObjectName("act_compare")
         self.action.setShortcut(QKeySequence("Ctrl+Shift+D"))
@@ -243,18 +239,16 @@ class Compare:
 
     def start(self, path: str) -> None:
         """Compare the current state with `path` (on the engine thread)."""
-        relay = self.relay
         self.window.show_message(f"Comparing with {path}…")
+        self.window.engine.post(M.CompareWith(KEY, path))
 
-        def job(session: Any) -> None:
-            from imemviz.io.session import SessionError
-
-            try:
-                relay.done.emit(compare_with(session, path))
-            except SessionError as e:
-                relay.failed.emit(str(e))
-
-        self.window.engine.call(job)
+    def _on_answer(self, a: M.Answer) -> None:
+        if a.key != KEY:
+            return
+        if a.error is not None:
+            self.window.show_message(a.error, error=True)
+        else:
+            self._done(a.value)
 
     def _done(self, c: Comparison) -> None:
         self.pane.show_comparison(c)

@@ -17,15 +17,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QWidget
 
+from imemviz.app import messages as M
 from imemviz.app.menus import menu_of
 from imemviz.app.panes.inspector import rows_of
 from imemviz.io.recording import op_line
 from imemviz.model import ops as O
 from imemviz.model.events import event_dict, format_event
+
+KEY = "copy op"  # the engine's answers to this (messages.Answer.key)
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
@@ -135,15 +138,10 @@ def op_events_text(w: MainWindow, op: int) -> str:
     return "\n".join(event_text(ev) for ev in evs)
 
 
-class _Relay(QObject):
-    text = Signal(str, str)  # clipboard text, status message
-
-
 class CopyText:
     def __init__(self, w: MainWindow) -> None:
         self.window = w
-        self.relay = _Relay(w)
-        self.relay.text.connect(self._set)
+        w.engine.answered.connect(self._on_answer)
         self.copied = ""  # what was copied last (tests)
         self.as_text = self._action(
             "copy_text",
@@ -228,23 +226,12 @@ class CopyText:
 
     def copy_op(self, op: int, prefix: str = "") -> None:
         """The op that emitted op index `op`, as its script line (asked of the engine)."""
-        relay = self.relay
+        self.window.engine.post(M.OpLine(KEY, op, prefix))
 
-        def job(session: Any) -> None:
-            vm = session.vm
-            base = vm.op_index - len(session.ops)
-            k = op - base
-            if 0 <= k < len(session.ops):
-                line = op_line(session.ops[k])
-                text = f"{prefix}\n{line}" if prefix else line
-                relay.text.emit(text, f"Copied op #{op} as a script line")
-            else:
-                relay.text.emit(
-                    prefix,
-                    f"Op #{op} is older than this session (it made the state it started from)",
-                )
-
-        self.window.engine.call(job)
+    def _on_answer(self, a: M.Answer) -> None:
+        if a.key == KEY:
+            text, message = a.value
+            self._set(text, message)
 
     def _event_menu(self, menu: Any, ev: tuple) -> None:
         op = ev[0]

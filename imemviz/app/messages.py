@@ -166,6 +166,65 @@ class WriteBundle(Command):
 
 
 @attrs.frozen
+class Query(Command):
+    """A question about the session: the worker answers it on `answered` with an
+    `Answer` carrying the same `key`, so the pane that asked knows its reply."""
+
+    NAME: ClassVar[str] = "query"
+    key: str
+
+
+@attrs.frozen
+class ResolvePfn(Query):
+    """Go to a host pfn: which gfn, folio or host page holds it (goto.pfn_target)."""
+
+    NAME: ClassVar[str] = "go to pfn"
+    pfn: int
+
+
+@attrs.frozen
+class CompareWith(Query):
+    """Compare the session's state with a state file or recording (compare.compare_with)."""
+
+    NAME: ClassVar[str] = "compare"
+    path: str
+
+
+@attrs.frozen
+class OpLine(Query):
+    """The script line of the session op that emitted op index `op`, after `prefix`."""
+
+    NAME: ClassVar[str] = "copy op"
+    op: int
+    prefix: str = ""
+
+
+@attrs.frozen
+class RecheckFeeds(Command):
+    """Run again, checking everything, the feeds that keep a `recheck` flag (the State
+    summary's Check again, and its tab coming forward after a skipped check)."""
+
+    NAME: ClassVar[str] = "check again"
+
+
+@attrs.frozen
+class ExportPerfetto(Command):
+    """Write the session as a Perfetto trace (io.trace.perfetto_export.export_session)."""
+
+    NAME: ClassVar[str] = "export Perfetto"
+    path: str
+
+
+@attrs.frozen
+class Answer:
+    """A query's reply: `value` (its result), or `error`, a message for the user."""
+
+    key: str
+    value: Any = None
+    error: str | None = None
+
+
+@attrs.frozen
 class Call(Command):
     """Run fn(session) on the engine thread: tests and benchmarks only."""
 
@@ -177,6 +236,9 @@ class Call(Command):
 BIG_COMMANDS: tuple[type, ...] = (Open, LoadRecording, LoadScene, NewVm, SetSession, Undo, Seek)
 # Commands that leave the state as it is (a step view stays on through them).
 READ_ONLY: tuple[type, ...] = (
+    Query,
+    RecheckFeeds,
+    ExportPerfetto,
     StepView,
     RefreshFeeds,
     SaveState,

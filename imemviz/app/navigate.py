@@ -26,11 +26,14 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from imemviz.app.goto import USAGE, GotoError, Target, parse_goto, pfn_target
+from imemviz.app import messages as M
+from imemviz.app.goto import USAGE, GotoError, Target, parse_goto
 from imemviz.app.menus import bar_menus
 from imemviz.app.panes.map_frame import frame_target, needs_frame, on_screen
 from imemviz.app.panes.minimap import Minimap
 from imemviz.model.raster import merge_ranges
+
+GOTO_KEY = "go to pfn"  # the engine's answers to Go to (messages.Answer.key)
 
 if TYPE_CHECKING:
     from imemviz.app.messages import ActionRecord
@@ -59,6 +62,7 @@ class Navigator(QObject):
         window.engine.actionDone.connect(self._on_action)
         window.engine.snapshotReady.connect(self._on_snapshot)
         self.resolved.connect(self._on_resolved, Qt.ConnectionType.QueuedConnection)
+        window.engine.answered.connect(self._on_answer)
 
     # ------------------------------------------------------------------ follow
     def replaying(self) -> bool:
@@ -129,19 +133,14 @@ class Navigator(QObject):
             shared_bit = 1 << (snap.config.gpaw - 1)
         target = parse_goto(text, snap.slots, snap.extent, shared_bit)
         if target.pfn is not None:  # not resolved yet: the engine thread knows the pfn
-            pfn = target.pfn
-            emit = self.resolved.emit
-
-            def resolve(session) -> None:  # on the engine thread
-                try:
-                    emit(pfn_target(session.vm, pfn))
-                except GotoError as e:
-                    emit(e)
-
-            self.window.engine.call(resolve)
+            self.window.engine.post(M.ResolvePfn(GOTO_KEY, target.pfn))
             return target
         self.show_target(target)
         return target
+
+    def _on_answer(self, a: M.Answer) -> None:
+        if a.key == GOTO_KEY:
+            self.resolved.emit(a.value if a.error is None else GotoError(a.error))
 
     def _on_resolved(self, answer) -> None:
         box = getattr(self.window, "goto_box", None)

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app import messages as M
 from imemviz.app.range_overlay import RangeOverlay
 from imemviz.io.summary import StateSummary, as_text, summarize
 
@@ -173,12 +174,8 @@ class SummaryPane(QWidget):
         return text
 
     def recheck(self) -> None:
-        feed = self.feed
-        if feed is not None and self.window_.engine.snapshot is not None:
-            feed.recheck = True
-            engine = self.window_.engine
-            worker = engine.worker
-            engine.call(lambda s: feed._feed(s, worker._version, worker._session_no, None))
+        if self.feed is not None and self.window_.engine.snapshot is not None:
+            self.window_.engine.post(M.RecheckFeeds())
 
 
 class Banner(QToolBar):

@@ -203,6 +203,7 @@ class EngineWorker(QObject):
     progress = Signal(int, int)
     failed = Signal(str)  # a command that could not run (file errors, engine bugs)
     message = Signal(str)  # a note for the user (a plan with nothing to do)
+    answered = Signal(object)  # messages.Answer to a messages.Query
     _wake = Signal()
 
     def __init__(self) -> None:
@@ -261,6 +262,11 @@ class EngineWorker(QObject):
             M.StartRecording: self._cmd_start_recording,
             M.StopRecording: self._cmd_stop_recording,
             M.WriteBundle: self._cmd_write_bundle,
+            M.ResolvePfn: self._cmd_resolve_pfn,
+            M.CompareWith: self._cmd_compare,
+            M.OpLine: self._cmd_op_line,
+            M.ExportPerfetto: self._cmd_export_perfetto,
+            M.RecheckFeeds: self._cmd_recheck,
             M.Call: self._cmd_call,
         }
 
@@ -705,6 +711,52 @@ class EngineWorker(QObject):
         s.save_recording(cmd.path)
         self.message.emit(f"Recording of {len(s.ops)} ops saved to {cmd.path}")
 
+    # ------------------------------------------------------------ queries
+    def _cmd_resolve_pfn(self, cmd: M.ResolvePfn) -> None:
+        from imemviz.app.goto import GotoError, pfn_target
+
+        try:
+            self.answered.emit(M.Answer(cmd.key, pfn_target(self._need_session().vm, cmd.pfn)))
+        except GotoError as e:
+            self.answered.emit(M.Answer(cmd.key, error=str(e)))
+
+    def _cmd_compare(self, cmd: M.CompareWith) -> None:
+        from imemviz.app.compare import compare_with
+        from imemviz.io.session import SessionError
+
+        try:
+            self.answered.emit(M.Answer(cmd.key, compare_with(self._need_session(), cmd.path)))
+        except SessionError as e:
+            self.answered.emit(M.Answer(cmd.key, error=str(e)))
+
+    def _cmd_op_line(self, cmd: M.OpLine) -> None:
+        from imemviz.io.recording import op_line
+
+        s = self._need_session()
+        k = cmd.op - (s.vm.op_index - len(s.ops))
+        if 0 <= k < len(s.ops):
+            line = op_line(s.ops[k])
+            text = f"{cmd.prefix}\n{line}" if cmd.prefix else line
+            self.answered.emit(M.Answer(cmd.key, (text, f"Copied op #{cmd.op} as a script line")))
+        else:
+            why = f"Op #{cmd.op} is older than this session (it made the state it started from)"
+            self.answered.emit(M.Answer(cmd.key, (cmd.prefix, why)))
+
+    def _cmd_recheck(self, cmd: M.RecheckFeeds) -> None:
+        s = self.session
+        if s is None:
+            return
+        for feed in list(self.feeds):
+            owner = getattr(feed, "__self__", None)
+            if owner is not None and hasattr(owner, "recheck"):
+                owner.recheck = True
+                feed(s, self._version, self._session_no, None)
+
+    def _cmd_export_perfetto(self, cmd: M.ExportPerfetto) -> None:
+        from imemviz.io.trace.perfetto_export import export_session
+
+        export_session(self._need_session(), cmd.path, self.message.emit)
+
     def _cmd_call(self, cmd: M.Call) -> None:
         """Run fn(session) on the engine thread (tests and benchmarks)."""
         cmd.fn(self._need_session())
@@ -1032,6 +1084,7 @@ class Engine(PaneSource):
     progress = Signal(int, int)
     failed = Signal(str)
     message = Signal(str)
+    answered = Signal(object)  # messages.Answer
 
     BUSY_DELAY_MS = 100
 
@@ -1056,6 +1109,7 @@ class Engine(PaneSource):
         w.progress.connect(self.progress)
         w.failed.connect(self.failed)
         w.message.connect(self.message)
+        w.answered.connect(self.answered)
         w.commandStarted.connect(self._on_started)
         w.commandFinished.connect(self._on_finished)
         w.fence.armed = True  # this GUI side acknowledges every snapshot it draws
