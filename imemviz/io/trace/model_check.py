@@ -353,19 +353,17 @@ def huge_leaves(path: str) -> dict[int, tuple[int, int]]:
     found: dict[int, tuple[int, int]] = {}
     with open(path, "rb") as f:
         tail = b""
-        while block := f.read(1 << 22):
-            block = tail + block
-            cut = block.rfind(b"\n") + 1
+        while True:
+            more = f.read(1 << 22)
+            block = tail + more
+            cut = block.rfind(b"\n") + 1 if more else len(block)  # whole lines only
             block, tail = block[:cut], block[cut:]
             for m in _HUGE_LEAF.finditer(block):
                 pv, level = int(m[3]), int(m[2])
                 if level > found.get(pv, (1, 0))[0]:
                     found[pv] = (level, int(m[1]))
-        for m in _HUGE_LEAF.finditer(tail):
-            pv, level = int(m[3]), int(m[2])
-            if level > found.get(pv, (1, 0))[0]:
-                found[pv] = (level, int(m[1]))
-    return found
+            if not more:
+                return found
 
 
 def infer_host(
