@@ -19,28 +19,14 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from qt_wait import pump as _pump
+from qt_wait import wait as _wait
+
 SIZE = (1600, 1000)
 MB = 1 << 20
-
-
-def _pump(app, s: float = 0.4) -> None:
-    end = time.monotonic() + s
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def _wait(app, pred, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        app.processEvents()
-        time.sleep(0.003)
-        if time.monotonic() > end:
-            raise TimeoutError
 
 
 def default_actions(engine) -> None:

@@ -15,27 +15,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from qt_wait import pump as _settle
+from qt_wait import wait as _wait
+
 SIZE = (1600, 1000)
-
-
-def _wait(app, pred, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        app.processEvents()
-        time.sleep(0.003)
-        if time.monotonic() > end:
-            raise TimeoutError
-
-
-def _settle(app, s: float = 0.3) -> None:
-    end = time.monotonic() + s
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def main() -> None:

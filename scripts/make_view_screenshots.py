@@ -20,9 +20,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from qt_wait import pump as _settle
+from qt_wait import wait as _wait
 
 SIZES = ((1920, 1080), (1280, 720))
 STATE = os.path.join("tests", "data", "state-v1-tdx.json.gz")
@@ -30,22 +32,6 @@ STATE = os.path.join("tests", "data", "state-v1-tdx.json.gz")
 
 def cli(out: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "imemviz", "--screenshot", out, *args], check=True)
-
-
-def _wait(app, pred, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        app.processEvents()
-        time.sleep(0.003)
-        if time.monotonic() > end:
-            raise TimeoutError
-
-
-def _settle(app, s: float = 0.4) -> None:
-    end = time.monotonic() + s
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
 
 
 def in_process(out: str) -> None:
