@@ -316,6 +316,7 @@ class ObservedWindow(QMainWindow):
         col = QVBoxLayout(rates)
         col.setContentsMargins(2, 2, 2, 2)
         self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(120)  # readable curves even at 1280x720
         self.plot.setBackground("w")
         self.plot.setLabel("bottom", "seconds since the first event")
         self.plot.setLabel("left", "events / s")
