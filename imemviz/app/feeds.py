@@ -177,20 +177,8 @@ class PaneFeed(QObject):
         self._stale = {"leaves": True, "host": True}
         self._vm: weakref.ref | None = None  # the VM whose log the panes have
         self._stepping = False
-        feeds, fn = engine.worker.feeds, self._feed
-        step_feeds, step_fn = engine.worker.step_feeds, self._step_feed
-        feeds.append(fn)
-        step_feeds.append(step_fn)
-
-        def detach(*_args: Any) -> None:
-            # A closed window's feed must not run on: it would emit through a deleted object.
-            if fn in feeds:
-                feeds.remove(fn)
-            if step_fn in step_feeds:
-                step_feeds.remove(step_fn)
-
-        self._detach = detach
-        self.destroyed.connect(detach)
+        self._detach = engine.worker.attach_feeds(self._feed, self._step_feed)
+        self.destroyed.connect(self._detach)
 
     def detach(self) -> None:
         self._detach()

@@ -65,13 +65,8 @@ class _Feed(QObject):
         # thread held the GIL during a seek); the check runs when the tab comes forward.
         self.visible = True
         self.pending = False  # a check skipped while hidden
-        feeds, fn = engine.worker.feeds, self._feed
-        feeds.append(fn)
-        self.destroyed.connect(lambda *_: fn in feeds and feeds.remove(fn))
-
-    def detach(self) -> None:
-        if self._feed in self.engine.worker.feeds:
-            self.engine.worker.feeds.remove(self._feed)
+        self.detach = engine.worker.attach_feeds(self._feed)
+        self.destroyed.connect(self.detach)
 
     def _feed(
         self, session: Any, version: int, session_no: int, changed: Any, reset: bool = False

@@ -270,6 +270,26 @@ class EngineWorker(QObject):
             M.Call: self._cmd_call,
         }
 
+    def attach_feeds(
+        self,
+        feed: Callable[..., None],
+        step_feed: Callable[[Any, int, str], None] | None = None,
+    ) -> Callable[..., None]:
+        """Run `feed` after every change (and `step_feed` for each step view); returns the
+        detach, which may run any number of times (a closed window's feed must not run on:
+        it would emit through a deleted object)."""
+        self.feeds.append(feed)
+        if step_feed is not None:
+            self.step_feeds.append(step_feed)
+
+        def detach(*_args: Any) -> None:
+            if feed in self.feeds:
+                self.feeds.remove(feed)
+            if step_feed is not None and step_feed in self.step_feeds:
+                self.step_feeds.remove(step_feed)
+
+        return detach
+
     # ---------------------------------------------------------- thread-safe posts
     def post(self, command: M.Command) -> None:
         with self._lock:

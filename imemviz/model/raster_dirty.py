@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from imemviz.model.events import Event
+from imemviz.model.protocols import SNP_EVENTS
 
 if TYPE_CHECKING:
     from imemviz.model.vm import VM
@@ -60,20 +61,10 @@ _NO_RASTER_CHANGE = frozenset(
         "memfd_create",
         "shmem_fallocate",
         "inaccessible_notifier_invalidate",
-        # SEV-SNP: the RMP and the firmware are not drawn on the map (the RMP pane shows
-        # them); an RMP fault's zap comes as its own invalidation and leaf events.
-        "rmp_make_private",
-        "rmp_make_shared",
-        "psmash",
-        "clflush_cache_range",
-        "kvm_rmp_fault",
-        "SNP_LAUNCH_UPDATE",
-        "SNP_PAGE_RECLAIM",
-        "SNP_LAUNCH_FINISH",
-        "pvalidate",
-        "snp_page_not_validated",
-        "snp_psc",
     }
+    # SEV-SNP: the RMP and the firmware are not drawn on the map (the RMP pane shows
+    # them); an RMP fault's zap comes as its own invalidation and leaf events.
+    | SNP_EVENTS
 )
 # Events carrying (gfn, level) in their first two fields (after the name).
 _GFN_LEVEL = {

@@ -69,18 +69,7 @@ class RmpFeed(QObject):
         self.always = False
         self._stale = True
         self._snp = False
-        feeds, fn = engine.worker.feeds, self._feed
-        step_feeds, step_fn = engine.worker.step_feeds, self._step_feed
-        feeds.append(fn)
-        step_feeds.append(step_fn)
-
-        def detach(*_args: Any) -> None:
-            if fn in feeds:
-                feeds.remove(fn)
-            if step_fn in step_feeds:
-                step_feeds.remove(step_fn)
-
-        self.destroyed.connect(detach)
+        self.destroyed.connect(engine.worker.attach_feeds(self._feed, self._step_feed))
 
     # These run on the engine thread.
     def _feed(
