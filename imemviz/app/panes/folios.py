@@ -29,8 +29,9 @@ from PySide6.QtWidgets import (
 from imemviz.app.feeds import HostSpaces, PaneFeed
 from imemviz.app.highlight import Highlight
 from imemviz.app.panes.code_image import CodeImage
+from imemviz.app.records import Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.host_raster import (
     HOST_LEGEND,
     HostCode,

@@ -36,8 +36,9 @@ from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.panes.paint_hold import PaintHold
+from imemviz.app.records import InspectAnswer, RasterAnswer, RasterRequest, Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.raster import NCODES
 from imemviz.model.uapi import is_private_attr
 from imemviz.model.units import fmt_size
