@@ -156,3 +156,39 @@ def test_a_bottom_axis_is_shown_and_themed(qtbot) -> None:
     assert plot.getAxis("bottom") is bottom and bottom.isVisible()
     plot.apply_theme(plot_theme.DARK)
     assert bottom.textPen().color() == QColor(plot_theme.DARK.text)
+
+
+def test_the_folios_pane_zooms_and_scrolls_with_the_wheel(make_window, qtbot) -> None:
+    """The host folios pane's wheel goes through the shared view: Ctrl+wheel zooms one
+    step around the page under the cursor, the wheel scrolls three rows a notch."""
+    from imemviz.app.panes.folios import PFN_MODE
+
+    from .conftest import td_session
+
+    w = make_window(td_session())
+    w.panes2.feed.always = True
+    w.docks["folios"].raise_()
+    w.resizeDocks([w.docks["folios"]], [400], Qt.Orientation.Vertical)
+    pane = w.panes2.folios
+    qtbot.waitUntil(
+        lambda: pane.spaces is not None and pane.page_window is not None, timeout=10_000
+    )
+    pane.set_mode(PFN_MODE)
+    qtbot.waitUntil(lambda: pane.page_window[2] >= 8, timeout=10_000)  # rows to scroll
+    start, row_pages, rows, cols = pane.page_window
+    page = start + (rows // 2) * row_pages + row_pages // 2
+    pos = at_cell(pane.view, pane.plot, cols / 2, rows // 2 + 0.5)
+    wheel(pane.view, pos, 120, Qt.KeyboardModifier.ControlModifier)
+    assert pane.zoom == 1 and pane.page_window[1] == row_pages // 2
+    s, rp, n, _ = pane.page_window
+    assert s <= page < s + n * rp  # the page under the cursor stays in view
+    pane.top = 0
+    pane.redraw()
+    s, rp, n, _ = pane.page_window
+    assert pane.space().limit > (n + 3) * rp  # room to scroll three rows down
+    wheel(pane.view, pos, -120)
+    assert pane.top == 3 and pane.page_window[0] == 3 * rp
+    wheel(pane.view, pos, 120)
+    wheel(pane.view, pos, 120)
+    assert pane.top == 0  # not above the first row
+    assert pane.zoom == 1  # the plain wheel never zooms
