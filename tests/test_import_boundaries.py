@@ -42,7 +42,8 @@ def test_package_imports_without_qt(package: str) -> None:
         pytest.fail(f"{package} does not import with Qt blocked:\n{tail}", pytrace=False)
 
 
-# The app's Qt-free modules: geometry and colour logic tested headless.
+# The app's Qt-free modules: geometry, colour, the engine thread's records and logic,
+# tested headless.
 QT_FREE_APP = (
     "imemviz.app.palette",
     "imemviz.app.colour_vision",
@@ -50,6 +51,10 @@ QT_FREE_APP = (
     "imemviz.app.panes.map_layout",
     "imemviz.app.panes.map_frame",
     "imemviz.app.goto",
+    "imemviz.app.messages",
+    "imemviz.app.records",
+    "imemviz.app.outcomes",
+    "imemviz.app.raster_codes",
 )
 
 

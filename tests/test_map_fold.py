@@ -23,7 +23,7 @@ from imemviz.app.panes.map_frame import (
     needs_frame,
 )
 from imemviz.app.panes.map_layout import LEGIBLE_PX, MapLayout
-from imemviz.app.worker import SlotInfo
+from imemviz.app.records import SlotInfo
 from imemviz.io.session import Session
 from imemviz.model.raster import Code, StepCache, guest_extent
 

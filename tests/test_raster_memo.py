@@ -19,7 +19,7 @@ from imemviz.model import raster as R
 
 
 @attrs.frozen
-class Req:  # the fields of worker.RasterRequest the memo reads
+class Req:  # the fields of records.RasterRequest the memo reads
     key: str
     start: int
     row_gfns: int

@@ -4,7 +4,7 @@ records it publishes about user actions, the session's timeline and the step-thr
 Qt-free (no Qt import), so the messages are plain frozen attrs objects that the
 worker dispatches on by type (`EngineWorker.HANDLERS`) and tests build without
 a GUI.  Every command is applied in order on the engine thread; none is dropped.
-The older records (`OpRecord`, `Snapshot`, rasters) live in `worker.py`.
+The other records (`OpRecord`, `Snapshot`, rasters) live in `records.py`.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ GOTO_KEY = "go to pfn"  # the engine's answers to Go to (messages.Answer.key)
 
 if TYPE_CHECKING:
     from imemviz.app.messages import ActionRecord
+    from imemviz.app.records import Snapshot
     from imemviz.app.window import MainWindow
-    from imemviz.app.worker import Snapshot
 
 FOCUS_MAX_GFNS = 1 << 22  # changes up to 16 GiB stay unfolded; bigger ones show as bands
 

@@ -50,8 +50,8 @@ from imemviz.app.observed_marks import DisagreementMarks
 from imemviz.app.panes.gpa_map import GpaMapPane
 from imemviz.app.panes.legend import swatch
 from imemviz.app.panes.map_layout import fmt_gpa
+from imemviz.app.records import RasterAnswer
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import RasterAnswer
 from imemviz.io.trace import observed_raster as OR
 from imemviz.io.trace import observed_stats as OS
 from imemviz.io.trace.timeline import ObservedTimeline

@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from imemviz.app.pane_source import PaneSource
 from imemviz.app.panes.map_fold import LongRuns
-from imemviz.app.worker import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
+from imemviz.app.records import InspectAnswer, RasterAnswer, RasterRequest, SlotInfo, Snapshot
 from imemviz.io.trace import observed_raster as OR
 from imemviz.io.trace import observed_stats as OS
 from imemviz.io.trace.timeline import ObservedTimeline, TimelineError

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from PySide6.QtCore import QObject, Signal
 
 if TYPE_CHECKING:
-    from imemviz.app.worker import RasterRequest, Snapshot
+    from imemviz.app.records import RasterRequest, Snapshot
 
 
 class RequestWorker(Protocol):

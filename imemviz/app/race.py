@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app.records import OpRecord, Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, OpRecord, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.io.plans import RACE_STEPS, race_step
 
 HOW = (

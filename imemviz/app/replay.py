@@ -29,8 +29,8 @@ from imemviz.io.replay import DEFAULT_PACE_S, Timeline
 from imemviz.model.ops import Note
 
 if TYPE_CHECKING:
+    from imemviz.app.records import OpRecord, Snapshot
     from imemviz.app.window import MainWindow
-    from imemviz.app.worker import OpRecord, Snapshot
 
 
 class ReplayController(QObject):

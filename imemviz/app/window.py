@@ -35,9 +35,10 @@ from imemviz.app.panes.legend import LegendPane
 from imemviz.app.panes.log import LogPane
 from imemviz.app.present import install as install_presenter
 from imemviz.app.race import RaceDialog
+from imemviz.app.records import OpRecord, Snapshot
 from imemviz.app.selection import SelectionModel
 from imemviz.app.settings import RecentFilesMenu, UserSettings, layout_qsettings, log_engine
-from imemviz.app.worker import Engine, OpRecord, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.ops import OPS, Op, SetUserMemoryRegion2
 
 if TYPE_CHECKING:

@@ -22,169 +22,43 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
-import attrs
-import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from imemviz.app import messages as M
 from imemviz.app.frame_fence import FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
+from imemviz.app.outcomes import action_record, op_info, title, undone_record
 from imemviz.app.pane_source import PaneSource
+from imemviz.app.raster_codes import drawn_extent, request_codes
 from imemviz.app.raster_memo import LongRunsMemo, RasterMemo
+from imemviz.app.records import (
+    InspectAnswer,
+    OpRecord,
+    RasterAnswer,
+    RasterRequest,
+    Snapshot,
+    freeze,
+    slot_infos,
+)
 from imemviz.io.plans import Plan
 from imemviz.io.replay import Timeline
 from imemviz.io.script import ScriptError
 from imemviz.io.session import Session, SessionError, deepcopy_vm
 from imemviz.io.session_recorder import RecordingStopped, SessionRecorder
-from imemviz.model.changes import NONE, Changes, action_text, merge, op_changes
-from imemviz.model.config import VMConfig
+from imemviz.model.changes import NONE, action_text
 from imemviz.model.explain import explain
 from imemviz.model.op_stats import op_stats
 from imemviz.model.ops import Op
 from imemviz.model.protocols import protocol_name, steps
 from imemviz.model.query import inspect_gfn, stats_dict
-from imemviz.model.raster import (
-    StepCache,
-    changed_ranges,
-    guest_extent,
-    merge_ranges,
-    raster_rows_at,
-)
+from imemviz.model.raster import StepCache, changed_ranges, merge_ranges
 from imemviz.model.step_state import StepReplayer
 from imemviz.model.vm import VM
 
-EMPTY_EXTENT = 1 << 20  # gfns drawn for a VM without memslots: 4 GiB of hole
-EXTENT_ALIGN = 512  # the drawn space ends on a 2M boundary
-
 Planner = Callable[[VM], Plan]
 FORWARD_RECORDS = 8  # a forward seek of at most this many groups publishes an OpRecord per op
-
-
-@attrs.frozen
-class SlotInfo:
-    id: int
-    base_gfn: int
-    npages: int
-    flags: int
-    userspace_addr: int
-    gmem_fd: int | None  # the bound file's fd, None when unbound or closed
-    gmem_pgoff: int
-
-    @property
-    def end_gfn(self) -> int:
-        return self.base_gfn + self.npages
-
-
-@attrs.frozen
-class OpRecord:
-    """One applied op: its index in the session, the contract result line and its events."""
-
-    index: int
-    op: Op
-    line: Mapping[str, Any]
-    events: tuple[tuple, ...]
-    changed: tuple[tuple[int, int], ...] | None  # gfn ranges; None: anything
-    explanation: str
-    seconds: float
-    stats: tuple[int, ...] = ()  # imemviz.model.op_stats after the op (Counters pane)
-    changes: Changes = NONE  # what it changed, in every pane's space (imemviz.model.changes)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.line["ok"])
-
-
-@attrs.frozen
-class Snapshot:
-    """What the panes know about the state after a command."""
-
-    version: int
-    config: VMConfig
-    slots: tuple[SlotInfo, ...]
-    fds: tuple[int, ...]
-    extent: int  # gfns [0, extent) are drawn
-    stats: Mapping[str, Any]
-    op_count: int
-    can_undo: bool
-    can_redo: bool
-    undo_label: str
-    redo_label: str
-    source: str | None
-    changed: tuple[tuple[int, int], ...] | None  # since the previous snapshot; None: all
-    session: int = 0  # bumped when a new session (open, new VM, scene) replaces the old one
-    op_base: int = 0  # the VM's op number of session op 0 (events carry the VM's numbers)
-    position: int = 0  # the timeline's position: groups applied (a replay: its ops)
-    length: int = 0  # groups in the timeline, applied and undone
-    replay: bool = False  # the timeline is a recording being replayed
-    history_reset: bool = False  # the history was rewritten (undo, seek): panes rebuild
-    runs: Any = None  # the map's foldable runs (imemviz.app.panes.map_fold.LongRuns)
-
-    def slot_at(self, gfn: int) -> SlotInfo | None:
-        for s in self.slots:
-            if s.base_gfn <= gfn < s.end_gfn:
-                return s
-        return None
-
-
-@attrs.frozen
-class RasterRequest:
-    key: str
-    start: int  # first gfn of row 0
-    row_gfns: int
-    rows: int
-    cols: int
-    # Rows stacked from several places (a folded map): (first gfn, rows, fill code); fill
-    # -1 means rows of the guest, a code a band of rows drawn in that one code.
-    pieces: tuple[tuple[int, int, int], ...] = ()
-    # Not urgent (the overview): redrawn after the snapshot and the urgent rasters are out.
-    urgent: bool = True
-
-    @property
-    def window(self) -> tuple[int, int]:
-        """The gfns [start, end) this raster covers (folded: from the first to the last)."""
-        if self.pieces:
-            real = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
-            if real:
-                return real[0][0], real[-1][1]
-            return self.start, self.start
-        return self.start, self.start + self.rows * self.row_gfns
-
-    def touches(self, changed: tuple[tuple[int, int], ...] | None) -> bool:
-        """Whether ranges changed by an op (None: anything) intersect this raster."""
-        if changed is None:
-            return True
-        if self.pieces:
-            spans = [(g, g + n * self.row_gfns) for g, n, fill in self.pieces if fill < 0]
-            return any(s < b and a < e for a, b in spans for s, e in changed)
-        a, b = self.window
-        return any(s < b and a < e for s, e in changed)
-
-
-@attrs.frozen
-class RasterAnswer:
-    request: RasterRequest
-    version: int
-    codes: np.ndarray  # (rows, cols) uint8, read-only
-    step: str = ""  # drawn from the state at a protocol step (StepView), not the present
-
-
-@attrs.frozen
-class InspectAnswer:
-    key: str
-    gfn: int
-    version: int
-    info: Mapping[str, Any]
-
-
-def _freeze(d: Any) -> Any:
-    if isinstance(d, dict):
-        return MappingProxyType({k: _freeze(v) for k, v in d.items()})
-    if isinstance(d, list):
-        return tuple(_freeze(v) for v in d)
-    return d
 
 
 class EngineWorker(QObject):
@@ -334,7 +208,7 @@ class EngineWorker(QObject):
                 for req in rasters.values():
                     self._raster(req)
                 for key, gfn in inspects.items():
-                    info = _freeze(inspect_gfn(self.session.vm, gfn))
+                    info = freeze(inspect_gfn(self.session.vm, gfn))
                     self.inspectReady.emit(InspectAnswer(key, gfn, self._version, info))
             except Exception as e:  # an engine bug must not stop the thread
                 self.failed.emit(f"drawing: internal error: {e!r}\n{traceback.format_exc()}")
@@ -373,21 +247,7 @@ class EngineWorker(QObject):
 
     # ------------------------------------------------------------ actions
     def _annotate(self, vm: VM, index: int, op: Op, r: Any, events: list[tuple]) -> OpInfo:
-        reason = ((r.ret or {}).get("exit") or {}).get("reason")
-        exit_ = {"KVM_EXIT_MEMORY_FAULT": 1, "KVM_EXIT_MMIO": 2}.get(reason or "", 0)
-        raster = changed_ranges(vm, events)
-        changes = op_changes(vm, op, r, events)
-        if changes.severe:  # where it happened: this op
-            changes = attrs.evolve(
-                changes, severe=tuple(attrs.evolve(x, op=index) for x in changes.severe)
-            )
-        return OpInfo(
-            op_stats(vm),
-            changes,
-            exit_,
-            not r.ok,
-            None if raster is None else tuple(raster),
-        )
+        return op_info(vm, index, op, r, events)
 
     def _cmd_plan(self, cmd: M.ApplyPlan) -> None:
         s = self._need_session()
@@ -436,7 +296,7 @@ class EngineWorker(QObject):
                 OpRecord(
                     index,
                     op,
-                    _freeze(r.line(index, op.NAME)),
+                    freeze(r.line(index, op.NAME)),
                     tuple(events),
                     None if ch is None else tuple(ch),
                     explain(op.NAME, r.ok, r.errno, r.ret, events),
@@ -457,40 +317,7 @@ class EngineWorker(QObject):
 
     def _action(self, kind: str, label: str, s: Session, first: int, count: int) -> None:
         """Publish the ActionRecord of ops [first, first + count) just applied."""
-        infos = [i for i in s.info[first : first + count] if i is not None]
-        changes = merge([i.changes for i in infos]).with_ops(range(first, first + count))
-        failed = None
-        notes = []
-        for k in range(first, first + count):
-            r, op = s.results[k], s.ops[k]
-            if r.ok:
-                note = explain(op.NAME, True, None, r.ret)
-                if note and note not in notes:
-                    notes.append(note)
-                continue
-            events: tuple = ()  # the rule needs them only to tell a kill from a dead VM
-            if r.errno == "EIO" and (r.ret or {}).get("vm_dead"):
-                events = tuple(ev for ev in _log_tail(s.vm) if ev[0] == s.op_base + k)
-            failed = (op.NAME, r.errno or "", explain(op.NAME, False, r.errno, r.ret, events))
-            break
-        name = _title(label)
-        if kind == "redo":
-            name = "Redo: " + name
-        text = action_text(name, count, failed, changes, " ".join(notes))
-        self._emit_action(
-            ActionRecord(
-                kind,
-                name,
-                text,
-                first,
-                count,
-                first if count else None,
-                failed is None and not changes.severe,
-                changes,
-                len(s.ops),
-                failed[2] if failed is not None else "",
-            )
-        )
+        self._emit_action(action_record(kind, label, s, first, count))
 
     def _cmd_undo(self, cmd: M.Undo) -> None:
         s = self._need_session()
@@ -503,7 +330,7 @@ class EngineWorker(QObject):
         if self._replay is not None and s is self._replay:
             self._replay_pos = s.position
         changed = self._splice_undone(s, s.future_info(n), extent)
-        self._undone("undo", f"Undo: {_title(label)}", s, n)
+        self._undone("undo", f"Undo: {title(label)}", s, n)
         self._publish(changed, reset=True)
 
     def _splice_undone(
@@ -526,15 +353,7 @@ class EngineWorker(QObject):
 
     def _undone(self, kind: str, label: str, s: Session, n_ops: int) -> None:
         """The ActionRecord of ops undone (they are now the first of the future)."""
-        first = len(s.ops)
-        infos = [i for i in s.future_info(n_ops) if i is not None]
-        changes = merge([i.changes for i in infos]).with_ops(range(first, first + n_ops))
-        changes = attrs.evolve(changes, severe=())  # undone: the TD lives again
-        what = f"op #{first}" if n_ops == 1 else f"ops #{first}–#{first + n_ops - 1}"
-        text = f"{label} — {what} undone: {changes.summary()}"
-        self._emit_action(
-            ActionRecord(kind, label, text, first, n_ops, None, True, changes, len(s.ops))
-        )
+        self._emit_action(undone_record(kind, label, s, n_ops))
 
     def _cmd_redo(self, cmd: M.Redo) -> None:
         s = self._need_session()
@@ -931,9 +750,7 @@ class EngineWorker(QObject):
         self._publish_timeline()
 
     def _extent(self, vm: VM) -> int:
-        if not any(s.npages and s.as_id == 0 for s in vm.memslots.by_id.values()):
-            return EMPTY_EXTENT
-        return guest_extent(vm, EXTENT_ALIGN)
+        return drawn_extent(vm)
 
     def _reset_cache(self) -> None:
         s = self._need_session()
@@ -977,19 +794,7 @@ class EngineWorker(QObject):
                 self._rasters[v.key] = v  # drawn when the inbox is empty
             views = [v for v in views if v.urgent]
         answers = [self._raster_answer(v) for v in views]
-        slots = tuple(
-            SlotInfo(
-                m.id,
-                m.base_gfn,
-                m.npages,
-                m.flags,
-                m.userspace_addr,
-                m.gmem_file.fd if m.gmem_file is not None else None,
-                m.gmem_pgoff,
-            )
-            for m in vm.memslots.all()
-            if m.npages
-        )
+        slots = slot_infos(vm)
         position, length, replay = self._timeline_position(s)
         self.snapshotReady.emit(
             Snapshot(
@@ -998,7 +803,7 @@ class EngineWorker(QObject):
                 slots,
                 tuple(sorted(vm.files)),
                 self._extent(vm),
-                _freeze(stats_dict(vm)),
+                freeze(stats_dict(vm)),
                 len(s.ops),
                 s.can_undo,
                 s.can_redo,
@@ -1056,40 +861,10 @@ class EngineWorker(QObject):
             codes.setflags(write=False)
             self._memo.store(req, cache, codes)
             return RasterAnswer(req, self._version, codes, self._step_label)
-        if req.pieces:
-            # Rows of the guest from every stretch in one pass; fold bands in their code.
-            # Big stretches one by one (cost: their pixels plus runs), the many small
-            # ones in one pass (cost: their pixels times log runs, no per-call overhead).
-            r, cols, c = req.row_gfns, req.cols, cache
-            small = [
-                g + k * r for g, n, f in req.pieces if f < 0 and n * cols < 8192 for k in range(n)
-            ]
-            rows = raster_rows_at(c.bounds, c.codes, c.limit, np.asarray(small), r, cols)
-            codes = np.empty((req.rows, cols), np.uint8)
-            at = i = 0
-            for g, n, fill in req.pieces:
-                if fill >= 0:
-                    codes[at : at + n] = fill
-                elif n * cols < 8192:
-                    codes[at : at + n] = rows[i : i + n]
-                    i += n
-                else:
-                    codes[at : at + n] = c.raster_rows(g, r, n, cols)
-                at += n
-        else:
-            codes = cache.raster_rows(req.start, req.row_gfns, req.rows, req.cols)
+        codes = request_codes(cache, req)
         codes.setflags(write=False)
         self._memo.store(req, cache, codes)
         return RasterAnswer(req, self._version, codes, self._step_label)
-
-
-def _title(label: str) -> str:
-    return label[:1].upper() + label[1:] if label else "Action"
-
-
-def _log_tail(vm: VM, n: int = 64) -> list[tuple]:
-    log = vm.events.log
-    return [log[i] for i in range(max(0, len(log) - n), len(log))]
 
 
 class Engine(PaneSource):

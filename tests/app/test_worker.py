@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imemviz.app.worker import Engine, RasterRequest
+from imemviz.app.records import RasterRequest
+from imemviz.app.worker import Engine
 from imemviz.model import ops as O
 
 from .conftest import sw_session, wait_idle

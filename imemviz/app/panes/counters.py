@@ -18,7 +18,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from imemviz.app.feeds import CountersHistory, PaneFeed
-from imemviz.app.worker import Engine, OpRecord
+from imemviz.app.records import OpRecord
+from imemviz.app.worker import Engine
 from imemviz.model.op_stats import STAT_NAMES
 
 EXIT_NAMES = ("memory-fault exits", "MMIO exits", "errno failures")

@@ -44,8 +44,9 @@ from PySide6.QtWidgets import (
 
 from imemviz.app.feeds import PaneFeed
 from imemviz.app.highlight import Highlight, from_span
+from imemviz.app.records import OpRecord, Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, OpRecord, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.events import format_event
 from imemviz.model.protocols import (
     EVENT_NAMES,

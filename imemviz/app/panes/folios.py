@@ -2,7 +2,8 @@
 
 One row after the other, lowest page at the top; each pixel is the most
 significant `HostCode` of the pages it covers (`imemviz.model.host_raster`),
-shown as one uint8 `ImageItem` with a lookup table.  The spaces come from the
+shown as one uint8 `ImageItem` with a lookup table in the row-raster view the
+map draws with too (`row_view.RowPlot`: its wheel, axis and outlines).  The spaces come from the
 engine feed as interval arrays, so a redraw (resize, zoom, scroll, another
 space) costs the pixels plus the intervals in view.  Hover names the folio
 and the gfns it backs; a click highlights them everywhere.
@@ -14,11 +15,10 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import (
     QComboBox,
-    QGraphicsPathItem,
     QHBoxLayout,
     QLabel,
     QToolButton,
@@ -28,9 +28,10 @@ from PySide6.QtWidgets import (
 
 from imemviz.app.feeds import HostSpaces, PaneFeed
 from imemviz.app.highlight import Highlight
-from imemviz.app.panes.code_image import CodeImage
+from imemviz.app.panes.row_view import RowPlot
+from imemviz.app.records import Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.host_raster import (
     HOST_LEGEND,
     HostCode,
@@ -113,33 +114,16 @@ class FoliosPane(QWidget):
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground("w")
         self.axis = RowAxis(self)
-        plot = self.view.addPlot(axisItems={"left": self.axis})
-        plot.hideButtons()
-        plot.setMenuEnabled(False)
-        plot.hideAxis("bottom")
-        self.axis.setPen(pg.mkPen("#444"))
-        self.axis.setTextPen(pg.mkPen("#222"))
         self.axis.setWidth(96)
-        self.vb = plot.getViewBox()
-        self.vb.setMouseEnabled(False, False)
-        self.vb.setMenuEnabled(False)
-        self.vb.invertY(True)
-        self.vb.wheelEvent = self._wheel
-        self.vb.mouseClickEvent = self._click
-        self.img = CodeImage(axisOrder="row-major")
-        self.img.setLookupTable(host_lut())
+        self.plot = RowPlot(self, self.axis, host_lut())
+        self.view.addItem(self.plot)
+        self.vb = self.plot.vb
+        self.img = self.plot.img
         from imemviz.app import plot_theme
 
         plot_theme.hub().changed.connect(self.apply_theme)
-        self.img.setLevels((0, 255))
-        self.vb.addItem(self.img)
-        self.hl_item = QGraphicsPathItem()
-        pen = QPen(QColor(220, 0, 120), 2.0)
-        pen.setCosmetic(True)
-        self.hl_item.setPen(pen)
         # An outline, never a fill: a tint would change the colours that carry meaning.
-        self.hl_item.setZValue(10)
-        self.vb.addItem(self.hl_item, ignoreBounds=True)
+        self.hl_item = self.plot.add_outline(QColor(220, 0, 120), 2.0, 10)
         self.view.scene().sigMouseMoved.connect(self._hover)
         self.vb.sigResized.connect(self.redraw)
         top = QHBoxLayout()
@@ -156,8 +140,7 @@ class FoliosPane(QWidget):
     def apply_theme(self, theme) -> None:
         """Dark or light around the host colours (imemviz.app.plot_theme)."""
         self.view.setBackground(theme.background)
-        self.axis.setPen(pg.mkPen(theme.axis))
-        self.axis.setTextPen(pg.mkPen(theme.text))
+        self.plot.apply_theme(theme)
         table = host_lut().copy()
         table[HostCode.OUTSIDE] = [int(theme.background[i : i + 2], 16) for i in (1, 3, 5)]
         self.img.setLookupTable(table)
@@ -220,11 +203,9 @@ class FoliosPane(QWidget):
         start, row_pages, rows, cols = self._geometry(space)
         self.page_window = (start, row_pages, rows, cols)
         self.codes = reduce_rows(space, start, row_pages, rows, cols)
-        self.img.setImage(self.codes, autoLevels=False, levels=(0, 255), autoDownsample=False)
-        self.img.setRect(QRectF(0, 0, cols, rows))
+        self.plot.show_codes(self.codes, QRectF(0, 0, cols, rows))
         self.vb.setRange(xRange=(0, cols), yRange=(0, rows), padding=0.0)
-        self.axis.picture = None  # new row labels
-        self.axis.update()
+        self.plot.relabel()
         self._draw_highlight()
         what = "pfn" if self.mode == PFN_MODE else "index"
         self.header.setText(
@@ -360,7 +341,7 @@ class FoliosPane(QWidget):
             self.header.setText(text)
             self.view.setToolTip(text)
 
-    def _click(self, ev) -> None:
+    def on_click(self, ev) -> None:
         p = self.vb.mapSceneToView(ev.scenePos())
         page = self.page_at(p.x(), p.y())
         if page is not None:
@@ -378,15 +359,15 @@ class FoliosPane(QWidget):
             self.selection.set_range(*span)
         self.selection.set_highlight(hl)
 
-    def _wheel(self, ev, axis=None) -> None:
-        ev.accept()
-        steps = 1 if ev.delta() > 0 else -1
-        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            p = self.vb.mapSceneToView(ev.scenePos())
-            self.set_zoom(self.zoom + steps, self.page_at(p.x(), p.y()))
-        else:
-            self.top = max(0, self.top - 3 * steps)
-            self.redraw()
+    def on_wheel_zoom(self, steps: int, at: QPointF) -> None:
+        """Ctrl+wheel (row_view.RowViewBox): zoom around the page under the cursor."""
+        self.set_zoom(self.zoom + steps, self.page_at(at.x(), at.y()))
+
+    def on_wheel_scroll(self, delta: int) -> None:
+        """The wheel: three rows a notch."""
+        steps = 1 if delta > 0 else -1
+        self.top = max(0, self.top - 3 * steps)
+        self.redraw()
 
 
 class RowAxis(pg.AxisItem):

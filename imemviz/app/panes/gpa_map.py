@@ -29,15 +29,16 @@ from PySide6.QtWidgets import (
 )
 
 from imemviz.app.palette import code_name, lut
-from imemviz.app.panes.code_image import CodeImage
 from imemviz.app.panes.map_animator import MapAnimator
 from imemviz.app.panes.map_frame import View, ViewHistory
 from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.panes.paint_hold import PaintHold
+from imemviz.app.panes.row_view import RowPlot
+from imemviz.app.records import InspectAnswer, RasterAnswer, RasterRequest, Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, InspectAnswer, RasterAnswer, RasterRequest, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.raster import NCODES
 from imemviz.model.uapi import is_private_attr
 from imemviz.model.units import fmt_size
@@ -47,29 +48,6 @@ SCROLL_SCALE_MAX = 1 << 30
 GUTTER_PX = 170  # right of the rows: memslot and hole labels with their brackets
 MARGIN_PX = 7  # above the first and below the last row, so edge tick labels fit
 LABEL_PX = 40  # height of a three-line gutter label
-
-
-class MapViewBox(pg.ViewBox):
-    """A ViewBox whose mouse and wheel handling belongs to the pane."""
-
-    def __init__(self, pane: GpaMapPane) -> None:
-        super().__init__(enableMenu=False, defaultPadding=0.0, invertY=True)
-        self.pane = pane
-        self.setMouseEnabled(False, False)
-        self.disableAutoRange()
-
-    def wheelEvent(self, ev, axis=None):
-        self.pane.on_wheel(ev)
-        ev.accept()
-
-    def mouseClickEvent(self, ev):
-        self.pane.on_click(ev)
-
-    def mouseDragEvent(self, ev, axis=None):
-        self.pane.on_drag(ev)
-
-    def hoverEvent(self, ev):
-        self.pane.on_hover(ev)
 
 
 class GpaMapPane(QWidget):
@@ -116,62 +94,32 @@ class GpaMapPane(QWidget):
     def _build(self) -> None:
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setToolTip("")
-        self.vb = MapViewBox(self)
         self.left_axis = GpaAxis(lambda: self.layout_)
         self.bottom_axis = OffsetAxis(lambda: self.layout_)
-        self.view = pg.PlotWidget(
-            viewBox=self.vb, axisItems={"left": self.left_axis, "bottom": self.bottom_axis}
-        )
+        self.plot = RowPlot(self, self.left_axis, lut(), self.bottom_axis)
+        self.vb = self.plot.vb
+        self.view = pg.PlotWidget(plotItem=self.plot)
         self.view.setBackground("w")
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        plot = self.view.getPlotItem()
-        plot.hideButtons()
-        plot.setMenuEnabled(False)
-        plot.setLabel("bottom", "offset in row")
+        self.plot.setLabel("bottom", "offset in row")
         self._text_colour = "#111"
         self._muted_colour = "#555"
-        for ax in (self.left_axis, self.bottom_axis):
-            ax.setPen(pg.mkPen("#444"))
-            ax.setTextPen(pg.mkPen("#222"))
         self._axis_width = 0
-        self.img = CodeImage(axisOrder="row-major")  # converted once, not every paint
-        self.img.setAutoDownsample(False)
-        self.img.setLookupTable(lut())
-        self.img.setLevels((0, 255))
-        self.vb.addItem(self.img)
-        self.outline = QGraphicsPathItem()
-        pen = QPen(QColor(25, 25, 25), 1.6)
-        pen.setCosmetic(True)
-        self.outline.setPen(pen)
-        self.outline.setZValue(10)
-        self.vb.addItem(self.outline, ignoreBounds=True)
+        self.img = self.plot.img
+        self.outline = self.plot.add_outline(QColor(25, 25, 25), 1.6, 10)
         self.hatch = QGraphicsPathItem()
         self.hatch.setPen(QPen(Qt.PenStyle.NoPen))
         self.hatch.setBrush(QBrush(QColor(120, 120, 120), Qt.BrushStyle.BDiagPattern))
         self.hatch.setZValue(8)
         self.vb.addItem(self.hatch, ignoreBounds=True)
-        self.brackets = QGraphicsPathItem()
-        bpen = QPen(QColor(40, 40, 40), 3.0)
-        bpen.setCosmetic(True)
+        self.brackets = self.plot.add_outline(QColor(40, 40, 40), 3.0, 10)
+        bpen = self.brackets.pen()
         bpen.setCapStyle(Qt.PenCapStyle.FlatCap)
         self.brackets.setPen(bpen)
-        self.brackets.setZValue(10)
-        self.vb.addItem(self.brackets, ignoreBounds=True)
         # The selected range: a dashed outline on a white halo, never a tint (a tint turns
         # one legend colour into another: private 4K orange into private 1G brown).
-        self.range_halo = QGraphicsPathItem()
-        hpen = QPen(QColor(255, 255, 255), 4.0)
-        hpen.setCosmetic(True)
-        self.range_halo.setPen(hpen)
-        self.range_halo.setZValue(19)
-        self.vb.addItem(self.range_halo, ignoreBounds=True)
-        self.range_item = QGraphicsPathItem()
-        rpen = QPen(QColor(0, 0, 0), 2.0, Qt.PenStyle.DashLine)
-        rpen.setCosmetic(True)
-        self.range_item.setPen(rpen)
-        self.range_item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-        self.range_item.setZValue(20)
-        self.vb.addItem(self.range_item, ignoreBounds=True)
+        self.range_halo = self.plot.add_outline(QColor(255, 255, 255), 4.0, 19)
+        self.range_item = self.plot.add_outline(QColor(0, 0, 0), 2.0, 20, Qt.PenStyle.DashLine)
         self.cursor_item = QGraphicsRectItem()
         cpen = QPen(QColor(0, 0, 0), 2.5)
         cpen.setCosmetic(True)
@@ -255,9 +203,7 @@ class GpaMapPane(QWidget):
         """Light or dark around the states' colours (imemviz.app.plot_theme)."""
         self.theme = theme
         self.view.setBackground(theme.background)
-        for ax in (self.left_axis, self.bottom_axis):
-            ax.setPen(pg.mkPen(theme.axis))
-            ax.setTextPen(pg.mkPen(theme.text))
+        self.plot.apply_theme(theme)
         self.bottom_axis.setLabel("offset in row", color=theme.text)
         self.img.setLookupTable(lut(theme.dark))
         for item, colour in (
@@ -453,8 +399,7 @@ class GpaMapPane(QWidget):
         key = (lay.row_gfns, lay.foldmap().key())
         if key != getattr(self, "_axis_key", None):
             self._axis_key = key
-            self.left_axis.picture = None
-            self.left_axis.update()
+            self.plot.relabel()
         self._sync_scrollbar()
         self._update_overlays()
         if self._shown is not None and (
@@ -657,21 +602,20 @@ class GpaMapPane(QWidget):
         p = self.vb.mapToView(item_pos)
         return self.layout_.gfn_at(p.x(), p.y())
 
-    def on_wheel(self, ev) -> None:
+    def on_wheel_zoom(self, steps: int, at: QPointF) -> None:
+        """Ctrl+wheel (row_view.RowViewBox): zoom keeping the page under the cursor there."""
         self.animator.stop()
-        delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
-        if not delta:
-            return
-        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            lay = self.layout_
-            p = self.vb.mapToView(ev.pos())
-            g = lay.gfn_at(p.x(), p.y())
-            frac = (p.y() - lay.top) / max(lay.rows_visible(), 1e-9)
-            lay.zoom(1 if delta > 0 else -1, g, min(max(frac, 0.0), 1.0))
-            self.refresh()
-        else:
-            self.layout_.scroll_rows(-delta / 120 * 60 / self.layout_.row_px())
-            self.refresh()
+        lay = self.layout_
+        g = lay.gfn_at(at.x(), at.y())
+        frac = (at.y() - lay.top) / max(lay.rows_visible(), 1e-9)
+        lay.zoom(steps, g, min(max(frac, 0.0), 1.0))
+        self.refresh()
+
+    def on_wheel_scroll(self, delta: int) -> None:
+        """The wheel: 60 px of rows a notch."""
+        self.animator.stop()
+        self.layout_.scroll_rows(-delta / 120 * 60 / self.layout_.row_px())
+        self.refresh()
 
     def on_click(self, ev) -> None:
         gfn = self._gfn_of(ev.pos())

@@ -9,8 +9,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
+from imemviz.app.records import InspectAnswer, Snapshot
 from imemviz.app.selection import SelectionModel
-from imemviz.app.worker import Engine, InspectAnswer, Snapshot
+from imemviz.app.worker import Engine
 from imemviz.model.uapi import is_private_attr
 from imemviz.model.units import LEVEL_NAMES
 

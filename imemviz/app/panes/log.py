@@ -17,7 +17,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QVBoxLayout, QWidget
 
-from imemviz.app.worker import Engine, OpRecord
+from imemviz.app.records import OpRecord
+from imemviz.app.worker import Engine
 from imemviz.model.events import format_event
 from imemviz.model.ops import op_to_dict
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 from imemviz.app.palette import lut
 from imemviz.app.panes.map_frame import View
 from imemviz.app.panes.map_layout import fmt_gpa
-from imemviz.app.worker import RasterAnswer, RasterRequest, Snapshot
+from imemviz.app.records import RasterAnswer, RasterRequest, Snapshot
 
 if TYPE_CHECKING:
     from imemviz.app.panes.gpa_map import GpaMapPane
