@@ -26,7 +26,7 @@ from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
-from imemviz.model.pfnmap import unpack_pfnmaps
+from imemviz.model.sparse import unpack_pfnmaps
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size, level_pages
 from imemviz.model.vm import VM
 

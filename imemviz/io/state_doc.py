@@ -32,8 +32,7 @@ from imemviz.model.guest_memfd import GUEST_MEMFD, GmemFile
 from imemviz.model.host_memory import HostMemory
 from imemviz.model.memslots import Memslots
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
-from imemviz.model.pfnmap import unpack_pfnmaps
-from imemviz.model.sparse import SparseIndex
+from imemviz.model.sparse import SparseIndex, unpack_pfnmaps
 from imemviz.model.units import LEVEL_NAMES, LEVELS, level_pages
 from imemviz.model.vm import VM
 
