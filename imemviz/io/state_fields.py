@@ -42,7 +42,7 @@ def fail(path: str, message: str) -> NoReturn:
 def key_path(path: str, key: str) -> str:
     """`path.key`, or `path["odd key"]` for a key that is not an identifier."""
     name = V.key_name(key)
-    return f"{path}.{name}" if name is key else f"{path}[{name}]"
+    return f"{path}.{name}" if name == key else f"{path}[{name}]"
 
 
 def _at(path: str, conv: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
