@@ -50,3 +50,24 @@ def test_layout_names_no_module_that_is_gone() -> None:
         if not (ROOT / package / name).is_file()
     ]
     assert not stale, "docs/model.md's layout names modules that do not exist: " + ", ".join(stale)
+
+
+def test_every_row_says_what_its_module_holds_once() -> None:
+    """A row with an empty `holds` cell, or a module named twice, is no layout."""
+    text = DOC.read_text()
+    layout = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    seen: set[tuple[str, str]] = set()
+    bad = []
+    package = None
+    for line in layout.splitlines():
+        if m := HEADING.match(line):
+            package = m[1]
+        elif ROW.match(line) and package is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            key = (package, cells[0])
+            if len(cells) < 2 or not cells[1] or key in seen:
+                bad.append(f"{package}{cells[0].strip('`')}")
+            seen.add(key)
+    assert not bad, "docs/model.md's layout rows without a description or named twice: " + (
+        ", ".join(bad)
+    )

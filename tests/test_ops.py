@@ -365,10 +365,21 @@ def test_integer_field_wrong_types(bad: Any) -> None:
 
 def test_wrong_type_message_names_the_json_type() -> None:
     e = error_of({"op": "set_memory_attributes", "address": 0, "size": [1], "attributes": 8})
-    assert str(e) == "size: expected an integer, got list"
+    assert str(e) == "size: expected an integer, got a list"
     assert e.op == "set_memory_attributes"
     assert error_of({"op": "inspect", "gpa": True}).message == "expected an integer, got true"
     assert error_of({"op": "inspect", "gpa": None}).message == "expected an integer, got null"
+    # The same words as a state file's errors (model/validate.py): strings as JSON spells them.
+    e = error_of({"op": "guest_access", "gpa": 0, "write": "yes"})
+    assert e.message == 'expected true or false, got the string "yes"'
+    e = error_of({"op": "guest_accept", "gpa": 0, "level": "8K"})
+    assert e.message == 'expected one of 4K, 2M, 1G, got the string "8K"'
+
+
+def test_an_odd_unknown_key_stays_on_one_line() -> None:
+    e = error_of({"op": "stats", "a\nb: c": 1})
+    assert e.field == '"a\\nb: c"'
+    assert "\n" not in str(e)
 
 
 # ------------------------------------------------------------------ flags

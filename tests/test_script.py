@@ -105,9 +105,9 @@ def test_the_contracts_error_example(tmp_path: Path) -> None:
     e = error_of(write(tmp_path, "\n".join(lines) + "\n"))
     assert (
         str(e)
-        == f"{tmp_path / 'demo.jsonl'}:7: set_memory_attributes.size: expected an integer, got list"
+        == f"{tmp_path / 'demo.jsonl'}:7: set_memory_attributes.size: expected an integer, got a list"
     )
-    assert (e.line, e.message) == (7, "set_memory_attributes.size: expected an integer, got list")
+    assert (e.line, e.message) == (7, "set_memory_attributes.size: expected an integer, got a list")
 
 
 @pytest.mark.parametrize(
@@ -116,8 +116,8 @@ def test_the_contracts_error_example(tmp_path: Path) -> None:
         (b'{"op": "stats"', "invalid JSON: Expecting ',' delimiter (column 15)"),
         (b"not json", "invalid JSON: Expecting value (column 1)"),
         (b'{"op": "note", "text": "\xff"}', "invalid UTF-8 (byte 25 of the line)"),
-        (b'["op", "stats"]', 'expected a JSON object like {"op": ...}, got list'),
-        (b"42", 'expected a JSON object like {"op": ...}, got integer 42'),
+        (b'["op", "stats"]', 'expected a JSON object like {"op": ...}, got a list'),
+        (b"42", 'expected a JSON object like {"op": ...}, got the integer 42'),
         (b'{"gpa": 0}', 'missing field "op"'),
         (b'{"op": "frobnicate"}', 'unknown op "frobnicate"'),
         (b'{"op": "inspect", "gpa": 0, "size": 1}', "inspect.size: unknown field"),

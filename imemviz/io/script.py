@@ -21,6 +21,7 @@ import attrs
 
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.ops import OPS, Op, OpError, op_fields, parse_op
+from imemviz.model.validate import expectation
 from imemviz.model.vm import VM
 
 # The C scanner behind json.loads, called directly for the common line that
@@ -337,7 +338,7 @@ def _parse_header(value: Any, source: str, line_no: int) -> Header:
         raise fail(f'header.format: expected "{FORMAT}", got {json.dumps(fmt)}{hint}')
     version = value.get("version")
     if type(version) is not int:
-        raise fail(f"header.version: expected an integer, got {json.dumps(version)}")
+        raise fail(f"header.version: {expectation('an integer', version)}")
     if version > VERSION:
         raise fail(
             f"recording format version {version} is newer than this imemviz reads "

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import zstandard
 
+from imemviz.model.validate import expectation
 from imemviz.model.vm import VM
 
 FORMAT = "imemviz-state"
@@ -398,7 +399,7 @@ def migrate(doc: Any) -> dict[str, Any]:
         )
     version = doc.get("version")
     if type(version) is not int:
-        raise StateError("$.version", f"expected an integer, got {_short(version)}")
+        raise StateError("$.version", expectation("an integer", version))
     if version > VERSION:
         raise StateError(
             "$.version",

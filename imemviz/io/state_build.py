@@ -82,10 +82,7 @@ def _build_vm(doc: dict[str, Any]) -> VM:
     vm.dead = boolean(doc["dead"], "$.dead")
     if config.is_tdx:
         vm.td_state = enum(
-            doc["td_state"],
-            "$.td_state",
-            {"BUILDING": "BUILDING", "RUNNABLE": "RUNNABLE"},
-            "td_state",
+            doc["td_state"], "$.td_state", {"BUILDING": "BUILDING", "RUNNABLE": "RUNNABLE"}
         )
     elif doc["td_state"] is not None:
         fail("$.td_state", f"must be null for a {config.type} VM (only TDX VMs have one)")

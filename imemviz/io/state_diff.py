@@ -21,12 +21,12 @@ import attrs
 import numpy as np
 
 from imemviz.io.check import GMEM_FLAGS, SLOT_FLAGS, flag_names
-from imemviz.io.state_doc import coalesce, pairs
+from imemviz.io.state_doc import coalesce, held_fault, host_section, pairs, sept_pages
 from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
 from imemviz.model.memslots import Memslot
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
-from imemviz.model.pfnmap import unpack_pfnmaps
+from imemviz.model.sparse import unpack_pfnmaps
 from imemviz.model.units import LEVEL_NAMES, LEVELS, fmt_size, level_pages
 from imemviz.model.vm import VM
 
@@ -63,9 +63,9 @@ class Side:
 
 def side(vm: VM) -> Side:
     """The parts of `vm` that diff compares."""
-    from imemviz.io import state_doc, state_snp
+    from imemviz.io import state_snp
 
-    host = state_doc._host(vm.host)
+    host = host_section(vm.host)
     return Side(
         config=vm.config.to_dict(),
         counters=_counters(vm),
@@ -82,12 +82,12 @@ def side(vm: VM) -> Side:
         blocks={
             "free blocks": [tuple(r) for r in host["free"]],
             "other host blocks": [tuple(r) for r in host["other"]],
-            "S-EPT table pages": [tuple(r) for r in state_doc._sept_pages(vm.private)],
+            "S-EPT table pages": [tuple(r) for r in sept_pages(vm.private)],
             "RMP entries": []
             if vm.snp is None
             else [tuple(r) for r in state_snp.rmp_rows(vm.snp.rmp)],
         },
-        held={v: state_doc._held(vm, v, vm.in_flight[v]) for v in sorted(vm.in_flight)},
+        held={v: held_fault(vm, v, vm.in_flight[v]) for v in sorted(vm.in_flight)},
     )
 
 

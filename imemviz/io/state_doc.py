@@ -32,8 +32,7 @@ from imemviz.model.guest_memfd import GUEST_MEMFD, GmemFile
 from imemviz.model.host_memory import HostMemory
 from imemviz.model.memslots import Memslots
 from imemviz.model.mmu import INVALID_GFN, STATE_NAMES, LeafTable
-from imemviz.model.pfnmap import unpack_pfnmaps
-from imemviz.model.sparse import SparseIndex
+from imemviz.model.sparse import SparseIndex, unpack_pfnmaps
 from imemviz.model.units import LEVEL_NAMES, LEVELS, level_pages
 from imemviz.model.vm import VM
 
@@ -137,18 +136,18 @@ def _document(vm: VM, raw: bool = False) -> dict[str, Any]:
             if inv.range_start == INVALID_GFN
             else [hex(inv.range_start), hex(inv.range_end)],
         },
-        "host": _host(vm.host),
+        "host": host_section(vm.host),
         "attributes": _attributes(vm.attributes),
         "memslots": _memslots(vm.memslots),
         "gmem_files": [_gmem_file(vm.files[fd], raw) for fd in sorted(vm.files)],
         "mappings": {
             "private": _leaves(vm.private, raw),
             "shared": _leaves(vm.shared, raw),
-            "sept_pages": _sept_pages(vm.private),
+            "sept_pages": sept_pages(vm.private),
         },
         "hva_pages": _hva_pages(vm),
         "poisoned_hva": [hex(p << 12) for p in sorted(vm.poisoned_hva)],
-        "in_flight": [_held(vm, vcpu, vm.in_flight[vcpu]) for vcpu in sorted(vm.in_flight)],
+        "in_flight": [held_fault(vm, v, vm.in_flight[v]) for v in sorted(vm.in_flight)],
         "events": _events(vm.events),
         "pfnmap": _pfnmap(vm),
     }
@@ -167,7 +166,9 @@ def _blocks(pfn: np.ndarray, order: np.ndarray, counts: np.ndarray) -> list[Row]
     return _rows([pfn[first], order[first], count], (0,), 2)
 
 
-def _host(host: HostMemory) -> dict[str, Any]:
+def host_section(host: HostMemory) -> dict[str, Any]:
+    """The state document's `host` section: free and other blocks, poisoned pages and
+    contents as rows (`diff` compares them as the file spells them)."""
     cols = host.to_arrays()
     c, free, other = cols.content, cols.free, cols.other
     first, count = runs(c.pfn, c.pfn, 1, tags=c.value)
@@ -359,7 +360,7 @@ def _leaves(table: LeafTable, raw: bool = False) -> list[Row] | RawRows:
     return _rows(cols, (0, 2), 3, states, "MAPPED")
 
 
-def _sept_pages(table: LeafTable) -> list[Row]:
+def sept_pages(table: LeafTable) -> list[Row]:
     """The mirror root's S-EPT table pages, [gfn, level, pfn, count?], by level then gfn.
 
     `level` is the level of the entries the page holds (1: 4K leaves); a run
@@ -401,7 +402,8 @@ def _pfnmap(vm: VM) -> list[Row]:
 PFNMAP_REFCOUNT = {0: "none", 1: "refcounted"}
 
 
-def _held(vm: VM, vcpu: int, pf: PendingFault) -> dict[str, Any]:
+def held_fault(vm: VM, vcpu: int, pf: PendingFault) -> dict[str, Any]:
+    """One entry of the document's `in_flight`: the fault `vcpu` holds, as plain JSON."""
     acc = pf.access
     return {
         "vcpu": vcpu,

@@ -1,27 +1,38 @@
 """Checked reading of JSON values for state documents: every error names its JSON path.
 
-Small functions that either return a checked Python value or raise
-`StateError(path, message)`.  The loader's hot loops (a million leaves) do a
-quick inline parse and fall back to these for the precise message when
-anything looks wrong.
+The state loader's face of `imemviz.model.validate`: the same converters, each
+taking the JSON path of its value and raising `StateError(path, message)`, plus
+the shapes only a state document has (objects with required and optional keys,
+bounded lists).  The loader's hot loops (a million leaves) do a quick inline
+parse and fall back to these for the precise message when anything looks wrong.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from imemviz.io.state import StateError
-from imemviz.model.units import show_int
+from imemviz.model import validate as V
+from imemviz.model.validate import Invalid, json_type
+
+__all__ = [
+    "address",
+    "array",
+    "boolean",
+    "count",
+    "enum",
+    "fail",
+    "integer",
+    "json_type",
+    "key_path",
+    "obj",
+    "optional_bool",
+    "wrong",
+]
 
 T = TypeVar("T")
-
-MAX_DEPTH = 64
-"""Deepest nesting a state document may have (version 1 needs 5)."""
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+P = ParamSpec("P")
 
 
 def fail(path: str, message: str) -> NoReturn:
@@ -30,50 +41,20 @@ def fail(path: str, message: str) -> NoReturn:
 
 def key_path(path: str, key: str) -> str:
     """`path.key`, or `path["odd key"]` for a key that is not an identifier."""
-    if _IDENT.match(key):
-        return f"{path}.{key}"
-    return f"{path}[{json.dumps(key[:40])}]"
+    name = V.key_name(key)
+    return f"{path}.{name}" if name == key else f"{path}[{name}]"
 
 
-def depth(v: Any, limit: int = MAX_DEPTH + 1) -> int:
-    """Nesting depth of a JSON value (scalars 0), counted up to `limit`."""
-    best = 0
-    stack = [(v, 0)]
-    while stack:
-        x, d = stack.pop()
-        if isinstance(x, dict | list):
-            d += 1
-            if d > best:
-                best = d
-                if best >= limit:
-                    return best
-            stack.extend((c, d) for c in (x.values() if isinstance(x, dict) else x))
-    return best
-
-
-def json_type(v: Any) -> str:
-    """How a JSON user would name a decoded value, shortly."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return f"the integer {v}" if abs(v) < 1 << 64 else f"the integer {show_int(v)}"
-    if isinstance(v, float):
-        return f"the number {v!r}"
-    if isinstance(v, str):
-        s = json.dumps(v)
-        return f"the string {s if len(s) <= 30 else s[:27] + '...'}"
-    if isinstance(v, list | dict):
-        kind = "a list" if isinstance(v, list) else "an object"
-        if depth(v) > MAX_DEPTH:
-            return f"{kind} nested deeper than {MAX_DEPTH} levels"
-        return kind
-    return type(v).__name__
+def _at(path: str, conv: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`conv(*args, **kwargs)`, its refusal turned into a StateError at `path`."""
+    try:
+        return conv(*args, **kwargs)
+    except Invalid as e:
+        fail(path, str(e))
 
 
 def wrong(path: str, expected: str, v: Any) -> NoReturn:
-    fail(path, f"expected {expected}, got {json_type(v)}")
+    fail(path, V.expectation(expected, v))
 
 
 def obj(
@@ -100,75 +81,36 @@ def array(v: Any, path: str, max_len: int) -> list[Any]:
     return v
 
 
-def _range(n: int, path: str, lo: int, hi: int, what: str, beyond: str | None) -> int:
-    if n < lo:
-        fail(
-            path,
-            f"{what} must not be negative, got {show_int(n)}"
-            if lo == 0 and n < 0
-            else f"{what} must be at least {lo}, got {show_int(n)}",
-        )
-    if n > hi:
-        shown = hex(n) if n.bit_length() <= 80 else f"a {n.bit_length()}-bit number"
-        fail(path, f"{what} {shown} is beyond {beyond or f'the largest allowed, {hex(hi)}'}")
-    return n
-
-
 def integer(
     v: Any,
     path: str,
     lo: int = 0,
-    hi: int = (1 << 63) - 1,
+    hi: int = V.INT63_MAX,
     what: str = "value",
     beyond: str | None = None,
 ) -> int:
     """A JSON integer in [lo, hi]."""
-    if type(v) is not int:
-        wrong(path, "an integer", v)
-    return _range(v, path, lo, hi, what, beyond)
+    return _at(path, V.integer, v, lo, hi, what, beyond)
 
 
 def address(v: Any, path: str, hi: int, what: str = "address", beyond: str | None = None) -> int:
     """A hex string ("0x1f000") or a JSON integer, in [0, hi]."""
-    if type(v) is str:
-        try:
-            n = int(v, 16)
-        except ValueError:
-            fail(path, f'{what}: expected a hex string like "0x1000", got {json_type(v)}')
-    elif type(v) is int:
-        n = v
-    else:
-        wrong(path, f'a hex string like "0x1000" ({what})', v)
-    return _range(n, path, 0, hi, what, beyond)
+    return _at(path, V.hex_or_int, v, hi, what, beyond)
 
 
 def boolean(v: Any, path: str) -> bool:
-    if v is True or v is False:
-        return v
-    wrong(path, "true or false", v)
+    return _at(path, V.boolean, v)
 
 
 def optional_bool(v: Any, path: str) -> bool | None:
-    if v is None or v is True or v is False:
-        return v
-    wrong(path, "true, false or null", v)
+    return _at(path, V.optional_bool, v)
 
 
-def enum(v: Any, path: str, choices: Mapping[str, T], what: str = "value") -> T:
-    if type(v) is str and v in choices:
-        return choices[v]
-    names = ", ".join(json.dumps(c) for c in choices)
-    fail(
-        path, f"unknown {what} {json_type(v).removeprefix('the string ')} (expected one of {names})"
-    )
+def enum(v: Any, path: str, choices: Mapping[Any, T]) -> T:
+    """The value `choices` maps `v` (a string or an integer key) to."""
+    return _at(path, V.choice, v, choices)
 
 
 def count(v: Any, path: str, hi: int) -> int:
     """A run length: a positive JSON integer (an absent count is 1)."""
-    if type(v) is not int:
-        wrong(path, "a positive integer (count)", v)
-    if v < 1:
-        fail(path, f"count must be at least 1, got {v}")
-    if v > hi:
-        fail(path, f"count {show_int(v)} is absurd (at most {hi:,} here)")
-    return v
+    return _at(path, V.count, v, hi)

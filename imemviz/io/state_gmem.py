@@ -143,7 +143,7 @@ def build_gmem_files(vm: VM, v: Any, slots: list[Memslot], ctx: Ctx) -> dict[int
     for i, e in enumerate(entries):
         p = f"$.gmem_files[{i}]"
         obj(e, p, ("fd", "ino", "size", "flags", "bindings", "folios"), ("kind",))
-        kind = enum(e.get("kind", GUEST_MEMFD), f"{p}.kind", {k: k for k in FILE_KINDS}, "kind")
+        kind = enum(e.get("kind", GUEST_MEMFD), f"{p}.kind", {k: k for k in FILE_KINDS})
         if kind == INACCESSIBLE and type(e["fd"]) is int and e["fd"] < 0:
             fd = integer(e["fd"], f"{p}.fd", -U63, -1, "fd")
             if fd != -integer(e["ino"], f"{p}.ino", 1, U63, "ino"):

@@ -47,7 +47,7 @@ def build_in_flight(vm: VM, v: Any, ctx: Ctx) -> dict[int, PendingFault]:
             value = integer(value, f"{p}.value", 0, 255, "value", "a byte (0-255)")
         accept = e["accept_level"]
         if accept is not None:
-            accept = enum(accept, f"{p}.accept_level", levels, "level")
+            accept = enum(accept, f"{p}.accept_level", levels)
         acc = Access(
             vcpu,
             address(e["gpa"], f"{p}.gpa", U64_END - 1, "gpa"),
@@ -76,6 +76,6 @@ def build_in_flight(vm: VM, v: Any, ctx: Ctx) -> dict[int, PendingFault]:
             slot,
             base,
             address(e["pfn"], f"{p}.pfn", ctx.npages - 1, "pfn", ctx.pfn_beyond),
-            enum(e["host_level"], f"{p}.host_level", levels, "level"),
+            enum(e["host_level"], f"{p}.host_level", levels),
         )
     return out

@@ -25,7 +25,7 @@ from imemviz.io.state_limits import (
 from imemviz.io.state_rows import expand, fill
 from imemviz.model.columns import BlockColumns, FreeColumns, HostColumns, PageValues, PfnList, int64
 from imemviz.model.host_memory import MAX_ORDER
-from imemviz.model.pfnmap import pack_pfnmaps
+from imemviz.model.sparse import pack_pfnmaps
 from imemviz.model.units import LEVELS
 from imemviz.model.vm import VM
 

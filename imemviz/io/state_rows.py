@@ -21,7 +21,7 @@ import msgspec
 import numpy as np
 
 from imemviz.io.row_bytes import NotCanonical, parse_rows
-from imemviz.io.state_fields import address, count, enum, fail, integer, json_type, wrong
+from imemviz.io.state_fields import address, count, enum, fail, integer, wrong
 from imemviz.model.sparse import SparseIndex
 
 
@@ -283,14 +283,7 @@ def _precise(
         v = row[1]
         if spec.size == "order":
             integer(v, f"{p}[1]", what="order")
-        if type(v) not in (int, str) or v not in spec.sizes:
-            known = ", ".join(str(k) if spec.size == "order" else f'"{k}"' for k in spec.sizes)
-            fail(
-                f"{p}[1]",
-                f"unknown {spec.size} {json_type(v).removeprefix('the ')} "
-                f"(expected one of {known})",
-            )
-        code, span = spec.sizes[v]
+        code, span = enum(v, f"{p}[1]", spec.sizes)
         j = 2
     start = address(row[0], f"{p}[0]", (limit << shift) - 1, spec.start, beyond)
     if start & ((span << shift) - 1):
@@ -325,7 +318,7 @@ def _precise(
                 wrong(f"{p}[{j}]", "true or false (hwpoison)", v)
             extra = int(v)
         else:
-            extra = enum(v, f"{p}[{j}]", spec.flags, spec.flag or "flag")
+            extra = enum(v, f"{p}[{j}]", spec.flags)
     return start, code, span, pfn, n, extra
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imemviz.io.state_fields import address, array, boolean, count, fail, obj
+from imemviz.io.state_fields import address, array, boolean, count, enum, fail, obj
 from imemviz.model.rmp import (
     ASSIGNED,
     IMMUTABLE,
@@ -82,8 +82,7 @@ def build(vm: Any, v: Any, npages: int) -> int:
         pfn = address(row[0], f"{p}[0]", npages - 1, "pfn", "host memory")
         gpa = address(row[1], f"{p}[1]", (GFN_LIMIT << 12) - 1, "gpa")
         n = count(row[2], f"{p}[2]", npages)
-        if row[3] not in ("4K", "2M"):
-            fail(f"{p}[3]", f'expected "4K" or "2M", got {row[3]!r}')
+        size_2m = enum(row[3], f"{p}[3]", {"4K": False, "2M": True})
         if type(row[4]) is not str:
             fail(f"{p}[4]", 'expected a string of flags like "validated,immutable"')
         flags = ASSIGNED
@@ -97,7 +96,7 @@ def build(vm: Any, v: Any, npages: int) -> int:
             fail(p, f"pfns {hex(pfn)}-{hex(pfn + n - 1)} are outside host memory")
         if (gpa >> 12) + n > GFN_LIMIT:
             fail(p, "gpas run past the guest physical address space")
-        if row[3] == "2M":
+        if size_2m:
             flags |= SIZE_2M
             if pfn % PMD_PAGES or n % PMD_PAGES or (gpa >> 12) % PMD_PAGES:
                 fail(p, "a 2M entry run must be 2M aligned (pfn and gpa) and whole 2M entries")

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 
+from imemviz.model import validate as V
 from imemviz.model.kernels import DEFAULT as DEFAULT_KERNEL
 from imemviz.model.kernels import PROFILES, Profile, profile
-from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, parse_int, show_int
+from imemviz.model.units import LEVEL_4K, LEVEL_BY_NAME, LEVEL_NAMES, show_int
+
+T = TypeVar("T")
 
 VM_TYPES = ("default", "sw_protected", "tdx", "snp")
 GMEM_ORDERS = (0, 9, 18)
 SHARED_PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
 # The buddy allocator tracks blocks up to 1G; beyond that memory is just many 1G blocks.
 MAX_HOST_MEMORY = 1 << 50
-
-
-def _short(v: Any) -> str:
-    """A JSON value for a one-line message, cut short."""
-    try:
-        text = json.dumps(v)
-    except ValueError:  # an integer past the digit limit
-        text = "a huge number"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class ConfigError(ValueError):
@@ -79,7 +73,23 @@ class VMConfig:
     @classmethod
     def from_dict(cls, d: Any, path: str = "vm") -> VMConfig:
         if not isinstance(d, dict):
-            raise ConfigError(path, "expected an object")
+            raise ConfigError(path, V.expectation("an object", d))
+
+        def field(name: str, conv: Callable[..., T], *args: Any, default: T | None = None) -> T:
+            """`conv(d[name], *args)`, or `default` when absent (None: required); a refusal
+            names the field."""
+            if name not in d:
+                if default is None:
+                    raise ConfigError(f"{path}.{name}", "missing required field")
+                return default
+            try:
+                return conv(d[name], *args)
+            except V.Invalid as e:
+                raise ConfigError(f"{path}.{name}", str(e)) from None
+
+        def integer(name: str, default: int) -> int:
+            return field(name, V.to_int, default=default)
+
         known = {
             "type",
             "host_memory",
@@ -92,32 +102,12 @@ class VMConfig:
         }
         for key in d:
             if key not in known:
-                name = key if key.isidentifier() else json.dumps(key)  # one line, always
-                raise ConfigError(f"{path}.{name}", "unknown field")
-        if "type" not in d:
-            raise ConfigError(f"{path}.type", "missing required field")
-        vm_type = d["type"]
-        if vm_type not in VM_TYPES:
-            raise ConfigError(
-                f"{path}.type", f"expected one of {', '.join(VM_TYPES)}, got {_short(vm_type)}"
-            )
-        kernel = d.get("kernel", DEFAULT_KERNEL)
-        if kernel not in PROFILES:
-            raise ConfigError(
-                f"{path}.kernel",
-                f"expected one of {', '.join(PROFILES)}, got {_short(kernel)}",
-            )
+                raise ConfigError(f"{path}.{V.key_name(key)}", "unknown field")
+        vm_type = field("type", V.one_of, VM_TYPES)
+        kernel = field("kernel", V.one_of, tuple(PROFILES), default=DEFAULT_KERNEL)
         refused = profile(kernel).vm_type_refusal(vm_type)
         if refused:
             raise ConfigError(f"{path}.type", refused)
-
-        def integer(name: str, default: int) -> int:
-            if name not in d:
-                return default
-            try:
-                return parse_int(d[name])
-            except ValueError as e:
-                raise ConfigError(f"{path}.{name}", str(e)) from None
 
         host_memory = integer("host_memory", 16 << 30)
         if host_memory <= 0 or host_memory % (2 << 20) or host_memory > MAX_HOST_MEMORY:
@@ -133,17 +123,10 @@ class VMConfig:
         if isinstance(sps, str) and sps.upper() in SHARED_PAGE_SIZES:
             shared = SHARED_PAGE_SIZES[sps.upper()]
         else:
-            try:
-                shared = parse_int(sps)
-            except ValueError as e:
-                raise ConfigError(f"{path}.shared_page_size", str(e)) from None
+            shared = integer("shared_page_size", 0)
             if shared not in SHARED_PAGE_SIZES.values():
                 raise ConfigError(f"{path}.shared_page_size", 'must be "4K", "2M" or "1G"')
-        lvl = d.get("tdx_private_max_level", "4K")
-        if lvl not in ("4K", "2M"):
-            raise ConfigError(
-                f"{path}.tdx_private_max_level", f'must be "4K" or "2M", got {_short(lvl)}'
-            )
+        lvl = field("tdx_private_max_level", V.one_of, ("4K", "2M"), default="4K")
         gpaw = integer("gpaw", 52)
         if gpaw not in (48, 52):
             raise ConfigError(f"{path}.gpaw", f"must be 48 or 52, got {show_int(gpaw)}")

@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from imemviz.model.result import Result
+from imemviz.model.sparse import unpack_pfnmap
 from imemviz.model.units import LEVEL_4K
 from imemviz.model.zap import FILTER_SHARED, invalidate
 
@@ -36,7 +37,7 @@ def host_lookup(vm: VM, hvpn: int) -> tuple[int, int, int] | None:
     if vm.pfnmap:
         v = vm.pfnmap.get(hvpn)
         if v is not None:
-            return LEVEL_4K, hvpn, v >> 1
+            return LEVEL_4K, hvpn, unpack_pfnmap(v)[0]
     for level, idx in vm.hva_pages.items():
         head = hvpn & ~((1 << (9 * (level - 1))) - 1)
         pfn = idx.get(head)
@@ -81,11 +82,12 @@ def faultin_hva(vm: VM, hva: int, write: bool) -> tuple[str | None, int, int]:
     if vm.pfnmap:
         v = vm.pfnmap.get(hvpn)
         if v is not None:
-            if not v & 1 and not vm.kernel["pfnmap_noref"]:
+            pfn, refcounted = unpack_pfnmap(v)
+            if not refcounted and not vm.kernel["pfnmap_noref"]:
                 # hva_to_pfn_remapped(): kvm_try_get_pfn() refuses a struct page with
                 # refcount 0 (before 6.13) -> KVM_PFN_ERR_FAULT -> -EFAULT from KVM_RUN.
                 return "EFAULT", 0, 0
-            return None, v >> 1, LEVEL_4K
+            return None, pfn, LEVEL_4K
     m = host_lookup(vm, hvpn) or _populate(vm, hvpn)
     if m is None:
         return "ENOMEM", 0, 0
@@ -100,7 +102,7 @@ def host_access(vm: VM, op: HostAccess) -> Result:
     hvpn = hva >> 12
     v = vm.pfnmap.get(hvpn) if vm.pfnmap else None
     if v is not None:
-        pfn = v >> 1  # device memory: the VMM reaches it whatever its refcount
+        pfn = unpack_pfnmap(v)[0]  # device memory: the VMM reaches it whatever its refcount
     else:
         slot = _gmem_mmap_slot(vm, hva)
         if slot is not None:

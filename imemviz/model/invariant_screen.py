@@ -17,6 +17,7 @@ import numpy as np
 
 from imemviz.model.guest_memfd import FOLIO_ORDERS, GmemFile
 from imemviz.model.mmu import MAPPED, PENDING, LeafTable
+from imemviz.model.sparse import unpack_pfnmaps
 from imemviz.model.units import LEVEL_4K, LEVELS
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def host_blocks(vm: VM) -> tuple[np.ndarray, np.ndarray]:
         add(idx.int_arrays()[1], 1 << (9 * (level - 1)))
     tables = vm.private.tables
     add(np.fromiter(tables.values(), _I64, len(tables)), 1)
-    add(vm.pfnmap.int_arrays()[1] >> 1, 1)
+    add(unpack_pfnmaps(vm.pfnmap.int_arrays()[1])[0], 1)
     other = vm.host.other
     add(
         np.fromiter(other.keys(), _I64, len(other)),

@@ -17,6 +17,7 @@ from imemviz.model import snp
 from imemviz.model.guest_memfd import GUEST_MEMFD
 from imemviz.model.invariant_screen import both_roots, host_blocks, leaf_columns, suspect_leaves
 from imemviz.model.mmu import MAPPED, PENDING, Leaf
+from imemviz.model.sparse import unpack_pfnmap
 from imemviz.model.units import LEVEL_4K, LEVEL_NAMES
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ def _check_host(vm: VM, out: list[Violation]) -> None:
     for pfn in vm.private.tables.values():
         used.append((pfn, 1, "S-EPT page"))
     for _hvpn, v in vm.pfnmap.items():
-        used.append((v >> 1, 1, "device page (VM_PFNMAP)"))
+        used.append((unpack_pfnmap(v)[0], 1, "device page (VM_PFNMAP)"))
     for pfn, order in vm.host.other.items():
         used.append((pfn, 1 << order, "host page"))
     if vm.snp is not None and vm.snp.vmsa_pfn is not None:

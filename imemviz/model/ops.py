@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from imemviz.model import validate as V
 from imemviz.model.uapi import (
     ATTRIBUTE_FLAGS,
     ATTRIBUTES_OP_FLAGS,
@@ -30,14 +31,7 @@ from imemviz.model.uapi import (
     MEM_FLAGS_V1_NAMES,
     MFD_FLAGS,
 )
-from imemviz.model.units import (
-    LEVEL_BY_NAME,
-    LEVEL_NAMES,
-    U32_MAX,
-    U64_MAX,
-    parse_int,
-    show_int,
-)
+from imemviz.model.units import LEVEL_BY_NAME, LEVEL_NAMES, U32_MAX, U64_MAX
 
 __all__ = [
     "OPS",
@@ -341,111 +335,12 @@ class Stats(Op):
 
 # ------------------------------------------------------- field converters
 # A converter takes the decoded JSON value and returns the normalised Python
-# value, or raises _Invalid with a message that does not repeat the field's
-# name (parse_op adds it).  The common case, a plain in-range int, is the
-# first test in every integer converter.
+# value, or raises validate.Invalid with a message that does not repeat the
+# field's name (parse_op adds it).  The common case, a plain in-range int, is
+# the first test in every integer converter.  The shared ones are
+# model/validate.py's; these are the op-only kinds.
 
-
-class _Invalid(Exception):
-    pass
-
-
-def _json_type(v: object) -> str:
-    """How a JSON user would name the type of a decoded value."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return f"integer {show_int(v)}"
-    if isinstance(v, float):
-        return f"number {v!r}"
-    if isinstance(v, str):
-        return f"string {v!r}"
-    if isinstance(v, list):
-        return "list"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
-
-
-def _to_int(v: object) -> int:
-    """The slow path of the integer converters: strings and type errors."""
-    if type(v) is str:
-        try:
-            return parse_int(v)
-        except ValueError as e:
-            raise _Invalid(str(e)) from None
-    if type(v) is int:
-        return v
-    raise _Invalid(f"expected an integer, got {_json_type(v)}")
-
-
-def _unsigned(top: int, what: str) -> Callable[[Any], int]:
-    """A C unsigned field: 0..top, and -1 for all ones as C allows."""
-
-    def conv(v: Any) -> int:
-        n: int = v if type(v) is int else _to_int(v)
-        if 0 <= n <= top:
-            return n
-        if n == -1:
-            return top
-        raise _Invalid(
-            f"out of range for a {what} (0..{top:#x}, or -1 for all ones): {show_int(n)}"
-        )
-
-    return conv
-
-
-def _ranged(lo: int, hi: int, what: str) -> Callable[[Any], int]:
-    def conv(v: Any) -> int:
-        n: int = v if type(v) is int else _to_int(v)
-        if lo <= n <= hi:
-            return n
-        raise _Invalid(f"out of range for {what} ({lo}..{hi}): {show_int(n)}")
-
-    return conv
-
-
-def _flags(names: Mapping[str, int], as_int: Callable[[Any], int]) -> Callable[[Any], int]:
-    """An integer, or a list of the kernel's names for its bits."""
-    known = ", ".join(names) or "none are defined"
-
-    def conv(v: Any) -> int:
-        if type(v) is int:
-            return as_int(v)
-        if type(v) is list:
-            bits = 0
-            for item in v:
-                if type(item) is not str:
-                    raise _Invalid(f"flag names must be strings, got {_json_type(item)}")
-                bit = names.get(item)
-                if bit is None:
-                    raise _Invalid(f"unknown flag {item!r} (known: {known})")
-                bits |= bit
-            return bits
-        if type(v) is str:
-            if v in names:
-                raise _Invalid(f'flag names go in a list: ["{v}"] (or the integer {names[v]})')
-            return as_int(v)
-        raise _Invalid(f"expected an integer or a list of flag names, got {_json_type(v)}")
-
-    return conv
-
-
-def _bool(v: Any) -> bool:
-    if v is True or v is False:
-        return v
-    raise _Invalid(f"expected true or false, got {_json_type(v)}")
-
-
-def _optional_bool(v: Any) -> bool | None:
-    if v is None or v is True or v is False:
-        return v
-    raise _Invalid(f"expected true, false or null, got {_json_type(v)}")
-
-
-_byte = _ranged(0, 255, "a byte")
+_byte = V.ranged(0, 255, "a byte")
 
 
 def _optional_byte(v: Any) -> int | None:
@@ -453,40 +348,29 @@ def _optional_byte(v: Any) -> int | None:
 
 
 def _level(v: Any) -> int:
-    level = LEVEL_BY_NAME.get(v) if type(v) is str else None
-    if level is None:
-        raise _Invalid(f'expected "4K", "2M" or "1G", got {_json_type(v)}')
-    return level
+    return V.choice(v, LEVEL_BY_NAME)
 
 
 def _advice(v: Any) -> str:
     if v == "DONTNEED" and type(v) is str:
         return v
-    raise _Invalid(f'only "DONTNEED" is supported, got {_json_type(v)}')
+    raise V.Invalid(f'only "DONTNEED" is supported, got {V.json_type(v)}')
 
 
 SNP_PAGE_TYPE_NAMES = ("NORMAL", "ZERO", "UNMEASURED", "SECRETS", "CPUID")
 
 
 def _snp_page_type(v: Any) -> str:
-    if type(v) is str and v in SNP_PAGE_TYPE_NAMES:
-        return v
-    raise _Invalid(f"expected one of {', '.join(SNP_PAGE_TYPE_NAMES)}, got {_json_type(v)}")
+    return V.one_of(v, SNP_PAGE_TYPE_NAMES)
 
 
-def _text(v: Any) -> str:
-    if type(v) is str:
-        return v
-    raise _Invalid(f"expected a string, got {_json_type(v)}")
-
-
-_u32 = _unsigned(U32_MAX, "u32")
-_u64 = _unsigned(U64_MAX, "u64")
-_c_int = _ranged(C_INT_MIN, C_INT_MAX, "a C int")
-_loff = _ranged(LOFF_MIN, LOFF_MAX, "loff_t")
-_vcpu = _ranged(0, MAX_VCPUS - 1, "a vcpu index")
+_u32 = V.unsigned(U32_MAX, "u32")
+_u64 = V.unsigned(U64_MAX, "u64")
+_c_int = V.ranged(C_INT_MIN, C_INT_MAX, "a C int")
+_loff = V.ranged(LOFF_MIN, LOFF_MAX, "loff_t")
+_vcpu = V.ranged(0, MAX_VCPUS - 1, "a vcpu index")
 # fallocate(2) takes `int mode`; a negative mode is not a set of flags.
-_mode = _flags(FALLOC_FLAGS, _ranged(0, C_INT_MAX, "a fallocate mode"))
+_mode = V.flags(FALLOC_FLAGS, V.ranged(0, C_INT_MAX, "a fallocate mode"))
 
 
 # ------------------------------------------------- canonical (dump) forms
@@ -569,11 +453,11 @@ def _size(name: str, default: Any = REQUIRED) -> FieldSpec:
 
 
 def _flagf(name: str, names: Mapping[str, int], as_int: Callable[[Any], int]) -> FieldSpec:
-    return FieldSpec(name, "flags", 0, names, _flags(names, as_int), _dump_flags(names))
+    return FieldSpec(name, "flags", 0, names, V.flags(names, as_int), _dump_flags(names))
 
 
 def _boolf(name: str, default: bool) -> FieldSpec:
-    return FieldSpec(name, "bool", default, parse=_bool)
+    return FieldSpec(name, "bool", default, parse=V.boolean)
 
 
 _VALUE = FieldSpec("value", "byte", None, parse=_optional_byte)
@@ -597,7 +481,7 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
             "flags",
             0,
             MEM_FLAGS_V1,
-            _flags(MEM_FLAGS_V1_NAMES, _u32),
+            V.flags(MEM_FLAGS_V1_NAMES, _u32),
             _dump_flags(MEM_FLAGS_V1),
         ),
         _addr("guest_phys_addr"),
@@ -615,7 +499,7 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
             "flags",
             REQUIRED,
             ATTRIBUTE_FLAGS,
-            _flags(ATTRIBUTE_FLAGS, _u64),
+            V.flags(ATTRIBUTE_FLAGS, _u64),
             _dump_flags(ATTRIBUTE_FLAGS),
         ),
         _flagf("flags", ATTRIBUTES_OP_FLAGS, _u64),
@@ -632,7 +516,7 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
         _VCPU,
         _boolf("write", False),
         _VALUE,
-        FieldSpec("private", "bool?", None, parse=_optional_bool),
+        FieldSpec("private", "bool?", None, parse=V.optional_bool),
         _boolf("hold", False),
     ),
     VcpuResume: (_VCPU,),
@@ -655,7 +539,7 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
     GuestMapGpaRange: (
         _addr("gpa"),
         _size("size"),
-        FieldSpec("private", "bool", parse=_bool),
+        FieldSpec("private", "bool", parse=V.boolean),
         _VCPU,
     ),
     SnpLaunchUpdate: (
@@ -674,7 +558,7 @@ _FIELDS: dict[type[Op], tuple[FieldSpec, ...]] = {
     MemoryEncryptRegRegion: (_addr("address"), _size("size")),
     MemoryEncryptUnregRegion: (_addr("address"), _size("size")),
     HostMmapPfnmap: (_addr("hva"), _size("size"), _boolf("refcounted", False)),
-    Note: (FieldSpec("text", "str", parse=_text),),
+    Note: (FieldSpec("text", "str", parse=V.string),),
     Inspect: (_addr("gpa"),),
     Stats: (),
 }
@@ -722,10 +606,10 @@ def _make_parser(cls: type[Op]) -> Callable[[dict[str, Any]], Op]:
             if conv is None:
                 if key == "op" or key == "t":
                     continue
-                raise OpError(key, _unknown_field(key, convs), name)
+                raise OpError(V.key_name(key), _unknown_field(key, convs), name)
             try:
                 kwargs[key] = conv(value)
-            except _Invalid as e:
+            except V.Invalid as e:
                 raise OpError(key, str(e), name) from None
         for key in required:
             if key not in kwargs:
@@ -755,7 +639,7 @@ def parse_op(d: Any) -> Op:
     accepted and ignored here (the script reader returns it).
     """
     if type(d) is not dict:
-        raise OpError("op", f'expected a JSON object like {{"op": ...}}, got {_json_type(d)}')
+        raise OpError("op", f'expected a JSON object like {{"op": ...}}, got {V.json_type(d)}')
     name = d.get("op")
     parser = _PARSERS.get(name) if type(name) is str else None
     if parser is None:
@@ -768,7 +652,7 @@ def _bad_op_name(d: dict[str, Any]) -> str:
         return 'missing field "op"'
     name = d["op"]
     if type(name) is not str:
-        return f'"op" must be a string, got {_json_type(name)}'
+        return f'"op" must be a string, got {V.json_type(name)}'
     close = difflib.get_close_matches(name, list(OPS), n=1)
     if close:
         return f'unknown op "{name}" (did you mean "{close[0]}"?)'

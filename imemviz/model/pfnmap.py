@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from imemviz.model.host_ops import _free_host_pages, hva_invalidate
 from imemviz.model.memslot_ops import TASK_SIZE_MAX
 from imemviz.model.result import Result
+from imemviz.model.sparse import pack_pfnmap, unpack_pfnmap
 
 if TYPE_CHECKING:
     from imemviz.model.ops import HostMmapPfnmap
@@ -25,17 +24,6 @@ if TYPE_CHECKING:
 
 MAX_BLOCK_ORDER = 9  # a TTM-style allocation: non-compound blocks of up to 2M
 U64 = 1 << 64
-
-
-def pack_pfnmaps(pfn: np.ndarray, refcounted: np.ndarray) -> np.ndarray:
-    """`vm.pfnmap`'s stored values (hva page -> pfn << 1 | refcounted) over int64 columns."""
-    out: np.ndarray = np.left_shift(pfn, 1) | refcounted
-    return out
-
-
-def unpack_pfnmaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pfn, refcounted 0/1) of an int64 column of `vm.pfnmap`'s stored values."""
-    return values >> 1, values & 1
 
 
 def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:
@@ -57,7 +45,7 @@ def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:
     blocks = _allocate(vm, hi - lo)
     if blocks is None:
         return Result.fail("ENOMEM")
-    ref = int(bool(op.refcounted))
+    ref = bool(op.refcounted)
 
     def replace() -> None:
         _free_host_pages(vm, lo, hi)
@@ -65,18 +53,18 @@ def host_mmap_pfnmap(vm: VM, op: HostMmapPfnmap) -> Result:
         k = lo
         for pfn, order in blocks:
             for j in range(1 << order):
-                vm.pfnmap.set(k, ((pfn + j) << 1) | ref)
+                vm.pfnmap.set(k, pack_pfnmap(pfn + j, ref))
                 k += 1
 
     hva_invalidate(vm, hva, hva + size, replace)
-    vm.emit("mmap_pfnmap", hva, size, blocks[0][0], ref)
+    vm.emit("mmap_pfnmap", hva, size, blocks[0][0], int(ref))
     return Result.success()
 
 
 def release(vm: VM, lo: int, hi: int) -> None:
     """The device pages behind hva pages [lo, hi) go back to the host (munmap)."""
     for _hvpn, v in vm.pfnmap.pop_range(lo, hi):
-        vm.host.release(v >> 1, 0)
+        vm.host.release(unpack_pfnmap(v)[0], 0)
 
 
 def _inside_slots(vm: VM, lo: int, hi: int) -> bool:

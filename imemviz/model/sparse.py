@@ -71,6 +71,27 @@ def unpack_folios(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values >> 1, (values & 1).astype(bool)
 
 
+def pack_pfnmap(pfn: int, refcounted: bool) -> int:
+    """A device page's stored value (`vm.pfnmap`, by hva page): pfn << 1 | refcounted."""
+    return (pfn << 1) | refcounted
+
+
+def unpack_pfnmap(value: int) -> tuple[int, bool]:
+    """(pfn, refcounted) of a stored device-page value."""
+    return value >> 1, bool(value & 1)
+
+
+def pack_pfnmaps(pfn: np.ndarray, refcounted: np.ndarray) -> np.ndarray:
+    """`pack_pfnmap` over int64 columns (refcounted 0/1)."""
+    out: np.ndarray = np.left_shift(pfn, 1) | refcounted
+    return out
+
+
+def unpack_pfnmaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`unpack_pfnmap` over an int64 column: (pfn, refcounted 0/1), both int64."""
+    return values >> 1, values & 1
+
+
 def copy_dict(d: dict[K, V]) -> dict[K, V]:
     """A shallow copy of a dict of immutable values, a chunk at a time: the C copy of a
     million items would hold the GIL (and freeze the app's GUI) for tens of ms."""

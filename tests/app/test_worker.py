@@ -100,13 +100,17 @@ def test_stop_drops_queued_commands(qapp, qtbot) -> None:
     e = Engine()
     e.start()
     gate = threading.Event()
+    entered = threading.Event()
     try:
         session = sw_session()
         before = len(session.ops)
         e.set_session(session)
         # The worker is held in a command until every op is queued and the stop is asked
-        # for, however slow the machine: no timing decides the outcome.
-        e.call(lambda s: gate.wait(30))
+        # for, however slow the machine: no timing decides the outcome.  Queue nothing
+        # before it is inside that command: a stop asked for earlier would drop the
+        # session itself.
+        e.call(lambda s: (entered.set(), gate.wait(30)))
+        assert entered.wait(30)
         for g in range(2000):
             e.apply_ops([O.GuestAccess(g << 12)])
         e.worker.request_stop()

@@ -20,6 +20,7 @@ from imemviz.model.columns import (
 from imemviz.model.extents import ExtentMap
 from imemviz.model.guest_memfd import GUEST_MEMFD, GmemInode
 from imemviz.model.host_memory import HostMemory
+from imemviz.model.host_ops import host_lookup
 from imemviz.model.memslots import Memslots
 from imemviz.model.mmu import Leaf, LeafTable
 from imemviz.model.ops import parse_op
@@ -28,10 +29,14 @@ from imemviz.model.sparse import (
     pack_folios,
     pack_leaf,
     pack_leaves,
+    pack_pfnmap,
+    pack_pfnmaps,
     unpack_folio,
     unpack_folios,
     unpack_leaf,
     unpack_leaves,
+    unpack_pfnmap,
+    unpack_pfnmaps,
 )
 from imemviz.model.vm import GFN_LIMIT
 
@@ -143,6 +148,29 @@ def test_pack_and_unpack_agree() -> None:
         p, h = unpack_folios(np.array([v], I64))
         assert (p[0], bool(h[0])) == (pfn, hw)
         assert pack_folios(np.array([pfn], I64), np.array([hw]))[0] == v
+    for pfn, ref in ((0, False), (0x1FFFF, True)):
+        v = pack_pfnmap(pfn, ref)
+        assert unpack_pfnmap(v) == (pfn, ref)
+        p, r = unpack_pfnmaps(np.array([v], I64))
+        assert (p[0], bool(r[0])) == (pfn, ref)
+        assert pack_pfnmaps(np.array([pfn], I64), np.array([ref], I64))[0] == v
+    # host_mmap_pfnmap stores what pack_pfnmap packs; the host's GUP reads it back.
+    vm = VM(VMConfig("sw_protected"))
+    for line in (
+        {
+            "op": "set_user_memory_region2",
+            "slot": 0,
+            "guest_phys_addr": 0,
+            "memory_size": "2M",
+            "userspace_addr": "0x7f0000000000",
+        },
+        {"op": "host_mmap_pfnmap", "hva": "0x7f0000001000", "size": "4K", "refcounted": True},
+    ):
+        assert vm.apply(parse_op(line)).ok
+    ((hvpn, v),) = vm.pfnmap.items()
+    pfn, ref = unpack_pfnmap(v)
+    assert (hvpn, ref) == (0x7F0000001, True)
+    assert host_lookup(vm, hvpn) == (1, hvpn, pfn)
     # The table stores what pack_leaf packs (the fault path writes it inline).
     t = LeafTable("direct")
     t.install(Leaf(5, 1, 77, 2))
