@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
+    QFontMetricsF,
     QPainter,
     QPainterPath,
     QPen,
@@ -130,6 +131,7 @@ class CellLabels(QGraphicsObject):
         self._font = QFont()
         self._font.setPixelSize(round(10 * scale))
         self._line = 12.0 * scale
+        self._text_h = QFontMetricsF(self._font).height() + 1
         self._texts = {}
         self._layer.invalidate()
         self.update()
@@ -244,12 +246,29 @@ class CellLabels(QGraphicsObject):
                 x = ox + col * cw
                 painter.drawLine(QPointF(x, ya), QPointF(x, yb))
         pad = 3 * self.scale_
+        # A row's redraw (LabelLayer) clips to its band: its neighbours' texts that stay
+        # outside the clip are not drawn (a text's pixels stay in its line's box).
+        clip = painter.clipBoundingRect() if painter.hasClipping() else None
+        fh = self._text_h
+
+        def shown(y: float) -> bool:
+            return clip is None or (y <= clip.bottom() + 1 and y + fh >= clip.top() - 1)
+
         for row in range(y0, y1):
             lin, fold = linear[row - y0]
             if fold >= 0:
                 continue
             line = codes[row - y0]
             ytop = oy + row * ch + 2
+            if tier == 2:
+                y_gpa, y_short = ytop, ytop + ch - 4 - self._line
+                gpa = shown(y_gpa)
+            else:
+                y_short = ytop + (ch - self._line) / 2 - 2
+                gpa = False
+            short_shown = shown(y_short)
+            if not (gpa or short_shown):
+                continue
             for col in range(r):
                 code = int(line[col])
                 if code == Code.OUTSIDE:
@@ -257,15 +276,9 @@ class CellLabels(QGraphicsObject):
                 x = ox + col * cw + pad
                 painter.setPen(pens[DARK[code]])
                 short = SHORT[Code(code)]
-                if tier == 2:
+                if gpa:
                     painter.drawStaticText(
-                        QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
+                        QPointF(x, y_gpa), self._text(fmt_gpa((lin * r + col) * 4096))
                     )
-                    if short:
-                        painter.drawStaticText(
-                            QPointF(x, ytop + ch - 4 - self._line), self._text(short)
-                        )
-                elif short:
-                    painter.drawStaticText(
-                        QPointF(x, ytop + (ch - self._line) / 2 - 2), self._text(short)
-                    )
+                if short and short_shown:
+                    painter.drawStaticText(QPointF(x, y_short), self._text(short))
