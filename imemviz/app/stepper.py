@@ -16,10 +16,14 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QMainWindow,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -31,6 +35,8 @@ from imemviz.model.protocols import Step, protocol_name, steps
 
 SOURCE = "stepper"
 PLAY_MS = 900
+LIST_ROWS = 4  # the list of steps shows this many; the step's text gets the rest
+MAX_DOCK_SHARE = 0.8  # a step's text may take up to this share of the window's height
 
 
 class StepPanel(QWidget):
@@ -62,6 +68,15 @@ class StepPanel(QWidget):
         self.text.setObjectName("stepper_text")
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # The step's text wraps to the panel's width; the dock grows to show all of it
+        # (fit_text), and what the window cannot give scrolls.
+        self.text_area = QScrollArea()
+        self.text_area.setObjectName("stepper_text_area")
+        self.text_area.setWidgetResizable(True)
+        self.text_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.text_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.text_area.setWidget(self.text)
         self.list = QListWidget()
         self.list.setObjectName("stepper_list")
         self.list.currentRowChanged.connect(self._on_list)
@@ -110,8 +125,110 @@ class StepPanel(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.present_btn)
         lay.addWidget(self.view_note)
-        lay.addWidget(self.text)
-        lay.addWidget(self.list, 1)
+        # The list of steps over the step's text: what room is left is below the text.
+        lay.addWidget(self.list)
+        lay.addWidget(self.text_area, 1)
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self.fit_text)
+        self._corner: tuple[QMainWindow, Qt.Corner, Qt.DockWidgetArea] | None = None
+        self.list.setFixedHeight(self._list_height())
+
+    def _list_height(self) -> int:
+        rows = min(max(len(self.steps), 2), LIST_ROWS)
+        row = self.list.sizeHintForRow(0) if self.list.count() else -1
+        if row <= 0:
+            row = self.list.fontMetrics().height() + 2
+        return row * rows + 2 * self.list.frameWidth() + 2
+
+    def text_overflow(self) -> int:
+        """Pixels of the step's text below the visible part of its area (0: all shown)."""
+        vp = self.text_area.viewport()
+        return max(0, self.text.heightForWidth(vp.width()) - vp.height())
+
+    def _dock(self) -> tuple[QDockWidget, QMainWindow] | None:
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is None or dock.isFloating() or not dock.isVisible():
+            return None
+        mw = dock.parentWidget()
+        return (dock, mw) if isinstance(mw, QMainWindow) else None
+
+    def fit_text(self) -> None:
+        """Give the step's whole text room: the dock grows in its column, taking from the
+        docks under it (the legend) down to their minimum; when that is not enough
+        (1280x720), the side column runs down to the status bar (the docks under the map
+        get narrower) for as long as the panel is shown.  Past MAX_DOCK_SHARE of the
+        window the text scrolls."""
+        lay = self.layout()
+        if lay is not None:
+            lay.activate()
+        need = self.text_overflow()
+        found = self._dock()
+        if not need or found is None:
+            return
+        dock, mw = found
+        area = mw.dockWidgetArea(dock)
+        want = min(dock.height() + need + 2, int(mw.height() * MAX_DOCK_SHARE))
+        if want <= dock.height():
+            return
+        # The room comes from the other docks of the column; resizeDocks is told every
+        # size, else it spreads the change its own way.
+        take = want - dock.height()
+        docks, sizes = [dock], [want]
+        tabbed = set(mw.tabifiedDockWidgets(dock))
+        for other in mw.findChildren(QDockWidget):
+            if (
+                other is dock
+                or other in tabbed
+                or other.isFloating()
+                or not other.isVisible()
+                or other.visibleRegion().isEmpty()
+                or mw.dockWidgetArea(other) != area
+            ):
+                continue
+            give = min(take, max(0, other.height() - other.minimumSizeHint().height()))
+            take -= give
+            docks.append(other)
+            sizes.append(other.height() - give)
+        sizes[0] = want - take
+        if sizes[0] > dock.height():
+            mw.resizeDocks(docks, sizes, Qt.Orientation.Vertical)
+        corner = (
+            Qt.Corner.BottomRightCorner
+            if area == Qt.DockWidgetArea.RightDockWidgetArea
+            else Qt.Corner.BottomLeftCorner
+        )
+        if (
+            take > 0
+            and area
+            in (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea)
+            and mw.corner(corner) != area
+            and self._corner is None
+        ):
+            self._corner = (mw, corner, mw.corner(corner))
+            mw.setCorner(corner, area)
+            self._fit_timer.start()  # once more in the longer column
+
+    def hideEvent(self, ev) -> None:
+        # Another tab in front, the dock closed: the column as it was.
+        self.restore_column()
+        super().hideEvent(ev)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if self.steps:
+            self._fit_timer.start()
+
+    def restore_column(self) -> None:
+        """The side column as it was before fit_text lengthened it."""
+        if self._corner is None:
+            return
+        mw, corner, was = self._corner
+        self._corner = None
+        mw.setCorner(corner, was)
 
     def load(self, op: int, events: Sequence[tuple], first_position: int = 0) -> None:
         """Step through one op's events (`first_position`: its first event in the log)."""
@@ -129,6 +246,7 @@ class StepPanel(QWidget):
         for k, st in enumerate(self.steps):
             self.list.addItem(f"{k + 1}. {st.title}")
         self.list.blockSignals(False)
+        self.list.setFixedHeight(self._list_height())
         self.current = -1
         if self.steps:
             self.go(0)
@@ -161,11 +279,17 @@ class StepPanel(QWidget):
         if self._show_event is not None:
             self._show_event(self.first_position + st.positions[0])
         self.stepChanged.emit(k)
+        # After stepChanged: its slots add to the text (the RMP note, step_rmp.py).
+        self._fit_timer.start()
 
     def set_view_note(self, text: str, drawing: bool) -> None:
         """What the map shows while stepping (the state at the step, or the present)."""
         self.view_note.setText(text)
+        # While the map draws the step, its band above the plot says so: the line here
+        # would take the step's text's room.
+        self.view_note.setVisible(not drawing)
         self.present_btn.setEnabled(drawing)
+        self._fit_timer.start()
 
     def highlight_of(self, k: int) -> Highlight:
         st = self.steps[k]

@@ -325,8 +325,10 @@ def hva_items(vm: VM) -> Items:
     parts = []
     keys, vals = pairs(vm.pfnmap)
     n = len(keys)
-    pfn, _ref = unpack_pfnmaps(vals)
-    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), pfn, np.zeros(n, I64)))
+    pfn, ref = unpack_pfnmaps(vals)
+    # The refcount kind is the item's flag: the same device page mapped refcounted and
+    # not is not the same host page (the state file writes it: state_doc._pfnmap).
+    parts.append(Items(keys, np.ones(n, I64), np.ones(n, I64), pfn, ref.astype(I64)))
     for level in LEVELS:
         keys, pfn = pairs(vm.hva_pages[level])
         n = len(keys)

@@ -356,3 +356,28 @@ def test_follow_frames_the_marks_ranges_after_undo_and_seeks(make_window, qtbot,
     assert w.marks.ranges() == ((PAGE, PAGE + 1),)
     assert w.navigator.last_framed == ((PAGE, PAGE + 1),)
     assert lay.is_legible(PAGE, PAGE + 1) and on_screen(lay, [(PAGE, PAGE + 1)])
+
+
+def test_fold_band_labels_rest_while_the_map_moves(make_window, qtbot, monkeypatch) -> None:
+    """A framing animation draws the fold bands' edges, not their labels (a new set per
+    frame's zoom, unreadable in motion); the last frame has them again."""
+    w = make_window(fold=True)
+    w.map.zoom_all()
+    wait_drawn(qtbot, w)
+    bands = w.map.fold_bands
+    pills: list[str] = []
+    real = bands._pill
+    monkeypatch.setattr(bands, "_pill", lambda text, *a: pills.append(text) or real(text, *a))
+    w.map.view.grab()
+    assert pills, "the launch view shows labelled fold bands"
+    w.map.animator.duration_ms = 10_000
+    w.map.show_range(PAGE, PAGE + 1, animate=True)
+    assert w.map.animator.running and bands.moving
+    pills.clear()
+    w.map.view.grab()
+    assert not pills
+    w.map.animator.finish()
+    wait_drawn(qtbot, w)
+    assert not bands.moving
+    w.map.view.grab()
+    assert pills

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTreeWidget,
@@ -250,6 +251,12 @@ class EntriesPane(QWidget):
         self.search.setToolTip("A gfn in hex, or 'pfn' and a pfn; Enter jumps to the leaf")
         self.search.returnPressed.connect(self._on_search)
         self.count = QLabel("")
+        # Wraps when the pane is narrow (the side column runs down beside it while a step
+        # is shown), so the search box keeps its width.
+        self.count.setWordWrap(True)
+        self.count.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.search.setMinimumWidth(160)
+        self.search.setMaximumWidth(360)  # its hint's width; the rest is the count's
 
         self.table = QTableView()
         self.table.setObjectName("entries_table")

@@ -49,7 +49,16 @@ class MapAnimator(QObject):
             return
         self._anim.setDuration(self.duration_ms)
         self._last_ms = -(10**9)
+        self._set_moving(True)
         self._anim.start()
+
+    def _set_moving(self, on: bool) -> None:
+        # The fold bands' labels are not read in motion, and each frame's zoom makes new
+        # ones (their sizes and ranges): they come back with the last frame.
+        bands = getattr(self.pane, "fold_bands", None)
+        if bands is not None and bands.moving != on:
+            bands.moving = on
+            bands.update()
 
     def stop(self) -> None:
         """Stop where it is (the user took over)."""
@@ -57,6 +66,7 @@ class MapAnimator(QObject):
             return
         self._anim.stop()
         self._from = self._to = None
+        self._set_moving(False)
         self.finished.emit()
 
     def finish(self) -> None:
@@ -80,6 +90,7 @@ class MapAnimator(QObject):
     def _done(self) -> None:
         to = self._to
         self._from = self._to = None
+        self._set_moving(False)
         if to is not None:
             to.apply(self.pane.layout_)
             self.pane.refresh()

@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QColor,
     QFont,
+    QFontMetricsF,
     QPainter,
     QPainterPath,
     QPen,
@@ -21,6 +22,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject
 
 from imemviz.app.palette import LEGEND_BY_CODE, is_dark
+from imemviz.app.panes.label_layer import LabelLayer
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa, nice_step, staircase
 from imemviz.model.raster import Code
 from imemviz.model.units import fmt_size
@@ -104,7 +106,8 @@ class CellLabels(QGraphicsObject):
     ("P 4K") in cells of FULL_PX and more, the state alone in cells of SHORT_PX (the
     row's address is on the axis), nothing below.  Sizes grow with the UI scale
     (presentation mode).  Texts are QStaticText, cached: a repaint after an op lays out
-    nothing again.
+    nothing again; the grid and texts are kept as an image (`LabelLayer`) in which an
+    op's new raster redraws only the rows whose codes changed.
     """
 
     FULL_PX = (58.0, 26.0)
@@ -118,6 +121,7 @@ class CellLabels(QGraphicsObject):
         self._row0 = 0
         self._layout: MapLayout | None = None
         self._texts: dict[str, QStaticText] = {}
+        self._layer = LabelLayer()
         self.set_scale(1.0)
         self.setZValue(5)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
@@ -127,7 +131,9 @@ class CellLabels(QGraphicsObject):
         self._font = QFont()
         self._font.setPixelSize(round(10 * scale))
         self._line = 12.0 * scale
+        self._text_h = QFontMetricsF(self._font).height() + 1
         self._texts = {}
+        self._layer.invalidate()
         self.update()
 
     def set_data(self, codes: np.ndarray | None, row0: int, layout: MapLayout) -> None:
@@ -174,60 +180,105 @@ class CellLabels(QGraphicsObject):
             return
         assert self._codes is not None and self._layout is not None
         lay = self._layout
+        r = lay.row_gfns
+        # All the rows in view, whatever this paint exposes: the layer keeps their
+        # picture, and a small repaint (a mark's fade) blits the part it needs.
+        y0 = max(self._row0, int(lay.top))
+        y1 = min(self._row0 + self._codes.shape[0], math.ceil(lay.top + lay.rows_visible()))
+        if y1 <= y0:
+            return
         tr = painter.transform()
+        origin = tr.map(QPointF(0, 0))
+        ox, oy = origin.x(), origin.y()
+        cw = tr.map(QPointF(1, 0)).x() - ox
+        ch = tr.map(QPointF(0, 1)).y() - oy
+        fm = lay.foldmap()
+        linear = tuple(fm.at_display_row(d) for d in range(y0, y1))
+        codes = self._codes[y0 - self._row0 : y1 - self._row0]
+        font_px = self._font.pixelSize()
+        key = (tier, ox, oy, cw, ch, r, linear, font_px)
+        m = 4 * self.scale_
+        # Texts start inside their cell and may run a little past the last one.
+        bounds = QRectF(ox - m, oy + y0 * ch - m, (r + 1) * cw + 2 * m, (y1 - y0) * ch + 2 * m)
+
+        def band(y: int) -> tuple[float, float]:
+            return oy + y * ch, oy + (y + 1) * ch
+
+        def draw(p: QPainter, a: int, b: int) -> None:
+            self._draw(p, tier, ox, oy, cw, ch, r, a, b, linear[a - y0 : b - y0], codes[a - y0 :])
+
         painter.save()
         painter.resetTransform()
+        try:
+            self._layer.paint(painter, key, bounds, y0, codes, band, draw)
+        finally:
+            painter.restore()
+
+    def _draw(
+        self,
+        painter: QPainter,
+        tier: int,
+        ox: float,
+        oy: float,
+        cw: float,
+        ch: float,
+        r: int,
+        y0: int,
+        y1: int,
+        linear: tuple[tuple[int, int], ...],
+        codes: np.ndarray,
+    ) -> None:
+        """The grid and texts of display rows [y0, y1) (`codes[0]` is row y0's), in view
+        pixels: first the lines of every row, then the texts."""
         painter.setFont(self._font)
-        r = lay.row_gfns
-        top, bottom = lay.top, lay.top + lay.rows_visible()
-        ex = getattr(option, "exposedRect", None)
-        if ex is not None and not ex.isEmpty():  # only the rows this paint redraws
-            top, bottom = max(top, ex.top()), min(bottom, ex.bottom())
-        y0 = max(self._row0, int(top))
-        y1 = min(self._row0 + self._codes.shape[0], math.ceil(bottom))
         pens = (QPen(QColor(20, 20, 20)), QPen(QColor(255, 255, 255)))
-        origin = tr.map(QPointF(0, 0))
-        cw = tr.map(QPointF(1, 0)).x() - origin.x()
-        ch = tr.map(QPointF(0, 1)).y() - origin.y()
         # A light grid: every page its own tile.
         painter.setPen(QPen(QColor(255, 255, 255, 170), 1))
-        x0, x1 = origin.x(), origin.x() + r * cw
-        fm = lay.foldmap()
-        linear = [fm.at_display_row(d) for d in range(y0, y1)]
+        x0, x1 = ox, ox + r * cw
         for row in range(y0, y1 + 1):
-            y = origin.y() + row * ch
+            y = oy + row * ch
             painter.drawLine(QPointF(x0, y), QPointF(x1, y))
         for i, (_lin, fold) in enumerate(linear):
             if fold >= 0:
                 continue
-            ya, yb = origin.y() + (y0 + i) * ch, origin.y() + (y0 + i + 1) * ch
+            ya, yb = oy + (y0 + i) * ch, oy + (y0 + i + 1) * ch
             for col in range(1, r):
-                x = origin.x() + col * cw
+                x = ox + col * cw
                 painter.drawLine(QPointF(x, ya), QPointF(x, yb))
         pad = 3 * self.scale_
+        # A row's redraw (LabelLayer) clips to its band: its neighbours' texts that stay
+        # outside the clip are not drawn (a text's pixels stay in its line's box).
+        clip = painter.clipBoundingRect() if painter.hasClipping() else None
+        fh = self._text_h
+
+        def shown(y: float) -> bool:
+            return clip is None or (y <= clip.bottom() + 1 and y + fh >= clip.top() - 1)
+
         for row in range(y0, y1):
             lin, fold = linear[row - y0]
             if fold >= 0:
                 continue
-            line = self._codes[row - self._row0]
-            ytop = origin.y() + row * ch + 2
+            line = codes[row - y0]
+            ytop = oy + row * ch + 2
+            if tier == 2:
+                y_gpa, y_short = ytop, ytop + ch - 4 - self._line
+                gpa = shown(y_gpa)
+            else:
+                y_short = ytop + (ch - self._line) / 2 - 2
+                gpa = False
+            short_shown = shown(y_short)
+            if not (gpa or short_shown):
+                continue
             for col in range(r):
                 code = int(line[col])
                 if code == Code.OUTSIDE:
                     continue
-                x = origin.x() + col * cw + pad
+                x = ox + col * cw + pad
                 painter.setPen(pens[DARK[code]])
                 short = SHORT[Code(code)]
-                if tier == 2:
+                if gpa:
                     painter.drawStaticText(
-                        QPointF(x, ytop), self._text(fmt_gpa((lin * r + col) * 4096))
+                        QPointF(x, y_gpa), self._text(fmt_gpa((lin * r + col) * 4096))
                     )
-                    if short:
-                        painter.drawStaticText(
-                            QPointF(x, ytop + ch - 4 - self._line), self._text(short)
-                        )
-                elif short:
-                    painter.drawStaticText(
-                        QPointF(x, ytop + (ch - self._line) / 2 - 2), self._text(short)
-                    )
-        painter.restore()
+                if short and short_shown:
+                    painter.drawStaticText(QPointF(x, y_short), self._text(short))

@@ -221,6 +221,7 @@ class FoldBands(QGraphicsObject):
         self.font.setPixelSize(11)
         self._texts: dict[str, QStaticText] = {}
         self._strips: dict[tuple, QPixmap | None] = {}  # band edges and labels, drawn once
+        self.moving = False  # a framing animation runs: edges only (map_animator.py)
         self.setZValue(9)  # under the memslot outlines
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
 
@@ -285,8 +286,8 @@ class FoldBands(QGraphicsObject):
             for k, f in enumerate(folds):
                 ya = tr.map(QPointF(0, f.drow)).y()
                 painter.drawPixmap(QPointF(round(x0), round(ya) - STRIP_PAD), edges)
-                if k >= MAX_LABELLED_BANDS:
-                    continue  # too many: the edges say it all
+                if k >= MAX_LABELLED_BANDS or self.moving:
+                    continue  # too many, or in motion: the edges say it all
                 pill = self._pill(self.label(f, lay.row_gfns), band_px, dpr)
                 if pill is not None:
                     size = pill.deviceIndependentSize()

@@ -223,7 +223,8 @@ class RmpPane(QWidget):
         self._syncing = False
         self.summary = QLabel("not an SEV-SNP guest: no RMP")
         self.summary.setObjectName("rmp_summary")
-        self.summary.setWordWrap(False)
+        # Two lines rather than a cut one when the pane is narrow (a step shown at 1280x720).
+        self.summary.setWordWrap(True)
         self.marks_note = QLabel("")
         self.marks_note.setObjectName("rmp_marks_note")
         self.table = QTableView()
