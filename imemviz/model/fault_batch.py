@@ -25,14 +25,20 @@ at that level.
 from __future__ import annotations
 
 import gc
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from imemviz.model import fault_fast
+from imemviz.model.fault import PFERR_WRITE
 from imemviz.model.ops import GuestAccept, GuestAccess
 from imemviz.model.result import Result
+from imemviz.model.uapi import KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES
+from imemviz.model.units import LEVEL_2M, LEVEL_4K
+from imemviz.model.zap import ensure_tables
 
 if TYPE_CHECKING:
+    from imemviz.model.events import Event
     from imemviz.model.vm import VM
 
 ACCESS = 0
@@ -60,6 +66,8 @@ def apply_plain(
     """
     if not fault_fast.ENABLED:
         return _apply_each(vm, ops, index, add)
+    if vm.is_tdx:
+        return _apply_accepts(vm, ops, index, add)
     log = vm.events
     access, accept, enomem = fault_fast.access, fault_fast.accept, fault_fast.ENOMEM
     # Where the last op's events start in log.current (they become vm.last_events);
@@ -132,3 +140,251 @@ def _apply_each(
             add(result.line_json(index, op.NAME))
         index += 1
     return index
+
+
+# --------------------------------------------------------------------- TDX accepts
+
+
+def _apply_accepts(
+    vm: VM, ops: Iterable[PlainOp], index: int, add: Callable[[str], object] | None
+) -> int:
+    """`apply_plain` on a TD: the accepts through `_accepter`, the rest through VM.apply."""
+    log = vm.events
+    accept: Callable[[int, int], str | None] | None = None
+    hoisted = False  # False: (re)build `accept` before the next accept
+    last_fast = False  # the last op was applied here (its events are not committed yet)
+    under_way = False  # a fast accept is changing state (its op_index not yet counted)
+    enomem = fault_fast.ENOMEM
+    gc_on = gc.isenabled()
+    if gc_on:
+        gc.disable()  # as VM.apply: ops make no reference cycles
+    try:
+        for kind, gpa in ops:
+            if kind != ACCESS:
+                if not hoisted:
+                    accept = _accepter(vm)
+                    hoisted = True
+                if accept is not None:
+                    under_way = True
+                    got = accept(gpa, kind)
+                    if got is not None:
+                        vm.op_index += 1
+                        under_way = False
+                        last_fast = True
+                        if got is enomem:
+                            hoisted = False
+                            if add is not None:
+                                add(Result.fail(enomem).line_json(index, "guest_accept"))
+                        elif add is not None:
+                            add(
+                                f'{{"index":{index},"op":"guest_accept","ok":true,'
+                                f'"errno":null,"ret":{{"level":"{got}"}}}}'
+                            )
+                        index += 1
+                        continue
+                    under_way = False
+            # Declined (nothing changed), or an access on a TD (never the fast path):
+            # VM.apply, in order, after the events of the ops before it.
+            log.commit()
+            op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
+            last_fast = False
+            hoisted = False  # the general path may change anything
+            result = vm.apply(op)
+            if add is not None:
+                add(result.line_json(index, op.NAME))
+            index += 1
+    finally:
+        if under_way:
+            vm.op_index += 1  # the fast op that raised counts, as in VM.apply
+        if last_fast or under_way:
+            # The last op's events (every event starts with its op index) become
+            # vm.last_events, as VM.apply's commit makes them.
+            cur = log.current
+            log.commit()
+            last = vm.op_index - 1
+            k = len(cur)
+            while k and cur[k - 1][0] == last:
+                k -= 1
+            vm.last_events = cur[k:]
+        if gc_on:
+            gc.enable()
+    return index
+
+
+_NO_END = 1 << 64  # past every gfn: the end of the last attribute run
+
+
+def _accepter(vm: VM) -> Callable[[int, int], str | None] | None:
+    """`fault_fast.accept` for a run of accepts, its loop invariants taken once.
+
+    Returns None when no accept can take the fast path now (the VM-level conditions
+    of `fault_fast.accept`), else a function (gpa, level) -> what `fault_fast.accept`
+    returns, and None, having changed nothing, where that would return None or take
+    its rarer branches (a folio of another order or of a run, `folio_at`).  What it
+    takes once holds until an op goes through VM.apply (the caller builds a new one
+    then): the VM-level conditions, the config, the private table's dicts, the
+    attribute and memslot lists, and per memslot its fields, its guest_memfd inode,
+    and whether that inode has folios of another order or runs (the accepts add
+    folios of the one order `gmem_max_order`, never of another or a run).  The
+    attribute run and the memslot of the last gfn are remembered.  Every step is
+    `fault_fast.accept`'s, in its order; tests/model/test_fault_batch.py compares.
+    """
+    if (
+        not vm.is_tdx
+        or vm.dead
+        or vm.td_state != "RUNNABLE"
+        or vm.snp is not None
+        or 0 in vm.in_flight
+        or vm.inv.in_progress
+        or vm.kernel.v8_fault_scope
+    ):
+        return None
+    config = vm.config
+    order = config.gmem_max_order
+    if order not in (0, 9):
+        return None  # fault_fast.accept takes neither 4K nor 2M then
+    huge_ok = order == 9 and config.tdx_private_max_level >= LEVEL_2M
+    shared_bit = vm.shared_bit
+    table = vm.private
+    d4k, d2m, d1g, tables, root = table._d4k, table._d2m, table._d1g, table.tables, table.root
+    pending4k, pending2m = table.leaves[LEVEL_4K]._pending, table.leaves[LEVEL_2M]._pending
+    starts, vals = vm.attributes._starts, vm.attributes._vals
+    has_private_mem = vm.has_private_mem
+    bases, slots = vm.memslots._bases, vm.memslots._sorted
+    host = vm.host
+    alloc, content = host.alloc, host.content
+    extend = vm.events.current.extend  # the list is replaced only by a commit (VM.apply)
+    # The attribute run holding the last gfn: [a_lo, a_hi), private or not.
+    a_lo = a_hi = 0
+    a_priv = 0
+    # The memslot holding the last gfn, [s_lo, s_hi), and what accept reads of it.
+    s_lo = s_hi = base = npages = pgoff = flags = uaddr_pfn = fd = inode_npages = 0
+    other = False
+    store_d: dict[int, int] = {}
+    store_pending: list[int] = []
+
+    def accept(gpa: int, level: int) -> str | None:
+        nonlocal a_lo, a_hi, a_priv, s_lo, s_hi, base, npages, pgoff, flags, uaddr_pfn
+        nonlocal fd, inode_npages, other, store_d, store_pending
+        gfn = gpa >> 12
+        if gfn & shared_bit:
+            return None
+        if level == LEVEL_2M:
+            if not huge_ok:
+                return None
+            gfn &= ~(_HUGE - 1)
+        elif level != LEVEL_4K:
+            return None
+        if gfn in d4k or (d2m and gfn & ~0x1FF in d2m) or (d1g and gfn & ~0x3FFFF in d1g):
+            return None  # a leaf exists
+        if not a_lo <= gfn < a_hi:
+            run = bisect_right(starts, gfn) - 1
+            a_lo, a_priv = starts[run], vals[run]
+            a_hi = starts[run + 1] if run + 1 < len(starts) else _NO_END
+        if not a_priv:
+            return None  # shared
+        if not s_lo <= gfn < s_hi:
+            k = bisect_right(bases, gfn) - 1
+            if k < 0:
+                return None
+            slot = slots[k]
+            if gfn >= slot.base_gfn + slot.npages or not slot.flags & KVM_MEM_GUEST_MEMFD:
+                return None
+            file = slot.gmem_file
+            if file is None:
+                return None
+            inode = file.inode
+            folios, runs = inode.folios, inode.runs
+            s_lo = base = slot.base_gfn
+            npages = slot.npages
+            s_hi = base + npages
+            pgoff, flags, uaddr_pfn = slot.gmem_pgoff, slot.flags, slot.userspace_addr >> 12
+            fd, inode_npages = file.fd, inode.npages
+            store = folios[order]
+            store_d, store_pending = store._d, store._pending
+            other = bool(
+                runs[0].folios
+                or runs[9].folios
+                or runs[18].folios
+                or (order and folios[0]._d)
+                or (not order and folios[9]._d)
+                or folios[18]._d
+            )
+        index = gfn - base + pgoff
+        head_index = index & ~(_HUGE - 1) if order else index
+        fv = store_d.get(head_index)
+        if fv is None:
+            if other:
+                return None  # fault_fast.accept asks folio_at
+            new = True
+            head_pfn = 0
+        elif fv & 1:
+            return None  # hwpoison
+        else:
+            new = False
+            head_pfn = fv >> 1
+        if level == LEVEL_2M and (
+            (LEVEL_4K, gfn >> 9) in tables
+            or flags & KVM_MEM_LOG_DIRTY_PAGES
+            or gfn < base
+            or gfn + _HUGE > base + npages
+            or (base ^ uaddr_pfn) & (_HUGE - 1)
+            or (has_private_mem and a_hi < gfn + _HUGE)
+            or (new and (index ^ gfn) & (_HUGE - 1))
+            or (not new and (gfn ^ (head_pfn + index - head_index)) & 511)
+        ):
+            return None
+        if new:
+            if order and head_index + _HUGE > inode_npages:
+                return None
+            if not order and not alloc.free_pages:
+                return None
+            alloc_pfn = alloc.alloc(order)
+            if alloc_pfn is None:
+                return None
+            head_pfn = alloc_pfn
+        # Nothing has changed up to here; from here on the accept commits.
+        pfn = head_pfn + (index - head_index)
+        i = vm.op_index
+        fault_ev = (i, "kvm_page_fault", 0, gfn << 12, PFERR_WRITE)
+        requested = (i, "kvm_mmu_spte_requested", gfn, pfn, level)
+        if new:
+            store_pending.append(head_index)
+            store_d[head_index] = head_pfn << 1
+            alloc_ev = (i, "kvm_gmem_folio_alloc", fd, head_index, order, head_pfn)
+            if (level, gfn >> (9 * level)) in tables:
+                events: tuple[Event, ...] = (fault_ev, alloc_ev, requested)
+            else:
+                extend((fault_ev, alloc_ev, requested))
+                events = ()
+                if not ensure_tables(vm, table, gfn, level):
+                    return fault_fast.ENOMEM
+        elif (level, gfn >> (9 * level)) in tables:
+            events = (fault_ev, requested)
+        else:
+            extend((fault_ev, requested))
+            events = ()
+            if not ensure_tables(vm, table, gfn, level):
+                return fault_fast.ENOMEM
+        if level == LEVEL_4K:
+            pending4k.append(gfn)
+            d4k[gfn] = pfn << 2  # AUG leaves it PENDING; the ACCEPT makes it MAPPED
+        else:
+            pending2m.append(gfn)
+            d2m[gfn] = pfn << 2
+        if content._d:
+            host.clear(pfn, 1 << (9 * (level - 1)))  # ACCEPT initialises the page to zero
+        extend(
+            (
+                *events,
+                (i, "kvm_tdp_mmu_spte_changed", root, gfn, level, -1, pfn),
+                (i, "TDH.MEM.PAGE.AUG", gfn, level, pfn),
+                (i, "TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS"),
+            )
+        )
+        return "4K" if level == LEVEL_4K else "2M"
+
+    return accept
+
+
+_HUGE = 512  # pages in a 2M folio or leaf

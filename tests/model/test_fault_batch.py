@@ -31,6 +31,7 @@ from imemviz.io.state import encode_state
 from imemviz.model import VM, VMConfig, fault_batch, fault_fast
 from imemviz.model.events import EventLog
 from imemviz.model.fault_batch import ACCESS, apply_plain
+from imemviz.model.host_memory import BuddyAllocator
 from imemviz.model.ops import parse_op
 from imemviz.model.units import LEVEL_NAMES
 
@@ -136,9 +137,9 @@ def test_a_run_is_vm_apply_op_by_op(
     case: tuple[dict[str, Any], list[Any]], maxlen: int, fast: bool
 ) -> None:
     cfg, items = case
-    with switched(fault_fast, fast):
+    with switched(fault_fast, fast):  # VM.apply through the fast path or the general one
         want = _one_by_one(cfg, items, maxlen)
-        got = _batched(cfg, items, maxlen)
+    got = _batched(cfg, items, maxlen)
     assert got[0] == want[0]  # the result lines
     assert got[1] == want[1]  # op_index, last_events, total, dropped after each item
     assert got[2] == want[2]  # the event log
@@ -168,18 +169,18 @@ class Boom(RuntimeError):
 
 
 def _failing_on(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
-    """fault_fast.access and .accept raise on their `calls`-th call (an engine bug)."""
+    """The buddy allocator raises on its `calls`-th call (an engine bug in the middle of a
+    fault: every path allocates the folio and the S-EPT pages through it)."""
     count = [0]
-    for name in ("access", "accept"):
-        real = getattr(fault_fast, name)
+    real = BuddyAllocator.alloc
 
-        def wrapper(*a: Any, _real: Any = real) -> Any:
-            count[0] += 1
-            if count[0] == calls:
-                raise Boom("engine bug")
-            return _real(*a)
+    def alloc(self: BuddyAllocator, order: int) -> int | None:
+        count[0] += 1
+        if count[0] == calls:
+            raise Boom("engine bug")
+        return real(self, order)
 
-        monkeypatch.setattr(fault_fast, name, wrapper)
+    monkeypatch.setattr(BuddyAllocator, "alloc", alloc)
 
 
 @pytest.mark.parametrize("vm_type", ["sw_protected", "tdx"])
@@ -288,7 +289,7 @@ def test_run_output_is_the_same_batched_or_not(
         path = os.path.join(d, "s.jsonl")
         with open(path, "w") as f:
             f.write(json.dumps(header) + "\n" + "\n".join(lines) + ("" if cut else "\n"))
-        assert _run(path, True, fast, salvage) == _run(path, False, fast, salvage)
+        assert _run(path, True, True, salvage) == _run(path, False, fast, salvage)
 
 
 @pytest.mark.parametrize(
@@ -314,25 +315,44 @@ def test_a_cut_last_line_after_a_run(tmp_path: Any, last: str, salvage: bool) ->
         assert f"replayed the {len(body)} complete op lines" in got[0][-1]
 
 
+def _allocs(monkeypatch: pytest.MonkeyPatch, path: Any) -> int:
+    """How many times `imemviz run` of `path` calls the buddy allocator."""
+    count = [0]
+    real = BuddyAllocator.alloc
+
+    def alloc(self: BuddyAllocator, order: int) -> int | None:
+        count[0] += 1
+        return real(self, order)
+
+    monkeypatch.setattr(BuddyAllocator, "alloc", alloc)
+    run_script(str(path), stdout=io.StringIO())
+    monkeypatch.undo()
+    return count[0]
+
+
+@pytest.mark.parametrize("nth", [1, 4, 8])
 def test_an_engine_bug_in_a_run_names_its_op_and_line(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, nth: int
 ) -> None:
-    path = tmp_path / "s.jsonl"
     header = {"format": "imemviz-recording", "version": 1, "start": {"vm": {"type": "tdx"}}}
-    body = [json.dumps(d) for d in prologue("tdx")]
-    body += ["# faults", *(f'{{"op": "guest_accept", "gpa": {k << 12}}}' for k in range(1, 9))]
-    path.write_text(json.dumps(header) + "\n" + "\n".join(body) + "\n")
+    head = [json.dumps(header), *(json.dumps(d) for d in prologue("tdx")), "# faults"]
+    (tmp_path / "p.jsonl").write_text("\n".join(head) + "\n")
+    before = _allocs(monkeypatch, tmp_path / "p.jsonl")  # the start and the prologue
+    path = tmp_path / "s.jsonl"
+    faults = [f'{{"op": "guest_accept", "gpa": {k << 12}}}' for k in range(1, 9)]
+    path.write_text("\n".join(head + faults) + "\n")
     notes = []
     for batched in (False, True):
-        _failing_on(monkeypatch, 4)
+        _failing_on(monkeypatch, before + nth)  # the nth allocation of the faults
         with switched(fault_batch, batched), pytest.raises(Boom) as info:
             run_script(str(path), stdout=io.StringIO())
         monkeypatch.undo()
         notes.append(info.value.__notes__)
-    # The 4th fault fails: op index P + 3 after the P prologue ops, on line P + 6 (the
-    # header, the prologue, the comment, faults 1-3 before it).
+    assert notes[0] == notes[1]
+    # The op and line of a fault: ops P.. on lines P + 3.. (the header, the prologue and
+    # the comment before them).
     p = len(prologue("tdx"))
-    assert notes[0] == notes[1] == [f"while applying op {p + 3} at {path}:{p + 6}"]
+    assert any(notes[0] == [f"while applying op {p + k} at {path}:{p + 3 + k}"] for k in range(8))
 
 
 def test_run_takes_the_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -355,3 +375,192 @@ def test_run_takes_the_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> 
     assert run_script(str(path), stdout=out) == len(body)
     assert "guest_accept" not in names and len(names) == len(prologue("tdx"))
     assert out.getvalue().count('"ok":true') == len(body)
+
+
+# ------------------------------------------------------------- the corners, one by one
+
+M2 = 2 << 20
+TD = {"type": "tdx", "gmem_max_order": 9, "tdx_private_max_level": "2M", "host_memory": "1G"}
+
+
+def _private(gpa: int, size: int, attributes: int = 8) -> dict[str, Any]:
+    return {"op": "set_memory_attributes", "address": gpa, "size": size, "attributes": attributes}
+
+
+def _gmem_slot(
+    slot: int, gpa: int, size: int, offset: int, flags: int = 4, hva_off: int = 0
+) -> dict[str, Any]:
+    return {
+        "op": "set_user_memory_region2",
+        "slot": slot,
+        "flags": flags,
+        "guest_phys_addr": gpa,
+        "memory_size": size,
+        "userspace_addr": 0x7F0000000000 + gpa + hva_off,
+        "guest_memfd": 3,
+        "guest_memfd_offset": offset,
+    }
+
+
+SHARED = 1 << 47  # the TD's shared bit (GPAW 48)
+CORNERS: dict[str, tuple[dict[str, Any], list[Any]]] = {
+    # the attribute run holding the 2M head ends inside the 2M, or a 4K in it is shared
+    "mixed": (
+        TD,
+        [
+            _private(0x3FF000, 0x1000, 0),
+            _private(0x664000, 0x1000, 0),
+            [(2, 0x200000), (2, 0x600000), (1, 0x200000), (2, 0x800000), (1, 0x3FF000)],
+        ],
+    ),
+    "shared alias": (
+        TD,
+        [
+            _private(SHARED, 4 << 20),  # refused or not, the alias is a shared access
+            _gmem_slot(6, SHARED, 4 << 20, 48 << 20),
+            [(1, SHARED | 0x5000), (2, SHARED | 0x200000), (1, 0x5000)],
+        ],
+    ),
+    "hva not 2M-aligned": (
+        TD,
+        [
+            _gmem_slot(2, 128 << 20, 4 << 20, 32 << 20, hva_off=0x1000),
+            _private(128 << 20, 4 << 20),
+            [(2, 128 << 20), (1, (128 << 20) + M2), (2, (128 << 20) + M2)],
+        ],
+    ),
+    "dirty logging": (
+        TD,
+        [
+            _gmem_slot(3, 136 << 20, 4 << 20, 36 << 20, flags=5),
+            _private(136 << 20, 4 << 20),
+            [(2, 136 << 20), (1, (136 << 20) + M2)],
+        ],
+    ),
+    "slot at the file's end": (
+        TD,
+        [
+            _gmem_slot(4, 144 << 20, M2 + 0x3000, (64 << 20) - M2 - 0x3000),
+            _private(144 << 20, 4 << 20),
+            [(2, 144 << 20), (1, (144 << 20) + M2), (2, (144 << 20) + M2)],
+        ],
+    ),
+    "no slot, a shared-only slot, past a slot's end": (
+        TD,
+        [
+            _private(32 << 20, 4 << 20),
+            [(1, 100 << 20), (2, 64 << 20), (1, (64 << 20) + 4096), (1, 33 << 20), (2, 34 << 20)],
+        ],
+    ),
+    "file offset not 2M-aligned": (
+        TD,
+        [
+            _gmem_slot(5, 160 << 20, 4 << 20, (40 << 20) + 0x1000),
+            _private(160 << 20, 4 << 20),
+            [(2, 160 << 20), (1, (160 << 20) + 0x3000), (2, 160 << 20), (2, (160 << 20) + M2)],
+        ],
+    ),
+    "file offset not 2M-aligned, fallocated": (
+        TD,
+        [
+            _gmem_slot(5, 160 << 20, 4 << 20, (40 << 20) + 0x1000),
+            _private(160 << 20, 4 << 20),
+            {"op": "fallocate", "fd": 3, "mode": 1, "offset": 40 << 20, "len": 6 << 20},
+            [(2, 160 << 20), (2, (160 << 20) + M2), (1, (160 << 20) + 0x3000)],
+        ],
+    ),
+    "the guest_memfd closed": (
+        TD,
+        [[(1, 0x5000)], {"op": "close", "fd": 3}, [(1, 0x6000), (2, 0x400000)]],
+    ),
+    "host memory runs out": (
+        {**TD, "host_memory": "24M"},
+        [[(2, k * M2) for k in range(16)] + [(1, (k << 12) + M2 + 0x1000) for k in range(9)]],
+    ),
+    "4K host, 4K folios, runs out": (
+        {**TD, "host_memory": "16M", "gmem_max_order": 0},
+        [[(1, k << 12) for k in range(0, 8192)]],
+    ),
+    "a folio there already": (
+        TD,
+        [
+            [(2, 0x200000), (1, 0xA01000)],
+            _private(0x200000, M2, 0),
+            _private(0xA00000, M2, 0),
+            _private(0x200000, M2),
+            _private(0xA00000, M2),
+            [(2, 0x200000), (1, 0xA01000), (2, 0xA00000), (1, 0xA02000)],
+        ],
+    ),
+    "fallocated runs": (
+        TD,
+        [
+            {"op": "fallocate", "fd": 3, "mode": 1, "offset": 4 << 20, "len": 4 << 20},
+            [(2, 4 << 20), (1, 0x1000), (2, 0x200000), (1, (6 << 20) + 0x1000)],
+        ],
+    ),
+    "fallocated runs, 4K folios": (
+        {**TD, "gmem_max_order": 0},
+        [
+            {"op": "fallocate", "fd": 3, "mode": 1, "offset": 4 << 20, "len": 8 << 20},
+            [(1, 4 << 20), (1, 0x1000), (1, 0x200000), (1, (6 << 20) + 0x1000)],
+        ],
+    ),
+    "fallocated runs, 16M": (
+        TD,
+        [
+            {"op": "fallocate", "fd": 3, "mode": 1, "offset": 4 << 20, "len": 16 << 20},
+            [(2, 4 << 20), (1, 0x1000), (2, 0x200000), (1, (6 << 20) + 0x1000)],
+        ],
+    ),
+    "a 4K below the 2M, twice, inside": (
+        TD,
+        [
+            [(1, 0xC01000), (2, 0xC00000), (1, 0xC01000), (2, 0xE00000), (2, 0xE00000)],
+            [(1, 0xE00000), (1, 0xE03000)],
+        ],
+    ),
+    "2M not allowed": (
+        {**TD, "tdx_private_max_level": "4K"},
+        [[(2, 0x200000), (1, 0x200000), (3, 0x40000000)]],
+    ),
+    "4K folios": ({**TD, "gmem_max_order": 0}, [[(2, 0x200000), (1, 0x200000), (1, 0x201000)]]),
+    "memory_failure between runs": (
+        TD,
+        [[(2, 0x200000)], {"op": "memory_failure", "pfn": 0}, [(1, 0x1000), (2, 0x400000)]],
+    ),
+    "an access on a TD": (TD, [[(ACCESS, 0x1000), (1, 0x1000), (ACCESS, 0x1000)]]),
+}
+
+
+@pytest.mark.parametrize("name", list(CORNERS))
+def test_corners(name: str) -> None:
+    cfg, items = CORNERS[name]
+    items = [*prologue("tdx"), *items]
+    with switched(fault_fast, False):  # the general path: the definition
+        want = _one_by_one(cfg, items, 200_000)
+    got = _batched(cfg, items, 200_000)
+    assert got == want
+
+
+@pytest.mark.parametrize("order", [0, 9])
+def test_a_poisoned_folio(order: int) -> None:
+    """A folio hit by memory_failure: the accepts after it take the general path."""
+    cfg = {**TD, "gmem_max_order": order}
+    first = [*prologue("tdx"), [(1, 0x5000), (2, 0x400000)]]
+    vm = _fresh(cfg, 1000)
+    for d in prologue("tdx"):
+        vm.apply(parse_op(d))
+    apply_plain(vm, first[-1])
+    leaf = vm.private.lookup(5)
+    assert leaf is not None
+    items = [
+        *first,
+        {"op": "memory_failure", "pfn": leaf.pfn},
+        _private(0, 0x600000, 0),
+        _private(0, 0x600000),
+        [(1, 0x5000), (1, 0x6000), (2, 0x400000), (1, 0x401000)],
+    ]
+    with switched(fault_fast, False):
+        want = _one_by_one(cfg, items, 1000)
+    assert _batched(cfg, items, 1000) == want
