@@ -22,7 +22,7 @@ import attrs
 from imemviz.model.config import ConfigError, VMConfig
 from imemviz.model.fault_batch import ACCESS, PlainOp
 from imemviz.model.ops import OPS, Op, OpError, op_fields, parse_op
-from imemviz.model.units import LEVEL_4K
+from imemviz.model.units import LEVEL_4K, U64_MAX
 from imemviz.model.vm import VM
 
 # The C scanner behind json.loads, called directly for the common line that
@@ -275,7 +275,12 @@ class ScriptReader:
                     kind, conv = kinds[m[1]]
                     token = m[2]
                     try:
-                        gpa = conv(token[1:-1].decode() if token[:1] == b'"' else int(token))
+                        if token[0] == 34:  # '"': a hex string, for the converter
+                            gpa = conv(token[1:-1].decode())
+                        else:  # what the u64 converter does with a decimal of the pattern
+                            gpa = int(token)
+                            if gpa > U64_MAX:
+                                raise ValueError
                     except Exception:  # refused: parse_op says why, with the line
                         pass
                     else:
@@ -353,7 +358,8 @@ class PlainRun:
     ops: list[PlainOp]
 
 
-# A `_FAST_LINE` op name -> its fault_batch kind and the gpa field's converter.
+# A `_FAST_LINE` op name -> its fault_batch kind and the gpa field's converter (the u64
+# one: `runs` checks a decimal's range itself, which is all it does with one).
 _PLAIN_KINDS: dict[bytes, tuple[int, Any]] = {
     b"guest_access": (ACCESS, _FAST_OPS[b"guest_access"][1]),
     b"guest_accept": (LEVEL_4K, _FAST_OPS[b"guest_accept"][1]),
