@@ -77,8 +77,13 @@ def apply_plain(
     gc_on = gc.isenabled()
     if gc_on:
         gc.disable()  # as VM.apply: ops make no reference cycles
+    pending = 0  # ops whose events wait in log.current
     try:
         for kind, gpa in ops:
+            if pending >= _COMMIT_EVERY:  # a long run keeps the log's bound
+                log.commit()
+                pending = 0
+            pending += 1
             mark = len(log.current)
             fast = True
             if kind == ACCESS:
@@ -158,8 +163,13 @@ def _apply_accepts(
     gc_on = gc.isenabled()
     if gc_on:
         gc.disable()  # as VM.apply: ops make no reference cycles
+    pending = 0  # ops whose events wait in log.current
     try:
         for kind, gpa in ops:
+            if pending >= _COMMIT_EVERY:  # a long run keeps the log's bound (before an op:
+                log.commit()  # the last op's events stay in log.current for last_events)
+                pending = 0
+                hoisted = False  # `accept` holds log.current's extend
             if kind != ACCESS:
                 if not hoisted:
                     accept = _accepter(vm)
@@ -171,6 +181,7 @@ def _apply_accepts(
                         vm.op_index += 1
                         under_way = False
                         last_fast = True
+                        pending += 1
                         if got is enomem:
                             hoisted = False
                             if add is not None:
@@ -186,6 +197,7 @@ def _apply_accepts(
             # Declined (nothing changed), or an access on a TD (never the fast path):
             # VM.apply, in order, after the events of the ops before it.
             log.commit()
+            pending = 0
             op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
             last_fast = False
             hoisted = False  # the general path may change anything
@@ -210,6 +222,10 @@ def _apply_accepts(
             gc.enable()
     return index
 
+
+_COMMIT_EVERY = 1024
+"""A run commits its events to the log at least this often (a long one would otherwise
+hold all of them, past the log's bound, until its end)."""
 
 _NO_END = 1 << 64  # past every gfn: the end of the last attribute run
 

@@ -564,3 +564,35 @@ def test_a_poisoned_folio(order: int) -> None:
     with switched(fault_fast, False):
         want = _one_by_one(cfg, items, 1000)
     assert _batched(cfg, items, 1000) == want
+
+
+@pytest.mark.parametrize("vm_type", ["sw_protected", "tdx"])
+def test_a_long_run_keeps_the_log_bounded(vm_type: str) -> None:
+    """A run of 3,000 faults given as one iterable commits on the way (the events waiting
+    in log.current stay bounded) and leaves what VM.apply of each leaves."""
+    cfg = {"type": vm_type, "host_memory": "1G"}
+    kind = ACCESS if vm_type != "tdx" else 1
+    run = [(kind, k << 12) for k in range(3000) if not 256 <= k < 260]  # the TD's init pages
+    vm = _fresh(cfg, 5000)
+    for d in prologue(vm_type):
+        vm.apply(parse_op(d))
+    waiting = []
+
+    def ops() -> Iterator[tuple[int, int]]:
+        for op in run:
+            waiting.append(len(vm.events.current))
+            yield op
+
+    lines: list[str] = []
+    apply_plain(vm, ops(), 0, lines.append)
+    assert max(waiting) <= 1024 * 8 and len(waiting) == len(run)
+    ref = _fresh(cfg, 5000)
+    for d in prologue(vm_type):
+        ref.apply(parse_op(d))
+    want = [ref.apply(parse_op(_as_dict(*op))).line_json(k, "x") for k, op in enumerate(run)]
+    assert [line.replace('"op":"x"', "") for line in want] == [
+        line.replace(f'"op":"{"guest_access" if kind == ACCESS else "guest_accept"}"', "")
+        for line in lines
+    ]
+    assert _snapshot(vm) == _snapshot(ref) and vm.events.dropped > 0
+    assert list(vm.events.log) == list(ref.events.log)
