@@ -362,25 +362,24 @@ def _accepter(vm: VM) -> Callable[[int, int], str | None] | None:
         # Nothing has changed up to here; from here on the accept commits.
         pfn = head_pfn + (index - head_index)
         i = vm.op_index
-        fault_ev = (i, "kvm_page_fault", 0, gfn << 12, PFERR_WRITE)
-        requested = (i, "kvm_mmu_spte_requested", gfn, pfn, level)
+        head: tuple[Event, ...]  # the events before the S-EPT pages (when some are missing)
         if new:
             store_pending.append(head_index)
             store_d[head_index] = head_pfn << 1
-            alloc_ev = (i, "kvm_gmem_folio_alloc", fd, head_index, order, head_pfn)
-            if (level, gfn >> (9 * level)) in tables:
-                events: tuple[Event, ...] = (fault_ev, alloc_ev, requested)
-            else:
-                extend((fault_ev, alloc_ev, requested))
-                events = ()
-                if not ensure_tables(vm, table, gfn, level):
-                    return fault_fast.ENOMEM
-        elif (level, gfn >> (9 * level)) in tables:
-            events = (fault_ev, requested)
+            head = (
+                (i, "kvm_page_fault", 0, gfn << 12, PFERR_WRITE),
+                (i, "kvm_gmem_folio_alloc", fd, head_index, order, head_pfn),
+                (i, "kvm_mmu_spte_requested", gfn, pfn, level),
+            )
         else:
-            extend((fault_ev, requested))
-            events = ()
-            if not ensure_tables(vm, table, gfn, level):
+            head = (
+                (i, "kvm_page_fault", 0, gfn << 12, PFERR_WRITE),
+                (i, "kvm_mmu_spte_requested", gfn, pfn, level),
+            )
+        if (level, gfn >> (9 * level)) not in tables:
+            extend(head)
+            head = ()
+            if not ensure_tables(vm, table, gfn, level):  # TDH.MEM.SEPT.ADD the missing pages
                 return fault_fast.ENOMEM
         if level == LEVEL_4K:
             pending4k.append(gfn)
@@ -392,7 +391,7 @@ def _accepter(vm: VM) -> Callable[[int, int], str | None] | None:
             host.clear(pfn, 1 << (9 * (level - 1)))  # ACCEPT initialises the page to zero
         extend(
             (
-                *events,
+                *head,
                 (i, "kvm_tdp_mmu_spte_changed", root, gfn, level, -1, pfn),
                 (i, "TDH.MEM.PAGE.AUG", gfn, level, pfn),
                 (i, "TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS"),
