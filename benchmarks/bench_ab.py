@@ -8,7 +8,8 @@ prints the medians of CPU time (user + system of the child) and wall time:
 - ``imemviz run`` of N private faults (default 1,000,000; bench_model's script:
   sw_protected ``guest_access`` and TDX ``guest_accept`` on distinct random gfns),
   with ops/s from both times and the peak RSS;
-- building the 4 TiB TD of 2,097,152 2M accepts (bench_state.build_tdx), in process.
+- building the 4 TiB TD of 2,097,152 2M accepts (each tree's bench_state.build_tdx,
+  in process: one VM.apply each before s19, fault_batch.apply_plain since).
 
 On the shared 2-core machine CPU time is the figure to compare; the load average
 is printed with each line.  Figures go to docs/benchmarks.md by hand.
