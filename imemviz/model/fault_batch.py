@@ -50,6 +50,10 @@ ENABLED = True
 PlainOp = tuple[int, int]
 """(kind, gpa): one plain fault or accept."""
 
+_COMMIT_EVERY = 1024
+"""A run commits its events to the log at least this often (a long one would otherwise
+hold all of them, past the log's bound, until its end)."""
+
 
 def apply_plain(
     vm: VM,
@@ -66,31 +70,30 @@ def apply_plain(
     """
     if not fault_fast.ENABLED:
         return _apply_each(vm, ops, index, add)
-    if vm.is_tdx:
-        return _apply_accepts(vm, ops, index, add)
     log = vm.events
-    access, accept, enomem = fault_fast.access, fault_fast.accept, fault_fast.ENOMEM
-    # Where the last op's events start in log.current (they become vm.last_events);
-    # -1 once VM.apply has set vm.last_events itself, None before the first op.
-    mark: int | None = None
-    fast = False  # True while a fast op is under way (its op_index not yet counted)
+    access, enomem = fault_fast.access, fault_fast.ENOMEM
+    accept: Callable[[int, int], str | None] | None = None
+    hoisted = False  # False: (re)build `accept` before the next accept
+    last_fast = False  # the last op was applied here (its events are not committed yet)
+    under_way = False  # a fast op is changing state (its op_index not yet counted)
+    pending = 0  # ops whose events wait in log.current
     gc_on = gc.isenabled()
     if gc_on:
         gc.disable()  # as VM.apply: ops make no reference cycles
-    pending = 0  # ops whose events wait in log.current
     try:
         for kind, gpa in ops:
-            if pending >= _COMMIT_EVERY:  # a long run keeps the log's bound
-                log.commit()
+            if pending >= _COMMIT_EVERY:  # a long run keeps the log's bound (before an op:
+                log.commit()  # the last op's events stay in log.current for last_events)
                 pending = 0
-            pending += 1
-            mark = len(log.current)
-            fast = True
+                hoisted = False  # `accept` holds log.current's extend
             if kind == ACCESS:
+                under_way = True
                 hit = access(vm, gpa)
                 if hit is not None:
                     vm.op_index += 1
-                    fast = False
+                    under_way = False
+                    last_fast = True
+                    pending += 1
                     if add is not None:
                         add(
                             f'{{"index":{index},"op":"guest_access","ok":true,"errno":null,'
@@ -98,79 +101,8 @@ def apply_plain(
                         )
                     index += 1
                     continue
+                under_way = False
             else:
-                got = accept(vm, gpa, kind)
-                if got is not None:
-                    vm.op_index += 1
-                    fast = False
-                    if add is not None:
-                        if got is enomem:
-                            add(Result.fail(enomem).line_json(index, "guest_accept"))
-                        else:
-                            add(
-                                f'{{"index":{index},"op":"guest_accept","ok":true,'
-                                f'"errno":null,"ret":{{"level":"{got}"}}}}'
-                            )
-                    index += 1
-                    continue
-            # Declined (nothing changed): the general path, in order.
-            fast = False
-            log.commit()
-            op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
-            mark = -1
-            result = vm.apply(op)
-            if add is not None:
-                add(result.line_json(index, op.NAME))
-            index += 1
-    finally:
-        if fast:
-            vm.op_index += 1  # the fast op that raised counts, as in VM.apply
-        if mark is not None and mark >= 0:
-            cur = log.current
-            log.commit()
-            vm.last_events = cur[mark:]
-        if gc_on:
-            gc.enable()
-    return index
-
-
-def _apply_each(
-    vm: VM, ops: Iterable[PlainOp], index: int, add: Callable[[str], object] | None
-) -> int:
-    """`apply_plain` through VM.apply, op by op (the fast path switched off)."""
-    for kind, gpa in ops:
-        op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
-        result = vm.apply(op)
-        if add is not None:
-            add(result.line_json(index, op.NAME))
-        index += 1
-    return index
-
-
-# --------------------------------------------------------------------- TDX accepts
-
-
-def _apply_accepts(
-    vm: VM, ops: Iterable[PlainOp], index: int, add: Callable[[str], object] | None
-) -> int:
-    """`apply_plain` on a TD: the accepts through `_accepter`, the rest through VM.apply."""
-    log = vm.events
-    accept: Callable[[int, int], str | None] | None = None
-    hoisted = False  # False: (re)build `accept` before the next accept
-    last_fast = False  # the last op was applied here (its events are not committed yet)
-    under_way = False  # a fast accept is changing state (its op_index not yet counted)
-    enomem = fault_fast.ENOMEM
-    gc_on = gc.isenabled()
-    if gc_on:
-        gc.disable()  # as VM.apply: ops make no reference cycles
-    pending = 0  # ops whose events wait in log.current
-    try:
-        for kind, gpa in ops:
-            if pending >= _COMMIT_EVERY:  # a long run keeps the log's bound (before an op:
-                log.commit()  # the last op's events stay in log.current for last_events)
-                pending = 0
-                hoisted = False  # `accept` holds log.current's extend
-            if kind != ACCESS:
                 if not hoisted:
                     accept = _accepter(vm)
                     hoisted = True
@@ -194,8 +126,8 @@ def _apply_accepts(
                         index += 1
                         continue
                     under_way = False
-            # Declined (nothing changed), or an access on a TD (never the fast path):
-            # VM.apply, in order, after the events of the ops before it.
+            # Declined (nothing changed), or never fast (an access on a TD, an accept
+            # elsewhere): VM.apply, in order, after the events of the ops before it.
             log.commit()
             pending = 0
             op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
@@ -223,9 +155,20 @@ def _apply_accepts(
     return index
 
 
-_COMMIT_EVERY = 1024
-"""A run commits its events to the log at least this often (a long one would otherwise
-hold all of them, past the log's bound, until its end)."""
+def _apply_each(
+    vm: VM, ops: Iterable[PlainOp], index: int, add: Callable[[str], object] | None
+) -> int:
+    """`apply_plain` through VM.apply, op by op (the fast path switched off)."""
+    for kind, gpa in ops:
+        op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
+        result = vm.apply(op)
+        if add is not None:
+            add(result.line_json(index, op.NAME))
+        index += 1
+    return index
+
+
+# --------------------------------------------------------------------- TDX accepts
 
 _NO_END = 1 << 64  # past every gfn: the end of the last attribute run
 
