@@ -5,8 +5,9 @@
 object, the handler lookup, the cyclic GC pause, the event log's commit, a
 `Result` and its line: about a third of the op.  `apply_plain` takes a run of such
 ops as ``(kind, gpa)`` pairs and does per op only what the fault needs: the fast
-path of `fault_fast` (`access`, `accept`), the op index, and the result line, spelled
-as `Result.line_json` spells it.  The events of a run go into the log with one commit.
+path of `fault_fast` (`access`; on a TD `_accepter`, `fault_fast.accept` with its loop
+invariants taken once per run), the op index, and the result line, spelled as
+`Result.line_json` spells it.  The events go into the log one commit per 1,024 ops.
 
 Everything observable is as if each op had been built, applied with `VM.apply` and
 its result written with `Result.line_json`: results, result lines, events (their op
