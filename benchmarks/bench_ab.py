@@ -8,7 +8,8 @@ prints the medians of CPU time (user + system of the child) and wall time:
 - ``imemviz run`` of N private faults (default 1,000,000; bench_model's script:
   sw_protected ``guest_access`` and TDX ``guest_accept`` on distinct random gfns),
   with ops/s from both times and the peak RSS;
-- building the 4 TiB TD of 2,097,152 2M accepts (bench_state.build_tdx), in process.
+- building the 4 TiB TD of 2,097,152 2M accepts (each tree's bench_state.build_tdx,
+  in process: one VM.apply each before s19, fault_batch.apply_plain since).
 
 On the shared 2-core machine CPU time is the figure to compare; the load average
 is printed with each line.  Figures go to docs/benchmarks.md by hand.
@@ -44,8 +45,13 @@ def _load() -> str:
 def _child(tree: str, argv: list[str]) -> tuple[float, float, int]:
     """(CPU s, wall s, peak RSS KiB) of one child run with PYTHONPATH=tree."""
     t = time.perf_counter()
+    # cwd "/": `python -c` puts the working directory first on sys.path, so a child
+    # started in a checkout would import that checkout's imemviz, not `tree`'s.
     p = subprocess.Popen(
-        [sys.executable, *argv], env=dict(os.environ, PYTHONPATH=tree), stdout=subprocess.DEVNULL
+        [sys.executable, *argv],
+        env=dict(os.environ, PYTHONPATH=tree),
+        stdout=subprocess.DEVNULL,
+        cwd="/",
     )
     _pid, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
@@ -53,6 +59,20 @@ def _child(tree: str, argv: list[str]) -> tuple[float, float, int]:
     if p.returncode:
         raise SystemExit(f"{argv[:3]} failed with {p.returncode}")
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss
+
+
+def _check_tree(tree: str) -> None:
+    """A child with PYTHONPATH=tree imports imemviz from tree (or the A/B compares nothing)."""
+    got = subprocess.run(
+        [sys.executable, "-c", "import imemviz; print(imemviz.__file__)"],
+        env=dict(os.environ, PYTHONPATH=tree),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not got.startswith(os.path.join(tree, "")):
+        raise SystemExit(f"PYTHONPATH={tree} imports {got}")
 
 
 def _ab(name: str, trees: dict[str, str], argv_for, runs: int, n: int | None) -> None:
@@ -83,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="run,build4t")
     ns = ap.parse_args(argv)
     trees = {"before": os.path.abspath(ns.before), "after": HERE}
+    for tree in trees.values():
+        _check_tree(tree)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as d:
         if "run" in ns.only:

@@ -27,6 +27,8 @@ import time
 from imemviz.io.state import load_state, save_state
 from imemviz.model import ops as O
 from imemviz.model.config import VMConfig
+from imemviz.model.fault_batch import apply_plain
+from imemviz.model.units import LEVEL_2M
 from imemviz.model.vm import VM
 
 GIB = 1 << 30
@@ -54,7 +56,10 @@ def build_sw(pages: int = 1 << 20) -> VM:
     return vm
 
 
-def build_tdx(size: int = 4 * TIB) -> VM:
+def build_tdx(size: int = 4 * TIB, batched: bool = True) -> VM:
+    """The TD of `size` bytes, all of it accepted in 2M pages.  `batched`: the accepts go
+    through fault_batch.apply_plain (as `imemviz run` applies a trace of them), else one
+    VM.apply each; the TD is the same either way (tests/model/test_fault_batch.py)."""
     vm = VM(
         VMConfig.from_dict(
             {"type": "tdx", "host_memory": "8T", "gmem_max_order": 9, "tdx_private_max_level": "2M"}
@@ -69,6 +74,9 @@ def build_tdx(size: int = 4 * TIB) -> VM:
         O.TdxFinalizeVm(),
     ):
         assert vm.apply(op).ok, op
+    if batched:
+        apply_plain(vm, ((LEVEL_2M, gpa) for gpa in range(0, size, 2 << 20)))
+        return vm
     apply, accept = vm.apply, O.GuestAccept
     for gpa in range(0, size, 2 << 20):
         apply(accept(gpa, 2))

@@ -370,11 +370,27 @@ def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> 
     # when they are written is invisible.
     lines: list[str] = []
     add = lines.append
+    # Runs of plain fault lines are applied in one call each (model/fault_batch.py).
+    from imemviz.io.script import PlainRun
+    from imemviz.model import fault_batch
+
+    line: int | None = None  # the op's line when a run fails (the reader is past it)
     try:
-        for _line, op, _t in reader:
-            add(apply(op).line_json(index, op.NAME))
-            index += 1
-            if len(lines) == 1024:
+        for item in reader.runs() if fault_batch.ENABLED else reader:
+            if isinstance(item, PlainRun):
+                start = vm.op_index
+                try:
+                    index = fault_batch.apply_plain(vm, item.ops, index, add)
+                except Exception:
+                    failed = vm.op_index - start - 1  # the failing op counts, as in VM.apply
+                    index += failed
+                    line = item.line + failed
+                    raise
+            else:
+                op = item[1]
+                add(apply(op).line_json(index, op.NAME))
+                index += 1
+            if len(lines) >= 1024:
                 lines.append("")
                 write("\n".join(lines))
                 lines.clear()
@@ -387,7 +403,8 @@ def _apply_all(reader: ScriptReader, vm: VM, write: Callable[[str], object]) -> 
         if not isinstance(e, ScriptError | OSError):
             # An engine bug: keep the traceback, and say which op hit it (the
             # reader's line is the op's own line, whichever stage failed).
-            e.add_note(f"while applying op {index} at {reader.source}:{reader.line}")
+            at = reader.line if line is None else line
+            e.add_note(f"while applying op {index} at {reader.source}:{at}")
         raise
     finally:
         if gc_on:

@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imemviz.io import script
-from imemviz.io.script import _FAST_LINE, ScriptError, ScriptReader
+from imemviz.io.script import _FAST_LINE, PlainRun, ScriptError, ScriptReader
+from imemviz.model.fault_batch import ACCESS
+from imemviz.model.ops import GuestAccept, GuestAccess
 from imemviz.model.result import Result, _encode, _ret_json
 
 HEADER = b'{"format": "imemviz-recording", "version": 1, "start": {"vm": {"type": "tdx"}}}\n'
@@ -54,6 +56,23 @@ def _read(body: bytes, fast: bool = True) -> list[Any] | str:
         script._FAST_LINE = saved
 
 
+def _read_runs(body: bytes, size: int) -> list[Any] | str:
+    """`_read` through ScriptReader.runs(): each PlainRun spelled out as the ops it stands
+    for, on their lines; `size` the longest run."""
+    got: list[Any] = []
+    try:
+        for item in ScriptReader(io.BytesIO(HEADER + body), "s.jsonl").runs(size):
+            if isinstance(item, PlainRun):
+                for k, (kind, gpa) in enumerate(item.ops):
+                    op = GuestAccess(gpa) if kind == ACCESS else GuestAccept(gpa, kind)
+                    got.append((item.line + k, op, None))
+            else:
+                got.append(item)
+    except ScriptError as e:
+        return str(e)
+    return got
+
+
 @given(
     st.lists(
         st.tuples(line_shapes, st.sampled_from(["guest_access", "guest_accept"]), gpa_tokens),
@@ -64,7 +83,10 @@ def _read(body: bytes, fast: bool = True) -> list[Any] | str:
 )
 def test_fast_op_lines_read_as_json_and_parse_op(lines: list[Any], end: str) -> None:
     body = "".join(shape.format(op=op, v=v) + end for shape, op, v in lines).encode()
-    assert _read(body) == _read(body, fast=False)
+    want = _read(body, fast=False)
+    assert _read(body) == want
+    for size in (1, 2, 1024):
+        assert _read_runs(body, size) == want
 
 
 def test_the_pattern_takes_the_common_lines() -> None:
@@ -78,6 +100,7 @@ def test_an_out_of_range_fast_line_is_the_general_error() -> None:
     body = b'{"op": "guest_access", "gpa": 99999999999999999999}\n'
     got = _read(body)
     assert isinstance(got, str) and got.startswith("s.jsonl:2: guest_access.gpa: out of range")
+    assert _read_runs(body, 1024) == got
 
 
 json_values = st.recursive(

@@ -20,7 +20,9 @@ from typing import Any, BinaryIO
 import attrs
 
 from imemviz.model.config import ConfigError, VMConfig
+from imemviz.model.fault_batch import ACCESS, PlainOp
 from imemviz.model.ops import OPS, Op, OpError, op_fields, parse_op
+from imemviz.model.units import LEVEL_4K, U64_MAX
 from imemviz.model.validate import expectation
 from imemviz.model.vm import VM
 
@@ -252,6 +254,69 @@ class ScriptReader:
         except OSError as e:
             raise ScriptError(self.source, line_no + 1, f"cannot read: {e.strerror or e}") from None
 
+    def runs(self, size: int = 1024) -> Iterator[ScriptOp | PlainRun]:
+        """The ops as iteration gives them, except that consecutive lines of the
+        pre-compiled plain forms (`_FAST_LINE`) come as one `PlainRun` of up to `size`
+        ops, for `fault_batch.apply_plain`.  A run ends before any other line, so an
+        error, a comment or a general op comes out exactly where it stands."""
+        if self._first is not None:
+            line_no, value = self._first
+            self._first = None
+            yield self._op(line_no, value)
+        match = _FAST_LINE.fullmatch
+        kinds = _PLAIN_KINDS
+        line_no = self._line_no
+        ops: list[PlainOp] = []
+        first = 0
+        try:
+            for raw in self._lines:
+                line_no += 1
+                m = match(raw)
+                if m is not None:
+                    kind, conv = kinds[m[1]]
+                    token = m[2]
+                    try:
+                        if token[0] == 34:  # '"': a hex string, for the converter
+                            gpa = conv(token[1:-1].decode())
+                        else:  # what the u64 converter does with a decimal of the pattern
+                            gpa = int(token)
+                            if gpa > U64_MAX:
+                                raise ValueError
+                    except Exception:  # refused: parse_op says why, with the line
+                        pass
+                    else:
+                        if not ops:
+                            first = line_no
+                        ops.append((kind, gpa))
+                        if len(ops) == size:
+                            self._line_no = line_no
+                            self._ops_read += size
+                            yield PlainRun(first, ops)
+                            ops = []
+                        continue
+                if ops:
+                    self._line_no = line_no - 1
+                    self._ops_read += len(ops)
+                    yield PlainRun(first, ops)
+                    ops = []
+                self._line_no = line_no
+                value = self._decode(raw, line_no)
+                if value is _SKIP:
+                    continue
+                if value is _STOP:
+                    return
+                yield self._op(line_no, value)
+        except OSError as e:
+            if ops:  # the ops read before the error are applied first, as by iteration
+                self._line_no = line_no - 1
+                self._ops_read += len(ops)
+                yield PlainRun(first, ops)
+            raise ScriptError(self.source, line_no + 1, f"cannot read: {e.strerror or e}") from None
+        if ops:
+            self._line_no = line_no
+            self._ops_read += len(ops)
+            yield PlainRun(first, ops)
+
     def _op(self, line_no: int, value: Any) -> ScriptOp:
         self._line_no = line_no
         try:
@@ -281,6 +346,24 @@ _FAST_LINE = re.compile(
 _FAST_OPS: dict[bytes, tuple[type[Op], Any]] = {
     name.encode(): (OPS[name], next(f.parse for f in op_fields(name) if f.name == "gpa"))
     for name in ("guest_access", "guest_accept")
+}
+
+
+@attrs.define(slots=True)
+class PlainRun:
+    """Consecutive plain fault lines (`ScriptReader.runs`): `ops` are (kind, gpa) pairs as
+    `fault_batch.apply_plain` takes them, `line` is the first one's physical line (the
+    others follow it, one a line)."""
+
+    line: int
+    ops: list[PlainOp]
+
+
+# A `_FAST_LINE` op name -> its fault_batch kind and the gpa field's converter (the u64
+# one: `runs` checks a decimal's range itself, which is all it does with one).
+_PLAIN_KINDS: dict[bytes, tuple[int, Any]] = {
+    b"guest_access": (ACCESS, _FAST_OPS[b"guest_access"][1]),
+    b"guest_accept": (LEVEL_4K, _FAST_OPS[b"guest_accept"][1]),
 }
 
 

@@ -62,40 +62,47 @@ _HUGE = 512  # pages in a 2M folio or leaf
 
 def guest_access(vm: VM, op: GuestAccess) -> Result:
     """The op handler: the fast path when it applies, else `fault.guest_access`."""
-    if ENABLED:
-        result = _fast_access(vm, op)
-        if result is not None:
-            return result
+    if ENABLED and not op.hold and op.private is None:
+        hit = access(vm, op.gpa, op.vcpu, op.write, op.value)
+        if hit is not None:
+            return Result(True, None, {"value": hit[0], "level": hit[1], "pfn": hit[2]})
     return fault.guest_access(vm, op)
 
 
 def guest_accept(vm: VM, op: GuestAccept) -> Result:
     """The op handler: the fast path when it applies, else `fault.guest_accept`."""
     if ENABLED:
-        result = _fast_accept(vm, op)
-        if result is not None:
-            return result
+        got = accept(vm, op.gpa, op.level)
+        if got is not None:
+            if got is ENOMEM:
+                return Result.fail("ENOMEM")
+            return Result(True, None, {"level": got})
     return fault.guest_accept(vm, op)
 
 
-def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
-    """A vCPU access on a VM that is neither TDX nor SNP, private by its attribute, into a
-    gmem slot whose folios are order 0; or an access that finds its 4K leaf."""
+ENOMEM = "ENOMEM"
+"""What `accept` returns when the S-EPT pages it needs cannot be allocated (after the fault,
+the folio and the events so far: the general path fails there too, with the same)."""
+
+
+def access(
+    vm: VM, gpa: int, vcpu: int = 0, write: bool = False, value: int | None = None
+) -> tuple[int, str, int] | None:
+    """`guest_access` without `hold` or `private` (the caller checks those), done fast:
+    on a VM that is neither TDX nor SNP, private by its attribute, into a gmem slot whose
+    folios are order 0; or an access that finds its leaf.  Returns the ret's (value,
+    level name, pfn), or None, having changed nothing, for the general path."""
     if (
         vm.is_tdx
         or vm.snp is not None
         or vm.dead
-        or op.vcpu in vm.in_flight  # EBUSY (a held fault of another vCPU does not matter)
-        or op.hold
-        or op.private is not None
+        or vcpu in vm.in_flight  # EBUSY (a held fault of another vCPU does not matter)
         or vm.inv.in_progress
         or vm.kernel.v8_fault_scope
     ):
         return None
-    gpa = op.gpa
     gfn = gpa >> 12  # no shared bit outside TDX
     private, shared = vm.private, vm.shared
-    write = op.write
     content = vm.host.content
     # fault._lookup(): one direct root, whatever maps the gfn serves the access.
     v = private._d4k.get(gfn)
@@ -112,12 +119,11 @@ def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
             return None
         pfn, level = hit
         if write:
-            value = op.value
             assert value is not None  # ops.py: value is required with write
             vm.host.write(pfn, value)
         else:
             value = content._d.get(pfn, 0)
-        return Result(True, None, {"value": value, "level": LEVEL_NAMES[level], "pfn": pfn})
+        return value, LEVEL_NAMES[level], pfn
     attrs = vm.attributes
     if not attrs._vals[bisect_right(attrs._starts, gfn) - 1]:
         return None  # a shared fault (the VMM's hva): the general path
@@ -161,14 +167,14 @@ def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
         small._pending.append(index)
         small._d[index] = pfn << 1
         events: list[Event] = [
-            (i, "kvm_page_fault", op.vcpu, gpa, code),
+            (i, "kvm_page_fault", vcpu, gpa, code),
             (i, "kvm_gmem_folio_alloc", file.fd, index, 0, pfn),
         ]
     elif fv & 1:
         return None  # hwpoison: EHWPOISON from the general path
     else:
         pfn = fv >> 1
-        events = [(i, "kvm_page_fault", op.vcpu, gpa, code)]
+        events = [(i, "kvm_page_fault", vcpu, gpa, code)]
     root = private.root
     events += (
         (i, "kvm_mmu_spte_requested", gfn, pfn, LEVEL_4K),
@@ -180,16 +186,18 @@ def _fast_access(vm: VM, op: GuestAccess) -> Result | None:
     vm.events.current += events
     # The guest re-executes the access and finds the leaf (fault._complete).
     if write:
-        value = op.value
         assert value is not None
         vm.host.write(pfn, value)
     else:
         value = content._d.get(pfn, 0)
-    return Result(True, None, {"value": value, "level": "4K", "pfn": pfn})
+    return value, "4K", pfn
 
 
-def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
-    """TDG.MEM.PAGE.ACCEPT of a private GPA with no leaf yet, 4K, or 2M with order-9 folios."""
+def accept(vm: VM, gpa: int, level: int = LEVEL_4K) -> str | None:
+    """`guest_accept` (TDG.MEM.PAGE.ACCEPT) of a private GPA with no leaf yet, 4K, or 2M
+    with order-9 folios, done fast.  Returns the ret's level name ("4K", "2M"), `ENOMEM`
+    when the S-EPT pages cannot be allocated, or None, having changed nothing, for the
+    general path."""
     if (
         not vm.is_tdx
         or vm.dead
@@ -200,8 +208,7 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
         or vm.kernel.v8_fault_scope
     ):
         return None
-    level = op.level
-    gfn = op.gpa >> 12
+    gfn = gpa >> 12
     if gfn & vm.shared_bit:
         return None
     config = vm.config
@@ -310,7 +317,7 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
         cur += events
         events = []
         if not ensure_tables(vm, table, gfn, level):  # TDH.MEM.SEPT.ADD the missing pages
-            return Result.fail("ENOMEM")
+            return ENOMEM
     leaves = table.leaves[level]
     leaves._pending.append(gfn)
     leaves._d[gfn] = pfn << 2  # AUG leaves it PENDING; the ACCEPT makes it MAPPED
@@ -322,4 +329,4 @@ def _fast_accept(vm: VM, op: GuestAccept) -> Result | None:
         (i, "TDG.MEM.PAGE.ACCEPT", gfn, level, "TDX_SUCCESS"),
     )
     vm.events.current += events
-    return Result(True, None, {"level": "4K" if level == LEVEL_4K else "2M"})
+    return "4K" if level == LEVEL_4K else "2M"

@@ -168,6 +168,14 @@ class BuddyAllocator:
         # _has, _pop_lowest and _push written out: every fault allocates (one call, not 2-20).
         free = self._free
         heaps = self._heaps
+        if order == 0 and free[0]:  # every other 4K fault: a free page, nothing to split
+            blocks, heap = free[0], heaps[0]
+            while True:  # every free block has an entry in its heap (stale ones too)
+                page = heapq.heappop(heap)
+                if page in blocks:
+                    blocks.remove(page)
+                    self.free_pages -= 1
+                    return page
         pfn: int | None = None
         for o in range(order, MAX_ORDER):
             blocks = free[o]
