@@ -12,9 +12,14 @@ The recording: a 4 GiB TDX TD laid out as QEMU does, then 20,000 ops drawn from
 a seeded mix (accept-and-touch, plain accesses, 4K-64K conversions both ways
 with discard, hole punches, preallocation), the kind of history a long
 session leaves.  Seeks go to seeded random positions; undo goes back one op at
-a time from the end of the recording opened as history.
+a time from the end of the recording opened as history.  Opens: `--opens` of
+each kind per run (replay, and File > Open as history), each in a new window
+that shows the default scene as at launch and is idle; the stall is split into
+the part while the engine loads and the part once the new state is there, and
+the same heartbeat over an idle window gives the machine's own floor.
 
-    .venv/bin/python benchmarks/bench_timeline.py [--quick] [--runs N] [--write docs/benchmarks.md]
+    .venv/bin/python benchmarks/bench_timeline.py [--quick] [--runs N] [--opens N]
+        [--only-open] [--recording JSONL] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -181,23 +186,106 @@ def _move(app, w, hb: Heartbeat, post, want_position: int) -> tuple[float, float
     return (painted[0] - t0) * 1000, gap, cpu
 
 
-def run(app, path: str, n_seeks: int, n_undo: int, seed: int) -> dict[str, list[float]]:
+def _settled_window(app):
+    """A new window as a user has it before opening a file: shown, the default scene
+    (what the app opens at launch) loaded and drawn, the event loop idle."""
     w, engine = _window(app)
+    engine.load_scene("default")
+    _wait(app, w.wait_drawn)
+    _idle(app, 300)
+    return w, engine
+
+
+def _open(app, w, hb: Heartbeat, how: str, path: str) -> dict[str, float]:
+    """Open the recording in a settled window: `replay` (Replay > Replay recording: read,
+    applied with checkpoints and rewound to its start) or `history` (File > Open: the
+    ops as the session's undo history, at its end), both on the engine thread.  The
+    stall is measured until the map shows it, the engine is idle and 150 ms more have
+    passed (panes that refresh after the map's frame count), in two parts: while the
+    engine reads and applies (the GUI has next to nothing to do) and from the new
+    state's arrival (the GUI draws it; the GUI thread's CPU in that gap beside it)."""
+    engine, c = w.engine, w.presenter.replay
+    # The machine's own floor: the longest gap of the same heartbeat while the window is
+    # idle, over about as long as an open takes (other processes, the scheduler).
+    hb.reset()
+    _idle(app, 1500)
+    floor = hb.gap_ms()
+    arrived: list[float] = []
+    loading: list[float] = []  # the longest gap before the new state arrived
+    drawn: list[float] = []  # the map painted with the new state's raster
+
+    def first_snapshot(_snap) -> None:
+        if not arrived:
+            arrived.append(time.perf_counter())
+            loading.append(hb.gap_ms())
+            hb.reset()  # from here: the GUI handles the new state
+
+    def map_drawn() -> None:
+        if arrived and not drawn and w.map.is_drawn():  # its raster set (painted next)
+            drawn.append(time.perf_counter())
+
+    engine.snapshotReady.connect(first_snapshot)
+    w.map.drawn.connect(map_drawn)
+    try:
+        hb.reset()
+        t0 = time.perf_counter()
+        if how == "replay":
+            c.load(path)
+            _wait(app, lambda: c.active and w.wait_drawn() and engine.snapshot.position == 0)
+        else:
+            engine.open(path)
+            _wait(app, lambda: bool(arrived) and not c.active and w.wait_drawn())
+        shown = time.perf_counter()
+        _idle(app, 150)
+    finally:
+        engine.snapshotReady.disconnect(first_snapshot)
+        w.map.drawn.disconnect(map_drawn)
+    return {
+        "ms": (shown - t0) * 1000,
+        "stall ms": max(loading[0], hb.gap_ms()),
+        "stall (loading) ms": loading[0],
+        "stall (new state) ms": hb.gap_ms(),
+        "stall (new state) cpu": hb.gap_cpu_ms(),
+        "map drawn after arrival ms": ((drawn[0] if drawn else shown) - arrived[0]) * 1000,
+        "all done after arrival ms": (shown - arrived[0]) * 1000,
+        "idle floor ms": floor,
+    }
+
+
+def open_samples(app, path: str, n: int) -> dict[str, list[float]]:
+    """`n` opens for replay and `n` as history, alternated, each in a new settled window."""
     hb = Heartbeat()
     hb.timer.start()
     out: dict[str, list[float]] = {}
     try:
-        _wait(app, lambda: True)
+        for _ in range(n):
+            for how in ("replay", "history"):
+                w, engine = _settled_window(app)
+                try:
+                    prefix = "open" if how == "replay" else "open history"
+                    for k, v in _open(app, w, hb, how, path).items():
+                        out.setdefault(f"{prefix} {k}", []).append(v)
+                finally:
+                    w.close()
+                    engine.stop()
+                    w.deleteLater()
+                    _idle(app, 50)
+    finally:
+        hb.timer.stop()
+    return out
+
+
+def run(app, path: str, n_seeks: int, n_undo: int, n_open: int, seed: int) -> dict:
+    out = open_samples(app, path, n_open)
+    if n_seeks == 0 and n_undo == 0:
+        return out
+    w, engine = _settled_window(app)
+    hb = Heartbeat()
+    hb.timer.start()
+    try:
         c = w.presenter.replay
-        # Opening the recording to replay it: read, applied (checkpoints) and rewound to
-        # its start, all on the engine thread.
-        hb.reset()
-        t0 = time.perf_counter()
         c.load(path)
         _wait(app, lambda: c.active and w.wait_drawn() and engine.snapshot.position == 0)
-        out["open ms"] = [(time.perf_counter() - t0) * 1000]
-        out["open stall ms"] = [hb.gap_ms()]
-        out["open stall cpu"] = [hb.gap_cpu_ms()]
         n = c.length
         rnd = random.Random(seed)
         lat, gaps, cpus = [], [], []
@@ -232,18 +320,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2,000 ops, fewer moves")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--opens", type=int, default=5, help="opens of each kind per run")
+    ap.add_argument("--only-open", action="store_true", help="no seeks and undos")
+    ap.add_argument("--recording", metavar="JSONL", help="reuse this recording (else written)")
     ap.add_argument("--write", metavar="MD", help="write the results into this markdown file")
     a = ap.parse_args()
     n_ops = 2000 if a.quick else 20_000
     app = _app()
-    folder = tempfile.mkdtemp(prefix="imemviz-timeline-")
-    path = os.path.join(folder, "long.jsonl")
-    t = time.perf_counter()
-    make_recording(path, n_ops)
-    print(f"recording of {n_ops:,} ops written in {time.perf_counter() - t:.1f} s")
-    runs = [
-        run(app, path, 10 if a.quick else 25, 5 if a.quick else 10, seed) for seed in range(a.runs)
-    ]
+    path = a.recording or os.path.join(tempfile.mkdtemp(prefix="imemviz-timeline-"), "long.jsonl")
+    if not a.recording or not os.path.exists(path):
+        t = time.perf_counter()
+        make_recording(path, n_ops)
+        print(f"recording of {n_ops:,} ops written in {time.perf_counter() - t:.1f} s")
+    seeks, undos = (0, 0) if a.only_open else (10, 5) if a.quick else (25, 10)
+    runs = []
+    for seed in range(a.runs):
+        runs.append(run(app, path, seeks, undos, a.opens, seed))
+        print(f"run {seed + 1}: load {os.getloadavg()[0]:.2f}", flush=True)
     keys = list(runs[0])
     summary = {}
     for k in keys:
@@ -251,7 +344,7 @@ def main() -> None:
         worst = max(max(r[k]) for r in runs)
         summary[k] = (statistics.median(per_run), worst)
         print(
-            f"  {k:14s} median {summary[k][0]:8.1f}  max {worst:8.1f}  (runs: "
+            f"  {k:36s} median {summary[k][0]:8.1f}  max {worst:8.1f}  (runs: "
             + ", ".join(f"{x:.1f}" for x in per_run)
             + ")"
         )
@@ -285,6 +378,17 @@ def write(path: str, n_ops: int, runs: int, s: dict) -> None:
         f"{s['open ms'][0] / 1000:.1f} s | {s['open ms'][1] / 1000:.1f} s |",
         f"| open: GUI stall | <= 16 ms | {s['open stall ms'][0]:.1f} ms | "
         f"{s['open stall ms'][1]:.1f} ms |",
+        f"| - while the engine reads and applies | - | {s['open stall (loading) ms'][0]:.1f} ms"
+        f" | {s['open stall (loading) ms'][1]:.1f} ms |",
+        f"| - once the new state is there (GUI CPU in it) | - | "
+        f"{s['open stall (new state) ms'][0]:.1f} ms ({s['open stall (new state) cpu'][0]:.1f})"
+        f" | {s['open stall (new state) ms'][1]:.1f} ms |",
+        f"| - the same heartbeat, window idle, 1.5 s (the machine's floor) | - | "
+        f"{s['open idle floor ms'][0]:.1f} ms | {s['open idle floor ms'][1]:.1f} ms |",
+        f"| open as history (File > Open) | - | {s['open history ms'][0] / 1000:.1f} s | "
+        f"{s['open history ms'][1] / 1000:.1f} s |",
+        f"| open as history: GUI stall | <= 16 ms | {s['open history stall ms'][0]:.1f} ms | "
+        f"{s['open history stall ms'][1]:.1f} ms |",
         "",
         f"Checkpoints kept for the {n_ops:,} ops: {s['checkpoints'][0]:.0f}.",
     ]

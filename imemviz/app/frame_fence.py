@@ -24,6 +24,11 @@ import threading
 import time
 
 LIMIT_S = 0.030  # the longest the engine thread waits for the GUI's frame
+# The first frame of a newly opened session (a new layout, every pane reset) takes the
+# GUI longer, and the engine's feeds after it are long (a 20,000-op recording: ~25 ms of
+# Python): on a loaded machine 30 ms ran out before the GUI had painted, and the feeds
+# then took the GIL from that paint.  An open is not hurried by the wait.
+OPEN_LIMIT_S = 0.250
 
 
 class FrameFence:

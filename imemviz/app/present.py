@@ -69,11 +69,10 @@ class Presenter:
         self.pane = ReplayPane(self.replay)
         # A small explicit minimum: a docked pane must not raise the window's minimum size.
         self.pane.setMinimumSize(120, 60)
+        # Beside the log (add_pane puts a bottom dock to the right of the others), shown
+        # for a live session too: opening a recording then changes its contents only,
+        # not the window's layout (a relayout repaints every pane: the open's stall).
         self.dock = window.add_pane(self.pane, "Timeline", Qt.DockWidgetArea.BottomDockWidgetArea)
-        log_dock = window.docks.get("log")
-        if log_dock is not None:
-            window.tabifyDockWidget(log_dock, self.dock)
-            log_dock.raise_()
         self.recorder = Recorder(window)
         self.actions: dict[str, QAction] = {}
         self._build_actions()
@@ -238,8 +237,9 @@ class Presenter:
     def _on_loaded(self, timeline) -> None:
         if timeline is None:
             return
-        # A replay starts: its pane in front.  Tabbed with the log (the live layout) it
-        # would have the log's few lines: the list of a recording's ops and captions
+        # A replay starts: its pane in front.  The default layout has it beside the log
+        # already (nothing moves).  A saved layout may have it tabbed with the log, where
+        # it would have the log's few lines: the list of a recording's ops and captions
         # needs more, so it goes beside the log (the log keeps the op lines' detail).
         w = self.window
         log_dock = w.docks.get("log")

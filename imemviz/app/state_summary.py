@@ -1,5 +1,5 @@
 """The State summary pane, the banner and the held-fault marks: what a bug-report reader
-learns the moment a state (or recording) opens.
+learns the moment a state (or recording) opens (only a state file flags the summary's tab).
 
 `install(window)` adds, without touching the map or the window's own code:
 
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from imemviz.app import messages as M
 from imemviz.app.range_overlay import RangeOverlay
+from imemviz.io.session import STATE_SUFFIXES
 from imemviz.io.summary import StateSummary, as_text, summarize
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 HELD_COLOUR = QColor(230, 140, 0)
 TITLE = "State summary"
-FLAGGED_TITLE = "State summary ●"  # a state just opened: its summary not looked at yet
+FLAGGED_TITLE = "State summary ●"  # a state file just opened: its summary not looked at yet
 GFN_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -241,13 +242,20 @@ def install(w: MainWindow) -> StateSummary_:
     feed.held.connect(on_held)
 
     def on_snapshot(snap: Any) -> None:
-        # A state or recording just opened: its summary is there (the dock shown if it
-        # was closed), flagged in its tab's title, but the legend stays in front: a new
-        # reader needs the colours first, and the banner above the map says what must
-        # not be missed.
+        # A state file just opened (a bug report's state): its summary is there (the dock
+        # shown if it was closed), flagged in its tab's title, but the legend stays in
+        # front: a new reader needs the colours first, and the banner above the map says
+        # what must not be missed.  A recording (replayed, or opened as history) is a
+        # story to step through, not a state to diagnose: its reader watches the map and
+        # the Timeline, so the summary is neither brought back nor flagged (the banner
+        # still shows a dead TD or a recording cut short).
         if snap.session != last_source[1]:
             last_source[1] = snap.session
-            if snap.source and snap.source != last_source[0]:
+            if (
+                snap.source
+                and snap.source != last_source[0]
+                and snap.source.endswith(STATE_SUFFIXES)
+            ):
                 if not dock.toggleViewAction().isChecked():
                     dock.show()
                     if legend is not None and legend.toggleViewAction().isChecked():

@@ -188,7 +188,14 @@ class MainWindow(QMainWindow):
             self.resizeDocks(
                 [self.docks["inspector"], self.docks["legend"]], [430, 260], Qt.Orientation.Vertical
             )
-            self.resizeDocks([self.docks["log"]], [120], Qt.Orientation.Vertical)
+            # The log and, beside it, the Timeline (present.py): tall enough for a few of
+            # a recording's steps, so that opening one need not resize the docks.
+            bottom = max(120, min(200, self.height() * 18 // 100))
+            self.resizeDocks([self.docks["log"]], [bottom], Qt.Orientation.Vertical)
+            if "replay" in self.docks:
+                self.resizeDocks(
+                    [self.docks["replay"]], [self.width() // 2], Qt.Orientation.Horizontal
+                )
             self._default_state = self.saveState(LAYOUT_VERSION)
 
     def save_layout(self) -> None:

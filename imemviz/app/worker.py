@@ -26,6 +26,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from imemviz.app import frame_fence
 from imemviz.app import messages as M
 from imemviz.app.frame_fence import FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
@@ -117,6 +118,7 @@ class EngineWorker(QObject):
         self.step_feeds: list[Callable[[Any, int, str], None]] = []
         # The feeds wait (without the GIL) for the GUI to draw the state: frame_fence.py.
         self.fence = FrameFence()
+        self._fenced_session = -1  # the session of the last state published
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -823,7 +825,20 @@ class EngineWorker(QObject):
         for a in answers:
             if a is not None:
                 self.rasterReady.emit(a)
-        self.fence.wait(self._version)
+        opened = self._session_no != self._fenced_session
+        self._fenced_session = self._session_no
+        self.fence.wait(self._version, frame_fence.OPEN_LIMIT_S if opened else frame_fence.LIMIT_S)
+        if opened:
+            # A new session: the GUI has laid the map out for it and asked for its raster
+            # while handling the snapshot.  Drawn before the feeds, the map's first full
+            # frame comes before the other panes' updates (not after them all, ~100 ms
+            # later on a 20,000-op recording, with the map blank meanwhile).
+            with self._lock:
+                first = [v for v in self._rasters.values() if v.urgent]
+                for v in first:
+                    del self._rasters[v.key]
+            for v in first:
+                self._raster(v)
         for feed in list(self.feeds):
             try:
                 feed(s, self._version, self._session_no, ranges, reset)

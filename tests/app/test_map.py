@@ -10,7 +10,7 @@ from imemviz.app.panes.gpa_map import holes
 from imemviz.io import plans
 from imemviz.model.raster import Code
 
-from .conftest import MB, sw_session, td_session, wait_drawn, wait_idle
+from .conftest import MB, WAIT_MS, sw_session, td_session, wait_drawn, wait_idle
 from .helpers import assert_shows, click_gfn, drag, pixel_at_gfn, session_vm
 
 pytestmark = pytest.mark.qt
@@ -182,3 +182,26 @@ def test_sw_protected_conversion_redraws(make_window, qtbot) -> None:
     assert_shows(w, 9, Code.PRIVATE_EMPTY)
     c = pixel_at_gfn(w, 3)
     assert c.blue() > c.red()  # shared is blue
+
+
+def test_a_slightly_smaller_guest_keeps_the_axis_width(make_window, engine, qtbot) -> None:
+    """Opening a recording (no memslot at its start) or a guest a digit or two shorter
+    does not resize the plot (a relayout and a second paint of the map); a longer
+    guest widens the axis so its labels fit, a far shorter one narrows it."""
+    w = make_window(td_session(6 * 1024 * MB))
+    width = w.map._axis_width
+    plot = w.map.vb.boundingRect().width()
+    engine.set_session(td_session(64 * MB))  # 0x3ffffff: two digits fewer
+    qtbot.waitUntil(lambda: w.engine.snapshot.extent < (1 << 20), timeout=WAIT_MS)
+    wait_drawn(qtbot, w)
+    assert w.map._axis_width == width
+    assert w.map.vb.boundingRect().width() == plot
+    engine.set_session(td_session(64 * 1024 * MB))  # 0x107fffffff: two digits more
+    qtbot.waitUntil(lambda: w.engine.snapshot.extent > (1 << 24), timeout=WAIT_MS)
+    wait_drawn(qtbot, w)
+    wide = w.map._axis_width
+    assert wide > width
+    engine.set_session(td_session(4 * MB))  # 0x3fffff: four digits fewer
+    qtbot.waitUntil(lambda: w.engine.snapshot.extent < (1 << 12), timeout=WAIT_MS)
+    wait_drawn(qtbot, w)
+    assert w.map._axis_width < wide

@@ -151,6 +151,37 @@ def test_replay_controls(make_window, qtbot):
     assert not c.as_recorded
 
 
+def test_opening_a_recording_keeps_the_window_layout(make_window, qtbot):
+    """The Timeline sits beside the log for a live session too: a replay fills it, and no
+    dock moves or resizes (a relayout would repaint every pane: the open's GUI stall)."""
+    w = make_window(size=(1600, 1000))
+    dock, log = w.presenter.dock, w.docks["log"]
+    assert dock.isVisible() and log.isVisible()
+    assert dock not in w.tabifiedDockWidgets(log)
+    assert dock.geometry().left() >= log.geometry().right()  # beside it, on its right
+    before = {n: d.geometry() for n, d in w.docks.items() if d.isVisible()}
+    map_before = w.map.geometry()
+    loaded(qtbot, w, w.presenter.replay, scene("fault-race").source)
+    qtbot.wait(50)  # any layout posted by the open has run
+    assert w.map.geometry() == map_before
+    assert {n: d.geometry() for n, d in w.docks.items() if d.isVisible()} == before
+    assert w.presenter.pane.title.text().startswith("Replaying")
+
+
+def test_a_saved_layout_with_the_timeline_tabbed_still_shows_a_replay(make_window, qtbot):
+    """A layout saved by an older version tabs the Timeline with the log: a replay moves it
+    beside the log, with room for a few of its rows."""
+    w = make_window(size=(1600, 1000))
+    dock, log = w.presenter.dock, w.docks["log"]
+    w.tabifyDockWidget(log, dock)
+    log.raise_()
+    qtbot.waitUntil(lambda: dock.visibleRegion().isEmpty(), timeout=5000)
+    loaded(qtbot, w, w.presenter.replay, scene("fault-race").source)
+    assert dock not in w.tabifiedDockWidgets(log)
+    qtbot.waitUntil(lambda: not dock.visibleRegion().isEmpty(), timeout=5000)
+    assert not log.visibleRegion().isEmpty()
+
+
 def test_play_to_the_end_equals_run(make_window, qtbot, tmp_path):
     w = make_window()
     c = w.presenter.replay

@@ -235,3 +235,33 @@ def test_behind_its_tab_the_summary_checks_after_a_seek_only_when_shown(
     qtbot.waitUntil(lambda: not feed.pending, timeout=WAIT_MS)
     wait_idle(qtbot, w.engine)
     assert "invariants: 1 violation" in pane.text.text()
+
+
+def test_a_recording_does_not_flag_the_summary(make_window, qtbot, tmp_path) -> None:
+    """The flag is for a state file (a bug report's state); a recording, replayed or opened
+    as history, is stepped through on the map and the Timeline: no flag, and a closed
+    summary stays closed.  A state file opened after it still flags the tab."""
+    s = td_session(64 * MB)
+    s.apply_group([O.GuestAccept(0x300 << 12)])
+    rec = tmp_path / "story.jsonl"
+    s.save_recording(str(rec))
+    w = make_window()
+    dock = w.docks["state_summary"]
+    open_file(qtbot, w, rec)  # File > Open: the recording as undo history
+    assert dock.windowTitle() == "State summary"
+    assert dock.visibleRegion().isEmpty()  # behind the legend, as before the open
+    dock.close()
+    c = w.presenter.replay
+    assert c.load(str(rec))  # Replay > Replay recording
+    qtbot.waitUntil(lambda: c.active, timeout=WAIT_MS)
+    wait_drawn(qtbot, w)
+    wait_idle(qtbot, w.engine)
+    assert not dock.toggleViewAction().isChecked()  # left closed
+    assert dock.windowTitle() == "State summary"
+    # A state file: the summary comes back, flagged, the legend in front.
+    state = tmp_path / "state.json"
+    save_state(s.vm, state)
+    open_file(qtbot, w, state)
+    assert dock.toggleViewAction().isChecked()
+    assert dock.windowTitle() == "State summary ●"
+    assert front_tab(w, "Legend") == "Legend"

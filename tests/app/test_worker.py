@@ -118,3 +118,35 @@ def test_stop_drops_queued_commands(qapp, qtbot) -> None:
         gate.set()
         assert e.stop()
     assert len(e.worker.session.ops) == before  # none of the 2000 queued ops ran
+
+
+def test_after_an_open_the_maps_new_raster_comes_before_the_feeds(engine, qtbot, monkeypatch):
+    """A new session: the GUI lays the map out on the snapshot and asks for its raster;
+    the engine draws it before running the panes' feeds, so the map's first full frame
+    does not wait for every other pane's update."""
+    from PySide6.QtCore import Qt
+
+    from imemviz.app import frame_fence
+
+    monkeypatch.setattr(frame_fence, "OPEN_LIMIT_S", 60.0)  # wait for the GUI, however slow
+    order: list[str] = []
+    detach = engine.worker.attach_feeds(lambda *_a, **_k: order.append("feed"))
+    req = RasterRequest("map-after-open", 0, 64, 4, 16)
+
+    def on_raster(ans) -> None:
+        if ans.request.key == req.key:
+            order.append("raster")
+
+    def on_snapshot(_snap) -> None:
+        if not order:
+            engine.request_raster(req)  # as the map does, laid out for the new session
+
+    engine.worker.rasterReady.connect(on_raster, Qt.ConnectionType.DirectConnection)
+    engine.snapshotReady.connect(on_snapshot)
+    try:
+        engine.set_session(sw_session())
+        wait_idle(qtbot, engine)
+        qtbot.waitUntil(lambda: "raster" in order and "feed" in order, timeout=10_000)
+        assert order.index("raster") < order.index("feed"), order
+    finally:
+        detach()

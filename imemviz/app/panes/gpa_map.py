@@ -431,8 +431,12 @@ class GpaMapPane(QWidget):
         from PySide6.QtGui import QFontMetrics
 
         widest = fmt_gpa(max(self.layout_.extent - 1, 0) * 4096)
-        w = QFontMetrics(self.left_axis.font()).horizontalAdvance(widest + "0") + 14
-        if w != self._axis_width:
+        fm = QFontMetrics(self.left_axis.font())
+        w = fm.horizontalAdvance(widest + "0") + 14
+        # A guest shorter by a digit or two keeps the width: opening a recording (its
+        # start has no memslot yet) or seeking across a memslot's creation would resize
+        # the plot: a relayout, a new raster and a second full paint of the map.
+        if w > self._axis_width or w < self._axis_width - fm.horizontalAdvance("000"):
             self._axis_width = w
             self.left_axis.setWidth(w)
 
