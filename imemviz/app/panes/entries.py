@@ -17,9 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
-    QSizePolicy,
     QSplitter,
     QTableView,
     QTreeWidget,
@@ -28,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imemviz.app.elided_label import ElidedLabel
 from imemviz.app.feeds import LeafArrays, PaneFeed
 from imemviz.app.highlight import Highlight
 from imemviz.app.panes.entry_tree import address_node, populate
@@ -250,11 +249,9 @@ class EntriesPane(QWidget):
         self.search.setPlaceholderText("find gfn or pfn (hex), e.g. 0x810 or pfn 0x1f000")
         self.search.setToolTip("A gfn in hex, or 'pfn' and a pfn; Enter jumps to the leaf")
         self.search.returnPressed.connect(self._on_search)
-        self.count = QLabel("")
-        # Wraps when the pane is narrow (the side column runs down beside it while a step
-        # is shown), so the search box keeps its width.
-        self.count.setWordWrap(True)
-        self.count.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # One line, elided when the pane is narrow (the Timeline beside it, the side
+        # column running down while a step is shown); the whole text is its tooltip.
+        self.count = ElidedLabel("")
         self.search.setMinimumWidth(160)
         self.search.setMaximumWidth(360)  # its hint's width; the rest is the count's
 
