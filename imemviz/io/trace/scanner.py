@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import compress
 from typing import Any, ClassVar, NamedTuple
@@ -546,7 +547,8 @@ class _BlockParser:
         line_of = b.line_of.append
         chains = b.chains
         open_chains = b.open_chains
-        counts: dict[int, int] = {}
+        tag_list: list[int] = []  # per fast record, its row (counted at the end)
+        tags = tag_list.append
         slow = self._slow
         n = b.first_line - 1
         fast = 0
@@ -589,24 +591,35 @@ class _BlockParser:
                     if not ("." in ts_s and len(ts_s) <= 16 and ts_s[0] != "0" and ts_s[-1] != "0"):
                         ts_s = repr(ts)
                     payload = text[m.end() :]
-                    if payload.isprintable() and (
-                        plain or (payload.isascii() and '"' not in payload and "\\" not in payload)
+                    if not (
+                        payload.isprintable()
+                        and (
+                            plain
+                            or (payload.isascii() and '"' not in payload and "\\" not in payload)
+                        )
                     ):
-                        pj = '"' + payload + '"'
+                        payload = _dumps(payload)[1:-1]  # its JSON text, between the quotes
+                    if vcpu is None:
+                        vcpus(-1)
+                        vcpu_j = "null"
                     else:
-                        pj = _dumps(payload)
+                        vcpus(vcpu)
+                        vcpu_j = vcpu
+                    if gfn is None:
+                        gfns(-1)
+                        gfn_j = "null"
+                    else:
+                        gfns(gfn)
+                        gfn_j = gfn
                     texts(
                         f'"t":{ts_s}{const}{n},"pid":{pid},"cpu":{c[1]},'
-                        f'"vcpu":{"null" if vcpu is None else vcpu},'
-                        f'"g":{"null" if gfn is None else gfn},"p":{pj}'
+                        f'"vcpu":{vcpu_j},"g":{gfn_j},"p":"{payload}"'
                     )
                     ops(None if prep is None else prep(fields, pid, vcpu, ts))
                     tss(ts)
                     kinds(code)
-                    vcpus(-1 if vcpu is None else vcpu)
-                    gfns(-1 if gfn is None else gfn)
                     line_of(n)
-                    counts[tag] = counts.get(tag, 0) + 1
+                    tags(tag)
                     continue
             if last_ts is not None:
                 b.last_ts = reader.last_ts = last_ts
@@ -618,7 +631,7 @@ class _BlockParser:
         b.recognised += fast
         if fast:
             b.framings["ftrace"] = fast
-        for tag, count in counts.items():
+        for tag, count in Counter(tag_list).items():
             e = FAST_ROWS[tag].fmt.event
             b.events[e] = b.events.get(e, 0) + count
 

@@ -74,9 +74,15 @@ class TimelineWriter:
             + ',"fx":[%s]}\n'
         )
         text = form % tuple(args)
-        self.out.write(text)
+        data = text.encode("ascii")
+        raw = getattr(self.out, "buffer", None)
+        if raw is not None:  # encoded once, for the offsets and the file
+            self.out.flush()
+            raw.write(data)
+        else:
+            self.out.write(text)
         if self.offsets is not None:
-            ends = np.flatnonzero(np.frombuffer(text.encode("ascii"), np.uint8) == 10)
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
             ends += self.pos + 1  # where the next line starts
             self.offsets.append(self.pos)
             self.offsets.frombytes(ends[:-1].astype(np.int64).tobytes())
