@@ -61,6 +61,7 @@ def _die_with_parent() -> None:
 def _worker(conn: Any, parent: int) -> None:
     """A parsing process: tasks in, packed blocks out, until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
     _die_with_parent()
     if os.getppid() != parent:
         return  # the parent died before the death signal was asked for
@@ -113,6 +114,9 @@ class Parsers:
         # the app's import process); elsewhere start clean processes.
         method = "fork" if threading.active_count() == 1 and _has_fork() else "spawn"
         ctx = multiprocessing.get_context(method)
+        # SIGINT blocked while the workers start: a Ctrl-C then waits for this process
+        # (which ends them), instead of reaching a worker before it ignores it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for k in range(n):
                 here, there = ctx.Pipe()
@@ -130,6 +134,8 @@ class Parsers:
         except BaseException:
             self.close()
             raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def map(self, tasks: Iterator[Task]) -> Iterator[tuple[Block, bytes]]:
         """parse_block over `tasks`, in order, with the data of each.  Several maps may
