@@ -124,16 +124,23 @@ def test_cancel_ends_the_workers_and_writes_nothing(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(pipeline, "BLOCK", 4096)
     p = _trace(tmp_path / "t.trace", 20000)
     out = tmp_path / "o.jsonl"
+    workers: list[int] = []
+
+    class Seen(Parsers):
+        def __init__(self, n: int = 0) -> None:
+            super().__init__(n)
+            workers.extend(w.pid for w in self.procs)
+
+    monkeypatch.setattr(pipeline, "Parsers", Seen)
     polls = []
 
     def stop() -> bool:
-        polls.append(_children(os.getpid()))
+        polls.append([_alive(w) for w in workers])
         return len(polls) > 3
 
     with pytest.raises(ImportError_, match="cancelled"):
         import_traces([p], str(out), options=ImportOptions(processes=2), stop=stop)
-    workers = set().union(*polls)
-    assert len(workers) >= 2  # the import had its workers
+    assert len(workers) == 2 and all(all(a) for a in polls)  # they ran until the cancel
     assert not any(_alive(w) for w in workers)
     assert not out.exists()
 

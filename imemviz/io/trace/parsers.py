@@ -113,7 +113,7 @@ class Parsers:
         # fork is instant and safe in a process with one thread (the command line,
         # the app's import process); elsewhere start clean processes.
         method = "fork" if threading.active_count() == 1 and _has_fork() else "spawn"
-        ctx = multiprocessing.get_context(method)
+        ctx: Any = multiprocessing.get_context(method)
         # SIGINT blocked while the workers start: a Ctrl-C then waits for this process
         # (which ends them), instead of reaching a worker before it ignores it.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

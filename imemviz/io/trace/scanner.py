@@ -599,6 +599,8 @@ class _BlockParser:
                         )
                     ):
                         payload = _dumps(payload)[1:-1]  # its JSON text, between the quotes
+                    vcpu_j: object  # its JSON text, or the int that prints as it
+                    gfn_j: object
                     if vcpu is None:
                         vcpus(-1)
                         vcpu_j = "null"
