@@ -305,6 +305,8 @@ def _fixed_blocks(
         for data, first, at in blocks_of(path, fix.stats, stop, on_tick)
     )
     for b, data in parsers.map(tasks):
+        if stop is not None and stop():
+            return  # cancelled: the blocks still in flight are not waited for
         fix.fix(b, data)
         yield b, data
 
