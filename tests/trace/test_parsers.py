@@ -84,10 +84,10 @@ def test_results_come_in_order_from_the_workers(tmp_path: Path, stream: bool) ->
         maps = [ps.map(iter(t)) for t in tasks]
         got: list[list[str]] = [[], []]
         for a, b in zip(*maps, strict=True):  # interleaved, as heapq.merge takes them
-            got[0].append(a[0].text)
-            got[1].append(b[0].text)
+            got[0].append(a[0].form)
+            got[1].append(b[0].form)
         for t, g in zip(tasks, got, strict=True):
-            assert g == [parse_block(x[:4]).text for x in t]
+            assert g == [parse_block(x[:4]).form for x in t]
     finally:
         ps.close()
 

@@ -257,7 +257,7 @@ def _commit_all(
     cols = index.cols
     col_ts, col_kind, col_vcpu, col_gfn = cols["ts"], cols["kind"], cols["vcpu"], cols["gfn"]
     i = w.n
-    for ts, text, opk, opl, kinds, vcpus, gfns in chunks:
+    for ts, form, opk, opl, kinds, vcpus, gfns in chunks:
         n = len(ts)
         if not n:
             continue
@@ -275,7 +275,7 @@ def _commit_all(
                 args[2 * k + 1] = ",".join(fx)
             if extra is not None:
                 listed[extra[0]].append(extra[1])
-        w.block(text, args)
+        w.block(form, args)
         i += n
         for key, v in listed.items():
             if v:

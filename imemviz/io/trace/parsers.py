@@ -24,6 +24,7 @@ leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -35,7 +36,7 @@ from typing import Any
 
 from imemviz.io.trace.scanner import Block, parse_block
 
-WINDOW = 3  # blocks in flight per worker, when they are sent as (path, offset, length)
+WINDOW = 6  # blocks in flight per worker, when they are sent as (path, offset, length)
 
 # One block to parse: its bytes, its file's number, the number of its first line, the
 # parsing's settings, and where the bytes are in the file (path, offset) when the
@@ -58,8 +59,9 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def _worker(conn: Any, parent: int) -> None:
-    """A parsing process: tasks in, packed blocks out, until None or EOF."""
+def _worker(conn: Any, parent: int, slots: Any = None) -> None:
+    """A parsing process: tasks in, packed blocks out, until None or EOF.  `slots`: this
+    worker's part of the shared memory (`Slots`), or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
     _die_with_parent()
@@ -82,20 +84,53 @@ def _worker(conn: Any, parent: int) -> None:
                     if fd is None:
                         fd = files[path] = os.open(path, os.O_RDONLY)
                     data = os.pread(fd, length, offset)
-                    if len(data) != length:
-                        conn.send_bytes(pickle.dumps(("short", None), -1))
-                        continue
-                b = parse_block((data, src, first, settings))
-                out = pickle.dumps(("ok", b), -1)
+                if where is not None and len(data) != where[2]:  # the file changed
+                    out = pickle.dumps(("short", None), -1)
+                else:
+                    out = pickle.dumps(("ok", parse_block((data, src, first, settings))), -1)
             except Exception as e:  # a parser bug: reported, the import fails with it
                 out = pickle.dumps(("error", repr(e)), -1)
             try:
-                conn.send_bytes(out)
+                if slots is not None:
+                    conn.send_bytes(slots.put(out))
+                else:
+                    conn.send_bytes(b"P" + out)
             except OSError:
                 return
     finally:
         for fd in files.values():
             os.close(fd)
+
+
+class Slots:
+    """A worker's results through shared memory (an anonymous shared mapping made before
+    the fork): a result is written into the next of `SLOTS` slots and only its place
+    crosses the pipe.  A result sent whole through the pipe (64-200 KB of buffer)
+    goes over in pieces, each a switch between the worker and the importing process:
+    with three processes on two cores, each of those waits for a time slice, and the
+    workers spent a quarter of their time blocked in sending.
+
+    A slot is free again once the importing process has copied its result out
+    (`Parsers._pull`): at most WINDOW tasks are in flight per worker, so by the time
+    a worker gets the task that reuses a slot, that slot's result was copied."""
+
+    SLOTS = WINDOW + 1
+    SIZE = 8 << 20  # bytes a slot holds; a larger result is sent through the pipe
+
+    def __init__(self, mem: Any, base: int) -> None:
+        self.mem = mem
+        self.base = base
+        self.k = 0
+
+    def put(self, out: bytes) -> bytes:
+        """Where `out` went: b"M" + offset + length, or b"P" + out itself."""
+        if len(out) > self.SIZE:
+            self.k += 1
+            return b"P" + out
+        off = self.base + self.k % self.SLOTS * self.SIZE
+        self.k += 1
+        self.mem[off : off + len(out)] = out
+        return b"M" + off.to_bytes(8, "little") + len(out).to_bytes(8, "little")
 
 
 class Parsers:
@@ -105,7 +140,8 @@ class Parsers:
         self.procs: list[Any] = []
         self.conns: list[Any] = []
         self.order: list[deque[int]] = []  # per worker: the ids of its tasks in flight
-        self.ready: dict[int, bytes] = {}  # results received, not yet claimed
+        self.ready: dict[int, Any] = {}  # results received, not yet claimed
+        self.mem: Any = None
         self.turn = 0  # the worker the next task goes to
         self.next_id = 0
         if n <= 0:
@@ -117,12 +153,20 @@ class Parsers:
         # SIGINT blocked while the workers start: a Ctrl-C then waits for this process
         # (which ends them), instead of reaching a worker before it ignores it.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Shared memory for the results, when the workers are forked (spawned ones
+        # would need a named mapping: they send results through the pipe).
+        if method == "fork":
+            with contextlib.suppress(OSError):
+                self.mem = mmap.mmap(-1, n * Slots.SLOTS * Slots.SIZE)
         try:
             for k in range(n):
                 here, there = ctx.Pipe()
+                slots = None
+                if self.mem is not None:
+                    slots = Slots(self.mem, k * Slots.SLOTS * Slots.SIZE)
                 p = ctx.Process(
                     target=_worker,
-                    args=(there, os.getpid()),
+                    args=(there, os.getpid(), slots),
                     name=f"imemviz-parse-{k}",
                     daemon=True,
                 )
@@ -177,9 +221,22 @@ class Parsers:
             raw = self.conns[w].recv_bytes()
         except (EOFError, OSError):
             raise ParseError(self._died(w)) from None
-        self.ready[self.order[w].popleft()] = raw
+        if raw[:1] == b"M":  # in shared memory: copied out now, so its slot is free
+            off = int.from_bytes(raw[1:9], "little")
+            size = int.from_bytes(raw[9:17], "little")
+            assert self.mem is not None
+            out: Any = self.mem[off : off + size]
+        else:
+            out = memoryview(raw)[1:]
+        self.ready[self.order[w].popleft()] = out
 
     def _claim(self, w: int, tid: int, t: Task) -> tuple[Block, bytes]:
+        # Take in every result already waiting, not only this one: a worker whose
+        # result is not read waits (a result is larger than the pipe holds), and it
+        # would otherwise wait until its block's turn to be committed.
+        for k, conn in enumerate(self.conns):
+            while self.order[k] and conn.poll(0):
+                self._pull(k)
         while tid not in self.ready:
             self._pull(w)
         what, b = pickle.loads(self.ready.pop(tid))
@@ -209,6 +266,10 @@ class Parsers:
                 p.kill()
                 p.join(2)
         self.procs, self.conns = [], []
+        self.ready.clear()
+        if self.mem is not None:
+            self.mem.close()
+            self.mem = None
 
 
 def _has_fork() -> bool:

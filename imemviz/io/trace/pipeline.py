@@ -31,7 +31,7 @@ from typing import Any
 from imemviz.io.trace.events import TraceOp
 from imemviz.io.trace.parsers import Parsers
 from imemviz.io.trace.reader import MAX_LINE, FileStats, LineReader, close, open_trace, position
-from imemviz.io.trace.scanner import BLOCK, Block, _BlockParser
+from imemviz.io.trace.scanner import BLOCK, Block, _BlockParser, line_form
 
 __all__ = ["Parsers", "blocks_of", "chunks", "processes_wanted", "rows"]
 
@@ -215,8 +215,9 @@ def rows(
     return heapq.merge(*streams, key=lambda r: r[0]), fixes
 
 
-# (ts, texts, opk, opl, kinds, vcpus, gfns): records as columns, packed as scanner.Block.pack
-# packs them: their texts joined by newlines, the ops that are not None and their numbers
+# (ts, form, opk, opl, kinds, vcpus, gfns): records as columns, packed as scanner.Block.pack
+# packs them: their texts as the timeline's template, the ops that are not None and
+# their numbers
 Chunk = tuple[
     "array[float]",
     str,
@@ -269,7 +270,7 @@ def _batched(records: Iterator[Row]) -> Iterator[Chunk]:
         if not texts:
             return
         opk = list(compress(range(len(ops)), ops))  # op tuples are never empty
-        yield ts, "\n".join(texts), opk, list(filter(None, ops)), kinds, vcpus, gfns
+        yield ts, line_form(texts), opk, list(filter(None, ops)), kinds, vcpus, gfns
 
 
 def _file_chunks(
@@ -282,8 +283,8 @@ def _file_chunks(
     tick: Callable[[int, int], None] | None,
 ) -> Iterator[Chunk]:
     for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
-        assert b.text is not None and b.opk is not None and b.opl is not None  # packed
-        yield b.ts, b.text, b.opk, b.opl, b.kinds, b.vcpus, b.gfns
+        assert b.form is not None and b.opk is not None and b.opl is not None  # packed
+        yield b.ts, b.form, b.opk, b.opl, b.kinds, b.vcpus, b.gfns
     fix.finish()
 
 

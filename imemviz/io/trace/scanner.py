@@ -319,6 +319,29 @@ def _fast_record(
 
 
 # ---------------------------------------------------------------------- blocks
+# The timeline's event lines as one %-template (timeline.TimelineWriter.block fills in
+# each line's index and effects): `{"i":%d,` + the line's text + `,"fx":[%s]}`.
+_HEAD = '{"i":%d,'
+_SEP = ',"fx":[%s]}\n{"i":%d,'
+_END = ',"fx":[%s]}\n'
+
+
+def line_form(texts: list[str]) -> str:
+    """The %-template of the event lines with these texts ("t" to "p"; none holds a
+    newline: JSON), in order; "" for none."""
+    if not texts:
+        return ""
+    return _HEAD + "\n".join(texts).replace("%", "%%").replace("\n", _SEP) + _END
+
+
+def form_texts(form: str) -> list[str]:
+    """`line_form` undone."""
+    if not form:
+        return []
+    body = form[len(_HEAD) : -len(_END)]
+    return [t.replace("%%", "%") for t in body.split(_SEP)]
+
+
 class Block:
     """What reading one block of whole lines found: the records as columns.
 
@@ -335,6 +358,7 @@ class Block:
         "chains",
         "events",
         "first_line",
+        "form",
         "framings",
         "gfns",
         "kinds",
@@ -348,7 +372,6 @@ class Block:
         "recognised",
         "skipped",
         "src",
-        "text",
         "texts",
         "ts",
         "untimed",
@@ -377,20 +400,21 @@ class Block:
         self.chains: dict[int, list[Any]] = {}
         self.open_chains: set[int] = set()  # ... and not yet ended by a vCPU field
         self.vmap: dict[int, Any] = {}  # thread -> vCPU at the end of the block
-        # Packed (`pack`), as the block crosses to the importing process: the texts as one
-        # string joined by newlines (none holds one: JSON), the ops that are not None
-        # and their records' numbers; texts and ops are then None.
-        self.text: str | None = None
+        # Packed (`pack`), as the block crosses to the importing process: the texts as
+        # the %-template of their timeline lines (`line_form`), the ops that are not
+        # None and their records' numbers; texts and ops are then None.
+        self.form: str | None = None
         self.opk: list[int] | None = None
         self.opl: list[TraceOp] | None = None
 
     def pack(self) -> Block:
         """The block as it crosses between processes: one string instead of a string per
-        record, no None per record without an op (pickling either costs as much as
-        reading the line did)."""
-        if self.text is None:
+        record (made into the timeline's template here, in the parsing process, not in
+        the importing one), no None per record without an op (pickling either costs
+        as much as reading the line did)."""
+        if self.form is None:
             texts, ops = self.texts, self.ops
-            self.text = "\n".join(texts)
+            self.form = line_form(texts)
             self.opk = list(compress(range(len(ops)), ops))  # op tuples are never empty
             self.opl = list(filter(None, ops))
             self.texts = self.ops = None  # type: ignore[assignment]
@@ -398,14 +422,14 @@ class Block:
 
     def unpack(self) -> Block:
         """`pack` undone: texts and ops per record again."""
-        if self.text is not None:
+        if self.form is not None:
             n = len(self.ts)
-            self.texts = self.text.split("\n") if n else []
+            self.texts = form_texts(self.form)
             ops: list[TraceOp | None] = [None] * n
             for k, op in zip(self.opk or (), self.opl or (), strict=True):
                 ops[k] = op
             self.ops = ops
-            self.text = self.opk = self.opl = None
+            self.form = self.opk = self.opl = None
         return self
 
     def __getstate__(self) -> tuple[Any, ...]:

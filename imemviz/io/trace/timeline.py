@@ -62,17 +62,12 @@ class TimelineWriter:
         out.write(line)
         self.pos = len(line)
 
-    def block(self, texts: str, args: list[Any]) -> None:
-        """Event lines in order, from their fields "t" to "p" (`texts`, joined by newlines)
-        and `args`: per line its index and its effects' text, (i0, fx0, i1, fx1, ...).
-        Made by one %-format of the whole block (no Python work per line)."""
+    def block(self, form: str, args: list[Any]) -> None:
+        """Event lines in order: `form`, their %-template (scanner.line_form: the lines'
+        fields "t" to "p"), filled in with `args`, per line its index and its effects'
+        text (i0, fx0, i1, fx1, ...).  One format for the whole block."""
         if not args:
             return
-        form = (
-            '{"i":%d,'
-            + texts.replace("%", "%%").replace("\n", ',"fx":[%s]}\n{"i":%d,')
-            + ',"fx":[%s]}\n'
-        )
         text = form % tuple(args)
         data = text.encode("ascii")
         raw = getattr(self.out, "buffer", None)
