@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_traces.py [--lines N] [--runs R]
 
 1. Import of N trace lines (default 1,000,000: faults, SPTE changes, set_spte,
-   attribute changes, in tracefs framing): wall time (median of R runs) and
-   the peak RSS of the `imemviz import` process.
+   attribute changes, in tracefs framing): wall time and CPU time (the import and
+   its parsing processes; medians of R runs) and the peak RSS of the
+   `imemviz import` process.
 2. Loading the observed timeline, then showing 20 random points of it (the
    state's instance masks and a 512 x 1024 raster): median and worst.
 3. The app's GUI thread while File > Import trace runs (in its child process):
@@ -70,9 +71,12 @@ def write_trace(path: str, n: int) -> None:
             i += 3
 
 
-def bench_import(trace: str, out: str, runs: int) -> tuple[list[float], int]:
-    times = []
+def bench_import(trace: str, out: str, runs: int) -> tuple[list[float], int, list[float]]:
+    """Wall times, peak RSS and CPU times (user + sys of the import and its parsing
+    processes) of `imemviz import` runs."""
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "imemviz", "import", trace, "-o", out],
@@ -80,8 +84,10 @@ def bench_import(trace: str, out: str, runs: int) -> tuple[list[float], int]:
             stdout=subprocess.DEVNULL,
         )
         times.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return times, rss
+    return times, rss, cpus
 
 
 def bench_scrub(out: str) -> tuple[float, list[float]]:
@@ -176,11 +182,13 @@ def main() -> None:
         write_trace(trace, ns.lines)
         out = os.path.join(tmp, "out.jsonl")
         size = os.path.getsize(trace) / 1e6
-        times, rss = bench_import(trace, out, ns.runs)
+        load = os.getloadavg()[0]
+        times, rss, cpus = bench_import(trace, out, ns.runs)
         print(
             f"import {ns.lines} lines ({size:.0f} MB): median {statistics.median(times):.2f} s "
-            f"(runs {', '.join(f'{x:.2f}' for x in times)}), peak RSS {rss / 1024:.0f} MB, "
-            f"timeline {os.path.getsize(out) / 1e6:.0f} MB"
+            f"(runs {', '.join(f'{x:.2f}' for x in times)}), CPU median "
+            f"{statistics.median(cpus):.2f} s, peak RSS {rss / 1024:.0f} MB, "
+            f"timeline {os.path.getsize(out) / 1e6:.0f} MB (load {load})"
         )
         load, scrub = bench_scrub(out)
         print(

@@ -107,6 +107,9 @@ def fault_line(
 
 
 FAULT_FIELDS = ("vcpu", "gpa", "error_code", "gfn", "write", "private", "t")
+# A key of the settings the import's parsing is given (never the timeline's header):
+# False when no summary is written, so no fault needs its summary line.
+FAULT_LINES = "_fault_lines"
 
 
 # A decoded trace event (prepare's result): (op code, its fields...), the fields per op
@@ -121,6 +124,13 @@ class Decoder:
         self.vendor: str = settings["vendor"]
         self.layout: str = settings["spte_layout"]
         self.shared_bit = 1 << (51 if settings["gpaw"] == 52 else 47)
+        # The summary's lines of faults are made only when a summary is written (the
+        # import's settings for its parsing say; a fault's op then carries None).
+        self.fault_lines: bool = settings.get(FAULT_LINES, True)
+        # Set by a TDP MMU spte event: from then on the state ignores set_spte and zap
+        # events (ObservedState.seen_tdp), so they need no op.  The block parser
+        # clears it at each block (what the blocks before said is not known there).
+        self.tdp_seen = False
         self._by_kind = {
             "fault": self._fault,
             "spte": self._spte,
@@ -153,9 +163,12 @@ class Decoder:
         gfn, write, _fetch, private, _rmp = decode.fault_tuple(
             self.vendor, gpa, ec, self.shared_bit
         )
+        if not self.fault_lines:
+            return FAULT, pid, gfn, private, None
         return FAULT, pid, gfn, private, fault_line(vcpu, gpa, ec, gfn, write, private, ts)
 
     def _spte(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
+        self.tdp_seen = True
         level = f["level"]
         old, old_pfn = decode.spte_tuple(f["old_spte"], level, self.layout)
         new, new_pfn = decode.spte_tuple(f["new_spte"], level, self.layout)
@@ -164,13 +177,19 @@ class Decoder:
     def _set_spte(
         self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
     ) -> TraceOp | None:
+        if self.tdp_seen:
+            return None
         level = f["level"]
         kind, pfn = decode.spte_tuple(f["spte"], level, self.layout)
         if kind != decode.LEAF:
             return None
         return SET_SPTE, pid, f["gfn"] & ~(span(level) - 1), level, pfn
 
-    def _zap(self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float) -> TraceOp:
+    def _zap(
+        self, f: dict[str, Any], pid: int | None, vcpu: int | None, ts: float
+    ) -> TraceOp | None:
+        if self.tdp_seen:
+            return None
         return ZAP, f["gfn"], f["role_level"]
 
     def _attributes(

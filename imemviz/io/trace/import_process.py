@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from imemviz.io.trace.importer import ImportError_, ImportOptions, ImportResult, import_traces
 
 PROGRESS_S = 0.05  # the child sends progress at most this often
@@ -65,6 +67,14 @@ def _child(conn: Any, paths: list[str], out: str, summary: str | None, opts: Any
         conn.close()
 
 
+def app_processes() -> int:
+    """Parsing processes for the app's import: one core is the GUI's.  On 2 cores the
+    import child and two workers kept both busy and the GUI thread's timer saw 27-30 ms
+    gaps (13-15 ms with the child alone, docs/benchmarks.md): none there, one on 3
+    cores, two from 4."""
+    return max(0, min(2, (os.cpu_count() or 1) - 2))
+
+
 def import_in_child(
     paths: list[str],
     out: str,
@@ -74,7 +84,14 @@ def import_in_child(
     stop: Callable[[], bool] | None = None,
 ) -> ImportResult:
     """`import_traces` with the same arguments, run in a child process; blocks until it
-    ends.  Raises ImportError_ as import_traces does (and when the child dies)."""
+    ends.  Raises ImportError_ as import_traces does (and when the child dies).
+
+    Unless `options` say how many, the child uses parsing processes only where a core
+    is left for the app (`app_processes`)."""
+    opts = options or ImportOptions()
+    if opts.processes is None:
+        opts = attrs.evolve(opts, processes=app_processes())
+    options = opts
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
     proc = ctx.Process(

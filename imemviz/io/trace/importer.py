@@ -31,7 +31,9 @@ import attrs
 
 from imemviz.io.atomic import AtomicFile, OutputError
 from imemviz.io.trace import pipeline
+from imemviz.io.trace.events import FAULT_LINES
 from imemviz.io.trace.observed import COMMIT, Evidence, ObservedState
+from imemviz.io.trace.parsers import ParseError
 from imemviz.io.trace.reader import FileStats, TraceReadError
 from imemviz.io.trace.scanner import read_records
 from imemviz.io.trace.timeline import TimelineWriter
@@ -179,8 +181,10 @@ def import_traces(
             state.slot_log = index.cols["slot"]
             for i in errors:
                 stats[i].error = errors[i]
+            # The parsing's settings: no summary, no summary lines of faults.
+            parsing = {**settings, FAULT_LINES: summary_path is not None}
             chunks, fixes = pipeline.chunks(
-                paths, stats, settings, parsers, set(errors), should_stop, tick
+                paths, stats, parsing, parsers, set(errors), should_stop, tick
             )
             # No reference cycles are made here: the cyclic GC scanning the state's
             # growing containers would cost a third of the time.
@@ -188,7 +192,7 @@ def import_traces(
             gc.disable()
             try:
                 _commit_all(chunks, state, w, spool, index)
-            except TraceReadError as e:
+            except (TraceReadError, ParseError) as e:
                 raise ImportError_(str(e)) from None
             finally:
                 if gc_on:
@@ -245,35 +249,37 @@ def _commit_all(
     index: IndexWriter,
 ) -> None:
     """Every record's op done to the state, in order; its timeline line, index columns
-    and summary entries written.  The hot loop of the import's process: kept small
-    (records come as columns, pipeline.chunks: the index takes them whole)."""
+    and summary entries written.  The hot loop of the import's process: kept to the
+    records with an op (records come as packed columns, pipeline.chunks: the index
+    takes them whole, the timeline writes a chunk's lines by one format)."""
     commit = COMMIT
     listed: dict[str, list[str]] = {k: [] for k in spool}
     cols = index.cols
     col_ts, col_kind, col_vcpu, col_gfn = cols["ts"], cols["kind"], cols["vcpu"], cols["gfn"]
     i = w.n
-    for ts, texts, ops, kinds, vcpus, gfns in chunks:
+    for ts, form, opk, opl, kinds, vcpus, gfns in chunks:
+        n = len(ts)
+        if not n:
+            continue
         col_ts.extend(ts)
         col_kind.frombytes(kinds)
         col_vcpu.extend(vcpus)
         col_gfn.extend(gfns)
-        lines: list[str] = []
-        add = lines.append
-        for text, op in zip(texts, ops, strict=True):
-            if op is None:
-                add(f'{{"i":{i},{text},"fx":[]}}')
-            else:
-                state.i = i
-                fx: list[str] = []
-                extra = commit[op[0]](state, op, fx)
-                add(f'{{"i":{i},{text},"fx":[{",".join(fx)}]}}')
-                if extra is not None:
-                    listed[extra[0]].append(extra[1])
-            i += 1
-        w.lines(lines)
-        for k, v in listed.items():
+        args: list[Any] = [""] * (2 * n)  # per line: its index, its effects' text
+        args[::2] = range(i, i + n)
+        for k, op in zip(opk, opl, strict=True):
+            state.i = i + k
+            fx: list[str] = []
+            extra = commit[op[0]](state, op, fx)
+            if fx:
+                args[2 * k + 1] = ",".join(fx)
+            if extra is not None:
+                listed[extra[0]].append(extra[1])
+        w.block(form, args)
+        i += n
+        for key, v in listed.items():
             if v:
-                spool[k].write("".join(v))
+                spool[key].write("".join(v))
                 v.clear()
         index.flush()
 

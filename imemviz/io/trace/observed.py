@@ -36,6 +36,7 @@ import's hot path.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections import Counter, deque
 from typing import Any
 
@@ -293,12 +294,38 @@ class _Commit:
         _, pid, gfn, private, line = op
         st.last_fault[pid] = (gfn, private)
         st.counts["faults"] += 1
-        return "faults", line
+        return None if line is None else ("faults", line)
 
     @staticmethod
     def spte(st: ObservedState, op: TraceOp, fx: list[str]) -> tuple[str, str] | None:
         _, pid, as_id, gfn, level, old, old_pfn, new, new_pfn = op
         st.seen_tdp = True
+        if new == LEAF and old != TABLE and level == 1:
+            # The common event, a 4K leaf installed: the general path below, inlined
+            # (the import's hot path: _private_of and _add_leaf's new-leaf case).
+            key = (as_id, gfn, 1)
+            prev = st.leaves.get(key)
+            if prev is not None and ((old == LEAF and old_pfn == new_pfn) or prev[0] == new_pfn):
+                return None  # the same leaf (other permission or A/D bits)
+            lf = st.last_fault.get(pid)
+            if lf is not None and lf[1] is not None and lf[0] == gfn:
+                pv: int | None = int(lf[1])
+            else:
+                attr = st.attr
+                pv = attr._vals[bisect_right(attr._starts, gfn) - 1]
+            if prev is not None:
+                st._add_leaf(fx, as_id, gfn, 1, new_pfn, pv)
+                return None
+            new_keys = st._new_keys.get(as_id)
+            if new_keys is None:
+                new_keys = st._new_keys[as_id] = set()
+                st._keys[as_id] = SortedList()
+            new_keys.add((gfn, 1))
+            st.leaves[key] = (new_pfn, pv)
+            if st.leaf_log is not None:
+                st.leaf_log.extend((st.i, 1, as_id, gfn, 1, new_pfn, -1 if pv is None else pv))
+            fx.append(f'["L+",{as_id},{gfn},1,{new_pfn},{"null" if pv is None else pv}]')
+            return None
         if old == LEAF and new == TABLE:
             # tdp_mmu_split_huge_page(): the children are made before the link, untraced.
             prev = st._del_leaf(fx, as_id, gfn, level)

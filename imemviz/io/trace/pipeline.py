@@ -4,8 +4,8 @@ in order and put right.
 The importing process reads each input (plain, gzip, zstd or `trace-cmd report`'s
 output) in blocks of about `scanner.BLOCK` bytes cut at a newline, numbers their
 lines, and hands them to `scanner.parse_block`: in parsing processes
-(`Parsers(n)`, a `multiprocessing` pool; at most a few blocks in flight, so memory
-stays bounded) or in this process (`Parsers(0)`).  A block is read with no
+(`parsers.Parsers(n)`; at most a few blocks in flight, so memory stays bounded) or
+in this process (`Parsers(0)`).  A block is read with no
 knowledge of the lines before it; `FileFix` puts right, in file order, the two
 things those lines decide (see scanner.Block): the time of records before the
 block's first timed one, and the vCPU of records of a thread the block had not
@@ -22,20 +22,18 @@ last line without its newline is `truncated`.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
-import threading
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterator
-from multiprocessing.pool import AsyncResult
+from itertools import compress
 from typing import Any
 
 from imemviz.io.trace.events import TraceOp
+from imemviz.io.trace.parsers import Parsers
 from imemviz.io.trace.reader import MAX_LINE, FileStats, LineReader, close, open_trace, position
-from imemviz.io.trace.scanner import BLOCK, Block, BlockTask, _BlockParser, parse_block
+from imemviz.io.trace.scanner import BLOCK, Block, _BlockParser, line_form
 
-WINDOW = 3  # blocks in flight per parsing process
+__all__ = ["Parsers", "blocks_of", "chunks", "processes_wanted", "rows"]
 
 
 def blocks_of(
@@ -44,16 +42,20 @@ def blocks_of(
     stop: Callable[[], bool] | None = None,
     tick: Callable[[int], None] | None = None,
     block: int | None = None,
-) -> Iterator[tuple[bytes, int]]:
-    """(whole lines, number of the first) of one file, in order.  Counts in `stats` the
-    lines read, the too long ones that span reads and a truncated last line.  After
-    each read `stop()` is polled (true: stop reading) and `tick(position)` told."""
+) -> Iterator[tuple[bytes, int, int | None]]:
+    """(whole lines, number of the first, their offset in the file) of one file, in
+    order; the offset is None unless the file is a regular file read as it is (not
+    decompressed, not trace-cmd's output).  Counts in `stats` the lines read, the too
+    long ones that span reads and a truncated last line.  After each read `stop()` is
+    polled (true: stop reading) and `tick(position)` told."""
     block = block or BLOCK
     stream, proc = open_trace(path, stats)
     try:
+        seekable = stats.via == "text" and proc is None and os.path.isfile(path)
         read = stream.read
         n = 0  # lines so far
         carry = b""
+        base = 0  # the offset of carry's first byte
         skipping = False  # inside a line longer than MAX_LINE, up to its newline
         while True:
             data = read(block)
@@ -62,8 +64,10 @@ def blocks_of(
             if skipping:
                 k = data.find(b"\n")
                 if k < 0:
+                    base += len(data)
                     continue
                 data = data[k + 1 :]
+                base += k + 1
                 skipping = False
             buf = carry + data if carry else data
             k = buf.rfind(b"\n")
@@ -72,11 +76,13 @@ def blocks_of(
             else:
                 carry = buf[k + 1 :]
                 whole = buf[: k + 1]
-                yield whole, n + 1
+                yield whole, n + 1, base if seekable else None
+                base += k + 1
                 n += whole.count(b"\n")
             if len(carry) > MAX_LINE:
                 n += 1
                 stats.skipped["too_long"] += 1
+                base += len(carry)
                 carry, skipping = b"", True
             stats.lines = n
             if stop is not None and stop():
@@ -92,54 +98,11 @@ def blocks_of(
 
 
 def processes_wanted() -> int:
-    """Parsing processes for this machine: 2 from 4 cores on (more only adds copies of
-    the blocks), else none.  On 2 cores they do not pay: the importing process needs
-    one core for itself, the parsers cost a quarter more CPU in all (pickling the
-    blocks), and a 1M-line import took as long with 0, 1 or 2 of them (medians of 3,
-    docs/benchmarks.md)."""
+    """Parsing processes for this machine: 2 from 2 cores on (the importing process
+    commits while two workers parse: on 2 cores the three share them, and the parse
+    is two thirds of the CPU; more only adds copies of the blocks), none on one core."""
     n = os.cpu_count() or 1
-    return 2 if n >= 4 else 0
-
-
-class Parsers:
-    """Where blocks are parsed: `n` processes, or this one (n = 0)."""
-
-    def __init__(self, n: int = 0) -> None:
-        self.pool = None
-        if n > 0:
-            # fork is instant and safe in a process with one thread (the command line,
-            # the app's import process); elsewhere start clean processes.
-            method = "fork" if threading.active_count() == 1 and _has_fork() else "spawn"
-            ctx = multiprocessing.get_context(method)
-            self.pool = ctx.Pool(n)
-        self.window = max(1, n) * WINDOW
-
-    def map(self, tasks: Iterator[BlockTask]) -> Iterator[tuple[Block, bytes]]:
-        """parse_block over `tasks` (data, src, first_line, settings), in order, with
-        the data of each."""
-        if self.pool is None:
-            for t in tasks:
-                yield parse_block(t), t[0]
-            return
-        pending: deque[tuple[AsyncResult[Block], bytes]] = deque()
-        for t in tasks:
-            pending.append((self.pool.apply_async(parse_block, (t,)), t[0]))
-            if len(pending) >= self.window:
-                res, data = pending.popleft()
-                yield res.get(), data
-        while pending:
-            res, data = pending.popleft()
-            yield res.get(), data
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
-
-
-def _has_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    return 2 if n >= 2 else 0
 
 
 class FileFix:
@@ -194,6 +157,7 @@ class FileFix:
     ) -> None:
         """Read the records `redo` names again, with the time and vCPU the lines before
         the block give, and put them in place."""
+        b.unpack()
         raw_lines = data.split(b"\n")
         parser = _BlockParser.get(self.src, self.settings)
         for k, (ts, thread) in sorted(redo.items()):
@@ -213,11 +177,13 @@ class FileFix:
             r = reader.line(n, text, bad)
             assert r is not None, (n, text)  # it was read once already
             one = Block(self.src, n)
+            parser.decoder.tdp_seen = False  # out of its block: assume no spte before
             parser.emit(one, r)
             b.texts[k] = one.texts[0]
             b.ops[k] = one.ops[0]
             b.ts[k] = r.ts
             b.vcpus[k] = one.vcpus[0]
+        b.pack()
 
 
 # (ts, text, op, kind, vcpu, gfn): one record as the importer takes it
@@ -249,9 +215,17 @@ def rows(
     return heapq.merge(*streams, key=lambda r: r[0]), fixes
 
 
-# (ts, texts, ops, kinds, vcpus, gfns): records as columns
+# (ts, form, opk, opl, kinds, vcpus, gfns): records as columns, packed as scanner.Block.pack
+# packs them: their texts as the timeline's template, the ops that are not None and
+# their numbers
 Chunk = tuple[
-    "array[float]", list[str], list["TraceOp | None"], bytes | bytearray, "array[int]", "array[int]"
+    "array[float]",
+    str,
+    list[int],
+    list[TraceOp],
+    bytes | bytearray,
+    "array[int]",
+    "array[int]",
 ]
 CHUNK = 4096  # records per chunk when several files are merged
 
@@ -295,7 +269,8 @@ def _batched(records: Iterator[Row]) -> Iterator[Chunk]:
                 break
         if not texts:
             return
-        yield ts, texts, ops, kinds, vcpus, gfns
+        opk = list(compress(range(len(ops)), ops))  # op tuples are never empty
+        yield ts, line_form(texts), opk, list(filter(None, ops)), kinds, vcpus, gfns
 
 
 def _file_chunks(
@@ -308,7 +283,8 @@ def _file_chunks(
     tick: Callable[[int, int], None] | None,
 ) -> Iterator[Chunk]:
     for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
-        yield b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns
+        assert b.form is not None and b.opk is not None and b.opl is not None  # packed
+        yield b.ts, b.form, b.opk, b.opl, b.kinds, b.vcpus, b.gfns
     fix.finish()
 
 
@@ -326,9 +302,12 @@ def _fixed_blocks(
             tick(src, pos)
 
     tasks = (
-        (data, src, first, settings) for data, first in blocks_of(path, fix.stats, stop, on_tick)
+        (data, src, first, settings, None if at is None else (path, at))
+        for data, first, at in blocks_of(path, fix.stats, stop, on_tick)
     )
     for b, data in parsers.map(tasks):
+        if stop is not None and stop():
+            return  # cancelled: the blocks still in flight are not waited for
         fix.fix(b, data)
         yield b, data
 
@@ -342,6 +321,8 @@ def _file_rows(
     stop: Callable[[], bool] | None,
     tick: Callable[[int, int], None] | None,
 ) -> Iterator[Row]:
-    """`_file_chunks` one record at a time (the merge of several files takes rows)."""
-    for chunk in _file_chunks(path, src, fix, settings, parsers, stop, tick):
-        yield from zip(*chunk, strict=True)
+    """One file's records one at a time (the merge of several files takes rows)."""
+    for b, _data in _fixed_blocks(path, src, fix, settings, parsers, stop, tick):
+        b.unpack()
+        yield from zip(b.ts, b.texts, b.ops, b.kinds, b.vcpus, b.gfns, strict=True)
+    fix.finish()

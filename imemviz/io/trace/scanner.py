@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import re
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import compress
 from typing import Any, ClassVar, NamedTuple
 
 from imemviz.io.trace.events import KIND_CODE, Decoder, TraceOp, event_gfn
@@ -317,6 +319,29 @@ def _fast_record(
 
 
 # ---------------------------------------------------------------------- blocks
+# The timeline's event lines as one %-template (timeline.TimelineWriter.block fills in
+# each line's index and effects): `{"i":%d,` + the line's text + `,"fx":[%s]}`.
+_HEAD = '{"i":%d,'
+_SEP = ',"fx":[%s]}\n{"i":%d,'
+_END = ',"fx":[%s]}\n'
+
+
+def line_form(texts: list[str]) -> str:
+    """The %-template of the event lines with these texts ("t" to "p"; none holds a
+    newline: JSON), in order; "" for none."""
+    if not texts:
+        return ""
+    return _HEAD + "\n".join(texts).replace("%", "%%").replace("\n", _SEP) + _END
+
+
+def form_texts(form: str) -> list[str]:
+    """`line_form` undone."""
+    if not form:
+        return []
+    body = form[len(_HEAD) : -len(_END)]
+    return [t.replace("%%", "%") for t in body.split(_SEP)]
+
+
 class Block:
     """What reading one block of whole lines found: the records as columns.
 
@@ -333,6 +358,7 @@ class Block:
         "chains",
         "events",
         "first_line",
+        "form",
         "framings",
         "gfns",
         "kinds",
@@ -340,6 +366,8 @@ class Block:
         "line_of",
         "lines",
         "open_chains",
+        "opk",
+        "opl",
         "ops",
         "recognised",
         "skipped",
@@ -372,6 +400,37 @@ class Block:
         self.chains: dict[int, list[Any]] = {}
         self.open_chains: set[int] = set()  # ... and not yet ended by a vCPU field
         self.vmap: dict[int, Any] = {}  # thread -> vCPU at the end of the block
+        # Packed (`pack`), as the block crosses to the importing process: the texts as
+        # the %-template of their timeline lines (`line_form`), the ops that are not
+        # None and their records' numbers; texts and ops are then None.
+        self.form: str | None = None
+        self.opk: list[int] | None = None
+        self.opl: list[TraceOp] | None = None
+
+    def pack(self) -> Block:
+        """The block as it crosses between processes: one string instead of a string per
+        record (made into the timeline's template here, in the parsing process, not in
+        the importing one), no None per record without an op (pickling either costs
+        as much as reading the line did)."""
+        if self.form is None:
+            texts, ops = self.texts, self.ops
+            self.form = line_form(texts)
+            self.opk = list(compress(range(len(ops)), ops))  # op tuples are never empty
+            self.opl = list(filter(None, ops))
+            self.texts = self.ops = None  # type: ignore[assignment]
+        return self
+
+    def unpack(self) -> Block:
+        """`pack` undone: texts and ops per record again."""
+        if self.form is not None:
+            n = len(self.ts)
+            self.texts = form_texts(self.form)
+            ops: list[TraceOp | None] = [None] * n
+            for k, op in zip(self.opk or (), self.opl or (), strict=True):
+                ops[k] = op
+            self.ops = ops
+            self.form = self.opk = self.opl = None
+        return self
 
     def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -384,7 +443,7 @@ class Block:
 def parse_block(task: BlockTask) -> Block:
     """Read one block: task = (data, src, first_line, settings); data is whole lines."""
     data, src, first_line, settings = task
-    return _BlockParser.get(src, settings).parse(data, first_line)
+    return _BlockParser.get(src, settings).parse(data, first_line).pack()
 
 
 class _BlockParser:
@@ -413,8 +472,16 @@ class _BlockParser:
         }
         self.cpus: dict[str, tuple[int, str]] = {}
         self.pids: dict[str, int] = {}
+        # Per row tag, what the fast path needs of it in one lookup: its groups, its
+        # fields' converter, its kind's prepare (or None), its constant text, its kind.
+        by_kind = self.decoder._by_kind
+        self.fast_rows = {
+            tag: (groups, conv, by_kind.get(fmt.kind), self.consts[tag], KIND_CODE[fmt.kind])
+            for tag, (fmt, groups, conv) in FAST_ROWS.items()
+        }
 
     def parse(self, data: bytes, first_line: int) -> Block:
+        self.decoder.tdp_seen = False  # the blocks before are not known here
         b = Block(self.src, first_line)
         stats = FileStats("")
         reader = LineReader(self.src, stats)
@@ -422,7 +489,10 @@ class _BlockParser:
         if parts is None:
             self._one_by_one(b, reader, stats, data)
         else:
-            self._fast(b, reader, stats, parts)
+            # No quote, backslash or byte outside ASCII in the whole block: every payload
+            # is its JSON text between quotes once it is printable.
+            plain = data.isascii() and b'"' not in data and b"\\" not in data
+            self._fast(b, reader, stats, parts, plain)
         b.skipped = dict(stats.skipped)
         for k, v in stats.framings.items():
             b.framings[k] = b.framings.get(k, 0) + v
@@ -483,13 +553,13 @@ class _BlockParser:
             self._slow(b, reader, n, text, bad)
         b.lines = n - b.first_line + 1
 
-    def _fast(self, b: Block, reader: LineReader, stats: FileStats, parts: list[str]) -> None:
+    def _fast(
+        self, b: Block, reader: LineReader, stats: FileStats, parts: list[str], plain: bool
+    ) -> None:
         vmap = reader.vcpu_by_pid
         match = FAST_MATCH
-        rows = FAST_ROWS
+        rows = self.fast_rows
         nmask = ~self.shared_bit
-        prepare = self.decoder.prepare
-        consts = self.consts
         cpus = self.cpus
         pids = self.pids
         texts = b.texts.append
@@ -501,8 +571,8 @@ class _BlockParser:
         line_of = b.line_of.append
         chains = b.chains
         open_chains = b.open_chains
-        counts: dict[int, int] = {}
-        kind_code = KIND_CODE
+        tag_list: list[int] = []  # per fast record, its row (counted at the end)
+        tags = tag_list.append
         slow = self._slow
         n = b.first_line - 1
         fast = 0
@@ -513,7 +583,7 @@ class _BlockParser:
             if m is not None:
                 tag = m.lastindex
                 assert tag is not None  # the fast pattern ends in a tag group
-                fmt, groups, conv = rows[tag]
+                groups, conv, prep, const, code = rows[tag]
                 g = m.group(*groups)
                 if "[" not in g[0]:
                     fields, gfn = conv(g, nmask)
@@ -542,31 +612,40 @@ class _BlockParser:
                             chains[pid].append(len(b.ops))
                     last_ts = ts
                     fast += 1
-                    kind = fmt.kind
                     if not ("." in ts_s and len(ts_s) <= 16 and ts_s[0] != "0" and ts_s[-1] != "0"):
                         ts_s = repr(ts)
                     payload = text[m.end() :]
-                    if (
-                        payload.isascii()
-                        and payload.isprintable()
-                        and '"' not in payload
-                        and "\\" not in payload
+                    if not (
+                        payload.isprintable()
+                        and (
+                            plain
+                            or (payload.isascii() and '"' not in payload and "\\" not in payload)
+                        )
                     ):
-                        pj = '"' + payload + '"'
+                        payload = _dumps(payload)[1:-1]  # its JSON text, between the quotes
+                    vcpu_j: object  # its JSON text, or the int that prints as it
+                    gfn_j: object
+                    if vcpu is None:
+                        vcpus(-1)
+                        vcpu_j = "null"
                     else:
-                        pj = _dumps(payload)
+                        vcpus(vcpu)
+                        vcpu_j = vcpu
+                    if gfn is None:
+                        gfns(-1)
+                        gfn_j = "null"
+                    else:
+                        gfns(gfn)
+                        gfn_j = gfn
                     texts(
-                        f'"t":{ts_s}{consts[tag]}{n},"pid":{pid},"cpu":{c[1]},'
-                        f'"vcpu":{"null" if vcpu is None else vcpu},'
-                        f'"g":{"null" if gfn is None else gfn},"p":{pj}'
+                        f'"t":{ts_s}{const}{n},"pid":{pid},"cpu":{c[1]},'
+                        f'"vcpu":{vcpu_j},"g":{gfn_j},"p":"{payload}"'
                     )
-                    ops(prepare(kind, fields, pid, vcpu, ts))
+                    ops(None if prep is None else prep(fields, pid, vcpu, ts))
                     tss(ts)
-                    kinds(kind_code[kind])
-                    vcpus(-1 if vcpu is None else vcpu)
-                    gfns(-1 if gfn is None else gfn)
+                    kinds(code)
                     line_of(n)
-                    counts[tag] = counts.get(tag, 0) + 1
+                    tags(tag)
                     continue
             if last_ts is not None:
                 b.last_ts = reader.last_ts = last_ts
@@ -578,8 +657,8 @@ class _BlockParser:
         b.recognised += fast
         if fast:
             b.framings["ftrace"] = fast
-        for tag, count in counts.items():
-            e = rows[tag].fmt.event
+        for tag, count in Counter(tag_list).items():
+            e = FAST_ROWS[tag].fmt.event
             b.events[e] = b.events.get(e, 0) + count
 
 

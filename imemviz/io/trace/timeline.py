@@ -29,7 +29,6 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable
-from itertools import accumulate
 from typing import IO, Any
 
 import numpy as np
@@ -63,17 +62,27 @@ class TimelineWriter:
         out.write(line)
         self.pos = len(line)
 
-    def lines(self, lines: list[str]) -> None:
-        """Event lines formatted by the caller (`{"i":N,...}`, no newline), in order."""
-        if not lines:
+    def block(self, form: str, args: list[Any]) -> None:
+        """Event lines in order: `form`, their %-template (scanner.line_form: the lines'
+        fields "t" to "p"), filled in with `args`, per line its index and its effects'
+        text (i0, fx0, i1, fx1, ...).  One format for the whole block."""
+        if not args:
             return
-        text = "\n".join(lines)
-        self.out.write(text)
-        self.out.write("\n")
+        text = form % tuple(args)
+        data = text.encode("ascii")
+        raw = getattr(self.out, "buffer", None)
+        if raw is not None:  # encoded once, for the offsets and the file
+            self.out.flush()
+            raw.write(data)
+        else:
+            self.out.write(text)
         if self.offsets is not None:
-            self.offsets.extend(accumulate((len(x) + 1 for x in lines[:-1]), initial=self.pos))
-        self.pos += len(text) + 1
-        self.n += len(lines)
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+            ends += self.pos + 1  # where the next line starts
+            self.offsets.append(self.pos)
+            self.offsets.frombytes(ends[:-1].astype(np.int64).tobytes())
+        self.pos += len(text)
+        self.n += len(args) // 2
 
     def raw(self, obj: dict[str, Any]) -> None:
         line = _encode(obj) + "\n"
