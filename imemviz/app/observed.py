@@ -535,7 +535,7 @@ class _ImportWorker(QObject):
     @Slot(list, str)
     def run(self, paths: list, out: str) -> None:
         from imemviz.io.trace.import_process import import_in_child
-        from imemviz.io.trace.importer import ImportError_
+        from imemviz.io.trace.import_types import ImportError_
 
         try:
             # In a child process: on this thread it would share the GIL with the GUI.

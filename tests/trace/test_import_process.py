@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,16 @@ def test_cancel_reaches_the_child_and_nothing_is_written(tmp_path: Path) -> None
         import_in_child([_trace(tmp_path)], str(out), stop=lambda: True)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".imemviz-")] == []
+
+
+def test_starting_an_import_does_not_load_the_importer_in_the_apps_process() -> None:
+    # Loading the scanner (its compiled format table) and the pipeline on the app's
+    # import thread held the GIL long enough to stall the GUI when an import started.
+    code = (
+        "import sys, imemviz.io.trace.import_process as p; "
+        "heavy = {'imemviz.io.trace.importer', 'imemviz.io.trace.scanner', "
+        "'imemviz.io.trace.pipeline'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

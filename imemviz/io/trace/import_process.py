@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from imemviz.io.trace.importer import ImportError_, ImportOptions, ImportResult, import_traces
+from imemviz.io.trace.import_types import ImportError_, ImportOptions, ImportResult
 
 PROGRESS_S = 0.05  # the child sends progress at most this often
 POLL_S = 0.05  # how often the waiting thread looks at stop()
@@ -54,6 +54,9 @@ def _child(conn: Any, paths: list[str], out: str, summary: str | None, opts: Any
             if conn.recv() == "stop":
                 stopped[0] = True
         return stopped[0]
+
+    # The importer loads here, in the child: the app's process never needs it.
+    from imemviz.io.trace.importer import import_traces
 
     try:
         res = import_traces(paths, out, summary, opts, progress, stop)

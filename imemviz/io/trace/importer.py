@@ -27,11 +27,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
-import attrs
-
 from imemviz.io.atomic import AtomicFile, OutputError
 from imemviz.io.trace import pipeline
 from imemviz.io.trace.events import FAULT_LINES
+from imemviz.io.trace.import_types import ImportError_ as ImportError_  # re-exported
+from imemviz.io.trace.import_types import ImportOptions as ImportOptions
+from imemviz.io.trace.import_types import ImportResult as ImportResult
 from imemviz.io.trace.observed import COMMIT, Evidence, ObservedState
 from imemviz.io.trace.parsers import ParseError
 from imemviz.io.trace.reader import FileStats, TraceReadError
@@ -41,31 +42,6 @@ from imemviz.io.trace.timeline_index import IndexWriter, index_path, read_head
 
 PRESCAN_RECORDS = 20_000
 SMALL_INPUT = 4 << 20  # bytes of input below which it is read in this process
-
-
-class ImportError_(Exception):
-    """Unusable input or output: exit 2 with this one line."""
-
-
-@attrs.define
-class ImportOptions:
-    vendor: str = "auto"
-    vm_type: str = "auto"
-    spte_layout: str = "auto"
-    gpaw: int = 0
-    from_vm_start: bool = False
-    check: bool = False
-    kernel: str = "mainline"
-    recording_out: str | None = None
-    vm_config: dict[str, Any] | None = None  # VMCONFIG fields for the check
-    processes: int | None = None  # parsing processes (None: pipeline.processes_wanted)
-
-
-@attrs.define
-class ImportResult:
-    out: str
-    summary: dict[str, Any]  # without the long lists
-    disagreements: int = 0
 
 
 # ------------------------------------------------------------------ atomic output
