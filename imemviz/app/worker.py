@@ -928,6 +928,17 @@ class Engine(PaneSource):
         self._busy_timer.setInterval(self.BUSY_DELAY_MS)
         self._busy_timer.timeout.connect(self._show_busy)
         self._label = ""
+        # The fence's acknowledgement: a zero-interval timer, not a posted call.  Qt
+        # delivers every event posted before and during one drain of the queue in that
+        # same turn, so an ack posted with the snapshot let the engine's feeds run while
+        # the GUI still painted the map (sharing the GIL) and their panes' signals were
+        # handled in that turn too: one 20 ms turn on a seek.  From the timer the ack
+        # runs in a later turn, after the map's frame; the panes' updates come in another.
+        self._ack_version = 0
+        self._ack_timer = QTimer(self)
+        self._ack_timer.setSingleShot(True)
+        self._ack_timer.setInterval(0)
+        self._ack_timer.timeout.connect(lambda: self.worker.fence.ack(self._ack_version))
 
     def start(self) -> None:
         self.engine_thread.start()
@@ -1004,7 +1015,8 @@ class Engine(PaneSource):
     def _on_snapshot(self, snap: Snapshot) -> None:
         super()._on_snapshot(snap)  # kept and announced (pane_source.py)
         # After the queued raster and the paint: the engine thread may go on (its feeds).
-        QTimer.singleShot(0, lambda v=snap.version: self.worker.fence.ack(v))
+        self._ack_version = max(self._ack_version, snap.version)
+        self._ack_timer.start()
 
     def _on_timeline(self, info: TimelineInfo) -> None:
         self.timeline = info
