@@ -75,18 +75,23 @@ def labelled_zoom(lay: MapLayout, ranges: Ranges, cells: Cells) -> int | None:
     return None
 
 
+def _centre(ranges: Ranges) -> float:
+    return (min(a for a, _ in ranges) + max(b for _, b in ranges)) / 2
+
+
+def labelled_now(lay: MapLayout, ranges: Ranges, cells: Cells) -> bool:
+    """All of `ranges` on screen as labelled tiles already (cheap: no zoom is tried)."""
+    return shown_whole(lay, ranges) and any(cells_at_least(lay, c) for c in cells)
+
+
 def labelled_target(lay: MapLayout, ranges: Ranges, cells: Cells) -> View | None:
     """The view that shows all of `ranges` as labelled tiles (`labelled_zoom`), centred;
     None when the current view already does, or when no zoom does."""
     ranges = clip(ranges, lay.extent)
-    if not ranges:
-        return None
-    if shown_whole(lay, ranges) and any(cells_at_least(lay, c) for c in cells):
+    if not ranges or labelled_now(lay, ranges, cells):
         return None
     r = labelled_zoom(lay, ranges, cells)
-    if r is None:
-        return None
-    return View(r, (min(a for a, _ in ranges) + max(b for _, b in ranges)) / 2)
+    return None if r is None else View(r, _centre(ranges))
 
 
 def whole_target(lay: MapLayout, ranges: Ranges) -> View | None:
@@ -103,7 +108,7 @@ def whole_target(lay: MapLayout, ranges: Ranges) -> View | None:
         if _fits(probe, lo, hi):
             break
         r *= 2
-    return View(r, (lo + hi) / 2)
+    return View(r, _centre(ranges))
 
 
 def step_target(lay: MapLayout, changed: Ranges, step: Ranges, cells: Cells) -> View | None:
@@ -113,12 +118,19 @@ def step_target(lay: MapLayout, changed: Ranges, step: Ranges, cells: Cells) -> 
     step = clip(step, lay.extent)
     if not changed:
         return labelled_target(lay, step, cells) if step else None
-    if labelled_zoom(lay, changed, cells) is not None:
-        return labelled_target(lay, changed, cells)
+    # The cheap checks first: after the first step the view is usually right already.
+    if labelled_now(lay, changed, cells):
+        return None
+    r = labelled_zoom(lay, changed, cells)
+    if r is not None:
+        return View(r, _centre(changed))
     size = sum(b - a for a, b in step)
     if step and size <= sum(b - a for a, b in changed):
-        if labelled_zoom(lay, step, cells) is not None:
-            return labelled_target(lay, step, cells)
+        if labelled_now(lay, step, cells):
+            return None
+        r = labelled_zoom(lay, step, cells)
+        if r is not None:
+            return View(r, _centre(step))
         return whole_target(lay, changed)
     # No gfn, or more than the op changed (an invalidation over the whole memslot): what
     # the step draws differently is in the op's change, shown already, or to be shown.
