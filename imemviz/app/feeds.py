@@ -205,6 +205,10 @@ class PaneFeed(QObject):
             slots = [m for m in vm.memslots.all() if m.npages and m.as_id == 0]
             self.leavesReady.emit(leaf_arrays(vm, version, slots, label))
             self._stale["leaves"] = False
+        else:
+            # The entries are hidden (F8 brings the event log forward): what they hold is
+            # not this state, so showing them again must fetch it (RefreshFeeds).
+            self._stale["leaves"] = True
 
     def refresh(self, vm: Any, version: int, leaves: bool, host: bool) -> None:
         """RefreshFeeds: a pane became visible; build what it shows if it is stale."""

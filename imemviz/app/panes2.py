@@ -88,7 +88,7 @@ def install(w: MainWindow) -> Panes2:
         if span is None or w.map.snapshot is None:
             return
         a, b = w.map.layout_.visible_gfns()
-        if not a <= span[0] < b:
+        if span[1] <= a or span[0] >= b:  # none of it in view (a span around the view is)
             w.map.layout_.ensure_visible(span[0])
             w.map.refresh()
 

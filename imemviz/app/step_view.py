@@ -6,7 +6,9 @@ thread for the state there (`Engine.show_step`: `model/step_state.py` rebuilds
 it from the op's events, the worker rasterises it through the same path as
 the present) and draws what only exists mid-protocol: the gfns of an
 invalidation in progress, as a dotted outline (faults there retry until the
-end).  A band above the map (laid out above the plot, as the caption is, so it
+end).  The map frames what the op changed (else what the step names) as tiles
+big enough to carry their state ("BLOCKED", "PENDING"), or the op's change whole
+when it is too big for that (step_frame.py).  A band above the map (laid out above the plot, as the caption is, so it
 covers no row, label or axis) says that it shows a past step, not the present,
 and what the dotted outline means; "Back to the present" (Esc), closing the
 step panel, or any action brings the present back.
@@ -21,7 +23,8 @@ from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QBoxLayout, QGraphicsPathItem, QLabel, QSizePolicy
 
 from imemviz.app.messages import StepShown
-from imemviz.app.panes.map_items import outline_path
+from imemviz.app.panes.map_items import CellLabels, outline_path
+from imemviz.app.step_frame import step_target
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
@@ -117,11 +120,29 @@ class StepView(QObject):
             self._place()
             # What the op changed is drawn unfolded (the present may fold it: a page the
             # op freed is empty now) and framed when too small to see, as a replay is.
+            # Not the invalidation in progress: it may be the whole memslot (a conversion's
+            # range_add), which would unfold a gigabyte of empty rows and move the view
+            # from the op's pages at that step only; its dotted outline is drawn anyway.
             nav = getattr(self.window, "navigator", None)
-            ranges = (*shown.changed, *shown.in_progress)
+            ranges = sorted(shown.changed or shown.in_progress)
             if nav is not None and ranges:
-                nav.frame_change(sorted(ranges), legible=True)
+                moved = nav.frame_change(ranges, legible=True)
+                self._frame_labelled(ranges, shown.step, moved)
         self._draw_progress()
+
+    def _frame_labelled(self, ranges: list[tuple[int, int]], k: int, moved: bool) -> None:
+        """Zoom so that the op's pages (else the step's) are tiles with their state
+        written in them, or the op's change is whole on screen (step_frame.py)."""
+        pane = self.window.map
+        if not getattr(self.window.navigator, "follow", True):
+            return
+        scale = getattr(pane, "ui_scale", 1.0)
+        cells = [(w * scale, h * scale) for w, h in (CellLabels.FULL_PX, CellLabels.SHORT_PX)]
+        st = self.stepper
+        step = st.steps[k].span.gfns if 0 <= k < len(st.steps) else ()
+        target = step_target(pane.layout_, ranges, step, cells)
+        if target is not None:
+            pane.go_to(target, animate=True, record=not moved)
 
     def _draw_progress(self) -> None:
         shown = self.shown

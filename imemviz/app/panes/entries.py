@@ -267,6 +267,9 @@ class EntriesPane(QWidget):
         vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # a million rows: no per-row sizes
         vh.setDefaultSectionSize(20)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # The state right after the gfn (the model's order is unchanged): in a narrow pane
+        # (1280x720, beside the Timeline) it is what a step-through is about (BLOCKED, PENDING).
+        self.table.horizontalHeader().moveSection(COLUMNS.index("state"), 2)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
         self.table.doubleClicked.connect(self._on_double)
 
