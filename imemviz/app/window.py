@@ -250,12 +250,19 @@ class MainWindow(QMainWindow):
         self.message.setStyleSheet(f"color: {plot_theme.current().error}" if error else "")
         self.message.setText(text)
         self.message.setToolTip(text)
+        self._said = (text, error)
 
     def _on_busy(self, busy: bool, label: str) -> None:
         self.busy.setVisible(busy)
         if busy:
             self.busy.setRange(0, 0)
+            said = getattr(self, "_said", ("", False))
             self.show_message(f"Working: {label}…")
+            self._said, self._working = said, self.message.text()
+        elif self.message.text() == getattr(self, "_working", None):
+            # Done, and nothing was said since: the line gives back what was said last
+            # (the scene's last caption at launch), never a stale "Working: …".
+            self.show_message(*self._said)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.busy.setRange(0, max(total, 1))
