@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import QApplication
 
+from imemviz.app import timeline_strip
 from imemviz.app.menus import bar_menus
 
 if TYPE_CHECKING:
@@ -105,15 +106,11 @@ class Presentation(QObject):
                 legend.raise_()
                 # The Replay pane keeps its controls; its op list would take the map's
                 # height (the caption band above the map says what happens).
-                w.presenter.pane.list.hide()
+                w.presenter.pane.set_list_allowed(False)
                 replay = w.docks.get("replay")
                 if replay is not None and replay.isVisible():
-                    # Its title, buttons and slider at the big font (the pane's own
-                    # minimum is kept small for the docked layout).
-                    lay = w.presenter.pane.layout()
-                    assert lay is not None  # the pane sets its layout in __init__
-                    lay.activate()
-                    h = lay.minimumSize().height() + replay.minimumSizeHint().height()
+                    # Its one line of buttons, slider and title at the big font.
+                    h = timeline_strip.height(replay)
                     w.resizeDocks([replay], [h], Qt.Orientation.Vertical)
             # The status line is for the action's outcome: the zoom figures step aside.
             w.zoom_label.hide()
@@ -127,7 +124,7 @@ class Presentation(QObject):
             w.map.set_ui_scale(1.0)
             w.legend.set_scale(1.0)
             w.legend.set_groups_per_row(2)
-            w.presenter.pane.list.show()
+            w.presenter.pane.set_list_allowed(True)
             w.zoom_label.show()
             w.legend.setFont(QFont())
             for corner, area in corners.items():

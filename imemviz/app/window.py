@@ -188,14 +188,13 @@ class MainWindow(QMainWindow):
             self.resizeDocks(
                 [self.docks["inspector"], self.docks["legend"]], [430, 260], Qt.Orientation.Vertical
             )
-            # The log and, beside it, the Timeline (present.py): tall enough for a few of
-            # a recording's steps, so that opening one need not resize the docks.
+            # The log and its tabs, under the Timeline's strip (timeline_strip.py).
             bottom = max(120, min(200, self.height() * 18 // 100))
             self.resizeDocks([self.docks["log"]], [bottom], Qt.Orientation.Vertical)
             if "replay" in self.docks:
-                self.resizeDocks(
-                    [self.docks["replay"]], [self.width() // 2], Qt.Orientation.Horizontal
-                )
+                from imemviz.app import timeline_strip
+
+                timeline_strip.default_sizes(self, self.docks["replay"], bottom)
             self._default_state = self.saveState(LAYOUT_VERSION)
 
     def save_layout(self) -> None:
