@@ -101,7 +101,11 @@ class Presentation(QObject):
                 # under the map only, and the column has the window's height.
                 w.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
                 w.legend.set_groups_per_row(1)
-                w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, legend)
+                right = Qt.DockWidgetArea.RightDockWidgetArea
+                if legend.isFloating() or w.dockWidgetArea(legend) != right:
+                    # (Re-adding a dock that is there already leaves its tab group's
+                    # tab bar drawn over it.)
+                    w.addDockWidget(right, legend)
                 legend.show()
                 legend.raise_()
                 # The Replay pane keeps its controls; its op list would take the map's
