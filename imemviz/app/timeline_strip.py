@@ -41,12 +41,12 @@ def height(dock: QDockWidget) -> int:
 
 
 def log_group(window: MainWindow) -> list[QDockWidget]:
-    """The log and the docks tabbed with it, in the order they were added."""
+    """The log and the docks tabbed with it (closed ones too), in their tabs' order
+    (tabifiedDockWidgets keeps it: the RMP's tab right after the entries')."""
     log = window.docks.get("log")
     if log is None:
         return []
-    tabbed = set(window.tabifiedDockWidgets(log))
-    return [log] + [d for d in window.docks.values() if d in tabbed]
+    return [log, *window.tabifiedDockWidgets(log)]
 
 
 def place(window: MainWindow, dock: QDockWidget) -> bool:
@@ -63,11 +63,13 @@ def place(window: MainWindow, dock: QDockWidget) -> bool:
     window.addDockWidget(BOTTOM, dock)
     log = group[0]
     window.addDockWidget(BOTTOM, log, Qt.Orientation.Vertical)  # under the strip
+    for d in (*group, dock):
+        d.show()  # (a closed dock is tabbed in, then closed again)
     for d in group[1:]:
         window.tabifyDockWidget(log, d)
-    for d in (*group, dock):
-        d.setVisible(d not in closed)
     (front or log).raise_()
+    for d in closed:  # after the raise: raising drops a closed dock from its tab group
+        d.hide()
     return True
 
 
