@@ -231,7 +231,9 @@ class ReplayPane(QWidget):
 
     def strip_height(self) -> int:
         """The pane's height as a strip: its margins and the line of controls."""
-        m = self.layout().contentsMargins()
+        lay = self.layout()
+        assert lay is not None  # set in __init__
+        m = lay.contentsMargins()
         self.controls.activate()
         return self.controls.sizeHint().height() + m.top() + m.bottom()
 
@@ -244,7 +246,8 @@ class ReplayPane(QWidget):
         strip is the controls and the slider alone (a scrubber line)."""
         vh = self.list.verticalHeader()
         need = LIST_MIN_ROWS * vh.defaultSectionSize() + 2 * self.list.frameWidth()
-        spacing = max(0, self.layout().spacing())
+        lay = self.layout()
+        spacing = max(0, lay.spacing()) if lay is not None else 0
         room = self.height() - self.strip_height() - spacing
         show = self.list_allowed and room >= need
         if self.list.isVisibleTo(self) != show:
