@@ -145,6 +145,7 @@ class StepPanel(QWidget):
         self._fit_timer.setInterval(0)
         self._fit_timer.timeout.connect(self.fit_text)
         self.hold: ColumnHold | None = None  # the layout fit_text changed, to give back
+        self._fit_from: int | None = None  # the dock's height when fit_text last grew it
         self._watched: QDockWidget | None = None
         # The layout is given back once the tab switch or the close that hid the panel
         # is over (never from inside the dock layout's own handling of it).
@@ -219,9 +220,14 @@ class StepPanel(QWidget):
             docks.append(other)
             sizes.append(other.height() - give)
         sizes[0] = want - take
-        if sizes[0] > dock.height():
+        if sizes[0] > dock.height() and self._fit_from != dock.height():
             self._hold(mw)
             mw.resizeDocks(docks, sizes, Qt.Orientation.Vertical)
+            # Once more when laid out: the column's separators, a scroll bar gone or the
+            # longer column can leave a few pixels to take; a pass that did not grow the
+            # dock is the last.
+            self._fit_from = dock.height()
+            self._fit_timer.start()
         corner = (
             Qt.Corner.BottomRightCorner
             if area == Qt.DockWidgetArea.RightDockWidgetArea
