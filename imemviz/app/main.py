@@ -64,28 +64,49 @@ def load_initial(window, file: str | None) -> None:
         window.show_message("The default scene is not installed: showing a fresh 4 GiB TD.")
 
 
-def quit_on_sigint(app, window) -> object:
-    """Ctrl+C in the terminal closes the window as File > Quit does (layout saved, engine
-    stopped) and the app exits 130.  Python runs signal handlers only when the main thread
-    executes bytecode, which Qt's event loop never does on its own: a timer wakes it up
-    every 200 ms.  Returns the timer (keep it)."""
+def exec_until_interrupted(app, window) -> int:
+    """Run the event loop; Ctrl+C in the terminal closes the window as File > Quit does
+    (layout saved, engine stopped by the caller) and the app exits 130.
+
+    Python runs signal handlers only when the main thread executes bytecode, which Qt's
+    event loop never does on its own: a timer wakes it up every 200 ms.  The handler
+    then runs inside whatever Python slot was running (a pane's, mid-way through a
+    batch of queued events), so it only asks for the quit: the window is closed from
+    the event loop, with Qt's quit-on-last-window-closed off.  That one posts a Quit
+    event, which the same batch could deliver after `exit(130)` and turn the exit code
+    into 0 (the race behind tests/test_launch.py's flaky failures); 130 is returned for
+    an interrupt whatever exec() says."""
     import signal
 
     from PySide6.QtCore import QTimer
 
     interrupted: list[bool] = []
 
-    def handler(signum, frame) -> None:
-        interrupted.append(True)
+    def quit_now() -> None:
+        app.setQuitOnLastWindowClosed(False)
         window.close()
         app.exit(130)
 
-    signal.signal(signal.SIGINT, handler)
+    def handler(signum, frame) -> None:
+        if not interrupted:
+            interrupted.append(True)
+            QTimer.singleShot(0, quit_now)
+
+    old = signal.signal(signal.SIGINT, handler)
     timer = QTimer(window)
     timer.setInterval(200)
     timer.timeout.connect(lambda: None)  # lets the interpreter run pending handlers
     timer.start()
-    return timer
+    try:
+        rc = int(app.exec())
+    finally:
+        timer.stop()
+        signal.signal(signal.SIGINT, old)
+    if not interrupted:
+        return rc
+    if window.isVisible():  # the loop ended before the queued close ran
+        window.close()
+    return 130
 
 
 def wait_until(app, pred, timeout_s: float) -> bool:
@@ -169,14 +190,7 @@ def run_app(
             load_initial(window, file)
         if not screenshot:
             window.show()
-            import signal
-
-            old_sigint = signal.getsignal(signal.SIGINT)
-            _wakeup = quit_on_sigint(app, window)
-            try:
-                return int(app.exec())
-            finally:
-                signal.signal(signal.SIGINT, old_sigint)
+            return exec_until_interrupted(app, window)
         window.resize(*(size or SCREENSHOT_SIZE))
         window.show()
         if at is not None:

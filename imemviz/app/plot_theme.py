@@ -3,13 +3,16 @@
 The widgets follow the Fusion palette `settings.apply_theme` sets; the pyqtgraph views
 (map, overview, host folios, counters), the map's outlines and labels and the log's
 coloured text take their colours from the current `PlotTheme`.  `set_dark()` switches
-it and `hub().changed` tells every pane, which repaints.  The states' colours
+it and `hub().changed` tells every pane, which repaints; a pane subscribes with `follow()`,
+which also applies the current theme at once.  The states' colours
 (`palette.py`) are the same in both: they carry the legend's meanings and were checked
 for colour-blind viewers; only what surrounds them changes (the background past the
 end of the guest included, so the map ends where the dark background starts).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import attrs
 from PySide6.QtCore import QObject, Signal
@@ -91,6 +94,13 @@ def hub() -> ThemeHub:
 
 def current() -> PlotTheme:
     return hub().theme
+
+
+def follow(apply: Callable[[PlotTheme], object]) -> None:
+    """`apply` (a pane's bound method) takes the current theme now and every new one:
+    a pane created while dark mode is on is dark from the start, not at the next switch."""
+    hub().changed.connect(apply)
+    apply(current())
 
 
 def set_dark(dark: bool) -> PlotTheme:

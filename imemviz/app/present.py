@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QIcon, QKeySequence, QPainter
 from PySide6.QtWidgets import QFileDialog, QMenu, QProgressDialog, QWidget
 
 from imemviz import resources
+from imemviz.app import timeline_strip
 from imemviz.app.caption import CaptionOverlay
 from imemviz.app.menus import bar_menus
 from imemviz.app.recorder import Recorder
@@ -67,12 +68,15 @@ class Presenter:
         self.overlay = CaptionOverlay(window.map)
         self.replay = ReplayController(window, self.overlay)
         self.pane = ReplayPane(self.replay)
-        # A small explicit minimum: a docked pane must not raise the window's minimum size.
-        self.pane.setMinimumSize(120, 60)
-        # Beside the log (add_pane puts a bottom dock to the right of the others), shown
-        # for a live session too: opening a recording then changes its contents only,
-        # not the window's layout (a relayout repaints every pane: the open's stall).
+        # A small explicit minimum (a docked pane must not raise the window's minimum
+        # size): its one line of controls.
+        self.pane.setMinimumSize(120, self.pane.strip_height())
+        # A thin strip across the window above the log and its tabs (timeline_strip.py),
+        # shown for a live session too: opening a recording then changes its contents
+        # only, not the window's layout (a relayout repaints every pane: the open's stall).
         self.dock = window.add_pane(self.pane, "Timeline", Qt.DockWidgetArea.BottomDockWidgetArea)
+        timeline_strip.setup(self.dock)
+        timeline_strip.place(window, self.dock)
         self.recorder = Recorder(window)
         self.actions: dict[str, QAction] = {}
         self._build_actions()
@@ -237,10 +241,10 @@ class Presenter:
     def _on_loaded(self, timeline) -> None:
         if timeline is None:
             return
-        # A replay starts: its pane in front.  The default layout has it beside the log
-        # already (nothing moves).  A saved layout may have it tabbed with the log, where
-        # it would have the log's few lines: the list of a recording's ops and captions
-        # needs more, so it goes beside the log (the log keeps the op lines' detail).
+        # A replay starts: its pane in front.  The default layout has it as a strip above
+        # the log already (nothing moves).  A layout saved by an older version may have
+        # it tabbed with the log, hidden behind the log's tab while a replay runs: it
+        # becomes the strip (once; the layout saved then keeps it).
         w = self.window
         log_dock = w.docks.get("log")
         if (
@@ -249,18 +253,9 @@ class Presenter:
             and not getattr(getattr(w, "presentation", None), "on", False)
             and log_dock.toggleViewAction().isChecked()  # open (maybe behind a tab)
             and self.dock in w.tabifiedDockWidgets(log_dock)
+            and timeline_strip.place(w, self.dock)
         ):
-            # (splitDockWidget would only add a tab: the log is in a tab group.)
-            w.removeDockWidget(self.dock)
-            w.addDockWidget(
-                Qt.DockWidgetArea.BottomDockWidgetArea, self.dock, Qt.Orientation.Horizontal
-            )
-            self.dock.show()
-            w.resizeDocks([self.dock], [int(w.width() * 0.5)], Qt.Orientation.Horizontal)
-            # Room for a few rows of the list under its title, buttons and slider.
-            tall = min(230, int(w.height() * 0.22))
-            if self.dock.height() < tall:
-                w.resizeDocks([self.dock], [tall], Qt.Orientation.Vertical)
+            timeline_strip.default_sizes(w, self.dock, max(log_dock.height(), 120))
         self.dock.show()
         self.dock.raise_()
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import QApplication
 
+from imemviz.app import timeline_strip
 from imemviz.app.menus import bar_menus
 
 if TYPE_CHECKING:
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 
 SCALE = 1.35
 KEEP_DOCKS = ("legend", "replay")  # visible in presentation mode (replay: when loaded)
+CORNERS = (
+    Qt.Corner.TopLeftCorner,
+    Qt.Corner.TopRightCorner,
+    Qt.Corner.BottomLeftCorner,
+    Qt.Corner.BottomRightCorner,
+)
 
 
 class Presentation(QObject):
@@ -32,7 +39,11 @@ class Presentation(QObject):
         self.window = window
         self.on = False
         self._saved: tuple | None = None
-        self._corner = Qt.DockWidgetArea.BottomDockWidgetArea
+        self._back: tuple | None = None  # the layout to restore once more, settled
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(0)
+        self._settle.timeout.connect(self._settled)
         act = QAction("&Presentation mode", window)
         act.setObjectName("act_presentation")
         act.setCheckable(True)
@@ -55,13 +66,20 @@ class Presentation(QObject):
         if on == self.on:
             return
         w = self.window
+        stepper = w.panes2.stepper
         if on:
             font = QApplication.font()  # the application's font: static in Qt
+            # The layout as it is, the step panel's lengthened column included: its
+            # corners (saveState keeps none), and the layout the panel gives back when
+            # it goes: kept here (hiding the panel now must not give it back), handed
+            # back to the panel when presentation mode ends.
             self._saved = (
                 w.saveState(),
                 w.isFullScreen(),
                 font,
                 {k: d.isVisible() for k, d in w.docks.items()},
+                {c: w.corner(c) for c in CORNERS},
+                stepper.take_hold(),
             )
             big = QApplication.font()
             if big.pointSizeF() > 0:
@@ -81,23 +99,22 @@ class Presentation(QObject):
             if legend is not None:
                 # The right column takes the bottom-right corner: the Replay pane stays
                 # under the map only, and the column has the window's height.
-                self._corner = w.corner(Qt.Corner.BottomRightCorner)
                 w.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
                 w.legend.set_groups_per_row(1)
-                w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, legend)
+                right = Qt.DockWidgetArea.RightDockWidgetArea
+                if legend.isFloating() or w.dockWidgetArea(legend) != right:
+                    # (Re-adding a dock that is there already leaves its tab group's
+                    # tab bar drawn over it.)
+                    w.addDockWidget(right, legend)
                 legend.show()
                 legend.raise_()
                 # The Replay pane keeps its controls; its op list would take the map's
                 # height (the caption band above the map says what happens).
-                w.presenter.pane.list.hide()
+                w.presenter.pane.set_list_allowed(False)
                 replay = w.docks.get("replay")
                 if replay is not None and replay.isVisible():
-                    # Its title, buttons and slider at the big font (the pane's own
-                    # minimum is kept small for the docked layout).
-                    lay = w.presenter.pane.layout()
-                    assert lay is not None  # the pane sets its layout in __init__
-                    lay.activate()
-                    h = lay.minimumSize().height() + replay.minimumSizeHint().height()
+                    # Its one line of buttons, slider and title at the big font.
+                    h = timeline_strip.height(replay)
                     w.resizeDocks([replay], [h], Qt.Orientation.Vertical)
             # The status line is for the action's outcome: the zoom figures step aside.
             w.zoom_label.hide()
@@ -106,26 +123,46 @@ class Presentation(QObject):
                 w.showFullScreen()
         else:
             assert self._saved is not None
-            state, was_full, font, visible = self._saved
+            state, was_full, font, visible, corners, hold = self._saved
             QApplication.setFont(font)
             w.map.set_ui_scale(1.0)
             w.legend.set_scale(1.0)
             w.legend.set_groups_per_row(2)
-            w.presenter.pane.list.show()
+            w.presenter.pane.set_list_allowed(True)
             w.zoom_label.show()
             w.legend.setFont(QFont())
-            w.setCorner(Qt.Corner.BottomRightCorner, self._corner)
+            for corner, area in corners.items():
+                w.setCorner(corner, area)
             if not was_full and w.isFullScreen():
                 w.showNormal()
-            w.restoreState(state)
-            for name, dock in w.docks.items():
-                dock.setVisible(visible.get(name, dock.isVisible()))
+            # What the step panel changed during presentation mode is undone by the
+            # restore; what it had changed before is its to give back when it goes.
+            stepper.take_hold()
+            stepper.hold = hold
+            self._give_back(state, visible)
+            # Once more when the normal font has reached the menu bar, the toolbar and
+            # the docks' minimums (events still queued now): the sizes restored above
+            # were fitted to the big font's taller bars, a pixel or two off once they
+            # shrink.
+            self._back = (state, visible)
+            self._settle.start()
             self.on = False
         if self.action.isChecked() != on:
             self.action.blockSignals(True)
             self.action.setChecked(on)
             self.action.blockSignals(False)
         w.map.zoom_all()
+
+    def _give_back(self, state, visible: dict[str, bool]) -> None:
+        w = self.window
+        w.restoreState(state)
+        for name, dock in w.docks.items():
+            dock.setVisible(visible.get(name, dock.isVisible()))
+
+    def _settled(self) -> None:
+        back, self._back = self._back, None
+        if back is not None and not self.on:
+            self._give_back(*back)
 
     def _fit_legend(self) -> None:
         """The legend's one column fits the window's height (at 1280x720 the full scale

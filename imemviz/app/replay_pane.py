@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QSizePolicy,
     QSlider,
     QStyle,
     QTableView,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from imemviz.app import plot_theme
+from imemviz.app.elided_label import ElidedLabel
 from imemviz.app.messages import TimelineInfo
 from imemviz.app.panes.log import op_text
 from imemviz.app.replay import ReplayController
@@ -45,6 +45,17 @@ FUTURE_FG = QColor("#8a8a8a")
 # The row of the current position, light and dark (the caption rows' colours are the
 # plot theme's: imemviz/app/plot_theme.py).
 HERE_BG = {False: QColor("#cfe3ff"), True: QColor("#1f3f66")}
+LIST_MIN_ROWS = 2  # fewer rows fit under the controls: the list is hidden
+
+
+def start_text(snap) -> str:
+    """What a live session's start holds: the ops a scene or a file ran before it."""
+    if snap is None:
+        return ""
+    if not snap.op_base:
+        return "an empty VM"
+    what = os.path.basename(snap.source) if snap.source else "the scene"
+    return f"{snap.op_base} ops of {what}"
 
 
 class TimelineModel(QAbstractListModel):
@@ -55,6 +66,7 @@ class TimelineModel(QAbstractListModel):
         self.c = controller
         self.info: TimelineInfo | None = None
         self._firsts: tuple[int, ...] = (0,)
+        self.start_text = ""  # what the start holds (a live session: start_text())
         self._bold = QFont()
         self._bold.setBold(True)
         self._italic = QFont()
@@ -80,7 +92,7 @@ class TimelineModel(QAbstractListModel):
         theme = plot_theme.current()
         if k == 0:
             if role == Qt.ItemDataRole.DisplayRole:
-                return "(start)"
+                return f"(start: {self.start_text})" if self.start_text else "(start)"
             if role == Qt.ItemDataRole.BackgroundRole and self.c.position == 0:
                 return QBrush(HERE_BG[theme.dark])
             return None
@@ -132,10 +144,10 @@ class ReplayPane(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
-        self.title = QLabel("")
+        # One line of controls, slider and title: the pane is a thin strip across the
+        # window (timeline_strip.py); its list of steps shows when it is given the room.
+        self.title = ElidedLabel("")
         self.title.setObjectName("replay_title")
-        # A long scene title is clipped rather than widening the dock.
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title.setStyleSheet("font-weight: bold")
 
         style = self.style()
@@ -179,14 +191,18 @@ class ReplayPane(QWidget):
         self.pos_label = QLabel("")
         self.pos_label.setObjectName("replay_position")
         row.addWidget(self.pos_label)
-        row.addStretch(1)
-        lay.addWidget(self.title)  # its own line: scene titles are long
-        lay.addLayout(row)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("replay_slider")
-        self.slider.setToolTip("Seek: the state after this many steps")
+        self.slider.setToolTip(
+            "Seek: the state after this many steps (like undo, keeping redo); drag the "
+            "strip taller for the list of steps"
+        )
+        self.slider.setMinimumWidth(120)
         self.slider.valueChanged.connect(self._on_slider)
-        lay.addWidget(self.slider)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.title, 1)
+        lay.addLayout(row)
+        self.controls = row
         self.model = TimelineModel(controller, self)
         # A one-column table with fixed row heights: like the event log, it lays out only
         # the rows on screen (a QListView lays out every row: 100 ms for 20,000 ops).
@@ -205,12 +221,41 @@ class ReplayPane(QWidget):
         self.list.clicked.connect(self._on_item)
         self.list.activated.connect(self._on_item)
         lay.addWidget(self.list, 1)
+        self.list_allowed = True  # presentation mode keeps the strip to its controls
         # Caption and current rows take the theme's colours: repaint on a switch.
         plot_theme.hub().changed.connect(self._on_theme)
         controller.timelineChanged.connect(self._on_timeline)
         controller.positionChanged.connect(self._on_position)
         controller.playingChanged.connect(self._on_playing)
         self._on_timeline(None)
+
+    def strip_height(self) -> int:
+        """The pane's height as a strip: its margins and the line of controls."""
+        lay = self.layout()
+        assert lay is not None  # set in __init__
+        m = lay.contentsMargins()
+        self.controls.activate()
+        return self.controls.sizeHint().height() + m.top() + m.bottom()
+
+    def set_list_allowed(self, allowed: bool) -> None:
+        self.list_allowed = allowed
+        self._fit_list()
+
+    def _fit_list(self) -> None:
+        """The list of steps when at least LIST_MIN_ROWS fit under the controls; else the
+        strip is the controls and the slider alone (a scrubber line)."""
+        vh = self.list.verticalHeader()
+        need = LIST_MIN_ROWS * vh.defaultSectionSize() + 2 * self.list.frameWidth()
+        lay = self.layout()
+        spacing = max(0, lay.spacing()) if lay is not None else 0
+        room = self.height() - self.strip_height() - spacing
+        show = self.list_allowed and room >= need
+        if self.list.isVisibleTo(self) != show:
+            self.list.setVisible(show)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit_list()
 
     def _on_theme(self, _theme) -> None:
         self.list.viewport().update()
@@ -222,6 +267,7 @@ class ReplayPane(QWidget):
         self.play_btn.setIcon(self.style().standardIcon(icon))
 
     def _on_timeline(self, info: TimelineInfo | None) -> None:
+        self.model.start_text = ""
         self.model.set_info(info)
         for b in (self.start_btn, self.back_btn, self.play_btn, self.step_btn, self.end_btn):
             b.setEnabled(info is not None)
@@ -240,11 +286,12 @@ class ReplayPane(QWidget):
             self.title.setToolTip(tl.source)
         else:
             n_ops = len(info.ops)
-            self.title.setText(
-                f"This session: {len(info)} actions, {n_ops} ops — drag or click to go back "
-                "and forth (like undo, keeping redo)"
-            )
-            self.title.setToolTip("Every action of the session, undone ones included (grey)")
+            start = start_text(self.c.window.engine.snapshot)
+            self.model.start_text = start
+            # What the start holds is said: the default scene's ops ran before the
+            # session (they are its start, not undoable actions), so "0 actions" alone
+            # read as if nothing had run.
+            self.title.setText(f"This session: {len(info)} actions, {n_ops} ops · start: {start}")
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(info) if info is not None else 0)
         self.slider.setValue(self.c.position)

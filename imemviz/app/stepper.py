@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, QTimer, Signal
+import attrs
+import shiboken6
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -37,6 +39,16 @@ SOURCE = "stepper"
 PLAY_MS = 900
 LIST_ROWS = 4  # the list of steps shows this many; the step's text gets the rest
 MAX_DOCK_SHARE = 0.8  # a step's text may take up to this share of the window's height
+
+
+@attrs.define
+class ColumnHold:
+    """The window's layout before fit_text first changed it (its dock state, and the
+    corner it took, which saveState does not keep), given back when the panel goes."""
+
+    window: QMainWindow
+    state: QByteArray
+    corner: tuple[Qt.Corner, Qt.DockWidgetArea] | None = None
 
 
 class StepPanel(QWidget):
@@ -132,7 +144,15 @@ class StepPanel(QWidget):
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
         self._fit_timer.timeout.connect(self.fit_text)
-        self._corner: tuple[QMainWindow, Qt.Corner, Qt.DockWidgetArea] | None = None
+        self.hold: ColumnHold | None = None  # the layout fit_text changed, to give back
+        self._fit_from: int | None = None  # the dock's height when fit_text last grew it
+        self._watched: QDockWidget | None = None
+        # The layout is given back once the tab switch or the close that hid the panel
+        # is over (never from inside the dock layout's own handling of it).
+        self._restore_timer = QTimer(self)
+        self._restore_timer.setSingleShot(True)
+        self._restore_timer.setInterval(0)
+        self._restore_timer.timeout.connect(self.restore_column)
         self.list.setFixedHeight(self._list_height())
 
     def _list_height(self) -> int:
@@ -151,7 +171,12 @@ class StepPanel(QWidget):
         dock = self.parentWidget()
         while dock is not None and not isinstance(dock, QDockWidget):
             dock = dock.parentWidget()
-        if dock is None or dock.isFloating() or not dock.isVisible():
+        if (
+            dock is None
+            or dock.isFloating()
+            or not dock.isVisible()
+            or dock.visibleRegion().isEmpty()  # behind another tab: moved off-screen
+        ):
             return None
         mw = dock.parentWidget()
         return (dock, mw) if isinstance(mw, QMainWindow) else None
@@ -170,6 +195,7 @@ class StepPanel(QWidget):
         if not need or found is None:
             return
         dock, mw = found
+        self._watch(dock)
         area = mw.dockWidgetArea(dock)
         want = min(dock.height() + need + 2, int(mw.height() * MAX_DOCK_SHARE))
         if want <= dock.height():
@@ -194,8 +220,14 @@ class StepPanel(QWidget):
             docks.append(other)
             sizes.append(other.height() - give)
         sizes[0] = want - take
-        if sizes[0] > dock.height():
+        if sizes[0] > dock.height() and self._fit_from != dock.height():
+            self._hold(mw)
             mw.resizeDocks(docks, sizes, Qt.Orientation.Vertical)
+            # Once more when laid out: the column's separators, a scroll bar gone or the
+            # longer column can leave a few pixels to take; a pass that did not grow the
+            # dock is the last.
+            self._fit_from = dock.height()
+            self._fit_timer.start()
         corner = (
             Qt.Corner.BottomRightCorner
             if area == Qt.DockWidgetArea.RightDockWidgetArea
@@ -206,15 +238,43 @@ class StepPanel(QWidget):
             and area
             in (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea)
             and mw.corner(corner) != area
-            and self._corner is None
         ):
-            self._corner = (mw, corner, mw.corner(corner))
+            hold = self._hold(mw)
+            if hold.corner is None:
+                hold.corner = (corner, mw.corner(corner))
             mw.setCorner(corner, area)
             self._fit_timer.start()  # once more in the longer column
 
+    def _hold(self, mw: QMainWindow) -> ColumnHold:
+        """The layout before fit_text's first change (kept until the panel goes)."""
+        if self.hold is None or self.hold.window is not mw:
+            self.hold = ColumnHold(mw, mw.saveState())
+        return self.hold
+
+    def take_hold(self) -> ColumnHold | None:
+        """The layout to give back, handed over without giving it back (presentation
+        mode keeps it while it hides the panel, and hands it back when it ends)."""
+        self._restore_timer.stop()
+        hold, self.hold = self.hold, None
+        return hold
+
+    def _watch(self, dock: QDockWidget) -> None:
+        # A tab put in front of the panel's only moves it off-screen (no hideEvent): the
+        # dock's visibilityChanged says so.
+        if self._watched is not dock:
+            self._watched = dock
+            dock.visibilityChanged.connect(self._on_dock_visible)
+
+    def _on_dock_visible(self, visible: bool) -> None:
+        if visible:
+            self._restore_timer.stop()  # back in front before the layout was given back
+        elif self.hold is not None:
+            self._restore_timer.start()
+
     def hideEvent(self, ev) -> None:
-        # Another tab in front, the dock closed: the column as it was.
-        self.restore_column()
+        # The dock closed: the column as it was.
+        if self.hold is not None:
+            self._restore_timer.start()
         super().hideEvent(ev)
 
     def showEvent(self, ev) -> None:
@@ -223,12 +283,26 @@ class StepPanel(QWidget):
             self._fit_timer.start()
 
     def restore_column(self) -> None:
-        """The side column as it was before fit_text lengthened it."""
-        if self._corner is None:
+        """The layout as it was before fit_text lengthened the column, exactly (every
+        dock's geometry); what the user did since to the docks' tabs and visibility (the
+        tab that hid the panel, a dock closed) stays."""
+        self._restore_timer.stop()
+        hold, self.hold = self.hold, None
+        if hold is None or not shiboken6.isValid(hold.window):
             return
-        mw, corner, was = self._corner
-        self._corner = None
-        mw.setCorner(corner, was)
+        mw = hold.window
+        if self.isVisible() and not self.visibleRegion().isEmpty():
+            return  # shown again: what it changed is still needed
+        docks = [d for d in mw.findChildren(QDockWidget) if d.parentWidget() is mw]
+        front = [d for d in docks if d.isVisible() and not d.visibleRegion().isEmpty()]
+        closed = [d for d in docks if d.isHidden()]
+        if hold.corner is not None:
+            mw.setCorner(*hold.corner)
+        mw.restoreState(hold.state)
+        for d in closed:
+            d.hide()
+        for d in front:
+            d.raise_()
 
     def load(self, op: int, events: Sequence[tuple], first_position: int = 0) -> None:
         """Step through one op's events (`first_position`: its first event in the log)."""

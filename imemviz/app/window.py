@@ -188,14 +188,13 @@ class MainWindow(QMainWindow):
             self.resizeDocks(
                 [self.docks["inspector"], self.docks["legend"]], [430, 260], Qt.Orientation.Vertical
             )
-            # The log and, beside it, the Timeline (present.py): tall enough for a few of
-            # a recording's steps, so that opening one need not resize the docks.
+            # The log and its tabs, under the Timeline's strip (timeline_strip.py).
             bottom = max(120, min(200, self.height() * 18 // 100))
             self.resizeDocks([self.docks["log"]], [bottom], Qt.Orientation.Vertical)
             if "replay" in self.docks:
-                self.resizeDocks(
-                    [self.docks["replay"]], [self.width() // 2], Qt.Orientation.Horizontal
-                )
+                from imemviz.app import timeline_strip
+
+                timeline_strip.default_sizes(self, self.docks["replay"], bottom)
             self._default_state = self.saveState(LAYOUT_VERSION)
 
     def save_layout(self) -> None:
@@ -250,12 +249,19 @@ class MainWindow(QMainWindow):
         self.message.setStyleSheet(f"color: {plot_theme.current().error}" if error else "")
         self.message.setText(text)
         self.message.setToolTip(text)
+        self._said = (text, error)
 
     def _on_busy(self, busy: bool, label: str) -> None:
         self.busy.setVisible(busy)
         if busy:
             self.busy.setRange(0, 0)
+            said = getattr(self, "_said", ("", False))
             self.show_message(f"Working: {label}…")
+            self._said, self._working = said, self.message.text()
+        elif self.message.text() == getattr(self, "_working", None):
+            # Done, and nothing was said since: the line gives back what was said last
+            # (the scene's last caption at launch), never a stale "Working: …".
+            self.show_message(*self._said)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.busy.setRange(0, max(total, 1))

@@ -152,13 +152,16 @@ def test_replay_controls(make_window, qtbot):
 
 
 def test_opening_a_recording_keeps_the_window_layout(make_window, qtbot):
-    """The Timeline sits beside the log for a live session too: a replay fills it, and no
-    dock moves or resizes (a relayout would repaint every pane: the open's GUI stall)."""
+    """The Timeline is a strip above the log for a live session too: a replay fills it,
+    and no dock moves or resizes (a relayout would repaint every pane: the open's GUI
+    stall)."""
     w = make_window(size=(1600, 1000))
     dock, log = w.presenter.dock, w.docks["log"]
     assert dock.isVisible() and log.isVisible()
     assert dock not in w.tabifiedDockWidgets(log)
-    assert dock.geometry().left() >= log.geometry().right()  # beside it, on its right
+    # Across the window, right above the log and its tabs, which keep the full width.
+    assert dock.geometry().bottom() < log.geometry().top()
+    assert dock.width() == log.width() == w.width()
     before = {n: d.geometry() for n, d in w.docks.items() if d.isVisible()}
     map_before = w.map.geometry()
     loaded(qtbot, w, w.presenter.replay, scene("fault-race").source)
@@ -169,8 +172,8 @@ def test_opening_a_recording_keeps_the_window_layout(make_window, qtbot):
 
 
 def test_a_saved_layout_with_the_timeline_tabbed_still_shows_a_replay(make_window, qtbot):
-    """A layout saved by an older version tabs the Timeline with the log: a replay moves it
-    beside the log, with room for a few of its rows."""
+    """A layout saved by an older version tabs the Timeline with the log: a replay makes it
+    the strip above the log."""
     w = make_window(size=(1600, 1000))
     dock, log = w.presenter.dock, w.docks["log"]
     w.tabifyDockWidget(log, dock)

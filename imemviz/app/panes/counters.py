@@ -91,7 +91,7 @@ class CountersPane(QWidget):
         self.plots = [self.view.getItem(k, 0) for k in range(len(PLOTS))]
         from imemviz.app import plot_theme
 
-        plot_theme.hub().changed.connect(self.apply_theme)
+        plot_theme.follow(self.apply_theme)  # the theme now (dark at start too) and later
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.view)

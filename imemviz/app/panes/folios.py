@@ -121,7 +121,7 @@ class FoliosPane(QWidget):
         self.img = self.plot.img
         from imemviz.app import plot_theme
 
-        plot_theme.hub().changed.connect(self.apply_theme)
+        plot_theme.follow(self.apply_theme)  # the theme now (dark at start too) and later
         # An outline, never a fill: a tint would change the colours that carry meaning.
         self.hl_item = self.plot.add_outline(QColor(220, 0, 120), 2.0, 10)
         self.view.scene().sigMouseMoved.connect(self._hover)
