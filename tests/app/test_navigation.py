@@ -381,3 +381,44 @@ def test_fold_band_labels_rest_while_the_map_moves(make_window, qtbot, monkeypat
     assert not bands.moving
     w.map.view.grab()
     assert pills
+
+
+def test_an_op_that_unfolds_the_rows_around_a_lone_page_keeps_it_in_place(
+    make_window, qtbot
+) -> None:
+    """At the pages zoom a page in the row of a small shared range sits alone between
+    fold bands; accepting it fills its 2M folio, whose empty rows were folded away.  The
+    refold opens those rows around the page: the page stays where it was on the screen
+    (it slid 1200 px down, off the screen, and Follow zoomed out to find it)."""
+    s = td_session(256 * MB, tdx_private_max_level="2M", gmem_max_order=9)
+    shared = [0x3100 + 0x1000 * i for i in range(8)]  # in the middle of a 2M range
+    for a in shared:
+        s.apply_group([O.SetMemoryAttributes(a << 12, 4 << 12, 0)], "shared")
+    w = make_window(s, fold=True)
+    lay = w.map.layout_
+    g = shared[3] + 4  # private, no folio, beside the shared range: a row between bands
+    w.map.go_to(View(8, float(g)))
+    w.selection.set_gfn(g)
+    wait_drawn(qtbot, w)
+    fm = lay.foldmap()
+    row = g // lay.row_gfns
+    assert fm.fold_of_row(row - 1) >= 0 and fm.fold_of_row(row + 1) >= 0  # alone
+    before, zoom = w.map.gfn_pos(g), lay.row_gfns
+    w.engine.submit(plans.accept(g))
+    wait_idle(qtbot, w.engine)
+    wait_drawn(qtbot, w)
+    assert lay.foldmap().fold_of_row(row - 1) < 0  # the folio's rows opened around it
+    assert lay.row_gfns == zoom and w.map.gfn_pos(g) == before
+    # Not pointed at (a script line, a form): the changed page on screen stays put too.
+    h = shared[5] + 4
+    w.selection.clear()
+    w.map.go_to(View(8, float(h)))
+    wait_drawn(qtbot, w)
+    row = h // lay.row_gfns
+    assert lay.foldmap().fold_of_row(row - 1) >= 0 and on_screen(lay, [(h, h + 1)])
+    before = w.map.gfn_pos(h)
+    w.engine.apply_ops([O.GuestAccept(h << 12)], "accept")
+    wait_idle(qtbot, w.engine)
+    wait_drawn(qtbot, w)
+    assert lay.foldmap().fold_of_row(row - 1) < 0
+    assert lay.row_gfns == zoom and w.map.gfn_pos(h) == before

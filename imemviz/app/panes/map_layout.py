@@ -58,6 +58,8 @@ class MapLayout:
     pins: tuple[tuple[int, int], ...] = ()
     _maps: dict = attrs.field(factory=dict, eq=False, repr=False)
     _fit: int | None = attrs.field(default=None, eq=False, repr=False)
+    # (gfn, its row's pixels from the top of the view, zoom): kept there by a refold
+    held: tuple[int, float, int] | None = attrs.field(default=None, eq=False, repr=False)
 
     def copy(self) -> MapLayout:
         """An independent layout in the same state (its own caches)."""
@@ -112,6 +114,34 @@ class MapLayout:
         r = math.floor(row)
         self.top = fm.display_row(r) + (row - r if fm.fold_of_row(r) < 0 else 0.0)
 
+    def hold(self, gfn: int | None) -> None:
+        """Keep gfn's row where it is on the screen when the folds change (an op's refold,
+        new pins) instead of the top row, until `hold(None)` or a zoom.  A gfn in a fold
+        band or off the screen is not held (the top row is kept as before).
+
+        Why: an op on a page that sits alone between fold bands can unfold the rows around
+        it (a 2M folio fills them): kept by its top row, the view slid the page down and
+        off the screen, and Follow changes then zoomed out to find it."""
+        self.held = None
+        if gfn is None or not 0 <= gfn < self.extent:
+            return
+        r = self.row_gfns
+        fm = self.foldmap()
+        if fm.fold_of_row(gfn // r) >= 0:
+            return
+        px = (fm.display_row(gfn // r) - self.top) * self.row_px()
+        if 0 <= px < self.height:
+            self.held = (int(gfn), px, r)
+
+    def _place(self, keep_row: float) -> None:
+        """After a refold: the held gfn back at its height, else the linear top row kept."""
+        held = self.held
+        if held is not None and held[2] == self.row_gfns:
+            g, px, r = held
+            self.top = self.foldmap().display_row(g // r) - px / self.row_px()
+            return
+        self._set_linear_top(keep_row)
+
     def set_runs(
         self, runs: Runs | LongRuns | None, changed: Iterable[tuple[int, int]] | None = None
     ) -> None:
@@ -146,7 +176,7 @@ class MapLayout:
         fit = self._fit
         self._invalidate()
         self._fit = fit
-        self._set_linear_top(keep)
+        self._place(keep)
 
     def set_pins(self, pins: Iterable[tuple[int, int]]) -> None:
         pins = tuple(sorted((int(a), int(b)) for a, b in pins if b > a))
@@ -167,9 +197,11 @@ class MapLayout:
             )
         ):
             # The pins that came or went lie in no foldable run at this zoom (an op's
-            # focus, the selection moving over populated memory): its folds stay.
+            # focus, the selection moving over populated memory): its folds stay, and so
+            # does the view (re-placing by the top row would drop a fraction of a band).
             self._maps[self.row_gfns] = fm
-        self._set_linear_top(keep)
+            return
+        self._place(keep)
 
     def set_fold(self, on: bool) -> None:
         if on == self.fold:
