@@ -422,3 +422,40 @@ def test_an_op_that_unfolds_the_rows_around_a_lone_page_keeps_it_in_place(
     wait_drawn(qtbot, w)
     assert lay.foldmap().fold_of_row(row - 1) < 0
     assert lay.row_gfns == zoom and w.map.gfn_pos(h) == before
+
+
+def test_follows_animation_frames_build_no_fold_map(make_window, qtbot, monkeypatch) -> None:
+    """The framing's probe (`frame_target`) builds the fold map of each zoom between the
+    current view and the target; the map keeps them, so the animation's frames, which
+    pass through those zooms, build none (each frame built its zoom's again)."""
+    import imemviz.app.panes.map_layout as map_layout
+    from imemviz.app.panes.map_frame import interpolate
+
+    s = td_session(4096 * MB)
+    for i in range(256):  # small shared ranges all over: a wide zoom shows them all
+        s.apply_group([O.SetMemoryAttributes((i * 0x1000 + 0x100) << 12, 4 << 12, 0)], "shared")
+    w = make_window(s, fold=True)
+    lay, anim = w.map.layout_, w.map.animator
+    w.map.zoom_all()
+    w.selection.clear()
+    wait_drawn(qtbot, w)
+    g = 0x40800  # private, no folio, between two shared ranges: too small to see
+    anim.duration_ms = 10_000
+    w.engine.apply_ops([O.GuestAccept(g << 12)], "accept")
+    qtbot.waitUntil(lambda: anim.running, timeout=20_000)
+    built: list[int] = []
+    real = map_layout.find_folds
+    monkeypatch.setattr(
+        map_layout, "find_folds", lambda *a, **k: built.append(a[1]) or real(*a, **k)
+    )
+    a, b = anim._from, anim._to
+    assert a is not None and b is not None and b.row_gfns < a.row_gfns // 8
+    zooms = set()
+    for i in range(1, 11):  # the frames the animation draws, as its timer would
+        interpolate(a, b, i / 10).apply(lay)
+        w.map.refresh()
+        zooms.add(lay.row_gfns)
+    assert len(zooms) >= 4 and not built
+    anim.finish()
+    wait_drawn(qtbot, w)
+    assert lay.is_legible(g, g + 1)

@@ -74,7 +74,27 @@ class MapLayout:
             self.pins,
         )
         other._fit = self._fit
+        # Same runs, pins, size and extent: the fold maps built so far hold for the copy
+        # too (a framing's probe then starts with them; `adopt_folds` brings its own back).
+        other._maps = dict(self._maps)
         return other
+
+    def adopt_folds(self, other: MapLayout) -> None:
+        """Keep the fold maps `other` (a probe copied from this layout) built, when its
+        folds come from the same runs, pins, fold switch, width and extent as this one's.
+
+        A framing's probe (`map_frame.frame_target`) builds the fold map of every zoom
+        from the current one to the target's, and the animation then passes those very
+        zooms: with them kept, its frames build no fold map."""
+        if (
+            other is self
+            or other.long_runs is not self.long_runs
+            or (other.pins, other.fold, other.width, other.extent)
+            != (self.pins, self.fold, self.width, self.extent)
+        ):
+            return
+        for r, fm in other._maps.items():
+            self._maps.setdefault(r, fm)
 
     # ----------------------------------------------------------------- folds
     def foldmap(self, row_gfns: int | None = None) -> FoldMap:
@@ -179,7 +199,7 @@ class MapLayout:
         self._place(keep)
 
     def set_pins(self, pins: Iterable[tuple[int, int]]) -> None:
-        pins = tuple(sorted((int(a), int(b)) for a, b in pins if b > a))
+        pins = tuple(sorted({(int(a), int(b)) for a, b in pins if b > a}))
         if pins == self.pins:
             return
         keep = self._linear_top()
