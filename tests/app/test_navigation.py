@@ -31,6 +31,15 @@ def recording(tmp_path, *ops) -> str:
     return str(path)
 
 
+def spread_session() -> Session:
+    """A 4 GiB TD with small shared ranges all over it: its folded launch view is a wide
+    zoom (an empty guest's is the deepest, with nothing to animate to)."""
+    s = td_session(4096 * MB)
+    for i in range(256):
+        s.apply_group([O.SetMemoryAttributes((i * 0x1000 + 0x100) << 12, 4 << 12, 0)], "shared")
+    return s
+
+
 def act(window, name: str) -> QAction:
     a = window.findChild(QAction, f"act_{name}")
     assert a is not None, name
@@ -361,7 +370,7 @@ def test_follow_frames_the_marks_ranges_after_undo_and_seeks(make_window, qtbot,
 def test_fold_band_labels_rest_while_the_map_moves(make_window, qtbot, monkeypatch) -> None:
     """A framing animation draws the fold bands' edges, not their labels (a new set per
     frame's zoom, unreadable in motion); the last frame has them again."""
-    w = make_window(fold=True)
+    w = make_window(spread_session(), fold=True)
     w.map.zoom_all()
     wait_drawn(qtbot, w)
     bands = w.map.fold_bands
@@ -431,10 +440,7 @@ def test_follows_animation_frames_build_no_fold_map(make_window, qtbot, monkeypa
     import imemviz.app.panes.map_layout as map_layout
     from imemviz.app.panes.map_frame import interpolate
 
-    s = td_session(4096 * MB)
-    for i in range(256):  # small shared ranges all over: a wide zoom shows them all
-        s.apply_group([O.SetMemoryAttributes((i * 0x1000 + 0x100) << 12, 4 << 12, 0)], "shared")
-    w = make_window(s, fold=True)
+    w = make_window(spread_session(), fold=True)
     lay, anim = w.map.layout_, w.map.animator
     w.map.zoom_all()
     w.selection.clear()

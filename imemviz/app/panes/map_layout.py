@@ -7,7 +7,8 @@ while scrolled): the linear row, or, with long empty runs folded into bands
 (`map_fold`), the row as drawn.  Zooming halves or doubles `row_gfns`; the
 widest zoom shows the whole guest; the deepest shows MIN_ROW_GFNS pages per
 row.  Cells are roughly square until MAX_ROW_PX; when the guest is smaller
-than the view its rows stretch to fill the height.
+than the view its rows stretch to fill the height, and rows of wide cells shrink
+(down to FIT_ROW_PX) when that makes the whole guest fit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from imemviz.app.panes.map_fold import (
 MIN_ROW_GFNS = 8
 MAX_ROW_PX = 40.0
 MIN_FIT_ROW_PX = 4.0  # the whole-guest view keeps rows at least this tall
+FIT_ROW_PX = 28.0  # rows of wide cells shrink to this (a tile label's height) to fit all
+MAX_CELL_PX = 2 * MAX_ROW_PX  # the folded whole-guest view: cells at most this wide
 LEGIBLE_PX = 16.0  # a page (or range) drawn smaller than this is too small to see
 PAGE = 4096
 NO_RUNS = LongRuns(None)
@@ -106,10 +109,57 @@ class MapLayout:
             if self.fold and len(self.long_runs):
                 band = band_rows(self._base_px(r))
                 fm = FoldMap(find_folds(self.long_runs, r, band, self.pins), band, rows)
+                fm = self._with_context(fm, r)
             else:
                 fm = FoldMap(None, 1, rows)
             self._maps[r] = fm
         return fm
+
+    def _rows_to_fill(self) -> int:
+        """Fewer rows than this leave the view part empty even at their tallest."""
+        return int(self.height // MAX_ROW_PX)
+
+    def _context_free(self, fm: FoldMap) -> bool:
+        """A fold map without context rows, whose rows fill the view: one whose folds an op
+        or a pin leaves as they are may be kept (`set_runs`, `set_pins`); the others are
+        made again (their context depends on the rows of the whole guest)."""
+        return fm.context == 0 and (not fm or fm.rows_total >= self._rows_to_fill())
+
+    def _with_context(self, fm: FoldMap, r: int) -> FoldMap:
+        """`fm`, or, when its rows leave the view part empty (a small or sparse guest),
+        the folds keeping as many rows of their runs beside each band as fill the view:
+        the empty memory around what is populated shows as memory, not as white under
+        the map.  Only where even rows at their tallest (MAX_ROW_PX) leave room (rows
+        of narrow cells stretch first); the most context whose rows fit at that height
+        (found by halving), or one row more where rows of wide cells, a little shorter
+        (`row_px`, down to FIT_ROW_PX), then fill the view."""
+        base = self._base_px(r)
+        want = self._rows_to_fill()
+        if not fm or fm.rows_total >= want:
+            return fm
+        band = fm.band
+
+        def folds(k: int) -> FoldMap:
+            return FoldMap(
+                find_folds(self.long_runs, r, band, self.pins, k), band, fm.rows_linear, k
+            )
+
+        lo, hi = 0, (want - fm.rows_total) // (2 * len(fm))  # each fold gives back 2 a k
+        best = fm
+        for _ in range(8):
+            if hi <= lo:
+                break
+            k = (lo + hi + 1) // 2
+            got = folds(k)
+            if got.rows_total <= want:
+                lo, best = k, got
+            else:
+                hi = k - 1
+        if base > FIT_ROW_PX and best:
+            more = folds(best.context + 1)
+            if more.rows_total * FIT_ROW_PX <= self.height:
+                best = more
+        return best
 
     def _invalidate(self) -> None:
         self._maps = {}
@@ -183,7 +233,11 @@ class MapLayout:
             # page, a run too short to fold at these zooms): keep the maps, no refold.
             kept: dict[int, FoldMap] = {}
             for r, fm in self._maps.items():
-                near = folds_kept(self.long_runs, new, changed, r, fm.band, self.pins)
+                if not self._context_free(fm):
+                    if r == self.row_gfns:
+                        break  # made again, and the view placed again
+                    continue  # made again when that zoom is next drawn
+                near = folds_kept(self.long_runs, new, changed, r, fm.band, self.pins, fm.context)
                 if near is None and self.fold:
                     break
                 kept[r] = fm if near is None else fm.with_runs(near)
@@ -211,9 +265,14 @@ class MapLayout:
         self._fit = fit
         if (
             fm is not None
+            and self._context_free(fm)
             and fm.rows_linear == max(1, -(-self.extent // self.row_gfns))
             and not pins_touch_folds(
-                self.long_runs if self.fold else NO_RUNS, self.row_gfns, fm.band, changed
+                self.long_runs if self.fold else NO_RUNS,
+                self.row_gfns,
+                fm.band,
+                changed,
+                fm.context,
             )
         ):
             # The pins that came or went lie in no foldable run at this zoom (an op's
@@ -246,8 +305,10 @@ class MapLayout:
     def row_px(self, row_gfns: int | None = None) -> float:
         r = row_gfns or self.row_gfns
         base = self._base_px(r)
-        fill = min(self.height / self.rows_total(r), MAX_ROW_PX)
-        return max(base, fill)
+        fill = self.height / self.rows_total(r)
+        if min(base, FIT_ROW_PX) <= fill < base:
+            return fill  # wide cells: rows a little shorter, and every row fits the view
+        return max(base, min(fill, MAX_ROW_PX))
 
     def rows_visible(self) -> float:
         return self.height / self.row_px()
@@ -255,19 +316,25 @@ class MapLayout:
     def fit_row_gfns(self) -> int:
         """The widest zoom: the smallest power of two whose rows all fit the height.
 
-        Folded, everything may fit at a much deeper zoom; the fit then stops at the
-        zoom whose cells are LEGIBLE_PX wide (no point in bigger), so a small guest
-        opens with its populated pages as legible tiles, not as a few giant cells.
+        Folded, everything may fit at a much deeper zoom; the fit then starts from the
+        zoom whose cells are MAX_CELL_PX wide (no point in bigger), so a small guest
+        opens with its populated pages as big tiles filling the view (rows of wide cells
+        as short as FIT_ROW_PX, where a tile's label still fits), not as a few giant
+        cells, nor as a strip at the top of an empty map.
         """
         if self._fit is not None:
             return self._fit
         folded = self.fold and len(self.long_runs)
         r = max(MIN_ROW_GFNS, _pow2_at_least(self.extent / max(self.height, 1)) // 4)
         if folded:
-            r = max(MIN_ROW_GFNS, 1 << max(0, math.floor(math.log2(self.width / LEGIBLE_PX))))
-        while self.rows_total(r) * max(self._base_px(r), MIN_FIT_ROW_PX) > self.height and r < (
-            1 << 52
-        ):
+            # From the deepest zoom whose cells are at most MAX_CELL_PX wide: a small or
+            # sparse guest fills the view with big tiles (at the zoom of square 16 px
+            # cells it took a third of a 1920x1080 view, the rest of the map empty).
+            r = max(MIN_ROW_GFNS, _pow2_at_least(self.width / MAX_CELL_PX))
+        # Rows fit at their square height, or at FIT_ROW_PX for wider cells (`row_px`).
+        while self.rows_total(r) * max(
+            min(self._base_px(r), FIT_ROW_PX), MIN_FIT_ROW_PX
+        ) > self.height and r < (1 << 52):
             r *= 2
         self._fit = r
         return r
