@@ -15,7 +15,10 @@
   framed, selected, or one red line saying what is wrong.
 - **the overview** (`panes/minimap.py`) between the map and its scroll bar.
 
-The changed ranges also stay unfolded (the map's `focus`) until the next change.
+The changed ranges also stay unfolded (the map's `focus`) until the next change.  When
+an op refolds the map (a 2M folio fills the empty rows around a lone page), the page the
+user looks at (the selection, else the first changed page on screen) keeps its place on
+the screen (`MapLayout.hold`): the rows open around it.
 """
 
 from __future__ import annotations

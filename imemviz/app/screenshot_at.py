@@ -1,7 +1,7 @@
 """`imemviz --screenshot PNG RECORDING --at N`: the app as replay shows it after op N.
 
 The replay controller loads the recording, seeks to the state after its first N - 1
-ops, shows the whole guest as it is then (Zoom all), and steps op N exactly as the Timeline pane's Step does: the engine applies it and
+ops, and steps op N exactly as the Timeline pane's Step does: the engine applies it and
 publishes its `ActionRecord`, whose changes (`imemviz.model.changes`) the change marks
 outline and the map frames (`navigate.Navigator`, Follow changes).  Right before the
 grab the marks' fade is held, so op N's marks are at full strength in the picture.
@@ -36,11 +36,6 @@ def show_replay_at(
     if not settle():
         return False
     replay.seek(n - 1)
-    if not settle():
-        return False
-    # The whole guest as it is before op N (the view the recording opened with is the
-    # widest zoom of its first state, often an empty guest's).
-    window.map.zoom_all()
     if not settle():
         return False
     # Op N, as the Step button applies it: framed by Follow changes, marked by the marks.

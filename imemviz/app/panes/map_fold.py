@@ -3,9 +3,11 @@
 A 4 GiB TD at launch is 99% "private, no folio": drawn linearly, its few mapped pages
 are 1-3 px slivers.  The map therefore folds, at every zoom, each run of rows that
 holds only *empty* memory (a hole, untouched private or shared memory, the end of the
-address space) and fills at least `FOLD_MIN_ROWS` whole rows: one row of it stays on
-each side (the colour goes on), the rest becomes a band `FOLD_PX` high that names the
-run ("1.9G private, no folio") and the address jump.  Runs that hold anything else
+address space) and fills at least `FOLD_MIN_ROWS` whole rows: the rows of it become a
+band `FOLD_PX` high that names the run ("1.9G private, no folio") and the address jump.
+When the folded rows would leave the view part empty (a small or sparse guest), each
+fold keeps as many rows of its run on each side as fill it (`context`, chosen by
+`MapLayout`): the colour goes on beside the band.  Runs that hold anything else
 (a folio, a leaf, a poisoned page) are never folded, so their size on screen stays
 true.  Pinned gfn ranges (the selection, the change being framed, a Go to target, a
 fold the user opened) are never folded either.
