@@ -61,7 +61,7 @@ def test_set_pins_keeps_a_correct_fold_map(r, old, new) -> None:
 def test_a_pin_in_populated_memory_keeps_the_fold_map_object() -> None:
     bounds = np.array([0, 1000, 1010, EXTENT], np.int64)
     codes = np.array([Code.PRIVATE_EMPTY, Code.PRIVATE_4K, Code.PRIVATE_EMPTY], np.uint8)
-    lay = MapLayout(extent=EXTENT, width=800, height=600, row_gfns=8)
+    lay = MapLayout(extent=EXTENT, width=800, height=100, row_gfns=8)  # its rows fill it
     lay.set_runs((bounds, codes))
     fm = lay.foldmap()
     assert len(fm) >= 1
@@ -69,6 +69,63 @@ def test_a_pin_in_populated_memory_keeps_the_fold_map_object() -> None:
     assert lay.foldmap() is fm
     lay.set_pins([(500_000, 500_001)])  # inside a folded run: it splits
     assert lay.foldmap() is not fm
+
+
+def test_pins_that_keep_the_folds_keep_the_view() -> None:
+    """A pin in populated memory leaves the view where it is, even scrolled part-way
+    into a fold band (re-placed by its top row, it jumped to the band's first row: the
+    view moved without a redraw)."""
+    bounds = np.array([0, 1000, 1010, EXTENT], np.int64)
+    codes = np.array([Code.PRIVATE_EMPTY, Code.PRIVATE_4K, Code.PRIVATE_EMPTY], np.uint8)
+    lay = MapLayout(extent=EXTENT, width=800, height=100, row_gfns=8)  # its rows fill it
+    lay.set_runs((bounds, codes))
+    fm = lay.foldmap()
+    lay.top = fm.folds[0].drow + 0.4  # part-way into the first band
+    lay.set_pins([(1004, 1005)])
+    assert lay.foldmap() is fm and lay.top == fm.folds[0].drow + 0.4
+
+
+def test_a_held_page_stays_on_screen_across_a_refold() -> None:
+    """MapLayout.hold: when the runs change around a page on the screen (an op filled
+    the empty rows beside it), the page keeps its height on the screen; without a hold
+    the top row is kept and the page moves down by the rows that opened above it."""
+    g = 100_000
+    before = (
+        np.array([0, 1000, 1010, g, g + 1, EXTENT], np.int64),
+        np.array(
+            [
+                Code.PRIVATE_EMPTY,
+                Code.PRIVATE_4K,
+                Code.PRIVATE_EMPTY,
+                Code.PRIVATE_4K,
+                Code.PRIVATE_EMPTY,
+            ],
+            np.uint8,
+        ),
+    )
+    after = (  # a 2M folio around g
+        np.array([0, 1000, 1010, g - 200, g + 312, EXTENT], np.int64),
+        np.array(
+            [
+                Code.PRIVATE_EMPTY,
+                Code.PRIVATE_4K,
+                Code.PRIVATE_EMPTY,
+                Code.PRIVATE_ALLOCATED,
+                Code.PRIVATE_EMPTY,
+            ],
+            np.uint8,
+        ),
+    )
+    for held in (False, True):
+        lay = MapLayout(extent=EXTENT, width=800, height=600, row_gfns=8)
+        lay.set_runs(before)
+        lay.top = lay.foldmap().display_row(g // 8) - 5.0
+        y0 = (lay.display_y(g) - lay.top) * lay.row_px()  # pixels from the top
+        if held:
+            lay.hold(g)
+        lay.set_runs(after, [(g - 200, g + 312)])
+        y1 = (lay.display_y(g) - lay.top) * lay.row_px()
+        assert (abs(y1 - y0) < 1e-6) == held, (held, y0, y1)
 
 
 @st.composite
@@ -164,7 +221,7 @@ def test_set_runs_with_the_changed_ranges_keeps_only_correct_fold_maps(
 
 def test_an_op_on_a_pinned_page_in_an_empty_run_keeps_the_fold_map() -> None:
     per_gfn = np.full(1 << 16, Code.PRIVATE_EMPTY, np.uint8)
-    lay = MapLayout(extent=1 << 16, width=800, height=600, row_gfns=16)
+    lay = MapLayout(extent=1 << 16, width=800, height=100, row_gfns=16)  # its rows fill it
     lay.set_runs(_compress(per_gfn))
     lay.set_pins([(30_000, 30_001)])
     fm = lay.foldmap()

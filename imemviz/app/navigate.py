@@ -15,7 +15,10 @@
   framed, selected, or one red line saying what is wrong.
 - **the overview** (`panes/minimap.py`) between the map and its scroll bar.
 
-The changed ranges also stay unfolded (the map's `focus`) until the next change.
+The changed ranges also stay unfolded (the map's `focus`) until the next change.  When
+an op refolds the map (a 2M folio fills the empty rows around a lone page), the page the
+user looks at (the selection, else the first changed page on screen) keeps its place on
+the screen (`MapLayout.hold`): the rows open around it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidg
 from imemviz.app import messages as M
 from imemviz.app.goto import USAGE, GotoError, Target, parse_goto
 from imemviz.app.menus import bar_menus
-from imemviz.app.panes.map_frame import frame_target, needs_frame, on_screen
+from imemviz.app.panes.map_frame import clip, frame_target, needs_frame, on_screen, visible_part
 from imemviz.app.panes.minimap import Minimap
 from imemviz.model.raster import merge_ranges
 
@@ -75,17 +78,35 @@ class Navigator(QObject):
         place to frame."""
         changes = rec.changes
         if not changes.everything:
+            if not self._pending:
+                self._hold(changes.gfns)
             self._pending.extend(changes.gfns)
+
+    def _hold(self, ranges) -> None:
+        """Before the op's refold (its snapshot comes next): keep the page the user looks
+        at where it is on the screen, so that rows the op unfolds around it (a 2M folio
+        filling the empty rows beside a lone page) open below and above it, not push it
+        off the screen.  That page: the selection when the op changed it, else the first
+        changed page on screen, else the selection."""
+        lay = self.pane.layout_
+        g = self.window.selection.gfn
+        ranges = clip(ranges, lay.extent)
+        if g is None or not any(a <= g < b for a, b in ranges):
+            shown = (visible_part(lay, a, b) for a, b in ranges)
+            g = next((p[0] for p in shown if p is not None), g)
+        lay.hold(g)
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         ranges = merge_ranges(self._pending)
         self._pending = []
-        if snap.session != self._session:
-            self._session = snap.session
-            self.last_framed = ()
-        if not ranges:
-            return
-        self.frame_change(ranges)
+        try:
+            if snap.session != self._session:
+                self._session = snap.session
+                self.last_framed = ()
+            if ranges:
+                self.frame_change(ranges)
+        finally:
+            self.pane.layout_.hold(None)
 
     def frame_change(
         self, ranges: list[tuple[int, int]], force: bool = False, legible: bool = False

@@ -31,6 +31,15 @@ def recording(tmp_path, *ops) -> str:
     return str(path)
 
 
+def spread_session() -> Session:
+    """A 4 GiB TD with small shared ranges all over it: its folded launch view is a wide
+    zoom (an empty guest's is the deepest, with nothing to animate to)."""
+    s = td_session(4096 * MB)
+    for i in range(256):
+        s.apply_group([O.SetMemoryAttributes((i * 0x1000 + 0x100) << 12, 4 << 12, 0)], "shared")
+    return s
+
+
 def act(window, name: str) -> QAction:
     a = window.findChild(QAction, f"act_{name}")
     assert a is not None, name
@@ -361,7 +370,7 @@ def test_follow_frames_the_marks_ranges_after_undo_and_seeks(make_window, qtbot,
 def test_fold_band_labels_rest_while_the_map_moves(make_window, qtbot, monkeypatch) -> None:
     """A framing animation draws the fold bands' edges, not their labels (a new set per
     frame's zoom, unreadable in motion); the last frame has them again."""
-    w = make_window(fold=True)
+    w = make_window(spread_session(), fold=True)
     w.map.zoom_all()
     wait_drawn(qtbot, w)
     bands = w.map.fold_bands
@@ -381,3 +390,78 @@ def test_fold_band_labels_rest_while_the_map_moves(make_window, qtbot, monkeypat
     assert not bands.moving
     w.map.view.grab()
     assert pills
+
+
+def test_an_op_that_unfolds_the_rows_around_a_lone_page_keeps_it_in_place(
+    make_window, qtbot
+) -> None:
+    """At the pages zoom a page in the row of a small shared range sits alone between
+    fold bands; accepting it fills its 2M folio, whose empty rows were folded away.  The
+    refold opens those rows around the page: the page stays where it was on the screen
+    (it slid 1200 px down, off the screen, and Follow zoomed out to find it)."""
+    s = td_session(256 * MB, tdx_private_max_level="2M", gmem_max_order=9)
+    shared = [0x3100 + 0x1000 * i for i in range(8)]  # in the middle of a 2M range
+    for a in shared:
+        s.apply_group([O.SetMemoryAttributes(a << 12, 4 << 12, 0)], "shared")
+    w = make_window(s, fold=True)
+    lay = w.map.layout_
+    g = shared[3] + 4  # private, no folio, beside the shared range: a row between bands
+    w.map.go_to(View(8, float(g)))
+    w.selection.set_gfn(g)
+    wait_drawn(qtbot, w)
+    fm = lay.foldmap()
+    row = g // lay.row_gfns
+    assert fm.fold_of_row(row - 1) >= 0 and fm.fold_of_row(row + 1) >= 0  # alone
+    before, zoom = w.map.gfn_pos(g), lay.row_gfns
+    w.engine.submit(plans.accept(g))
+    wait_idle(qtbot, w.engine)
+    wait_drawn(qtbot, w)
+    assert lay.foldmap().fold_of_row(row - 1) < 0  # the folio's rows opened around it
+    assert lay.row_gfns == zoom and w.map.gfn_pos(g) == before
+    # Not pointed at (a script line, a form): the changed page on screen stays put too.
+    h = shared[5] + 4
+    w.selection.clear()
+    w.map.go_to(View(8, float(h)))
+    wait_drawn(qtbot, w)
+    row = h // lay.row_gfns
+    assert lay.foldmap().fold_of_row(row - 1) >= 0 and on_screen(lay, [(h, h + 1)])
+    before = w.map.gfn_pos(h)
+    w.engine.apply_ops([O.GuestAccept(h << 12)], "accept")
+    wait_idle(qtbot, w.engine)
+    wait_drawn(qtbot, w)
+    assert lay.foldmap().fold_of_row(row - 1) < 0
+    assert lay.row_gfns == zoom and w.map.gfn_pos(h) == before
+
+
+def test_follows_animation_frames_build_no_fold_map(make_window, qtbot, monkeypatch) -> None:
+    """The framing's probe (`frame_target`) builds the fold map of each zoom between the
+    current view and the target; the map keeps them, so the animation's frames, which
+    pass through those zooms, build none (each frame built its zoom's again)."""
+    import imemviz.app.panes.map_layout as map_layout
+    from imemviz.app.panes.map_frame import interpolate
+
+    w = make_window(spread_session(), fold=True)
+    lay, anim = w.map.layout_, w.map.animator
+    w.map.zoom_all()
+    w.selection.clear()
+    wait_drawn(qtbot, w)
+    g = 0x40800  # private, no folio, between two shared ranges: too small to see
+    anim.duration_ms = 10_000
+    w.engine.apply_ops([O.GuestAccept(g << 12)], "accept")
+    qtbot.waitUntil(lambda: anim.running, timeout=20_000)
+    built: list[int] = []
+    real = map_layout.find_folds
+    monkeypatch.setattr(
+        map_layout, "find_folds", lambda *a, **k: built.append(a[1]) or real(*a, **k)
+    )
+    a, b = anim._from, anim._to
+    assert a is not None and b is not None and b.row_gfns < a.row_gfns // 8
+    zooms = set()
+    for i in range(1, 11):  # the frames the animation draws, as its timer would
+        interpolate(a, b, i / 10).apply(lay)
+        w.map.refresh()
+        zooms.add(lay.row_gfns)
+    assert len(zooms) >= 4 and not built
+    anim.finish()
+    wait_drawn(qtbot, w)
+    assert lay.is_legible(g, g + 1)

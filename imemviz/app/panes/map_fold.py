@@ -3,9 +3,11 @@
 A 4 GiB TD at launch is 99% "private, no folio": drawn linearly, its few mapped pages
 are 1-3 px slivers.  The map therefore folds, at every zoom, each run of rows that
 holds only *empty* memory (a hole, untouched private or shared memory, the end of the
-address space) and fills at least `FOLD_MIN_ROWS` whole rows: one row of it stays on
-each side (the colour goes on), the rest becomes a band `FOLD_PX` high that names the
-run ("1.9G private, no folio") and the address jump.  Runs that hold anything else
+address space) and fills at least `FOLD_MIN_ROWS` whole rows: the rows of it become a
+band `FOLD_PX` high that names the run ("1.9G private, no folio") and the address jump.
+When the folded rows would leave the view part empty (a small or sparse guest), each
+fold keeps as many rows of its run on each side as fill it (`context`, chosen by
+`MapLayout`): the colour goes on beside the band.  Runs that hold anything else
 (a folio, a leaf, a poisoned page) are never folded, so their size on screen stays
 true.  Pinned gfn ranges (the selection, the change being framed, a Go to target, a
 fold the user opened) are never folded either.
@@ -134,7 +136,11 @@ FoldArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def pins_touch_folds(
-    long_runs: LongRuns, r: int, band: int, pins: Iterable[tuple[int, int]]
+    long_runs: LongRuns,
+    r: int,
+    band: int,
+    pins: Iterable[tuple[int, int]],
+    context: int = CONTEXT_ROWS,
 ) -> bool:
     """Whether any of `pins` lies in a run `find_folds` could fold at r gfns per row
     with this band: if none does, adding or removing them leaves the folds as they are."""
@@ -142,12 +148,12 @@ def pins_touch_folds(
     if not pins or not len(long_runs):
         return False
     s, e, _c = long_runs.candidates(r)
-    ra = -(-s // r) + CONTEXT_ROWS
-    rb = e // r - CONTEXT_ROWS
-    keep = rb - ra >= max(FOLD_MIN_ROWS, band + 1)
+    ra = -(-s // r) + context
+    rb = e // r - context
+    keep = _foldable(ra, rb, band, context)
     ra, rb = ra[keep], rb[keep]
     for a, b in pins:
-        pa, pb = a // r - CONTEXT_ROWS, (b - 1) // r + 1 + CONTEXT_ROWS
+        pa, pb = a // r - context, (b - 1) // r + 1 + context
         i0 = int(np.searchsorted(rb, pa, side="right"))
         i1 = int(np.searchsorted(ra, pb, side="left"))
         if i1 > i0:
@@ -174,6 +180,7 @@ def folds_kept(
     r: int,
     band: int,
     pins: Sequence[tuple[int, int]] = (),
+    context: int = CONTEXT_ROWS,
 ) -> FoldArrays | None:
     """The folds at r gfns per row near `ranges` from `new`, if they fold the same rows
     as those from `old` (else None), when the two differ only inside the gfn `ranges`
@@ -182,10 +189,19 @@ def folds_kept(
     new, and compare: an op on a selected page splits its empty run, but the pin had
     split the fold there already (no refold; `FoldMap.with_runs` renames the runs)."""
     ranges = list(ranges)
-    a = find_folds(_near(old, ranges), r, band, pins)
-    b = find_folds(_near(new, ranges), r, band, pins)
+    a = find_folds(_near(old, ranges), r, band, pins, context)
+    b = find_folds(_near(new, ranges), r, band, pins, context)
     same = all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3], strict=True))
     return b if same else None
+
+
+def _foldable(ra: np.ndarray, rb: np.ndarray, band: int, context: int) -> np.ndarray:
+    """Which runs, whose rows [ra, rb) are left to fold once `context` rows are kept on
+    each side, fold: runs of at least FOLD_MIN_ROWS whole rows (and more than a band),
+    however many rows the context then leaves, as long as the band is shorter (so that
+    a little more context gives back a little more room, not a whole run at once)."""
+    least = max(FOLD_MIN_ROWS, band + 1)
+    return (rb - ra + 2 * context >= least) & (rb - ra >= band + 1)
 
 
 def find_folds(
@@ -193,22 +209,22 @@ def find_folds(
     r: int,
     band: int,
     pins: Sequence[tuple[int, int]] = (),
+    context: int = CONTEXT_ROWS,
 ) -> FoldArrays:
     """(row0, row1, code, run start, run end) arrays of every fold at r gfns per row.
 
-    A fold keeps CONTEXT_ROWS whole rows of its run on each side, never covers a row
-    that touches a pinned range, and removes more rows than its band adds back.
+    A fold keeps `context` whole rows of its run on each side (and of a pinned range),
+    never covers a row that touches a pinned range, and removes more rows than its
+    band adds back.
     """
     s, e, c = long_runs.candidates(r)
-    ra = -(-s // r) + CONTEXT_ROWS  # first whole row inside the run, plus context
-    rb = e // r - CONTEXT_ROWS
-    least = max(FOLD_MIN_ROWS, band + 1)
-    keep = rb - ra >= least
+    ra = -(-s // r) + context  # first whole row inside the run, plus context
+    rb = e // r - context
+    least = max(FOLD_MIN_ROWS, band + 1) if context == 0 else band + 1
+    keep = _foldable(ra, rb, band, context)
     ra, rb, c, s, e = ra[keep], rb[keep], c[keep], s[keep], e[keep]
     if pins and len(ra):
-        pin_rows = sorted(
-            (a // r - CONTEXT_ROWS, (b - 1) // r + 1 + CONTEXT_ROWS) for a, b in pins if b > a
-        )
+        pin_rows = sorted((a // r - context, (b - 1) // r + 1 + context) for a, b in pins if b > a)
         hit = np.zeros(len(ra), bool)
         for pa, pb in pin_rows:
             i0 = int(np.searchsorted(rb, pa, side="right"))
@@ -252,8 +268,11 @@ _EMPTY = np.zeros(0, np.int64)
 class FoldMap:
     """Linear rows <-> display rows for one zoom (r gfns per row) and one set of folds."""
 
-    def __init__(self, folds: FoldArrays | None, band: int, rows_linear: int) -> None:
+    def __init__(
+        self, folds: FoldArrays | None, band: int, rows_linear: int, context: int = CONTEXT_ROWS
+    ) -> None:
         self.band = band
+        self.context = context  # rows of each folded run kept beside its band
         self.rows_linear = rows_linear
         if folds is None:
             folds = (_EMPTY, _EMPTY, np.zeros(0, np.uint8), _EMPTY, _EMPTY)

@@ -131,6 +131,9 @@ def frame_target(lay: MapLayout, ranges: Ranges, legible_px: float = LEGIBLE_PX)
     else:
         r = fallback if fallback is not None else MIN_ROW_GFNS
         center = (biggest[0] + biggest[1]) / 2  # it cannot all fit: the biggest part
+    # The probe built the fold maps of the zooms from here to there, which the animation
+    # passes through: kept when the map pins the ranges too (Follow, Go to do).
+    lay.adopt_folds(probe)
     return View(r, center)
 
 

@@ -7,7 +7,8 @@ while scrolled): the linear row, or, with long empty runs folded into bands
 (`map_fold`), the row as drawn.  Zooming halves or doubles `row_gfns`; the
 widest zoom shows the whole guest; the deepest shows MIN_ROW_GFNS pages per
 row.  Cells are roughly square until MAX_ROW_PX; when the guest is smaller
-than the view its rows stretch to fill the height.
+than the view its rows stretch to fill the height, and rows of wide cells shrink
+(down to FIT_ROW_PX) when that makes the whole guest fit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from imemviz.app.panes.map_fold import (
 MIN_ROW_GFNS = 8
 MAX_ROW_PX = 40.0
 MIN_FIT_ROW_PX = 4.0  # the whole-guest view keeps rows at least this tall
+FIT_ROW_PX = 28.0  # rows of wide cells shrink to this (a tile label's height) to fit all
+MAX_CELL_PX = 2 * MAX_ROW_PX  # the folded whole-guest view: cells at most this wide
 LEGIBLE_PX = 16.0  # a page (or range) drawn smaller than this is too small to see
 PAGE = 4096
 NO_RUNS = LongRuns(None)
@@ -58,6 +61,8 @@ class MapLayout:
     pins: tuple[tuple[int, int], ...] = ()
     _maps: dict = attrs.field(factory=dict, eq=False, repr=False)
     _fit: int | None = attrs.field(default=None, eq=False, repr=False)
+    # (gfn, its row's pixels from the top of the view, zoom): kept there by a refold
+    held: tuple[int, float, int] | None = attrs.field(default=None, eq=False, repr=False)
 
     def copy(self) -> MapLayout:
         """An independent layout in the same state (its own caches)."""
@@ -72,7 +77,27 @@ class MapLayout:
             self.pins,
         )
         other._fit = self._fit
+        # Same runs, pins, size and extent: the fold maps built so far hold for the copy
+        # too (a framing's probe then starts with them; `adopt_folds` brings its own back).
+        other._maps = dict(self._maps)
         return other
+
+    def adopt_folds(self, other: MapLayout) -> None:
+        """Keep the fold maps `other` (a probe copied from this layout) built, when its
+        folds come from the same runs, pins, fold switch, width and extent as this one's.
+
+        A framing's probe (`map_frame.frame_target`) builds the fold map of every zoom
+        from the current one to the target's, and the animation then passes those very
+        zooms: with them kept, its frames build no fold map."""
+        if (
+            other is self
+            or other.long_runs is not self.long_runs
+            or (other.pins, other.fold, other.width, other.extent)
+            != (self.pins, self.fold, self.width, self.extent)
+        ):
+            return
+        for r, fm in other._maps.items():
+            self._maps.setdefault(r, fm)
 
     # ----------------------------------------------------------------- folds
     def foldmap(self, row_gfns: int | None = None) -> FoldMap:
@@ -84,10 +109,57 @@ class MapLayout:
             if self.fold and len(self.long_runs):
                 band = band_rows(self._base_px(r))
                 fm = FoldMap(find_folds(self.long_runs, r, band, self.pins), band, rows)
+                fm = self._with_context(fm, r)
             else:
                 fm = FoldMap(None, 1, rows)
             self._maps[r] = fm
         return fm
+
+    def _rows_to_fill(self) -> int:
+        """Fewer rows than this leave the view part empty even at their tallest."""
+        return int(self.height // MAX_ROW_PX)
+
+    def _context_free(self, fm: FoldMap) -> bool:
+        """A fold map without context rows, whose rows fill the view: one whose folds an op
+        or a pin leaves as they are may be kept (`set_runs`, `set_pins`); the others are
+        made again (their context depends on the rows of the whole guest)."""
+        return fm.context == 0 and (not fm or fm.rows_total >= self._rows_to_fill())
+
+    def _with_context(self, fm: FoldMap, r: int) -> FoldMap:
+        """`fm`, or, when its rows leave the view part empty (a small or sparse guest),
+        the folds keeping as many rows of their runs beside each band as fill the view:
+        the empty memory around what is populated shows as memory, not as white under
+        the map.  Only where even rows at their tallest (MAX_ROW_PX) leave room (rows
+        of narrow cells stretch first); the most context whose rows fit at that height
+        (found by halving), or one row more where rows of wide cells, a little shorter
+        (`row_px`, down to FIT_ROW_PX), then fill the view."""
+        base = self._base_px(r)
+        want = self._rows_to_fill()
+        if not fm or fm.rows_total >= want:
+            return fm
+        band = fm.band
+
+        def folds(k: int) -> FoldMap:
+            return FoldMap(
+                find_folds(self.long_runs, r, band, self.pins, k), band, fm.rows_linear, k
+            )
+
+        lo, hi = 0, (want - fm.rows_total) // (2 * len(fm))  # each fold gives back 2 a k
+        best = fm
+        for _ in range(8):
+            if hi <= lo:
+                break
+            k = (lo + hi + 1) // 2
+            got = folds(k)
+            if got.rows_total <= want:
+                lo, best = k, got
+            else:
+                hi = k - 1
+        if base > FIT_ROW_PX and best:
+            more = folds(best.context + 1)
+            if more.rows_total * FIT_ROW_PX <= self.height:
+                best = more
+        return best
 
     def _invalidate(self) -> None:
         self._maps = {}
@@ -112,6 +184,34 @@ class MapLayout:
         r = math.floor(row)
         self.top = fm.display_row(r) + (row - r if fm.fold_of_row(r) < 0 else 0.0)
 
+    def hold(self, gfn: int | None) -> None:
+        """Keep gfn's row where it is on the screen when the folds change (an op's refold,
+        new pins) instead of the top row, until `hold(None)` or a zoom.  A gfn in a fold
+        band or off the screen is not held (the top row is kept as before).
+
+        Why: an op on a page that sits alone between fold bands can unfold the rows around
+        it (a 2M folio fills them): kept by its top row, the view slid the page down and
+        off the screen, and Follow changes then zoomed out to find it."""
+        self.held = None
+        if gfn is None or not 0 <= gfn < self.extent:
+            return
+        r = self.row_gfns
+        fm = self.foldmap()
+        if fm.fold_of_row(gfn // r) >= 0:
+            return
+        px = (fm.display_row(gfn // r) - self.top) * self.row_px()
+        if 0 <= px < self.height:
+            self.held = (int(gfn), px, r)
+
+    def _place(self, keep_row: float) -> None:
+        """After a refold: the held gfn back at its height, else the linear top row kept."""
+        held = self.held
+        if held is not None and held[2] == self.row_gfns:
+            g, px, r = held
+            self.top = self.foldmap().display_row(g // r) - px / self.row_px()
+            return
+        self._set_linear_top(keep_row)
+
     def set_runs(
         self, runs: Runs | LongRuns | None, changed: Iterable[tuple[int, int]] | None = None
     ) -> None:
@@ -133,7 +233,11 @@ class MapLayout:
             # page, a run too short to fold at these zooms): keep the maps, no refold.
             kept: dict[int, FoldMap] = {}
             for r, fm in self._maps.items():
-                near = folds_kept(self.long_runs, new, changed, r, fm.band, self.pins)
+                if not self._context_free(fm):
+                    if r == self.row_gfns:
+                        break  # made again, and the view placed again
+                    continue  # made again when that zoom is next drawn
+                near = folds_kept(self.long_runs, new, changed, r, fm.band, self.pins, fm.context)
                 if near is None and self.fold:
                     break
                 kept[r] = fm if near is None else fm.with_runs(near)
@@ -146,10 +250,10 @@ class MapLayout:
         fit = self._fit
         self._invalidate()
         self._fit = fit
-        self._set_linear_top(keep)
+        self._place(keep)
 
     def set_pins(self, pins: Iterable[tuple[int, int]]) -> None:
-        pins = tuple(sorted((int(a), int(b)) for a, b in pins if b > a))
+        pins = tuple(sorted({(int(a), int(b)) for a, b in pins if b > a}))
         if pins == self.pins:
             return
         keep = self._linear_top()
@@ -161,15 +265,22 @@ class MapLayout:
         self._fit = fit
         if (
             fm is not None
+            and self._context_free(fm)
             and fm.rows_linear == max(1, -(-self.extent // self.row_gfns))
             and not pins_touch_folds(
-                self.long_runs if self.fold else NO_RUNS, self.row_gfns, fm.band, changed
+                self.long_runs if self.fold else NO_RUNS,
+                self.row_gfns,
+                fm.band,
+                changed,
+                fm.context,
             )
         ):
             # The pins that came or went lie in no foldable run at this zoom (an op's
-            # focus, the selection moving over populated memory): its folds stay.
+            # focus, the selection moving over populated memory): its folds stay, and so
+            # does the view (re-placing by the top row would drop a fraction of a band).
             self._maps[self.row_gfns] = fm
-        self._set_linear_top(keep)
+            return
+        self._place(keep)
 
     def set_fold(self, on: bool) -> None:
         if on == self.fold:
@@ -194,8 +305,10 @@ class MapLayout:
     def row_px(self, row_gfns: int | None = None) -> float:
         r = row_gfns or self.row_gfns
         base = self._base_px(r)
-        fill = min(self.height / self.rows_total(r), MAX_ROW_PX)
-        return max(base, fill)
+        fill = self.height / self.rows_total(r)
+        if min(base, FIT_ROW_PX) <= fill < base:
+            return fill  # wide cells: rows a little shorter, and every row fits the view
+        return max(base, min(fill, MAX_ROW_PX))
 
     def rows_visible(self) -> float:
         return self.height / self.row_px()
@@ -203,19 +316,25 @@ class MapLayout:
     def fit_row_gfns(self) -> int:
         """The widest zoom: the smallest power of two whose rows all fit the height.
 
-        Folded, everything may fit at a much deeper zoom; the fit then stops at the
-        zoom whose cells are LEGIBLE_PX wide (no point in bigger), so a small guest
-        opens with its populated pages as legible tiles, not as a few giant cells.
+        Folded, everything may fit at a much deeper zoom; the fit then starts from the
+        zoom whose cells are MAX_CELL_PX wide (no point in bigger), so a small guest
+        opens with its populated pages as big tiles filling the view (rows of wide cells
+        as short as FIT_ROW_PX, where a tile's label still fits), not as a few giant
+        cells, nor as a strip at the top of an empty map.
         """
         if self._fit is not None:
             return self._fit
         folded = self.fold and len(self.long_runs)
         r = max(MIN_ROW_GFNS, _pow2_at_least(self.extent / max(self.height, 1)) // 4)
         if folded:
-            r = max(MIN_ROW_GFNS, 1 << max(0, math.floor(math.log2(self.width / LEGIBLE_PX))))
-        while self.rows_total(r) * max(self._base_px(r), MIN_FIT_ROW_PX) > self.height and r < (
-            1 << 52
-        ):
+            # From the deepest zoom whose cells are at most MAX_CELL_PX wide: a small or
+            # sparse guest fills the view with big tiles (at the zoom of square 16 px
+            # cells it took a third of a 1920x1080 view, the rest of the map empty).
+            r = max(MIN_ROW_GFNS, _pow2_at_least(self.width / MAX_CELL_PX))
+        # Rows fit at their square height, or at FIT_ROW_PX for wider cells (`row_px`).
+        while self.rows_total(r) * max(
+            min(self._base_px(r), FIT_ROW_PX), MIN_FIT_ROW_PX
+        ) > self.height and r < (1 << 52):
             r *= 2
         self._fit = r
         return r
