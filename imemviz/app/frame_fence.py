@@ -36,10 +36,12 @@ import time
 
 from PySide6.QtCore import QObject, QTimer
 
-# The longest the engine thread waits for the GUI to handle one piece: a GUI blocked
-# elsewhere costs a publish this once (then `hurried`); a GUI slowed by a loaded machine
-# keeps its pieces in turns of their own (30 ms ran out at load ~8 and the rest flooded).
-LIMIT_S = 0.100
+LIMIT_S = 0.030  # the longest the engine thread waits for the GUI's frame of an op
+# A reset (a seek, an undo) sends its pieces one per GUI turn: the longest wait for each.
+# A GUI blocked elsewhere costs that publish this once (then `hurried`); a GUI slowed by
+# a loaded machine keeps its pieces in turns of their own (30 ms, then 100 ms, ran out
+# at load ~6-8 and the rest of the pieces flooded into one turn).
+PACE_LIMIT_S = 0.250
 # The first frame of a newly opened session (a new layout, every pane reset) takes the
 # GUI longer, and the engine's feeds after it are long (a 20,000-op recording: ~25 ms of
 # Python): on a loaded machine 30 ms ran out before the GUI had painted, and the feeds

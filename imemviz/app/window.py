@@ -255,7 +255,16 @@ class MainWindow(QMainWindow):
         self.busy.setVisible(busy)
         if busy:
             self.busy.setRange(0, 0)
+            # The outcome may already be up (an action is announced before its panes'
+            # updates): it comes back when the work is done, unless a newer line came.
+            self._before_busy = (self.message.text(), self.message.styleSheet())
             self.show_message(f"Working: {label}…")
+            self._busy_text = self.message.text()
+        elif self.message.text() == getattr(self, "_busy_text", None):
+            text, style = self._before_busy
+            self.message.setStyleSheet(style)
+            self.message.setText(text)
+            self.message.setToolTip(text)
 
     def _on_progress(self, done: int, total: int) -> None:
         self.busy.setRange(0, max(total, 1))

@@ -123,6 +123,7 @@ class EngineWorker(QObject):
         # While the feeds run, what they send waits here (`deliver`): sent one piece per
         # GUI turn once they are all computed (frame_fence.py, "Pacing").
         self._held: list[tuple[Any, Any]] | None = None
+        self._pacing = False  # the last publish sends its pieces one per GUI turn
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -847,10 +848,16 @@ class EngineWorker(QObject):
                 self.rasterReady.emit(a)
         opened = self._session_no != self._fenced_session
         self._fenced_session = self._session_no
+        # After a reset (an open, a seek, an undo: the event log and the counters rebuilt,
+        # every invariant checked) every piece sent is one GUI turn of its own; after an
+        # op, whose pieces are small, the feeds' pieces go at once (a wait per piece would
+        # only add latency).  frame_fence.py, "Pacing".
+        self._pacing = reset or opened
         # The GUI handles the snapshot (and the raster) and paints; the engine waits
-        # without the GIL (frame_fence.py: every piece sent is one GUI turn of its own).
+        # without the GIL.
         self.fence.hurried = False
-        self._pace(frame_fence.OPEN_LIMIT_S if opened else frame_fence.LIMIT_S)
+        limit = frame_fence.PACE_LIMIT_S if self._pacing else frame_fence.LIMIT_S
+        self._pace(frame_fence.OPEN_LIMIT_S if opened else limit)
         if opened:
             # A new session: the GUI has laid the map out for it and asked for its raster
             # while handling the snapshot.  Drawn before the feeds, the map's first full
@@ -865,7 +872,7 @@ class EngineWorker(QObject):
             if first:
                 self._pace(frame_fence.OPEN_LIMIT_S)  # the map's first frame, alone
         # Every feed is computed first (the GUI idle meanwhile), then what they send goes
-        # out one piece per GUI turn.
+        # out (one piece per GUI turn after a reset).
         self._held = []
         try:
             for feed in list(self.feeds):
@@ -880,7 +887,8 @@ class EngineWorker(QObject):
                 signal.emit(payload)
             except RuntimeError:  # its pane was closed meanwhile
                 continue
-            self._pace()
+            if self._pacing:
+                self._pace(frame_fence.PACE_LIMIT_S)
 
     def _publish_timeline(self) -> None:
         s = self.session
@@ -898,7 +906,8 @@ class EngineWorker(QObject):
         self.timelineChanged.emit(
             TimelineInfo(self._session_no, self._structure, labels, sizes, ops, tl)
         )
-        self._pace()  # the Timeline's rows: a GUI turn of their own
+        if self._pacing:
+            self._pace(frame_fence.PACE_LIMIT_S)  # the Timeline's rows: a turn of their own
 
     def _raster(self, req: RasterRequest) -> None:
         a = self._raster_answer(req)

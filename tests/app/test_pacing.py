@@ -112,3 +112,19 @@ def test_a_new_sessions_map_paints_once_with_its_raster(make_window, qtbot) -> N
     assert all(v > v0 for v in log.versions), log.versions
     # The left axis's picture was drawn ahead of that frame, in a turn of its own.
     assert w.map.warmed and w.map.warmed[0]
+
+
+def test_the_outcome_comes_back_when_the_busy_bar_goes(make_window, qtbot) -> None:
+    """An action is announced (its outcome in the status bar) before its panes' pieces;
+    a command that goes on past the busy bar's delay shows "Working: ...", and the
+    outcome comes back when it ends, unless a newer line came meanwhile."""
+    w = make_window(sw_session())
+    w.show_message("Undo: Convert to shared — ok")
+    w.engine.busyChanged.emit(True, "Undo")
+    assert w.message.text().startswith("Working: Undo")
+    w.engine.busyChanged.emit(False, "")
+    assert w.message.text() == "Undo: Convert to shared — ok"
+    w.engine.busyChanged.emit(True, "Open")
+    w.show_message("Opened a.jsonl")  # a newer line while busy stays
+    w.engine.busyChanged.emit(False, "")
+    assert w.message.text() == "Opened a.jsonl"
