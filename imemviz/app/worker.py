@@ -124,6 +124,7 @@ class EngineWorker(QObject):
         # GUI turn once they are all computed (frame_fence.py, "Pacing").
         self._held: list[tuple[Any, Any]] | None = None
         self._pacing = False  # the last publish sends its pieces one per GUI turn
+        self._owed = 0  # the token sent after the last rasters, not waited for yet
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -180,6 +181,14 @@ class EngineWorker(QObject):
         else:
             signal.emit(payload)
 
+    def _settle(self) -> None:
+        """Before new work: wait (without the GIL) until the GUI has painted the rasters
+        last sent, if it has not yet."""
+        if self._owed:
+            self.fence.hurried = False
+            self.fence.wait(self._owed, frame_fence.LIMIT_S)
+            self._owed = 0
+
     def _pace(self, limit: float = frame_fence.LIMIT_S) -> None:
         """Wait (without the GIL) until the GUI has handled and drawn what was just sent."""
         if self.fence.armed and not self.fence.hurried:
@@ -218,6 +227,7 @@ class EngineWorker(QObject):
             with self._lock:
                 cmd = self._inbox.popleft() if self._inbox else None
             if cmd is not None:
+                self._settle()
                 self._run(cmd)
                 continue
             with self._lock:
@@ -227,6 +237,7 @@ class EngineWorker(QObject):
                 return
             if self.session is None:
                 continue
+            self._settle()
             try:
                 for req in rasters.values():
                     self._raster(req)
@@ -235,6 +246,12 @@ class EngineWorker(QObject):
                     self.inspectReady.emit(InspectAnswer(key, gfn, self._version, info))
             except Exception as e:  # an engine bug must not stop the thread
                 self.failed.emit(f"drawing: internal error: {e!r}\n{traceback.format_exc()}")
+            if rasters and self.fence.armed:
+                # The GUI paints what came (a framing's step, a scroll, the overview): the
+                # engine's next work waits, without the GIL, until it has (`_settle`); an
+                # engine with nothing more to do does not wait.
+                self._owed = self.fence.issue()
+                self.paced.emit(self._owed)
 
     def _run(self, cmd: M.Command) -> None:
         label = cmd.label

@@ -128,3 +128,60 @@ def test_the_outcome_comes_back_when_the_busy_bar_goes(make_window, qtbot) -> No
     w.show_message("Opened a.jsonl")  # a newer line while busy stays
     w.engine.busyChanged.emit(False, "")
     assert w.message.text() == "Opened a.jsonl"
+
+
+def test_the_next_raster_waits_until_the_gui_has_painted_the_last(engine, qtbot) -> None:
+    """A framing's steps, a scroll: each raster answered is acknowledged by the GUI (two
+    timer hops after it handled it) before the engine draws the next one, so the
+    engine's Python does not share the GIL with the GUI's paint."""
+    from PySide6.QtCore import Qt
+
+    from imemviz.app.records import RasterRequest
+
+    engine.set_session(sw_session())
+    wait_idle(qtbot, engine)
+    w = engine.worker
+    order: list[str] = []
+    a = RasterRequest("pace-a", 0, 64, 4, 16)
+    b = RasterRequest("pace-b", 0, 64, 4, 16)
+
+    def computed(ans) -> None:  # on the engine thread, as it emits
+        if ans.request.key in (a.key, b.key):
+            order.append(f"computed {ans.request.key}")
+
+    def handled(ans) -> None:  # on the GUI thread: asks for the next one at once
+        if ans.request.key == a.key:
+            order.append("handled pace-a")
+            engine.request_raster(b)
+
+    ack = w.fence.ack
+
+    def traced_ack(token: int) -> None:
+        if "handled pace-a" in order and "ack" not in order:
+            order.append("ack")
+        ack(token)
+
+    w.fence.ack = traced_ack
+    w.rasterReady.connect(computed, Qt.ConnectionType.DirectConnection)
+    engine.rasterReady.connect(handled)
+    try:
+        engine.request_raster(a)
+        qtbot.waitUntil(lambda: "computed pace-b" in order, timeout=10_000)
+    finally:
+        w.rasterReady.disconnect(computed)
+        w.fence.ack = ack
+    # ("computed pace-a" may be logged after the GUI handled it: the engine thread logs
+    # it after the emit that posts it to the GUI.)
+    assert "computed pace-a" in order
+    assert order.index("handled pace-a") < order.index("ack") < order.index("computed pace-b")
+
+
+def test_a_new_view_is_applied_before_the_paint_not_during_it(make_window, qtbot) -> None:
+    """pyqtgraph applies a new range to its items when it paints, and the labels and
+    markers it moves then ask for a second paint; the map applies it when it sets the
+    view, so one paint shows it."""
+    w = make_window(td_session())
+    for steps in (1, 1, -2):
+        w.map.zoom(steps)
+        assert not w.map.vb._matrixNeedsUpdate  # nothing left for the paint to apply
+        wait_drawn(qtbot, w)

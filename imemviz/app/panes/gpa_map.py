@@ -421,6 +421,11 @@ class GpaMapPane(QWidget):
             padding=0.0,
             update=True,
         )
+        # pyqtgraph applies a new range to its items at the next paint (prepareForPaint),
+        # and the labels and markers it moves then ask for another paint: the map was
+        # painted twice for one new view (1-4 ms more, often in the same stall).  Applied
+        # now, their updates join the one paint.
+        self.vb.updateMatrix()
         # The left axis labels display rows with addresses: a new zoom or new folds over
         # the same display range change its labels, which pyqtgraph caches by range.
         key = (lay.row_gfns, lay.foldmap().key())
