@@ -180,8 +180,26 @@ def test_a_new_view_is_applied_before_the_paint_not_during_it(make_window, qtbot
     """pyqtgraph applies a new range to its items when it paints, and the labels and
     markers it moves then ask for a second paint; the map applies it when it sets the
     view, so one paint shows it."""
-    w = make_window(td_session())
-    for steps in (1, 1, -2):
+    from imemviz.io.session import Session
+
+    w = make_window(Session.new({"type": "sw_protected", "host_memory": "1G"}))  # no memslot
+    seen: list[tuple[bool, int, bool]] = []
+
+    def after_the_maps_slot(_snap) -> None:  # before any paint of the new state
+        shown = [t for t in w.map._labels if t.isVisible()]
+        current = all(t._lastTransform == t.parentItem().sceneTransform() for t in shown)
+        seen.append((w.map.vb._matrixNeedsUpdate, len(shown), current))
+
+    w.engine.snapshotReady.connect(after_the_maps_slot)
+    w.engine.set_session(td_session())  # memslots now: their labels are new items
+    wait_drawn(qtbot, w)
+    w.engine.set_session(Session.new({"type": "sw_protected", "host_memory": "1G"}))
+    wait_drawn(qtbot, w)  # no memslot: the labels hidden, the view another
+    w.engine.set_session(td_session())  # shown again, in a view they have not seen
+    wait_drawn(qtbot, w)
+    for steps in (3, -3):
         w.map.zoom(steps)
-        assert not w.map.vb._matrixNeedsUpdate  # nothing left for the paint to apply
+        after_the_maps_slot(None)
         wait_drawn(qtbot, w)
+    assert seen and all(not stale for stale, _n, _c in seen)  # nothing left for the paint
+    assert all(n > 0 and current for _s, n, current in seen), seen  # labels turned already

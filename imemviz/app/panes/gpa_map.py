@@ -575,6 +575,9 @@ class GpaMapPane(QWidget):
             t.setText(text, color=colour)
             t.setPos(x_text, y)
             t.show()
+            # Oriented now, not at the paint: a label new or shown again is turned to the
+            # view in pyqtgraph's prepareForPaint, and that asked for a second paint.
+            t.updateTransform()
 
     def _on_selection(self, gfn, rng) -> None:
         before = self.layout_.foldmap().key()
