@@ -6,7 +6,7 @@ event delivered from posting the command until the map shows the result and 100 
 more, with its wall and thread CPU time, and the 5 ms heartbeat's beats (`beat`)
 between them, so the longest gap shows which events ran in one turn.  Events of the
 engine thread's worker (the command itself; `notify` runs on the receiver's thread)
-are left out; their nesting depth still counts in the others', so read depth loosely.
+are left out.
 
     .venv/bin/python benchmarks/profile_seek.py [seek|undo] [--moves N] [--min-ms X]
         [--recording JSONL]
@@ -42,6 +42,7 @@ def main() -> None:
         bt.make_recording(path, 20_000)
     w, engine = bt._settled_window(app)
     hb = bt.Heartbeat()
+    hb.timer.setObjectName("heartbeat")
     try:
         c = w.presenter.replay
         c.load(path)
@@ -68,15 +69,21 @@ def main() -> None:
             bt._idle(app, 100)
             po.TimedApp.on = False
             print(f"{a.mode} {i + 1}: latency {lat:.1f} ms, stall {gap:.1f} ms (GUI CPU {cpu:.1f})")
+            last_beat, gap_cpu = t0, 0.0
             for row in po.TimedApp.rows:
                 if row is None:
                     continue
                 t, wall, cp, depth, name, kind = row
                 if name.startswith("EngineWorker"):
                     continue
-                if name == "QTimer:" and kind == "1":  # the heartbeat (a timer without parent)
-                    print(f"  +{(t - t0) * 1000:7.1f} ms ---- beat")
-                elif cp * 1000 >= a.min_ms:
+                if name == "QTimer:heartbeat" and kind == "1":
+                    gap = (t - last_beat) * 1000
+                    note = f" (gap {gap:.1f} ms, GUI CPU {gap_cpu * 1000:.1f})" if gap > 8 else ""
+                    print(f"  +{(t - t0) * 1000:7.1f} ms ---- beat{note}")
+                    last_beat, gap_cpu = t, 0.0
+                    continue
+                gap_cpu += cp if depth == 1 else 0.0
+                if cp * 1000 >= a.min_ms:
                     print(
                         f"  +{(t - t0) * 1000:7.1f} ms {'  ' * (depth - 1)}type {kind:>3s}  "
                         f"cpu {cp * 1000:5.1f}  wall {wall * 1000:6.1f}  {name}"

@@ -38,3 +38,17 @@ def test_a_gui_that_never_answers_costs_at_most_the_limit() -> None:
     f.armed = True
     f.wait(1, limit=0.001)  # returns after the limit, unacknowledged
     assert f.waited_s > 0.0
+
+
+def test_after_a_wait_ran_out_the_rest_of_the_publish_does_not_wait() -> None:
+    f = FrameFence()
+    f.armed = True
+    assert f.issue() == 1 and f.issue() == 2  # tokens: one per piece sent
+    assert not f.wait(1, limit=0.001)  # the GUI did not answer in time
+    assert f.hurried
+    waits = f.waits
+    assert f.wait(2, limit=60.0)  # would hang a minute: the publish goes on unpaced
+    assert f.waits == waits
+    f.hurried = False  # the next publish paces again
+    f.ack(2)
+    assert f.wait(2, limit=60.0)

@@ -3,7 +3,8 @@
 `PaneFeed` adds one function to `EngineWorker.feeds`; it runs on the engine
 thread right after the snapshot and rasters are out and emits immutable numpy
 bundles through this object's signals (queued to the GUI thread, because the
-object lives there):
+object lives there; during a publish the worker holds them until every feed has
+run and sends them one per GUI turn: `EngineWorker.deliver`):
 
 - `leavesReady(LeafArrays)`: every leaf of both roots, plus the S-EPT pages;
 - `hostReady(HostSpaces)`: the host pfn space and each open guest_memfd's offsets;
@@ -183,6 +184,10 @@ class PaneFeed(QObject):
     def detach(self) -> None:
         self._detach()
 
+    def _send(self, signal: Any, payload: Any) -> None:
+        """Engine thread: through the worker, which paces a publish's pieces (worker.deliver)."""
+        self.engine.worker.deliver(signal, payload)
+
     # Runs on the engine thread.
     def _feed(
         self, session: Any, version: int, session_no: int, changed: Any, reset: bool = False
@@ -192,8 +197,8 @@ class PaneFeed(QObject):
             self._vm = weakref.ref(vm)
             events = list(vm.events.log)
             # Indexed here: 200,000 events would take the GUI thread ~50 ms.
-            self.logReset.emit((events, index_events(events), session.op_base))
-            self.statsReset.emit(counters_history(session))
+            self._send(self.logReset, (events, index_events(events), session.op_base))
+            self._send(self.statsReset, counters_history(session))
         self._stale = {"leaves": True, "host": True}
         self._stepping = False
         self._build(vm, version)
@@ -203,7 +208,7 @@ class PaneFeed(QObject):
         self._stepping = bool(label)
         if vm is not None and (self.want_leaves or self.always):
             slots = [m for m in vm.memslots.all() if m.npages and m.as_id == 0]
-            self.leavesReady.emit(leaf_arrays(vm, version, slots, label))
+            self._send(self.leavesReady, leaf_arrays(vm, version, slots, label))
             self._stale["leaves"] = False
         else:
             # The entries are hidden (F8 brings the event log forward): what they hold is
@@ -218,11 +223,11 @@ class PaneFeed(QObject):
     def _build(self, vm: Any, version: int) -> None:
         if self.want_leaves or self.always:
             slots = [m for m in vm.memslots.all() if m.npages and m.as_id == 0]
-            self.leavesReady.emit(leaf_arrays(vm, version, slots))
+            self._send(self.leavesReady, leaf_arrays(vm, version, slots))
             self._stale["leaves"] = False
         if self.want_host or self.always:
             files = {fd: file_space(vm, fd) for fd in sorted(vm.files)}
-            self.hostReady.emit(HostSpaces(version, pfn_space(vm), files))
+            self._send(self.hostReady, HostSpaces(version, pfn_space(vm), files))
             self._stale["host"] = False
 
     def set_wanted(self, leaves: bool | None = None, host: bool | None = None) -> None:

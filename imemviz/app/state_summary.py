@@ -80,11 +80,13 @@ class _Feed(QObject):
         full = self.recheck or opened or (moved and self.visible)
         self.pending = (self.pending or moved) and not full
         self._session_no, self._source, self.recheck = session_no, session.source, False
-        self.ready.emit(summarize(vm, warning=session.warning, source=session.source, check=full))
+        summary = summarize(vm, warning=session.warning, source=session.source, check=full)
+        send = self.engine.worker.deliver  # paced with the other panes' pieces
+        send(self.ready, summary)
         held = sorted(vm.in_flight.items())
         gfns = tuple((pf.access.gfn, pf.access.gfn + 1) for _v, pf in held)
         texts = tuple(f"held: vCPU {v}" for v, _pf in held)
-        self.held.emit((gfns, texts))
+        send(self.held, (gfns, texts))
 
 
 class SummaryPane(QWidget):

@@ -28,7 +28,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from imemviz.app import frame_fence
 from imemviz.app import messages as M
-from imemviz.app.frame_fence import FrameFence
+from imemviz.app.frame_fence import AckLater, FrameFence
 from imemviz.app.messages import ActionRecord, OpInfo, StepShown, TimelineInfo
 from imemviz.app.outcomes import action_record, op_info, title, undone_record
 from imemviz.app.pane_source import PaneSource
@@ -79,6 +79,7 @@ class EngineWorker(QObject):
     failed = Signal(str)  # a command that could not run (file errors, engine bugs)
     message = Signal(str)  # a note for the user (a plan with nothing to do)
     answered = Signal(object)  # messages.Answer to a messages.Query
+    paced = Signal(int)  # a FrameFence token, after a piece of work the GUI acknowledges
     _wake = Signal()
 
     def __init__(self) -> None:
@@ -119,6 +120,11 @@ class EngineWorker(QObject):
         # The feeds wait (without the GIL) for the GUI to draw the state: frame_fence.py.
         self.fence = FrameFence()
         self._fenced_session = -1  # the session of the last state published
+        # While the feeds run, what they send waits here (`deliver`): sent one piece per
+        # GUI turn once they are all computed (frame_fence.py, "Pacing").
+        self._held: list[tuple[Any, Any]] | None = None
+        self._pacing = False  # the last publish sends its pieces one per GUI turn
+        self._owed = 0  # the token sent after the last rasters, not waited for yet
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -166,6 +172,30 @@ class EngineWorker(QObject):
 
         return detach
 
+    def deliver(self, signal: Any, payload: Any) -> None:
+        """Engine thread: a feed sends `payload` through `signal` (a bound signal of an
+        object on the GUI thread).  During a publish it is held and sent after every
+        feed has run, one piece per GUI turn; otherwise (a step view, a refresh) now."""
+        if self._held is not None:
+            self._held.append((signal, payload))
+        else:
+            signal.emit(payload)
+
+    def _settle(self) -> None:
+        """Before new work: wait (without the GIL) until the GUI has painted the rasters
+        last sent, if it has not yet."""
+        if self._owed:
+            self.fence.hurried = False
+            self.fence.wait(self._owed, frame_fence.LIMIT_S)
+            self._owed = 0
+
+    def _pace(self, limit: float = frame_fence.LIMIT_S) -> None:
+        """Wait (without the GIL) until the GUI has handled and drawn what was just sent."""
+        if self.fence.armed and not self.fence.hurried:
+            token = self.fence.issue()
+            self.paced.emit(token)
+            self.fence.wait(token, limit)
+
     # ---------------------------------------------------------- thread-safe posts
     def post(self, command: M.Command) -> None:
         with self._lock:
@@ -197,6 +227,7 @@ class EngineWorker(QObject):
             with self._lock:
                 cmd = self._inbox.popleft() if self._inbox else None
             if cmd is not None:
+                self._settle()
                 self._run(cmd)
                 continue
             with self._lock:
@@ -206,6 +237,7 @@ class EngineWorker(QObject):
                 return
             if self.session is None:
                 continue
+            self._settle()
             try:
                 for req in rasters.values():
                     self._raster(req)
@@ -214,6 +246,12 @@ class EngineWorker(QObject):
                     self.inspectReady.emit(InspectAnswer(key, gfn, self._version, info))
             except Exception as e:  # an engine bug must not stop the thread
                 self.failed.emit(f"drawing: internal error: {e!r}\n{traceback.format_exc()}")
+            if rasters and self.fence.armed:
+                # The GUI paints what came (a framing's step, a scroll, the overview): the
+                # engine's next work waits, without the GIL, until it has (`_settle`); an
+                # engine with nothing more to do does not wait.
+                self._owed = self.fence.issue()
+                self.paced.emit(self._owed)
 
     def _run(self, cmd: M.Command) -> None:
         label = cmd.label
@@ -827,7 +865,16 @@ class EngineWorker(QObject):
                 self.rasterReady.emit(a)
         opened = self._session_no != self._fenced_session
         self._fenced_session = self._session_no
-        self.fence.wait(self._version, frame_fence.OPEN_LIMIT_S if opened else frame_fence.LIMIT_S)
+        # After a reset (an open, a seek, an undo: the event log and the counters rebuilt,
+        # every invariant checked) every piece sent is one GUI turn of its own; after an
+        # op, whose pieces are small, the feeds' pieces go at once (a wait per piece would
+        # only add latency).  frame_fence.py, "Pacing".
+        self._pacing = reset or opened
+        # The GUI handles the snapshot (and the raster) and paints; the engine waits
+        # without the GIL.
+        self.fence.hurried = False
+        limit = frame_fence.PACE_LIMIT_S if self._pacing else frame_fence.LIMIT_S
+        self._pace(frame_fence.OPEN_LIMIT_S if opened else limit)
         if opened:
             # A new session: the GUI has laid the map out for it and asked for its raster
             # while handling the snapshot.  Drawn before the feeds, the map's first full
@@ -839,11 +886,26 @@ class EngineWorker(QObject):
                     del self._rasters[v.key]
             for v in first:
                 self._raster(v)
-        for feed in list(self.feeds):
+            if first:
+                self._pace(frame_fence.OPEN_LIMIT_S)  # the map's first frame, alone
+        # Every feed is computed first (the GUI idle meanwhile), then what they send goes
+        # out (one piece per GUI turn after a reset).
+        self._held = []
+        try:
+            for feed in list(self.feeds):
+                try:
+                    feed(s, self._version, self._session_no, ranges, reset)
+                except Exception as e:  # a pane's feed must not stop the engine
+                    self.failed.emit(f"feed: internal error: {e!r}\n{traceback.format_exc()}")
+        finally:
+            held, self._held = self._held, None
+        for signal, payload in held:
             try:
-                feed(s, self._version, self._session_no, ranges, reset)
-            except Exception as e:  # a pane's feed must not stop the engine
-                self.failed.emit(f"feed: internal error: {e!r}\n{traceback.format_exc()}")
+                signal.emit(payload)
+            except RuntimeError:  # its pane was closed meanwhile
+                continue
+            if self._pacing:
+                self._pace(frame_fence.PACE_LIMIT_S)
 
     def _publish_timeline(self) -> None:
         s = self.session
@@ -861,6 +923,8 @@ class EngineWorker(QObject):
         self.timelineChanged.emit(
             TimelineInfo(self._session_no, self._structure, labels, sizes, ops, tl)
         )
+        if self._pacing:
+            self._pace(frame_fence.PACE_LIMIT_S)  # the Timeline's rows: a turn of their own
 
     def _raster(self, req: RasterRequest) -> None:
         a = self._raster_answer(req)
@@ -922,23 +986,18 @@ class Engine(PaneSource):
         w.answered.connect(self.answered)
         w.commandStarted.connect(self._on_started)
         w.commandFinished.connect(self._on_finished)
-        w.fence.armed = True  # this GUI side acknowledges every snapshot it draws
+        w.fence.armed = True  # this GUI side acknowledges every piece it draws
         self._busy_timer = QTimer(self)
         self._busy_timer.setSingleShot(True)
         self._busy_timer.setInterval(self.BUSY_DELAY_MS)
         self._busy_timer.timeout.connect(self._show_busy)
         self._label = ""
-        # The fence's acknowledgement: a zero-interval timer, not a posted call.  Qt
-        # delivers every event posted before and during one drain of the queue in that
-        # same turn, so an ack posted with the snapshot let the engine's feeds run while
-        # the GUI still painted the map (sharing the GIL) and their panes' signals were
-        # handled in that turn too: one 20 ms turn on a seek.  From the timer the ack
-        # runs in a later turn, after the map's frame; the panes' updates come in another.
-        self._ack_version = 0
-        self._ack_timer = QTimer(self)
-        self._ack_timer.setSingleShot(True)
-        self._ack_timer.setInterval(0)
-        self._ack_timer.timeout.connect(lambda: self.worker.fence.ack(self._ack_version))
+        # The fence's acknowledgement: two zero-interval timer hops after the piece was
+        # handled, not a posted call (frame_fence.AckLater).  Acknowledged at once, the
+        # engine's next piece of work ran while the GUI still painted this one (sharing
+        # the GIL) and its signals were handled in the same drain of posted events.
+        self._ack = AckLater(w.fence, self)
+        w.paced.connect(self._ack.later)
 
     def start(self) -> None:
         self.engine_thread.start()
@@ -1012,12 +1071,6 @@ class Engine(PaneSource):
         self.post(M.Call(fn))
 
     # ------------------------------------------------------------- bookkeeping
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        super()._on_snapshot(snap)  # kept and announced (pane_source.py)
-        # After the queued raster and the paint: the engine thread may go on (its feeds).
-        self._ack_version = max(self._ack_version, snap.version)
-        self._ack_timer.start()
-
     def _on_timeline(self, info: TimelineInfo) -> None:
         self.timeline = info
         self.timelineChanged.emit(info)

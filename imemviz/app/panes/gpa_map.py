@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QFont, QPen
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
@@ -31,7 +31,13 @@ from PySide6.QtWidgets import (
 from imemviz.app.palette import code_name, lut
 from imemviz.app.panes.map_animator import MapAnimator
 from imemviz.app.panes.map_frame import View, ViewHistory
-from imemviz.app.panes.map_items import CellLabels, GpaAxis, OffsetAxis, outline_path
+from imemviz.app.panes.map_items import (
+    CellLabels,
+    GpaAxis,
+    OffsetAxis,
+    outline_path,
+    warm_picture,
+)
 from imemviz.app.panes.map_layout import MapLayout, fmt_gpa
 from imemviz.app.panes.map_overlays import BlockLabels, FoldBands, PatternLayer
 from imemviz.app.panes.paint_hold import PaintHold
@@ -79,8 +85,16 @@ class GpaMapPane(QWidget):
         self.opened: list[tuple[int, int]] = []  # folds the user opened (their runs)
         self.history = ViewHistory()  # Back / Forward through framings
         self.animator = MapAnimator(self)
+        self.warmed: list[bool] = []  # the axes' pictures drawn ahead of the last first frame
         self._build()
         self.paint_hold = PaintHold(self)  # one repaint per op: marks and raster together
+        # A new session's axes are drawn two timer hops after its snapshot, while the
+        # engine draws the raster: its first frame, one turn later, only plays them.
+        self._warm_left = 0
+        self._warm_timer = QTimer(self)
+        self._warm_timer.setSingleShot(True)
+        self._warm_timer.setInterval(0)
+        self._warm_timer.timeout.connect(self._warm_hop)
         engine.snapshotReady.connect(self._on_snapshot)
         engine.rasterReady.connect(self._on_raster)
         engine.inspectReady.connect(self._on_inspect)
@@ -342,6 +356,12 @@ class GpaMapPane(QWidget):
             self.history.clear()
             self.animator.stop()
             self._update_pins()
+            # A new session's first frame waits for its raster: painted now it would show
+            # the new layout blank (axes, bands, scroll bar: ~6 ms of GUI time) and be
+            # painted again a turn later with the raster.  One paint, in a turn of its own.
+            self.paint_hold.hold()
+            self._warm_left = 2  # after this turn's posted layouts (frame_fence.AckLater)
+            self._warm_timer.start()
         if first or (extent_changed and was_fit):
             lay.fit()  # showing the whole guest: keep showing all of it
         if first or extent_changed or slots_changed or lay.foldmap().key() != folds_before:
@@ -352,6 +372,13 @@ class GpaMapPane(QWidget):
             # Nothing visible changed: the raster on screen is current for this version.
             self._shown = RasterAnswer(self._shown.request, snap.version, self._shown.codes)
             self.drawn.emit()
+
+    def _warm_hop(self) -> None:
+        self._warm_left -= 1
+        if self._warm_left > 0:
+            self._warm_timer.start()
+            return
+        self.warmed = [warm_picture(ax) for ax in (self.left_axis, self.bottom_axis)]
 
     def _on_raster(self, ans: RasterAnswer) -> None:
         if ans.request.key != KEY or ans.request.row_gfns != self.layout_.row_gfns:
@@ -394,6 +421,11 @@ class GpaMapPane(QWidget):
             padding=0.0,
             update=True,
         )
+        # pyqtgraph applies a new range to its items at the next paint (prepareForPaint),
+        # and the labels and markers it moves then ask for another paint: the map was
+        # painted twice for one new view (1-4 ms more, often in the same stall).  Applied
+        # now, their updates join the one paint.
+        self.vb.updateMatrix()
         # The left axis labels display rows with addresses: a new zoom or new folds over
         # the same display range change its labels, which pyqtgraph caches by range.
         key = (lay.row_gfns, lay.foldmap().key())
@@ -543,6 +575,9 @@ class GpaMapPane(QWidget):
             t.setText(text, color=colour)
             t.setPos(x_text, y)
             t.show()
+            # Oriented now, not at the paint: a label new or shown again is turned to the
+            # view in pyqtgraph's prepareForPaint, and that asked for a second paint.
+            t.updateTransform()
 
     def _on_selection(self, gfn, rng) -> None:
         before = self.layout_.foldmap().key()

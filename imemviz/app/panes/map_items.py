@@ -15,6 +15,7 @@ from PySide6.QtGui import (
     QPainter,
     QPainterPath,
     QPen,
+    QPicture,
     QPolygonF,
     QStaticText,
     QTransform,
@@ -31,6 +32,26 @@ from imemviz.model.units import fmt_size
 # code's colour is drawn light (both from the palette).
 SHORT = {code: LEGEND_BY_CODE[code].short for code in Code}
 DARK = [is_dark(c) for c in Code]
+
+
+def warm_picture(axis: pg.AxisItem) -> bool:
+    """Draw an axis's picture now, as its `paint` would (pyqtgraph keeps it until the
+    range or the size changes): a new session's first frame then only plays it.  True
+    when there was one to draw."""
+    if axis.picture is not None or not axis.isVisible():
+        return False
+    picture = QPicture()
+    painter = QPainter(picture)
+    try:
+        if axis.style["tickFont"]:
+            painter.setFont(axis.style["tickFont"])
+        specs = axis.generateDrawSpecs(painter)
+        if specs is not None:
+            axis.drawPicture(painter, *specs)
+    finally:
+        painter.end()
+    axis.picture = picture
+    return True
 
 
 class GpaAxis(pg.AxisItem):

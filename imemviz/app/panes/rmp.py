@@ -92,11 +92,11 @@ class RmpFeed(QObject):
         self._snp = snp
         if not snp:
             if was:  # a VM of another type now: one empty table
-                self.rowsReady.emit(rmp_rows(vm, version, step))
+                self.engine.worker.deliver(self.rowsReady, rmp_rows(vm, version, step))
             self._stale = False
             return
         if self.want or self.always or first:
-            self.rowsReady.emit(rmp_rows(vm, version, step))
+            self.engine.worker.deliver(self.rowsReady, rmp_rows(vm, version, step))
             self._stale = False
         else:
             self._stale = True
