@@ -119,6 +119,7 @@ class EngineWorker(QObject):
         # The feeds wait (without the GIL) for the GUI to draw the state: frame_fence.py.
         self.fence = FrameFence()
         self._fenced_session = -1  # the session of the last state published
+        self._prepared: tuple[int, int] | None = None  # (session id, version) undo readied for
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -203,6 +204,8 @@ class EngineWorker(QObject):
                 rasters, self._rasters = self._rasters, {}
                 inspects, self._inspects = self._inspects, {}
             if not rasters and not inspects:
+                if self._prepare_undo():
+                    continue  # idle work done or interrupted: look at the inbox again
                 return
             if self.session is None:
                 continue
@@ -214,6 +217,33 @@ class EngineWorker(QObject):
                     self.inspectReady.emit(InspectAnswer(key, gfn, self._version, info))
             except Exception as e:  # an engine bug must not stop the thread
                 self.failed.emit(f"drawing: internal error: {e!r}\n{traceback.format_exc()}")
+
+    def _prepare_undo(self) -> bool:
+        """Idle: ready the live session's next undo (`Session.prepare`: a VM kept for it,
+        so the undo swaps it in instead of copying a checkpoint), stopping between ops as
+        soon as anything is queued.  False when there is nothing to do.  The replay's own
+        session is left alone: its seeks are timed as they were."""
+        s = self.session
+        key = (id(s), self._version)
+        if s is None or s is self._replay or self._prepared == key:
+            return False
+
+        def stop() -> bool:
+            return bool(self._inbox or self._rasters or self._inspects or self._stopping)
+
+        gc_on = gc.isenabled()
+        gc.disable()  # a copy of a big VM: no full collection in the middle (see _run)
+        try:
+            if s.prepare(stop) or not stop():
+                self._prepared = key
+        except Exception as e:  # an engine bug must not stop the thread
+            self._prepared = key
+            self.failed.emit(f"preparing undo: internal error: {e!r}\n{traceback.format_exc()}")
+        finally:
+            gc.freeze()
+            if gc_on:
+                gc.enable()
+        return True
 
     def _run(self, cmd: M.Command) -> None:
         label = cmd.label
