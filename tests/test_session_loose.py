@@ -23,20 +23,22 @@ VM_SMALL = {"type": "tdx", "host_memory": "1G"}
 VM_BIG = {"type": "tdx", "host_memory": "64G", "tdx_private_max_level": "2M", "gmem_max_order": 9}
 
 
-def ticking(min_s: float = 0.0) -> dict:
+def ticking(policy: tuple[float, float] = (0.0, 0.0)) -> dict:
     """Session kwargs with a clock that advances one "second" per reading: the checkpoint
-    and loose-VM choices are the same on every run, whatever the machine's load.  A
-    checkpoint every couple of ops with `min_s` 0; fewer with more (none but the start's
-    with a huge one: then the loose VMs do all the work)."""
+    and loose-VM choices are the same on every run, whatever the machine's load.
+    `policy`: (min_checkpoint_seconds: a checkpoint every couple of ops with 0, fewer
+    with more, none but the start's with a huge one, so the loose VMs do all the work;
+    redo_swap_seconds: 0 swaps on every redo, a huge one never)."""
     ticks = iter(range(10_000_000))
     return {
-        "min_checkpoint_seconds": min_s,
+        "min_checkpoint_seconds": policy[0],
         "max_ops_between_checkpoints": 3,
+        "redo_swap_seconds": policy[1],
         "clock": lambda: float(next(ticks)),
     }
 
 
-SPARSITY = st.sampled_from([0.0, 8.0, 1e9])
+POLICY = st.tuples(st.sampled_from([0.0, 8.0, 1e9]), st.sampled_from([0.0, 1e9]))
 
 
 def small_session(**kw) -> Session:
@@ -129,24 +131,24 @@ def run_steps(s: Session, steps, gfn_of, config: dict) -> Session:
 
 
 @settings(max_examples=60, deadline=None)
-@given(SPARSITY, st.lists(STEP, min_size=6, max_size=24))
-def test_small_td_matches_a_replay_after_every_move(min_s, steps) -> None:
-    run_steps(small_session(**ticking(min_s)), steps, lambda n: n % 64, VM_SMALL)
+@given(POLICY, st.lists(STEP, min_size=6, max_size=24))
+def test_small_td_matches_a_replay_after_every_move(policy, steps) -> None:
+    run_steps(small_session(**ticking(policy)), steps, lambda n: n % 64, VM_SMALL)
 
 
 @pytest.mark.slow
 @settings(max_examples=8, deadline=None)
-@given(SPARSITY, st.lists(STEP, min_size=4, max_size=12))
-def test_sparse_4tib_td_matches_a_replay_after_every_move(min_s, steps) -> None:
+@given(POLICY, st.lists(STEP, min_size=4, max_size=12))
+def test_sparse_4tib_td_matches_a_replay_after_every_move(policy, steps) -> None:
     # Pages all over the 4 TiB: low RAM and the high slot, 2M leaves and 4K splits.
     def gfn_of(n: int) -> int:
         return ((4 << 30) >> 12) + (n << 20) % ((4 * TIB - (2 << 30)) >> 12) if n & 1 else n % 512
 
-    run_steps(big_session(**ticking(min_s)), steps, gfn_of, VM_BIG)
+    run_steps(big_session(**ticking(policy)), steps, gfn_of, VM_BIG)
 
 
 def test_undo_and_redo_swap_the_kept_vms() -> None:
-    s = small_session()
+    s = small_session(redo_swap_seconds=0.0)
     for g in range(4):
         s.apply_group(plans.accept_and_touch(s.vm, g).ops, f"a{g}")
     before = s.vm
@@ -182,7 +184,7 @@ def test_redo_by_swap_reports_what_a_replayed_redo_reports() -> None:
         s.redo(lambda i, op, r, ev, dt: seen.append((i, op, r, list(ev))))
         return seen
 
-    a, b = small_session(), small_session(max_loose=0)
+    a, b = small_session(redo_swap_seconds=0.0), small_session(max_loose=0)
     for s in (a, b):
         for g in (3, 9):
             s.apply_group(plans.accept_and_touch(s.vm, g).ops, "a")
@@ -237,3 +239,67 @@ def test_state_cache_bisect() -> None:
         keys = cache.checkpoints
         assert keys == sorted(cache._checkpoints)
         assert keys[bisect.bisect_right(keys, k) - 1] == max(c for c in keys if c <= k)
+
+
+def _all_sparse(vm) -> set[int]:
+    """Every SparseIndex reachable from the VM, by a walk of the whole object graph."""
+    import gc
+
+    from imemviz.model.sparse import SparseIndex
+
+    seen: set[int] = set()
+    found: set[int] = set()
+    stack = [vm]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, (int, str, bytes, float, type)):
+            continue
+        seen.add(id(o))
+        if isinstance(o, SparseIndex):
+            found.add(id(o))
+        stack.extend(gc.get_referents(o))
+    return found
+
+
+def test_copy_in_steps_is_the_deep_copy(monkeypatch) -> None:
+    from imemviz.io import vm_copy
+    from imemviz.io.session import deepcopy_vm
+
+    monkeypatch.setattr(vm_copy, "CHUNK", 64)  # small indexes take the stepped path too
+    s = big_session()
+    for n in range(300):
+        s.apply_group(plans.accept_and_touch(s.vm, ((4 << 30) >> 12) + n * 513).ops)
+    vm = s.vm
+    assert {id(x) for x in vm_copy.sparse_indexes(vm)} == _all_sparse(vm)
+    steps = vm_copy.copy_steps(vm)
+    n_steps = 0
+    try:
+        while True:
+            next(steps)
+            n_steps += 1
+    except StopIteration as done:
+        copied = done.value
+    assert n_steps > 10
+    assert state_document(copied) == state_document(deepcopy_vm(vm)) == state_document(vm)
+    copied.apply(O.GuestAccept((5 << 30) + (7 << 12)))  # independent of the source
+    assert state_document(vm) == state_document(s.vm_at(len(s.ops)))
+
+
+def test_prepare_pauses_a_copy_and_goes_on_with_it(monkeypatch) -> None:
+    from imemviz.io import vm_copy
+
+    monkeypatch.setattr(vm_copy, "CHUNK", 16)
+    s = small_session(**ticking((1e9, 0.0)))  # few checkpoints
+    for g in range(40):
+        s.apply_group(plans.accept_and_touch(s.vm, g).ops)
+    s.undo()
+    s.apply_group(plans.guest_access(50, write=True, value=2).ops)
+    s._loose.clear()  # nothing behind: the prepare must copy the start
+    budget = iter(range(3))
+    assert not s.prepare(lambda: next(budget, None) is None)
+    assert s._copying is not None and not s.loose_positions
+    job = s._copying
+    assert not s.prepare(lambda: True) and s._copying is job  # not started again
+    assert s.prepare() and s._copying is None and s.undo_ready
+    s.undo()
+    assert state_document(s.vm) == replayed(s, VM_SMALL)

@@ -50,7 +50,7 @@ import collections
 import copy
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -58,6 +58,7 @@ import attrs
 from imemviz.io.atomic import OutputError, write_text
 from imemviz.io.recording import header_line, op_line
 from imemviz.io.script import ScriptError, open_script, start_vm
+from imemviz.io.vm_copy import copy_steps
 from imemviz.model.config import VMConfig
 from imemviz.model.events import Event
 from imemviz.model.ops import Op
@@ -68,6 +69,10 @@ STATE_SUFFIXES = (".json", ".json.gz", ".json.zst")
 RECORDING_SUFFIXES = (".jsonl",)
 FORWARD_APPLY_OPS = 16  # a forward seek this short applies its ops rather than copy a checkpoint
 MAX_LOOSE = 2  # loose VMs kept (each a whole VM: the one behind for undo, one ahead for redo)
+# A redo swaps the undone VM back in only when applying its group again would take longer
+# than this: a swap replaces the VM object, and a front end that caches per VM object (the
+# app's event log index) then starts over, which costs more than applying a cheap group.
+REDO_SWAP_S = 0.02
 
 Progress = Callable[[int, int], None]
 OnOp = Callable[[int, Op, Result, list[Event], float], None]
@@ -132,6 +137,7 @@ class Session:
         clock: Callable[[], float] = time.perf_counter,
         annotate: Annotate | None = None,
         max_loose: int = MAX_LOOSE,
+        redo_swap_seconds: float = REDO_SWAP_S,
     ) -> None:
         self.start: dict[str, Any] = dict(start)
         self.vm: VM = vm if vm is not None else start_vm(self.start)
@@ -172,11 +178,15 @@ class Session:
         # future), consumed by rebuilds; with the per-op events of the group ending there when
         # known (a redo swaps such a VM in and reports them).
         self._max_loose = max(0, max_loose)
+        self._redo_swap_s = redo_swap_seconds
         self._loose: dict[int, VM] = {}
         self._loose_events: dict[int, list[list[Event]]] = {}
         # The per-op events of the latest group applied, and the op count it ends at.
         self._tail_events: list[list[Event]] | None = None
         self._tail_end = -1
+        # A copy of a checkpoint under way in steps (prepare() paused it for a command):
+        # (its op count, the checkpoint, the steps left).
+        self._copying: tuple[int, VM, Generator[None, None, VM]] | None = None
         self._take_checkpoint()
 
     # ------------------------------------------------------------------ opening
@@ -402,15 +412,22 @@ class Session:
 
     def redo(self, on_op: OnOp | None = None) -> list[Result] | None:
         """Apply the last undone group again (same results: the engine is deterministic).
-        When the VM it was undone from is still loose, with its ops' events, that VM comes
-        back instead, and `on_op` gets the stored results and events."""
+        When the VM it was undone from is still loose, with its ops' events, and applying
+        the group took at least `redo_swap_seconds`, that VM comes back instead (and the
+        current one stays loose, ready for the next undo); `on_op` then gets the stored
+        results and events."""
         if not self._f_groups:
             return None
         n = self._f_groups[-1]
         cur = len(self.ops)
         target = cur + n
         events = self._loose_events.get(target)
-        if target in self._loose and events is not None and len(events) == n:
+        if (
+            target in self._loose
+            and events is not None
+            and len(events) == n
+            and self._replay_cost(cur, target) >= self._redo_swap_s
+        ):
             self._restore_future(1)
             vm = self._loose.pop(target)
             del self._loose_events[target]
@@ -539,6 +556,7 @@ class Session:
         # Loose VMs are mutable: never shared between sessions.
         s._loose, s._loose_events = {}, {}
         s._tail_events, s._tail_end = None, -1
+        s._copying = None
         return s
 
     def _rebuild(self, keep: int, cur: int) -> None:
@@ -553,7 +571,9 @@ class Session:
         p = max(cands, default=-1)
         base = self._ckpt_base(keep)
         if p < 0 or (base > p and self._replay_cost(p, base) > self._ckpt_cost):
-            vm, p = deepcopy_vm(self._checkpoints[base]), base
+            copied = self._copy_checkpoint(base)
+            assert copied is not None  # no should_stop: never paused
+            vm, p = copied, base
         else:
             vm = cands[p]
             if vm is not live:
@@ -619,9 +639,10 @@ class Session:
         p = max(behind, default=-1)
         base = self._ckpt_base(target)
         if p < 0 or (base > p and self._replay_cost(p, base) > self._ckpt_cost):
-            if should_stop():
-                return False
-            vm, p = deepcopy_vm(self._checkpoints[base]), base
+            copied = self._copy_checkpoint(base, should_stop)
+            if copied is None:
+                return False  # paused: the next prepare (or rebuild) goes on with it
+            vm, p = copied, base
         else:
             vm = self._loose.pop(p)
             self._loose_events.pop(p, None)
@@ -632,6 +653,26 @@ class Session:
         finally:
             self._add_loose(p, vm)
         return p == target
+
+    def _copy_checkpoint(
+        self, base: int, should_stop: Callable[[], bool] | None = None
+    ) -> VM | None:
+        """A copy of the checkpoint at op count `base`, in steps (`vm_copy.copy_steps`),
+        going on with a copy of it paused before; None when `should_stop()` paused it."""
+        src = self._checkpoints[base]
+        job = self._copying
+        if job is None or job[1] is not src:
+            job = self._copying = (base, src, copy_steps(src))
+        steps = job[2]
+        try:
+            while True:
+                if should_stop is not None and should_stop():
+                    return None
+                next(steps)
+        except StopIteration as done:
+            self._copying = None
+            vm: VM = done.value
+            return vm
 
     def _ckpt_base(self, n: int) -> int:
         """The newest checkpoint at or before op count n (0 always exists)."""
@@ -656,6 +697,8 @@ class Session:
         for k in keys[i:]:
             del self._checkpoints[k]
         del keys[i:]
+        if self._copying is not None and self._copying[0] > n:
+            self._copying = None
         for k in [k for k in self._loose if k > n]:
             del self._loose[k]
             self._loose_events.pop(k, None)
