@@ -19,11 +19,14 @@ from collections.abc import Generator
 from itertools import islice
 from typing import Any
 
+from imemviz.model import sparse
 from imemviz.model.extents import ExtentMap
 from imemviz.model.sparse import SparseIndex
 from imemviz.model.vm import VM
 
-CHUNK = 1 << 15  # dict items copied per step (a few ms)
+# Dict items copied per step (a few ms); a dict of at most this many is left to deepcopy,
+# whose dict.copy() of it is one short C call, several times faster than a chunked copy.
+CHUNK = sparse._COPY_CHUNK
 _SMALL = 64  # containers larger than this hold values, not the model's objects: not walked
 
 
@@ -65,7 +68,7 @@ def copy_steps(vm: VM) -> Generator[None, None, VM]:
     for idx in sparse_indexes(vm):
         d = idx.dict_view()
         if len(d) <= CHUNK or id(d) in memo:
-            continue  # small: deepcopy's own d.copy() is one short call
+            continue  # small: deepcopy's own d.copy()
         out: dict[int, Any] = {}
         items = iter(d.items())
         while chunk := list(islice(items, CHUNK)):
