@@ -303,3 +303,16 @@ def test_prepare_pauses_a_copy_and_goes_on_with_it(monkeypatch) -> None:
     assert s.prepare() and s._copying is None and s.undo_ready
     s.undo()
     assert state_document(s.vm) == replayed(s, VM_SMALL)
+
+
+def test_seek_back_and_forth_swaps_the_two_vms() -> None:
+    s = small_session(redo_swap_seconds=0.0)
+    for g in range(6):
+        s.apply_group(plans.accept_and_touch(s.vm, g).ops)
+    end = s.vm
+    r = s.seek(3)
+    assert r.rebuilt and end is s._loose[r.before]
+    back = s.vm
+    r = s.seek(6, on_op=lambda *a: pytest.fail("the ops were applied"))
+    assert r.rebuilt and s.vm is end and s._loose[r.before] is back
+    assert state_document(s.vm) == replayed(s, VM_SMALL)

@@ -60,7 +60,7 @@ from imemviz.model.vm import VM
 
 Planner = Callable[[VM], Plan]
 FORWARD_RECORDS = 8  # a forward seek of at most this many groups publishes an OpRecord per op
-PREPARE_DELAY_MS = 200  # idle time before the engine readies the next undo
+PREPARE_DELAY_MS = 100  # idle time before the engine readies the next undo
 
 
 class EngineWorker(QObject):

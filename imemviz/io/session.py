@@ -184,6 +184,9 @@ class Session:
         # The per-op events of the latest group applied, and the op count it ends at.
         self._tail_events: list[list[Event]] | None = None
         self._tail_end = -1
+        # A VM let go of by the last move, freed by the next prepare(): freeing a big VM
+        # (millions of objects) costs as much as a copy, and need not delay the move.
+        self._trash: list[VM] = []
         # A copy of a checkpoint under way in steps (prepare() paused it for a command):
         # (its op count, the checkpoint, the steps left).
         self._copying: tuple[int, VM, Generator[None, None, VM]] | None = None
@@ -444,10 +447,11 @@ class Session:
 
     def seek(self, position: int, on_op: OnOp | None = None) -> SeekResult:
         """The state after the first `position` groups of the timeline (clamped), the redo
-        history kept.  Backwards: rebuilt from the newest checkpoint at or before it.
-        Forwards: from a checkpoint inside the jump when there is one and the jump is
-        longer than FORWARD_APPLY_OPS ops (the ops before it take their stored results),
-        else the undone groups are applied to the current VM with `on_op` called per op."""
+        history kept.  Backwards: rebuilt from the nearest loose VM or checkpoint at or
+        before it.  Forwards: from a loose VM inside the jump (when the ops up to it took
+        at least `redo_swap_seconds`), or a checkpoint inside it when the jump is longer
+        than FORWARD_APPLY_OPS ops (the ops before it take their stored results); else
+        the undone groups are applied to the current VM with `on_op` called per op."""
         position = max(0, min(position, self.length))
         before = len(self.ops)
         if position < self.position:
@@ -460,10 +464,11 @@ class Session:
         sizes = self._f_groups[len(self._f_groups) - m :]
         target = before + sum(sizes)
         base = self._ckpt_base(target)
-        ahead = [p for p in self._loose if before < p <= target]
-        if ahead:  # a loose VM inside the jump: no copy needed
-            base = max(base, *ahead)
-        if base <= before or target - before <= FORWARD_APPLY_OPS:
+        # A loose VM inside the jump (the one a seek back left): swapped in, no copy, when
+        # the ops up to it cost what a redo swap is worth (see `redo`).
+        p = max((p for p in self._loose if before < p <= target), default=-1)
+        swap = p > before and self._replay_cost(before, p) >= self._redo_swap_s
+        if not swap and (base <= before or target - before <= FORWARD_APPLY_OPS):
             for label, ops in self._take_future(m):
                 self._apply(ops, label, on_op)
             return SeekResult(before, len(self.ops), False)
@@ -557,6 +562,7 @@ class Session:
         s._loose, s._loose_events = {}, {}
         s._tail_events, s._tail_end = None, -1
         s._copying = None
+        s._trash = []
         return s
 
     def _rebuild(self, keep: int, cur: int) -> None:
@@ -614,8 +620,14 @@ class Session:
         rest = sorted((k for k in self._loose if k not in keep), key=lambda k: abs(k - pos))
         keep += rest[: max(0, self._max_loose - len(keep))]
         for k in [k for k in self._loose if k not in keep[: self._max_loose]]:
-            del self._loose[k]
+            self._discard(self._loose.pop(k))
             self._loose_events.pop(k, None)
+
+    def _discard(self, vm: VM) -> None:
+        """Let go of a VM: freed by the next prepare() (one at a time is kept for it; any
+        more are freed now, so a session nobody prepares holds no more)."""
+        self._trash.append(vm)
+        del self._trash[:-1]
 
     def _replay_cost(self, start: int, end: int) -> float:
         """Seconds applying timeline ops [start, end) took."""
@@ -627,11 +639,16 @@ class Session:
         return not self.groups or (len(self.ops) - self.groups[-1]) in self._loose
 
     def prepare(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Ready the next undo (idle-time work): a loose VM at the state before the last
-        group, from the loose VM behind it advanced over the ops it missed, or from a copy
-        of the nearest checkpoint when there is none or that is cheaper.  Stops between ops
-        when `should_stop()` is true (what is done stays: the loose VM stays where it got);
+        """Idle-time work: free the VM the last move let go of, then ready the next undo: a
+        loose VM at the state before the last group, from the loose VM behind it advanced
+        over the ops it missed, or from a copy of the nearest checkpoint when there is none
+        or that is cheaper.  Stops between ops (or copy steps) when `should_stop()` is true
+        (what is done stays: the loose VM stays where it got, a copy goes on next time);
         returns whether the VM is ready."""
+        while self._trash:
+            if should_stop():
+                return False
+            self._trash.pop()
         if self.undo_ready:
             return True
         target = len(self.ops) - self.groups[-1]
@@ -700,7 +717,7 @@ class Session:
         if self._copying is not None and self._copying[0] > n:
             self._copying = None
         for k in [k for k in self._loose if k > n]:
-            del self._loose[k]
+            self._discard(self._loose.pop(k))
             self._loose_events.pop(k, None)
 
     @property
