@@ -313,6 +313,6 @@ def test_seek_back_and_forth_swaps_the_two_vms() -> None:
     r = s.seek(3)
     assert r.rebuilt and end is s._loose[r.before]
     back = s.vm
-    r = s.seek(6, on_op=lambda *a: pytest.fail("the ops were applied"))
+    r = s.seek(s.length, on_op=lambda *a: pytest.fail("the ops were applied"))
     assert r.rebuilt and s.vm is end and s._loose[r.before] is back
     assert state_document(s.vm) == replayed(s, VM_SMALL)
