@@ -243,6 +243,7 @@ class EngineWorker(QObject):
 
         gc_on = gc.isenabled()
         gc.disable()  # a copy of a big VM: no full collection in the middle (see _run)
+        t0 = time.perf_counter()
         try:
             if s.prepare(stop) or not stop():
                 self._prepared = key
@@ -250,7 +251,8 @@ class EngineWorker(QObject):
             self._prepared = key
             self.failed.emit(f"preparing undo: internal error: {e!r}\n{traceback.format_exc()}")
         finally:
-            gc.freeze()
+            if time.perf_counter() - t0 > 0.005:
+                gc.freeze()  # a copy made: out of the collector's reach, as in _run
             if gc_on:
                 gc.enable()
 
