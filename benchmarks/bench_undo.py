@@ -84,7 +84,7 @@ def build(full: bool, n_history: int):
         for g in _free_pages(s.vm, n_history, HIGH + 3, 4099):
             p = plans.accept(g)
             s.apply_group(list(p.ops), p.label)
-        rounds = _free_pages(s.vm, 64, HIGH + (T >> 12) + 5, 1000)
+        rounds = _free_pages(s.vm, 96, HIGH + (T >> 12) + 5, 1000)
     print(f"built in {time.perf_counter() - t:.1f} s, {len(s.ops)} ops  load {_load()}", flush=True)
     # The 1 TiB conversion (bench_app's stall measurement): a big group in the history.
     p = plans.convert(s.vm, HIGH, HIGH + (T >> 12), private=False, discard=True)
@@ -148,6 +148,14 @@ def in_app(s, rounds: list[int], n: int, full: bool) -> None:
     res: dict[str, list[float]] = {}
     try:
 
+        def ready() -> None:
+            """Idle as a user is between clicks: 300 ms, and (this branch) until the engine
+            has readied the next undo in that idle time."""
+            bench_app._idle(app, 300)
+            s = engine.worker.session
+            if hasattr(s, "undo_ready"):
+                bench_app._wait(app, lambda: engine.idle and s.undo_ready)
+
         def move(name: str, post, want: int) -> None:
             c = time.process_time()
             t0 = time.perf_counter()
@@ -159,15 +167,20 @@ def in_app(s, rounds: list[int], n: int, full: bool) -> None:
                 res.setdefault(f"{name} {k}", []).append(v)
             res.setdefault(f"{name} process CPU", []).append(proc)
             res.setdefault(f"{name} settled", []).append(settled)
-            bench_app._idle(app, 300)
+            res.setdefault(f"{name} stall until settled", []).append(hb.gap_ms())
+            ready()
 
         for i in range(n):
-            engine.submit(round_plan(full, engine.worker.session, rounds[i]))
+            engine.submit(round_plan(full, engine.worker.session, rounds[2 * i]))
             bench_app._wait(app, w.wait_drawn)
-            bench_app._idle(app, 300)
+            ready()
             pos = engine.snapshot.position
             move("undo", engine.undo, pos - 1)
             move("redo", engine.redo, pos)
+            # An undo right after an action is drawn: no idle time to ready it.
+            engine.submit(round_plan(full, engine.worker.session, rounds[2 * i + 1]))
+            bench_app._wait(app, w.wait_drawn)
+            move("undo at once after an action", engine.undo, pos)
         print(f"in the app, {n} rounds (ms)  load {_load()}")
         for name, xs in res.items():
             print(f"  {name:32s} {_med(xs)}")
@@ -192,7 +205,7 @@ def main() -> None:
     if not a.no_headless:
         headless(s, rounds, a.rounds, a.full_td)
     if a.app:
-        in_app(s, rounds[a.rounds :], a.rounds, a.full_td)
+        in_app(s, rounds[2 * a.rounds :], a.rounds, a.full_td)
     print(f"load at the end {_load()}")
 
 
