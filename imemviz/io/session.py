@@ -23,12 +23,14 @@ each the state at some position of the timeline; a rebuild takes the one
 nearest below its target when that beats copying a checkpoint, applies the
 ops in between and makes it the current VM, and the VM it replaces becomes
 a loose VM at its own position.  So undo swaps in the VM from before the
-last group, redo swaps the undone one back (its ops' results and events
-were kept), and a seek back and forth swaps the two.  `prepare()` (the
-app calls it while the engine thread is idle) readies the VM for the next
-undo: it advances the loose VM behind the position over the ops it missed
-(the previous action's), or copies a checkpoint when there is none, and
-stops between ops as soon as `should_stop()` says a command waits.  Every
+last group, redo swaps the undone one back when re-applying its group would
+take `redo_swap_seconds` or more (its ops' results and events were kept),
+and a seek back and forth swaps the two.  `prepare()` (the app calls it
+while the engine thread is idle) frees the VM the last move let go of, then
+readies the VM for the next undo: it advances the loose VM behind the
+position over the ops it missed (the previous action's), or copies a
+checkpoint in steps (`vm_copy.copy_steps`) when there is none, and stops
+between ops or steps as soon as `should_stop()` says a command waits.  Every
 loose VM is a copy of a checkpoint (or the current VM) with exactly the
 timeline's ops applied, so it equals a replay from op 0 (the engine is
 deterministic); a new action after an undo drops the ones in the replaced
