@@ -102,8 +102,12 @@ def test_checkpoints_bound_replay() -> None:
 
 def test_seek_moves_both_ways_keeping_the_future() -> None:
     ticks = iter(range(1_000_000))
+    # redo_swap_seconds: never swap the VM a seek back left in (test_session_loose.py does).
     s = td_session(
-        min_checkpoint_seconds=0.0, max_ops_between_checkpoints=4, clock=lambda: float(next(ticks))
+        min_checkpoint_seconds=0.0,
+        max_ops_between_checkpoints=4,
+        clock=lambda: float(next(ticks)),
+        redo_swap_seconds=1e9,
     )
     s.annotate = lambda vm, i, op, r, events: (i, vm.op_index - s.op_base - 1, len(events))
     prints = [fingerprint(s)]

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from imemviz.app import frame_fence
 from imemviz.app import messages as M
@@ -60,6 +60,7 @@ from imemviz.model.vm import VM
 
 Planner = Callable[[VM], Plan]
 FORWARD_RECORDS = 8  # a forward seek of at most this many groups publishes an OpRecord per op
+PREPARE_DELAY_MS = 100  # idle time before the engine readies the next undo
 
 
 class EngineWorker(QObject):
@@ -125,6 +126,13 @@ class EngineWorker(QObject):
         self._held: list[tuple[Any, Any]] | None = None
         self._pacing = False  # the last publish sends its pieces one per GUI turn
         self._owed = 0  # the token sent after the last rasters, not waited for yet
+        self._prepared: tuple[int, int] | None = None  # (session id, version) undo readied for
+        # The next undo is readied PREPARE_DELAY_MS after the engine went idle: the GUI has
+        # drawn what the command changed by then, and the two do not share the CPU.
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setSingleShot(True)
+        self._idle_timer.setInterval(PREPARE_DELAY_MS)
+        self._idle_timer.timeout.connect(self._prepare_undo)
         self._wake.connect(self._drain)
         self.HANDLERS: dict[type, Callable[[Any], None]] = {
             M.ApplyPlan: self._cmd_plan,
@@ -234,6 +242,7 @@ class EngineWorker(QObject):
                 rasters, self._rasters = self._rasters, {}
                 inspects, self._inspects = self._inspects, {}
             if not rasters and not inspects:
+                self._idle_timer.start()  # then ready the next undo, if still idle
                 return
             if self.session is None:
                 continue
@@ -252,6 +261,38 @@ class EngineWorker(QObject):
                 # engine with nothing more to do does not wait.
                 self._owed = self.fence.issue()
                 self.paced.emit(self._owed)
+
+    @Slot()
+    def _prepare_undo(self) -> None:
+        """Idle: ready the live session's next undo (`Session.prepare`: a VM kept for it,
+        so the undo swaps it in instead of copying a checkpoint), stopping between ops (or
+        copy steps) as soon as anything is queued; the next idle time goes on with it.
+        The replay's own session is left alone: its seeks are timed as they were."""
+        s = self.session
+        key = (id(s), self._version)
+        if s is None or s is self._replay or self._prepared == key:
+            return
+
+        def stop() -> bool:
+            return bool(self._inbox or self._rasters or self._inspects or self._stopping)
+
+        if stop():
+            return  # the drain that is coming starts the timer again
+
+        gc_on = gc.isenabled()
+        gc.disable()  # a copy of a big VM: no full collection in the middle (see _run)
+        t0 = time.perf_counter()
+        try:
+            if s.prepare(stop) or not stop():
+                self._prepared = key
+        except Exception as e:  # an engine bug must not stop the thread
+            self._prepared = key
+            self.failed.emit(f"preparing undo: internal error: {e!r}\n{traceback.format_exc()}")
+        finally:
+            if time.perf_counter() - t0 > 0.005:
+                gc.freeze()  # a copy made: out of the collector's reach, as in _run
+            if gc_on:
+                gc.enable()
 
     def _run(self, cmd: M.Command) -> None:
         label = cmd.label
@@ -968,6 +1009,11 @@ class Engine(PaneSource):
         self.engine_thread.setObjectName("imemviz-engine")
         self.worker: EngineWorker = EngineWorker()
         self.worker.moveToThread(self.engine_thread)
+        # The idle timer lives on the engine thread: stopped there as it ends (a timer
+        # still running when the worker goes would be stopped from the wrong thread).
+        self.engine_thread.finished.connect(
+            self.worker._idle_timer.stop, Qt.ConnectionType.DirectConnection
+        )
         self.timeline: TimelineInfo | None = None
         self.pending = 0  # commands posted and not finished
         self._busy = False

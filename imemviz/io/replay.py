@@ -18,6 +18,7 @@ costs at most `interval` op applies plus one copy.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -141,22 +142,24 @@ class StateCache:
         self.interval = max(1, interval)
         vm0 = start if start is not None else timeline.start_vm()
         self._checkpoints: dict[int, VM] = {0: vm0}
+        self._keys: list[int] = [0]  # the checkpoints' positions, sorted (a bisect finds one)
 
     @property
     def checkpoints(self) -> list[int]:
-        return sorted(self._checkpoints)
+        return list(self._keys)
 
     def vm_at(self, position: int) -> VM:
         """A new VM equal to the start with the first `position` ops applied."""
         n = len(self.timeline)
         if not 0 <= position <= n:
             raise IndexError(f"position {position} outside 0..{n}")
-        base = max(k for k in self._checkpoints if k <= position)
+        base = self._keys[bisect.bisect_right(self._keys, position) - 1]
         vm = self._copy(self._checkpoints[base])
         for k in range(base, position):
             vm.apply(self.timeline.ops[k])
             if (k + 1) % self.interval == 0 and (k + 1) not in self._checkpoints:
                 self._checkpoints[k + 1] = self._copy(vm)
+                bisect.insort(self._keys, k + 1)
         return vm
 
 
