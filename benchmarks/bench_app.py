@@ -85,7 +85,7 @@ def build_big_td(n_extents: int = 100_000, n_leaves: int = 6000, seed: int = 0):
 def _app():
     from PySide6.QtWidgets import QApplication
 
-    sys.setswitchinterval(float(os.environ.get("SWITCH", "0.002")))  # as run_app does
+    sys.setswitchinterval(float(os.environ.get("SWITCH", "0.0005")))  # as run_app does
     return QApplication.instance() or QApplication(sys.argv[:1])
 
 

@@ -142,7 +142,7 @@ def main() -> None:
         "--engine", action="store_true", help="the engine thread's signals and fence, too"
     )
     a = ap.parse_args()
-    sys.setswitchinterval(0.002)  # as run_app does
+    sys.setswitchinterval(0.0005)  # as run_app does (main.SWITCH_INTERVAL_S)
     app = TimedApp(sys.argv[:1])
     path = a.recording or os.path.join(tempfile.mkdtemp(prefix="imemviz-profile-"), "long.jsonl")
     if not os.path.exists(path):

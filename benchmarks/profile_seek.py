@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--min-ms", type=float, default=0.3)
     ap.add_argument("--recording", metavar="JSONL")
     a = ap.parse_args()
-    sys.setswitchinterval(0.002)  # as run_app does
+    sys.setswitchinterval(0.0005)  # as run_app does (main.SWITCH_INTERVAL_S)
     app = po.TimedApp(sys.argv[:1])
     path = a.recording or os.path.join(tempfile.mkdtemp(prefix="imemviz-profile-"), "long.jsonl")
     if not os.path.exists(path):

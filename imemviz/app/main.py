@@ -30,6 +30,14 @@ _QUIET = (
 )
 
 
+# How long the engine thread may hold the GIL while the GUI thread waits for it.  Every
+# Python call the GUI makes (a slot, an event filter, a paint) takes the GIL back, each
+# up to this long while the engine runs: with 2 ms, a recording's loading kept the GUI's
+# 5 ms heartbeat waiting 20-23 ms on a quiet machine; with 0.5 ms, 10-11 ms
+# (docs/benchmarks.md, "sixth pass").  The GUI idle, nobody asks: no cost to the engine.
+SWITCH_INTERVAL_S = 0.0005
+
+
 def _message_handler(mode, context, message: str) -> None:
     if any(q in message for q in _QUIET):
         return
@@ -149,7 +157,7 @@ def run_app(
     if screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     # The engine thread holds the GIL in short bursts; switch often so the GUI stays smooth.
-    sys.setswitchinterval(0.002)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = _app(sys.argv[:1])
     from imemviz.io.trace.timeline import is_observed
 

@@ -203,3 +203,19 @@ def test_a_new_view_is_applied_before_the_paint_not_during_it(make_window, qtbot
         wait_drawn(qtbot, w)
     assert seen and all(not stale for stale, _n, _c in seen)  # nothing left for the paint
     assert all(n > 0 and current for _s, n, current in seen), seen  # labels turned already
+
+
+def test_a_new_sessions_cell_labels_are_drawn_in_the_turn_after_its_cells(
+    make_window, qtbot
+) -> None:
+    """The labels' full draw (5-8 ms at 1600x1000) is not part of the first frame's paint:
+    that paint shows the cells, the labels come in a paint of their own, and end drawn."""
+    w = make_window(td_session(), fold=True)  # folded, as the app: labelled tiles
+    cells = w.map.cells
+    deferred, draws = cells.deferred, cells._layer.full_draws
+    w.engine.set_session(sw_session(1 << 20))  # 256 pages: labelled tiles at once
+    wait_drawn(qtbot, w)
+    wait_idle(qtbot, w.engine)
+    qtbot.waitUntil(lambda: cells.tier() == 2 and cells._layer.full_draws > draws)
+    assert cells.deferred == deferred + 1 and not cells.defer
+    assert w.map.warmed_texts > 0  # their texts laid out a turn ahead, too

@@ -86,6 +86,7 @@ class GpaMapPane(QWidget):
         self.history = ViewHistory()  # Back / Forward through framings
         self.animator = MapAnimator(self)
         self.warmed: list[bool] = []  # the axes' pictures drawn ahead of the last first frame
+        self.warmed_texts = 0  # the cell labels' texts laid out ahead of it
         self._build()
         self.paint_hold = PaintHold(self)  # one repaint per op: marks and raster together
         # A new session's axes are drawn two timer hops after its snapshot, while the
@@ -360,6 +361,7 @@ class GpaMapPane(QWidget):
             # the new layout blank (axes, bands, scroll bar: ~6 ms of GUI time) and be
             # painted again a turn later with the raster.  One paint, in a turn of its own.
             self.paint_hold.hold()
+            self.cells.defer = True  # its labels in the turn after its cells
             self._warm_left = 2  # after this turn's posted layouts (frame_fence.AckLater)
             self._warm_timer.start()
         if first or (extent_changed and was_fit):
@@ -379,6 +381,7 @@ class GpaMapPane(QWidget):
             self._warm_timer.start()
             return
         self.warmed = [warm_picture(ax) for ax in (self.left_axis, self.bottom_axis)]
+        self.warmed_texts = self.cells.warm_texts(self.layout_)
 
     def _on_raster(self, ans: RasterAnswer) -> None:
         if ans.request.key != KEY or ans.request.row_gfns != self.layout_.row_gfns:

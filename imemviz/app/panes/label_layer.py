@@ -55,13 +55,16 @@ class LabelLayer:
         codes: np.ndarray,
         band: Callable[[int], tuple[float, float]],
         draw: Draw,
-    ) -> None:
+        defer: bool = False,
+    ) -> bool:
         """Blit the labels of rows [y0, y0 + len(codes)) onto `painter` (in view pixels:
         an identity world transform), drawing first what `key` or `codes` changed.
 
         `bounds`: where the labels may draw, in view pixels; `band(y)`: the top and
         bottom of row y in view pixels; `codes`: what the labels of each row depend on
-        besides `key` (a row whose codes are unchanged keeps its pixels).
+        besides `key` (a row whose codes are unchanged keeps its pixels).  `defer`: when
+        everything would have to be drawn anew, draw nothing and return False (the
+        caller paints again in a later turn).
         """
         dev = painter.device()
         dpr = dev.devicePixelRatioF() if dev is not None else 1.0
@@ -72,10 +75,14 @@ class LabelLayer:
         full_key = (key, dpr, left, top, wpx, hpx, y0, codes.shape)
         n = codes.shape[0]
         if self._image is None or self._key != full_key or self._codes is None:
+            if defer:
+                return False
             self._redraw_all(painter, full_key, dpr, origin, wpx, hpx, y0, n, draw)
         else:
             changed = np.flatnonzero((self._codes != codes).any(axis=1))
             if len(changed) > MAX_ROWS_UPDATED:
+                if defer:
+                    return False
                 self._redraw_all(painter, full_key, dpr, origin, wpx, hpx, y0, n, draw)
             elif len(changed):
                 p = self._begin(painter, origin)
@@ -99,6 +106,7 @@ class LabelLayer:
         self._codes = codes.copy()
         assert self._image is not None
         painter.drawImage(origin, self._image)
+        return True
 
     def _redraw_all(
         self,

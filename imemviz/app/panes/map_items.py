@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -32,6 +32,8 @@ from imemviz.model.units import fmt_size
 # code's colour is drawn light (both from the palette).
 SHORT = {code: LEGEND_BY_CODE[code].short for code in Code}
 DARK = [is_dark(c) for c in Code]
+SHORT_BY_CODE = [SHORT[c] for c in Code]  # indexed by the int code: no Code() per cell
+LABELS_AFTER_MS = 8  # a new session's cell labels: a paint this long after its cells'
 
 
 def warm_picture(axis: pg.AxisItem) -> bool:
@@ -143,6 +145,9 @@ class CellLabels(QGraphicsObject):
         self._layout: MapLayout | None = None
         self._texts: dict[str, QStaticText] = {}
         self._layer = LabelLayer()
+        # Set for a new session's first frame: a full draw of the labels waits a turn.
+        self.defer = False
+        self.deferred = 0  # paints that left the labels to the next turn (tests)
         self.set_scale(1.0)
         self.setZValue(5)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
@@ -167,6 +172,9 @@ class CellLabels(QGraphicsObject):
         lay = self._layout
         if lay is None or self._codes is None or self._codes.shape[1] != lay.row_gfns:
             return 0
+        return self._tier_of(lay)
+
+    def _tier_of(self, lay: MapLayout) -> int:
         w, h = lay.cell_px()
         s = self.scale_
         if w >= self.FULL_PX[0] * s and h >= self.FULL_PX[1] * s:
@@ -177,6 +185,29 @@ class CellLabels(QGraphicsObject):
 
     def active(self) -> bool:
         return self.tier() > 0
+
+    def warm_texts(self, layout: MapLayout) -> int:
+        """Lay out now the address texts of every cell `layout` shows (QStaticText's
+        prepare: ~16 us a text, ~8 ms for a 1600x1000 view of labelled tiles), so the
+        paint that follows only draws them.  A new session's first frame calls it a turn
+        ahead, while the engine draws the raster (gpa_map's warm-up).  How many it made."""
+        if self._tier_of(layout) != 2:
+            return 0
+        r = layout.row_gfns
+        fm = layout.foldmap()
+        y0 = max(0, int(layout.top))
+        y1 = math.ceil(layout.top + layout.rows_visible())
+        made = 0
+        for d in range(y0, y1):
+            lin, fold = fm.at_display_row(d)
+            if fold >= 0:
+                continue
+            for col in range(r):
+                s = fmt_gpa((lin * r + col) * 4096)
+                if s not in self._texts:
+                    self._text(s)
+                    made += 1
+        return made
 
     def boundingRect(self) -> QRectF:
         if self._codes is None or self._layout is None:
@@ -231,9 +262,16 @@ class CellLabels(QGraphicsObject):
         painter.save()
         painter.resetTransform()
         try:
-            self._layer.paint(painter, key, bounds, y0, codes, band, draw)
+            drawn = self._layer.paint(painter, key, bounds, y0, codes, band, draw, self.defer)
         finally:
             painter.restore()
+        if not drawn:
+            # A new session's first frame: its cells now, their labels (a full draw of
+            # the layer, 5-8 ms) in a paint of their own, a frame later: not a zero
+            # timer, which Qt may run before the timers and input already due.
+            self.defer = False
+            self.deferred += 1
+            QTimer.singleShot(LABELS_AFTER_MS, self.update)
 
     def _draw(
         self,
@@ -296,7 +334,7 @@ class CellLabels(QGraphicsObject):
                     continue
                 x = ox + col * cw + pad
                 painter.setPen(pens[DARK[code]])
-                short = SHORT[Code(code)]
+                short = SHORT_BY_CODE[code]
                 if gpa:
                     painter.drawStaticText(
                         QPointF(x, y_gpa), self._text(fmt_gpa((lin * r + col) * 4096))
