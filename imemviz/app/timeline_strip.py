@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDockWidget
+
+from imemviz.app import dock_tabs
 
 if TYPE_CHECKING:
     from imemviz.app.window import MainWindow
@@ -70,6 +72,7 @@ def place(window: MainWindow, dock: QDockWidget) -> bool:
     (front or log).raise_()
     for d in closed:  # after the raise: raising drops a closed dock from its tab group
         d.hide()
+    QTimer.singleShot(0, lambda: dock_tabs.hide_stale(window))  # the groups' old tab bars
     return True
 
 

@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 import shiboken6
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 import imemviz
+from imemviz.app import dock_tabs
 from imemviz.app.actions import ActionRegistry
 from imemviz.app.crash import CrashReporter
 from imemviz.app.dialogs import NewVmDialog, OpDialog
@@ -181,6 +182,8 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, ev) -> None:
         super().showEvent(ev)
+        # Once laid out: tab bars Qt left shown from the docks' moves (dock_tabs.py).
+        QTimer.singleShot(0, lambda: dock_tabs.hide_stale(self))
         if not self._sized:
             # Dock sizes apply once the window has its size: default proportions.
             self._sized = True
