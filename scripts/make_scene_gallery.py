@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Screenshots of every shipped scene at its key op, for docs/app.md's scene gallery.
 
-    .venv/bin/python scripts/make_scene_gallery.py [OUTDIR] [--size WxH]
+    .venv/bin/python scripts/make_scene_gallery.py [OUTDIR] [--size WxH ...]
 
 The key op of a scene (KEY_OPS, chosen by reading its captions) is the op the
 scene exists to show.  Each scene is rendered as
 `imemviz --screenshot OUT --size WxH --at N SCENE` renders it: the replay view
 right after that op, framed on what it changed, with its change marks.
-Default size 1280x720 (a projector); OUTDIR defaults to docs/screenshots/scenes.
+Default sizes 1280x720 (a projector: NAME.png) and 1920x1080 (NAME-1920x1080.png);
+OUTDIR defaults to docs/screenshots/scenes.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ KEY_OPS: dict[str, tuple[int, str]] = {
     "virtio-gpu-blob-6.16": (14, "6.16 maps the same blob"),
 }
 SKIP = {"default"}  # the launch screenshot shows it
+# The sizes made by default and the suffix of their file names.
+SIZES = {"1280x720": "", "1920x1080": "-1920x1080"}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", nargs="?", default=os.path.join("docs", "screenshots", "scenes"))
-    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--size", action="append", help="WxH (repeatable)")
     ns = ap.parse_args()
     os.makedirs(ns.out, exist_ok=True)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
@@ -65,13 +68,14 @@ def main() -> int:
             failed += 1
             continue
         k = KEY_OPS[name][0]
-        png = os.path.join(ns.out, f"{name}.png")
-        cmd = [sys.executable, "-m", "imemviz", "--screenshot", png, "--size", ns.size]
-        cmd += ["--at", str(k + 1), str(resources.scene_path(name))]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        status = "ok" if r.returncode == 0 else f"exit {r.returncode}: {r.stderr.strip()}"
-        failed += r.returncode != 0
-        print(f"{name}: op #{k} -> {png} ({status})")
+        for size in ns.size or list(SIZES):
+            png = os.path.join(ns.out, f"{name}{SIZES.get(size, '-' + size)}.png")
+            cmd = [sys.executable, "-m", "imemviz", "--screenshot", png, "--size", size]
+            cmd += ["--at", str(k + 1), str(resources.scene_path(name))]
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            status = "ok" if r.returncode == 0 else f"exit {r.returncode}: {r.stderr.strip()}"
+            failed += r.returncode != 0
+            print(f"{name}: op #{k} -> {png} ({status})")
     return 1 if failed else 0
 
 

@@ -144,4 +144,7 @@ def test_every_scene_has_a_key_op_for_the_gallery() -> None:
         k, _what = gallery.KEY_OPS[name]
         ops = Timeline.load(str(resources.scene_path(name))).ops
         assert 0 <= k < len(ops) and ops[k].NAME != "note", name
-        assert f"screenshots/scenes/{name}.png" in docs, f"{name}: not in docs/app.md"
+        for suffix in gallery.SIZES.values():  # both sizes linked, and there
+            link = f"screenshots/scenes/{name}{suffix}.png"
+            assert link in docs, f"{name}: {link} not in docs/app.md"
+            assert (path.parent.parent / "docs" / link).is_file(), f"{link}: missing"
