@@ -111,6 +111,13 @@ def whole_target(lay: MapLayout, ranges: Ranges) -> View | None:
     return View(r, _centre(ranges))
 
 
+def _unless_here(lay: MapLayout, ranges: Ranges, r: int) -> View | None:
+    """View(r) on `ranges`, or None when the map shows them whole at that zoom already."""
+    if r == lay.row_gfns and shown_whole(lay, ranges):
+        return None
+    return View(r, _centre(ranges))
+
+
 def step_target(lay: MapLayout, changed: Ranges, step: Ranges, cells: Cells) -> View | None:
     """Where the map goes for a step (see the module's doc): `changed` is what the op
     changed, `step` the gfns this step names.  None: stay."""
@@ -119,18 +126,20 @@ def step_target(lay: MapLayout, changed: Ranges, step: Ranges, cells: Cells) -> 
     if not changed:
         return labelled_target(lay, step, cells) if step else None
     # The cheap checks first: after the first step the view is usually right already.
-    if labelled_now(lay, changed, cells):
+    # Only the biggest tiles count here: the smaller ones carry a short state only, and a
+    # long one (BLOCKED, PENDING) does not fit them.
+    if labelled_now(lay, changed, cells[:1]):
         return None
     r = labelled_zoom(lay, changed, cells)
     if r is not None:
-        return View(r, _centre(changed))
+        return _unless_here(lay, changed, r)
     size = sum(b - a for a, b in step)
     if step and size <= sum(b - a for a, b in changed):
-        if labelled_now(lay, step, cells):
+        if labelled_now(lay, step, cells[:1]):
             return None
         r = labelled_zoom(lay, step, cells)
         if r is not None:
-            return View(r, _centre(step))
+            return _unless_here(lay, step, r)
         return whole_target(lay, changed)
     # No gfn, or more than the op changed (an invalidation over the whole memslot): what
     # the step draws differently is in the op's change, shown already, or to be shown.

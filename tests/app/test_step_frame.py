@@ -11,7 +11,7 @@ from PySide6.QtGui import QAction
 from imemviz.app.panes.entries import COLUMNS
 from imemviz.app.panes.map_frame import View
 from imemviz.app.panes.map_items import CellLabels
-from imemviz.app.panes.map_layout import MapLayout
+from imemviz.app.panes.map_layout import MIN_ROW_GFNS, MapLayout
 from imemviz.app.step_frame import cells_at_least, labelled_target, shown_whole, step_target
 from imemviz.io import plans
 from imemviz.io.session import Session
@@ -156,3 +156,23 @@ def test_a_demote_frames_the_2m_leaf_whole_then_the_4k_page(make_window, qtbot) 
     with contextlib.suppress(qtbot.TimeoutError):
         qtbot.waitUntil(lambda: pixel_at_gfn(w, 0x10200) == want, timeout=10_000)
     assert_shows(w, 0x10200, Code.SHARED_KEPT)
+
+
+def test_from_small_tiles_a_step_zooms_to_tiles_that_hold_a_long_state() -> None:
+    """Tiles of the short size carry a short state only: BLOCKED ran over its neighbours.
+    A step whose pages are shown so zooms to the big tiles when they fit."""
+    lay = MapLayout(extent=1 << 19, width=610, height=330, fold=False)
+    lay.fit()
+    pages = [(0x810, 0x814)]
+    r = MIN_ROW_GFNS
+    while not (
+        cells_at_least(lay, CellLabels.SHORT_PX) and not cells_at_least(lay, CellLabels.FULL_PX)
+    ):
+        View(r, 0x812).apply(lay)
+        r *= 2
+    assert shown_whole(lay, pages)  # the short tiles show them already
+    target = step_target(lay, pages, pages, CELLS)
+    assert target is not None and target.row_gfns < lay.row_gfns
+    target.apply(lay)
+    assert shown_whole(lay, pages) and cells_at_least(lay, CellLabels.FULL_PX)
+    assert step_target(lay, pages, pages, CELLS) is None  # and stays

@@ -340,4 +340,8 @@ class CellLabels(QGraphicsObject):
                         QPointF(x, y_gpa), self._text(fmt_gpa((lin * r + col) * 4096))
                     )
                 if short and short_shown:
-                    painter.drawStaticText(QPointF(x, y_short), self._text(short))
+                    t = self._text(short)
+                    # A state too long for its cell (BLOCKED in a small tile) is left to
+                    # the colour: drawn, it ran over the next cells' texts.
+                    if t.size().width() <= cw - pad:
+                        painter.drawStaticText(QPointF(x, y_short), t)
