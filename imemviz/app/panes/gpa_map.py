@@ -51,6 +51,7 @@ from imemviz.model.units import fmt_size
 
 KEY = "gpa_map"
 SCROLL_SCALE_MAX = 1 << 30
+WARM_TEXTS = 128  # cell label texts laid out per turn ahead of a new session's first frame
 GUTTER_PX = 170  # right of the rows: memslot and hole labels with their brackets
 MARGIN_PX = 7  # above the first and below the last row, so edge tick labels fit
 LABEL_PX = 40  # height of a three-line gutter label
@@ -381,7 +382,15 @@ class GpaMapPane(QWidget):
             self._warm_timer.start()
             return
         self.warmed = [warm_picture(ax) for ax in (self.left_axis, self.bottom_axis)]
-        self.warmed_texts = self.cells.warm_texts(self.layout_)
+        # The cell labels' texts next, a slice per turn (WARM_TEXTS: ~2 ms each).
+        self.warmed_texts = 0
+        QTimer.singleShot(0, self._warm_texts)
+
+    def _warm_texts(self) -> None:
+        made, done = self.cells.warm_texts(self.layout_, WARM_TEXTS)
+        self.warmed_texts += made
+        if not done:
+            QTimer.singleShot(0, self._warm_texts)
 
     def _on_raster(self, ans: RasterAnswer) -> None:
         if ans.request.key != KEY or ans.request.row_gfns != self.layout_.row_gfns:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -33,6 +33,7 @@ from imemviz.model.units import fmt_size
 SHORT = {code: LEGEND_BY_CODE[code].short for code in Code}
 DARK = [is_dark(c) for c in Code]
 SHORT_BY_CODE = [SHORT[c] for c in Code]  # indexed by the int code: no Code() per cell
+OUTSIDE = int(Code.OUTSIDE)
 LABELS_AFTER_MS = 8  # a new session's cell labels: a paint this long after its cells'
 
 
@@ -186,13 +187,14 @@ class CellLabels(QGraphicsObject):
     def active(self) -> bool:
         return self.tier() > 0
 
-    def warm_texts(self, layout: MapLayout) -> int:
-        """Lay out now the address texts of every cell `layout` shows (QStaticText's
-        prepare: ~16 us a text, ~8 ms for a 1600x1000 view of labelled tiles), so the
-        paint that follows only draws them.  A new session's first frame calls it a turn
-        ahead, while the engine draws the raster (gpa_map's warm-up).  How many it made."""
+    def warm_texts(self, layout: MapLayout, limit: int | None = None) -> tuple[int, bool]:
+        """Lay out now the address texts of the cells `layout` shows (QStaticText's
+        prepare: ~16 us a text, ~4-8 ms for a view of labelled tiles), so the paint that
+        follows only draws them.  A new session's first frame has it done ahead, a slice
+        of at most `limit` new texts per turn, while the engine draws the raster (gpa_map's
+        warm-up).  How many it made, and whether every text is there."""
         if self._tier_of(layout) != 2:
-            return 0
+            return 0, True
         r = layout.row_gfns
         fm = layout.foldmap()
         y0 = max(0, int(layout.top))
@@ -205,9 +207,11 @@ class CellLabels(QGraphicsObject):
             for col in range(r):
                 s = fmt_gpa((lin * r + col) * 4096)
                 if s not in self._texts:
+                    if limit is not None and made >= limit:
+                        return made, False
                     self._text(s)
                     made += 1
-        return made
+        return made, True
 
     def boundingRect(self) -> QRectF:
         if self._codes is None or self._layout is None:
@@ -294,16 +298,15 @@ class CellLabels(QGraphicsObject):
         # A light grid: every page its own tile.
         painter.setPen(QPen(QColor(255, 255, 255, 170), 1))
         x0, x1 = ox, ox + r * cw
-        for row in range(y0, y1 + 1):
-            y = oy + row * ch
-            painter.drawLine(QPointF(x0, y), QPointF(x1, y))
+        # One call for the whole grid (a call per line was ~250 calls of Python a view).
+        lines = [QLineF(x0, oy + row * ch, x1, oy + row * ch) for row in range(y0, y1 + 1)]
+        xs = [ox + col * cw for col in range(1, r)]
         for i, (_lin, fold) in enumerate(linear):
             if fold >= 0:
                 continue
             ya, yb = oy + (y0 + i) * ch, oy + (y0 + i + 1) * ch
-            for col in range(1, r):
-                x = ox + col * cw
-                painter.drawLine(QPointF(x, ya), QPointF(x, yb))
+            lines.extend(QLineF(x, ya, x, yb) for x in xs)
+        painter.drawLines(lines)
         pad = 3 * self.scale_
         # A row's redraw (LabelLayer) clips to its band: its neighbours' texts that stay
         # outside the clip are not drawn (a text's pixels stay in its line's box).
@@ -328,12 +331,14 @@ class CellLabels(QGraphicsObject):
             short_shown = shown(y_short)
             if not (gpa or short_shown):
                 continue
-            for col in range(r):
-                code = int(line[col])
-                if code == Code.OUTSIDE:
+            pen = -1
+            for col, code in enumerate(line.tolist()):
+                if code == OUTSIDE:
                     continue
                 x = ox + col * cw + pad
-                painter.setPen(pens[DARK[code]])
+                if DARK[code] != pen:  # a pen change per run of like cells, not per cell
+                    pen = DARK[code]
+                    painter.setPen(pens[pen])
                 short = SHORT_BY_CODE[code]
                 if gpa:
                     painter.drawStaticText(
