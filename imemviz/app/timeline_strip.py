@@ -72,7 +72,7 @@ def place(window: MainWindow, dock: QDockWidget) -> bool:
     (front or log).raise_()
     for d in closed:  # after the raise: raising drops a closed dock from its tab group
         d.hide()
-    QTimer.singleShot(0, lambda: dock_tabs.hide_stale(window))  # the groups' old tab bars
+    QTimer.singleShot(0, window, lambda: dock_tabs.hide_stale(window))  # old tab bars
     return True
 
 

@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
     def showEvent(self, ev) -> None:
         super().showEvent(ev)
         # Once laid out: tab bars Qt left shown from the docks' moves (dock_tabs.py).
-        QTimer.singleShot(0, lambda: dock_tabs.hide_stale(self))
+        QTimer.singleShot(0, self, lambda: dock_tabs.hide_stale(self))
         if not self._sized:
             # Dock sizes apply once the window has its size: default proportions.
             self._sized = True
